@@ -1,0 +1,115 @@
+# Build the book and run every test. The README's two commands:
+#   make book   -> _build/html/index.html
+#   make test   -> unit tests, every chapter notebook, the book build, the browser tests
+# Both create .venv on first use (Python 3.11 and pip are all they need).
+#
+# PyTorch is installed first, on its own, so that the build you want is the one you get:
+#   make book TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"    # CPU build
+#   make book TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128"  # CUDA 12.8
+# With TORCH_PIP_ARGS empty pip asks its configured index (PyPI, or a local wheel where one is set up).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON        ?= python3
+VENV          ?= .venv
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+NB_TIMEOUT    ?= 300
+PYTEST_ARGS   ?=
+
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+# Chapter notebooks (the paired .ipynb files) and the MyST chapters that are jupytext notebooks.
+NOTEBOOKS = $(wildcard book/*.ipynb)
+CHAPTERS  = $(shell grep -l '^kernelspec:' book/*.md 2>/dev/null)
+
+# Front-end files the built HTML loads from CDNs; the browser tests serve local copies instead.
+VENDOR_DIR  := tests/browser/vendor
+VENDOR_PKGS := mathjax@3.2.2 requirejs@2.3.4 @jupyter-widgets/html-manager@1.0.6
+VENDOR_STAMP := $(VENDOR_DIR)/.installed
+
+# Every tool runs from the venv; notebook kernels ("python3") resolve to the venv's python too.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONHASHSEED ?= 0
+export MPLBACKEND ?= Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+# Run one stage, print its wall time, keep its exit status.
+define stage
+	@echo "==> $(1)"; start=$$(date +%s); rc=0; $(2) || rc=$$?; \
+	 echo "<== $(1): $$(( $$(date +%s) - start )) s (exit $$rc)"; \
+	 echo "$(1) $$(( $$(date +%s) - start ))s exit=$$rc" >> _build/stage-times.txt 2>/dev/null || true; \
+	 exit $$rc
+endef
+
+.PHONY: help venv vendor book test test-unit test-notebooks test-browser sync bench clean distclean
+
+help:
+	@echo "make book   build the HTML book into _build/html (index.html)"
+	@echo "make test   unit tests, chapter notebooks (nbmake), book build, browser tests"
+	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb)"
+	@echo "make bench  run benchmarks/*.py"
+	@echo "make venv   create .venv and install torch, then the package with extras book,test,realdata"
+	@echo "make clean  remove build outputs (make distclean also removes .venv and vendored JS)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	    echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	 else \
+	    $(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS); \
+	 fi
+	$(PY) -m pip install -e ".[book,test,realdata]"
+	@touch $@
+
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): Makefile
+	@command -v npm >/dev/null || { echo "npm is needed for the browser tests (apt-get install npm)"; exit 1; }
+	mkdir -p $(VENDOR_DIR)
+	npm install --no-save --no-audit --no-fund --loglevel=error --prefix $(VENDOR_DIR) $(VENDOR_PKGS)
+	@touch $@
+
+book: venv
+	rm -rf _build
+	mkdir -p _build
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+test: venv vendor
+	@rm -rf _build artifacts; mkdir -p _build
+	$(call stage,unit tests,$(BIN)/pytest tests -m "not browser" $(PYTEST_ARGS))
+	$(call stage,chapter notebooks,$(MAKE) --no-print-directory test-notebooks)
+	$(call stage,book build,$(BIN)/jupyter-book build . -W -n --keep-going)
+	$(call stage,browser tests,$(BIN)/pytest tests -m browser $(PYTEST_ARGS))
+	@echo "stage times:"; cat _build/stage-times.txt
+
+test-unit: venv
+	$(BIN)/pytest tests -m "not browser" $(PYTEST_ARGS)
+
+test-notebooks: venv
+	@if [ -z "$(NOTEBOOKS)" ]; then echo "no book/*.ipynb to run"; else \
+	  $(BIN)/pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) -p no:cacheprovider $(NOTEBOOKS) $(PYTEST_ARGS); fi
+
+# Needs a built book (make book) and make vendor.
+test-browser: venv vendor
+	$(BIN)/pytest tests -m browser $(PYTEST_ARGS)
+
+sync: venv
+	@if [ -z "$(CHAPTERS)" ]; then echo "no chapters to sync"; else $(BIN)/jupytext --sync $(CHAPTERS); fi
+
+bench: venv
+	@shopt -s nullglob; files=(benchmarks/*.py); \
+	 if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py yet"; fi; \
+	 for f in "$${files[@]}"; do echo "==> $$f"; $(PY) "$$f"; done
+
+clean:
+	rm -rf _build artifacts .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(VENDOR_DIR)
