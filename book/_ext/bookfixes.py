@@ -1,16 +1,34 @@
 """Small Sphinx fix-ups for the book's HTML (loaded from _config.yml: sphinx.local_extensions).
 
-sphinx-thebe adds its inline configuration script (``const THEBE_JS_URL = ...``) both to Sphinx's
-registry and to the running HTML builder (once with filename None, once with ""), so every
-page carried it twice and the browser raised
-"Identifier 'THEBE_JS_URL' has already been declared". Drop exact duplicate scripts per page.
+1. sphinx-thebe adds its inline configuration script (``const THEBE_JS_URL = ...``) both to
+   Sphinx's registry and to the running HTML builder (once with filename None, once with ""), so
+   every page carried it twice and the browser raised "Identifier 'THEBE_JS_URL' has already been
+   declared". Exact duplicate scripts are dropped per page.
+2. The Jupyter widgets HTML manager (embed-amd.js) defines named AMD modules (@jupyter-widgets/base,
+   .../controls, .../html-manager, .../html-manager/dist/libembed-amd) that resolve their bundled
+   icon fonts against their RequireJS module URL, by default a folder relative to the page where
+   nothing exists (404s on every page with a widget). On those pages, map those module ids to the
+   directory embed-amd.js is loaded from (``nb_ipywidgets_js`` in _config.yml) with a global
+   ``require`` config object, which require.js reads when it loads.
 """
 from __future__ import annotations
 
+import json
 
-def _dedupe_scripts(app, pagename, templatename, context, doctree):
+WIDGETS_MODULE_IDS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
+
+
+def _fix_page_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files", [])
+    embed = [str(js.filename) for js in scripts if str(getattr(js, "filename", "") or "").endswith("/embed-amd.js")]
+    if embed:
+        dist = embed[0].rsplit("/", 1)[0]
+        config = {"paths": {module_id: dist for module_id in WIDGETS_MODULE_IDS}}
+        # priority 499: after the theme's scripts, before require.js (myst-nb adds it at 500)
+        app.add_js_file(None, body=f"var require = {json.dumps(config)};", priority=499)
+        scripts = context.get("script_files", [])
     seen, unique = set(), []
-    for js in context.get("script_files", []):
+    for js in scripts:
         key = (
             str(getattr(js, "filename", js) or ""),  # inline scripts: None or ""
             tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())),
@@ -22,5 +40,5 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
-    app.connect("html-page-context", _dedupe_scripts, priority=10_000)
+    app.connect("html-page-context", _fix_page_scripts, priority=10_000)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

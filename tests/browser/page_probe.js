@@ -64,6 +64,9 @@ async () => {
     .filter((h) => h.raw && h.raw !== "#" && !/^(javascript|mailto|tel|data):/i.test(h.raw))
     .map((h) => h.abs);
 
+  // Web fonts load lazily, once some text uses them: wait so a missing font file is seen.
+  await withTimeout(document.fonts.ready, 15000, "web fonts").catch(() => null);
+
   // --- Jupyter widgets (static HTML manager) ----------------------------------------------
   const widgets = {
     views: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
