@@ -31,6 +31,13 @@ VENDOR_DIR  := tests/browser/vendor
 VENDOR_PKGS := mathjax@3.2.2 requirejs@2.3.4 @jupyter-widgets/html-manager@1.0.6
 VENDOR_STAMP := $(VENDOR_DIR)/.installed
 
+# Real-data chapters read $BENIGN_ATTENTION_DATA; beside a checkout (CI, this workplace) the data
+# lives in ../shared/data. Elsewhere the loaders download into a user cache.
+SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export BENIGN_ATTENTION_DATA ?= $(SHARED_DATA)
+endif
+
 # Every tool runs from the venv; notebook kernels ("python3") resolve to the venv's python too.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED ?= 0
