@@ -31,9 +31,9 @@ _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
 def check_number(name, value, low=None, high=None, low_open=False, high_open=False, allowed=None):
     """Return ``value`` as a float, or raise ValueError naming the knob and its allowed range."""
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    rng = allowed or f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    lo = "(" if low_open or low is None else "["
+    hi = ")" if high_open or high is None else "]"
+    rng = allowed or f"{lo}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{hi}"
     try:
         v = float(value)
     except (TypeError, ValueError):
