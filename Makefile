@@ -24,7 +24,6 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 # Chapter notebooks (the paired .ipynb files) and the MyST chapters that are jupytext notebooks.
 NOTEBOOKS = $(wildcard book/*.ipynb)
-CHAPTERS  = $(shell grep -l '^kernelspec:' book/*.md 2>/dev/null)
 
 # Front-end files the built HTML loads from CDNs; the browser tests serve local copies instead.
 VENDOR_DIR  := tests/browser/vendor
@@ -87,8 +86,10 @@ book: venv
 	mkdir -p _build
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: venv vendor
+test:
 	@rm -rf _build artifacts; mkdir -p _build
+	$(call stage,install (venv),$(MAKE) --no-print-directory venv)
+	$(call stage,install (vendored JS),$(MAKE) --no-print-directory vendor)
 	$(call stage,unit tests,$(BIN)/pytest tests -m "not browser" $(PYTEST_ARGS))
 	$(call stage,chapter notebooks,$(MAKE) --no-print-directory test-notebooks)
 	$(call stage,book build,$(BIN)/jupyter-book build . -W -n --keep-going)
@@ -107,7 +108,10 @@ test-browser: venv vendor
 	$(BIN)/pytest tests -m browser $(PYTEST_ARGS)
 
 sync: venv
-	@if [ -z "$(CHAPTERS)" ]; then echo "no chapters to sync"; else $(BIN)/jupytext --sync $(CHAPTERS); fi
+	@shopt -s nullglob; for nb in book/*.ipynb; do \
+	   [ -e "$${nb%.ipynb}.md" ] || $(BIN)/jupytext --set-formats ipynb,md:myst "$$nb"; done
+	@chapters="$$(grep -l '^kernelspec:' book/*.md 2>/dev/null || true)"; \
+	 if [ -z "$$chapters" ]; then echo "no chapters to sync"; else $(BIN)/jupytext --sync $$chapters; fi
 
 bench: venv
 	@shopt -s nullglob; files=(benchmarks/*.py); \
@@ -116,7 +120,7 @@ bench: venv
 
 clean:
 	rm -rf _build artifacts .pytest_cache .hypothesis
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(VENDOR_DIR) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV) $(VENDOR_DIR)
