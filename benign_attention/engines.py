@@ -110,18 +110,22 @@ class Family:
     noisy: torch.Tensor         # (R, n) bool
     y_test: torch.Tensor | None  # (R, N)
 
-    def prepare(self):
-        """Basis B, A = W_0^T B, G = A^T A, K = W_0 A and the tokens in B coordinates."""
-        n, T, d = self.eps.shape
-        E = self.eps.reshape(n * T, d)
-        with_signal = bool(self.coef.abs().sum() > 0)
-        src = torch.cat([E, self.dirs.T]) if with_signal else E
-        self.B = torch.linalg.qr(src.T).Q  # (d, m)
-        self.A = self.W0.T @ self.B
-        self.G = self.A.T @ self.A
-        self.K = self.W0 @ self.A
-        self.EB, self.DB = E @ self.B, self.dirs.T @ self.B
-        self.with_signal = with_signal
+    def prepare(self, shared: "Family | None" = None):
+        """Basis B, A = W_0^T B, G = A^T A, K = W_0 A and the tokens in B coordinates; taken from
+        ``shared`` (a prepared family with the same eps, W_0 and signal directions) when given."""
+        if shared is not None:
+            for k in ("B", "A", "G", "K", "EB", "DB", "with_signal"):
+                setattr(self, k, getattr(shared, k))
+        else:
+            n, T, d = self.eps.shape
+            E = self.eps.reshape(n * T, d)
+            self.with_signal = bool(self.dirs.abs().sum() > 0)
+            src = torch.cat([E, self.dirs.T]) if self.with_signal else E
+            self.B = torch.linalg.qr(src.T).Q  # (d, m)
+            self.A = self.W0.T @ self.B
+            self.G = self.A.T @ self.A
+            self.K = self.W0 @ self.A
+            self.EB, self.DB = E @ self.B, self.dirs.T @ self.B
         self.z = self._head_values(self.eps, self.coef)
         if self.eps_test is not None:
             self.z_test = self._head_values(self.eps_test, self.coef_test)
@@ -178,13 +182,13 @@ class _Tokens:
     def scores(self, v):  # C v for each run: (R, m) -> (R, nT)
         a = v @ self.EBt if self.EB.dim() == 2 else torch.bmm(v[:, None, :], self.EBt)[:, 0]
         if self.coef is not None:
-            a = a + torch.einsum("rk,rjk->rj", v @ self.DB.T, self.coef)
+            a = a + torch.bmm(self.coef, (v @ self.DB.T)[:, :, None])[:, :, 0]
         return a
 
     def back(self, g):  # C^T g for each run: (R, nT) -> (R, m)
         c = g @ self.EB if self.EB.dim() == 2 else torch.bmm(g[:, None, :], self.EB)[:, 0]
         if self.coef is not None:
-            c = c + torch.einsum("rj,rjk->rk", g, self.coef) @ self.DB
+            c = c + torch.bmm(g[:, None, :], self.coef)[:, 0] @ self.DB
         return c
 
 

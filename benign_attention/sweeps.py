@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,9 @@ import torch
 
 from . import __version__
 from .data import check_int, draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
-from .engines import _threads, Family, _check_train_args, _run_family, _to_numpy
+from .engines import Family, Run, _check_train_args, _run_family, _threads, _to_numpy
 
-__all__ = ["run_grid", "GridResult", "default_cache_dir"]
+__all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir"]
 
 FAMILY_KNOBS = ("n", "T", "d", "sigma", "n_test", "seed")
 MEMBER_KNOBS = ("signal_norm", "rho", "eta")
@@ -96,10 +97,11 @@ def load_npz_verified(path: Path, payload: str):
     return arrays
 
 
-def _family(cfgs, dtype=torch.float64):
+def _family(cfgs, dtype=torch.float64, draw=None, W0=None):
     """Build the Family of cells sharing family knobs (cfgs: validated configs)."""
     c0 = cfgs[0]
-    draw = draw_noise(c0["n"], c0["T"], c0["d"], c0["sigma"], c0["n_test"], c0["seed"])
+    if draw is None:
+        draw = draw_noise(c0["n"], c0["T"], c0["d"], c0["sigma"], c0["n_test"], c0["seed"])
     d, T = c0["d"], c0["T"]
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)
     dirs = torch.zeros(d, 2, dtype=dtype)
@@ -110,7 +112,8 @@ def _family(cfgs, dtype=torch.float64):
         nus[r, 0], nus[r, 1] = 1.0, -1.0
         nus[r] /= np.sqrt(2.0) * c["signal_norm"]
     return Family(
-        eps=t(draw.eps), eps_test=t(draw.eps_test), dirs=dirs, W0=t(init_W(d, c0["seed"])),
+        eps=t(draw.eps), eps_test=t(draw.eps_test), dirs=dirs,
+        W0=t(init_W(d, c0["seed"])) if W0 is None else W0,
         coef=t(np.stack([c["signal_norm"] * signal_coefficients(draw.y_clean, T, c["rho"]) for c in cfgs])),
         coef_test=t(np.stack([c["signal_norm"] * signal_coefficients(draw.y_test, T, c["rho"]) for c in cfgs])),
         nu=t(nus), y=t(np.stack([np.where(mk, -draw.y_clean, draw.y_clean) for mk in masks])),
@@ -136,6 +139,30 @@ def _map(fn, jobs, workers):
 
     with _threads(1), ThreadPoolExecutor(workers) as pool:
         yield from pool.map(lambda job: fn(*job), jobs)
+
+
+_BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def train_cell(steps=1000, lr=5e-3, record_every=10, record_steps=None, dtype=torch.float64, **knobs) -> Run:
+    """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
+    draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
+    only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers)."""
+    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    cfg = validate_config(**knobs)
+    key = tuple(cfg[k] for k in FAMILY_KNOBS)
+    if key in _BASES:
+        _BASES.move_to_end(key)
+        draw, shared = _BASES[key]
+        fam = _family([cfg], draw=draw, W0=shared.W0).prepare(shared)
+    else:
+        draw = draw_noise(*(cfg[k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
+        fam = _family([cfg], draw=draw).prepare()
+        _BASES[key] = (draw, fam)
+        while len(_BASES) > 3:
+            _BASES.popitem(last=False)
+    hist, _ = _run_family(fam, steps, lr, rec, dtype)
+    return Run(rec, _to_numpy(hist, 0), dict(cfg, lr=lr, engine="exact", steps_done=steps))
 
 
 def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,

@@ -84,3 +84,15 @@ def test_bad_grid_arguments():
         run_grid({"eta": [0.7]}, base=BASE, progress=False)
     with pytest.raises(ValueError, match=r"grid\['d'\] must list"):
         run_grid({"d": []}, progress=False)
+
+
+def test_train_cell_reuses_the_draw_and_equals_train():
+    from benign_attention.sweeps import _BASES, train_cell
+
+    _BASES.clear()
+    for sn, eta in [(5.0, 0.2), (15.0, 0.0), (5.0, 0.2)]:
+        cell = train_cell(steps=60, record_every=20, d=50, n=6, n_test=20, signal_norm=sn, eta=eta, seed=4)
+        single = train(make_dataset(d=50, n=6, n_test=20, signal_norm=sn, eta=eta, seed=4), steps=60, record_every=20)
+        for key in single.history:
+            assert np.allclose(cell.history[key], single.history[key], atol=1e-12, equal_nan=True), key
+    assert len(_BASES) == 1
