@@ -76,12 +76,12 @@ class Run:
     def params(self):
         """Final (W, p) as float64 numpy arrays (materialises the d x d matrix)."""
         if "W" in self.state:
-            return self.state["W"].numpy(), self.state["p"].numpy()
+            return self.state["W"].cpu().numpy(), self.state["p"].cpu().numpy()
         prob, r = self.state["problem"], self.state["index"]
-        alpha, Z = self.state["alpha"].double(), self.state["Z"].double()
-        m = prob.B.shape[1]
-        A, B = prob.A.double(), prob.B.double()
-        W = prob.W0.double() - B @ (torch.eye(m, dtype=torch.float64) - Z[:m, :m]).T @ A.T
+        cpu64 = lambda x: x.detach().cpu().double()
+        alpha, Z, A, B = (cpu64(x) for x in (self.state["alpha"], self.state["Z"], prob.A, prob.B))
+        m = B.shape[1]
+        W = cpu64(prob.W0) - B @ (torch.eye(m, dtype=torch.float64) - Z[:m, :m]).T @ A.T
         return W.numpy(), (A @ alpha[:m]).numpy()
 
 
@@ -109,6 +109,13 @@ class Family:
     y_clean: torch.Tensor       # (R, n)
     noisy: torch.Tensor         # (R, n) bool
     y_test: torch.Tensor | None  # (R, N)
+
+    def to(self, device):
+        """Move every tensor to ``device`` (e.g. "cuda"); returns self."""
+        for k, v in vars(self).items():
+            if torch.is_tensor(v):
+                setattr(self, k, v.to(device))
+        return self
 
     def prepare(self, shared: "Family | None" = None):
         """Basis B, A = W_0^T B, G = A^T A, K = W_0 A and the tokens in B coordinates; taken from
@@ -245,8 +252,8 @@ def _run_family(fam: Family, steps, lr, record_steps, dtype, state=None, progres
     R = fam.coef.shape[0]
     m = fam.B.shape[1]
     if state is None:
-        alpha = torch.zeros(R, m, dtype=dtype)
-        Z = torch.eye(m, dtype=dtype).repeat(R, 1, 1)
+        alpha = torch.zeros(R, m, dtype=dtype, device=fam.B.device)
+        Z = torch.eye(m, dtype=dtype, device=fam.B.device).repeat(R, 1, 1)
     else:
         alpha, Z = state
         alpha, Z = alpha.to(dtype).clone(), Z.to(dtype).clone()
@@ -277,11 +284,11 @@ def _to_numpy(hist, r=None):
 # Dense reference engine.
 
 
-def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, progress=False):
-    t = lambda a: torch.as_tensor(a, dtype=dtype)
+def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, progress=False, device=None):
+    t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)
     X, y, nu = t(ds.X), t(ds.y), t(ds.nu)
     W = (state["W"] if state else t(W0)).clone().requires_grad_(True)
-    p = (state["p"] if state else torch.zeros(ds.d, dtype=dtype)).clone().requires_grad_(True)
+    p = (state["p"] if state else torch.zeros(ds.d, dtype=dtype, device=device)).clone().requires_grad_(True)
     z = X @ nu
     rec = set(int(s) for s in record_steps)
     qs, logits_hist = [], []
@@ -305,7 +312,7 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
             W -= lr * gW
             p -= lr * gp
     logits = torch.stack(logits_hist).double()
-    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), torch.as_tensor(ds.noisy))
+    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), torch.as_tensor(ds.noisy, device=device))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         tl = torch.einsum("ntd,ed->ent", Xt, torch.stack(qs)).double()
@@ -339,14 +346,15 @@ def _initial_W(ds, W0, init_seed):
 
 def train(dataset: Dataset, steps=1000, lr=5e-3, engine="exact", W0=None, init_seed=None,
           record_every=10, record_steps=None, dtype=torch.float64, resume: Run | None = None,
-          progress=False) -> Run:
+          progress=False, device=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
     ``steps`` >= 0 GD steps with learning rate ``lr`` > 0; ``engine`` "exact" (default) or "dense";
     ``W0`` an explicit (d, d) initial W (default: the paper's init drawn from ``init_seed``, which
     defaults to the data set's seed); metrics recorded every ``record_every`` steps or at
     ``record_steps``. ``resume`` continues a previous run on the same data set for ``steps`` more
-    steps (record steps count from the start of the resumed run).
+    steps (record steps count from the start of the resumed run). ``device``: a torch device for the
+    computation (default CPU; "cuda" where available - the book never needs it).
     """
     steps, lr, rec = _check_train_args(steps, lr, engine, record_every, record_steps)
     offset = 0
@@ -356,10 +364,12 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine="exact", W0=None, init_s
     config = dict(dataset.config, lr=lr, engine=engine, steps_done=offset + steps)
     if engine == "dense":
         W0 = None if resume else _initial_W(dataset, W0, init_seed)
-        hist, state = _train_dense(dataset, W0, steps, lr, rec, dtype, resume.state if resume else None, progress)
+        hist, state = _train_dense(dataset, W0, steps, lr, rec, dtype, resume.state if resume else None, progress,
+                                   device)
     else:
         if resume is None:
-            fam = _family_from_dataset(dataset, _initial_W(dataset, W0, init_seed), torch.float64).prepare()
+            fam = _family_from_dataset(dataset, _initial_W(dataset, W0, init_seed), torch.float64)
+            fam = fam.to(device).prepare() if device is not None else fam.prepare()
             start = None
         else:
             fam = resume.state["problem"]
@@ -371,7 +381,7 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine="exact", W0=None, init_s
 
 
 def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=10,
-               record_steps=None, dtype=torch.float64, progress=True):
+               record_steps=None, dtype=torch.float64, progress=True, device=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
     token-span dimension run in one batch."""
@@ -381,7 +391,8 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     for i, ds in enumerate(datasets):
         W0 = None if W0s is None else W0s[i]
         seed = None if init_seeds is None else init_seeds[i]
-        fams.append(_family_from_dataset(ds, _initial_W(ds, W0, seed), torch.float64).prepare())
+        fam = _family_from_dataset(ds, _initial_W(ds, W0, seed), torch.float64)
+        fams.append((fam.to(device) if device is not None else fam).prepare())
     runs = [None] * len(datasets)
     groups = {}
     for i, f in enumerate(fams):
@@ -401,8 +412,8 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
     G = torch.stack([f.G for f in fams]).to(dtype)
     z = torch.cat([f.z for f in fams]).to(dtype)
     y = torch.cat([f.y for f in fams]).to(dtype)
-    alpha = torch.zeros(R, m, dtype=dtype)
-    Z = torch.eye(m, dtype=dtype).repeat(R, 1, 1)
+    alpha = torch.zeros(R, m, dtype=dtype, device=C.EB.device)
+    Z = torch.eye(m, dtype=dtype, device=C.EB.device).repeat(R, 1, 1)
     logits, alpha_h, w_h, _ = _lowdim_loop(C, G, z, y, steps, lr, rec, alpha, Z, progress)
     out = []
     for r, f in enumerate(fams):

@@ -122,9 +122,10 @@ def _family(cfgs, dtype=torch.float64, draw=None, W0=None):
     )
 
 
-def _compute_family(cfgs, steps, lr, rec, dtype):
+def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     """One family's per-cell history dicts (numpy, sweep keys only)."""
-    fam = _family(cfgs).prepare()
+    fam = _family(cfgs)
+    fam = (fam.to(device) if device is not None else fam).prepare()
     hist, _ = _run_family(fam, steps, lr, rec, dtype)
     return [{k: v for k, v in _to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(cfgs))]
 
@@ -166,7 +167,8 @@ def train_cell(steps=1000, lr=5e-3, record_every=10, record_steps=None, dtype=to
 
 
 def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,
-             record_steps=None, dtype=torch.float32, cache_dir=None, progress=True, workers=None) -> GridResult:
+             record_steps=None, dtype=torch.float32, cache_dir=None, progress=True, workers=None,
+             device=None) -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
     (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine.
 
@@ -174,7 +176,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     recorded (``record_every``/``record_steps`` as in :func:`~benign_attention.engines.train`).
     ``cache_dir``: a folder for per-cell results (None: no cache; "default": :func:`default_cache_dir`).
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
-    ``workers``: threads for independent families (default: min(2, CPU count)).
+    ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
     """
     if record_steps is None and record_every is None:
         record_steps = [steps]
@@ -210,8 +212,10 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(len(v) for v in todo.values()), desc="grid cells")
-    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype) for members in todo.values()]
-    workers = check_int("workers", workers, 1) if workers is not None else min(2, os.cpu_count() or 1)
+    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo.values()]
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if device in (None, "cpu") else 1
+    workers = check_int("workers", workers, 1)
     for members, arrays_list in zip(todo.values(), _map(_compute_family, jobs, workers)):
         for (idx, cfg, key, payload), arrays in zip(members, arrays_list):
             results[idx] = arrays
