@@ -242,8 +242,420 @@ def existence_test_bound(ds, q, h=0.2):
 
 # --- Training dynamics, Delayed generalisation ----------------------------------------------
 
+# Helpers first (used by chapters 4-5 and their asserts), then one function per figure.
+
+
+def sample_attention(run, i):
+    """(E, 4) attention of training sample ``i`` on x_1, x_2, x_3 and on all irrelevant tokens."""
+    A = np.asarray(run.history["train_attention"], float)[:, i]
+    return np.concatenate([A[:, :3], A[:, 3:].sum(-1, keepdims=True)], -1)
+
+
+def first_fit_step(run, key="train_acc"):
+    """First recorded step at which ``key`` (default: observed-label train accuracy) reaches 1; NaN if never."""
+    hit = np.flatnonzero(np.asarray(run.history[key]) >= 1 - 1e-12)
+    return float(run.steps[hit[0]]) if hit.size else float("nan")
+
+
+def selection_gaps(logits, noisy):
+    """Score gap a_u - max_{t != u} a_t of every training sample: (E, n) from logits (E, n, T).
+
+    Clean samples: u = x_1 (the paper's Lambda). Noisy samples: u = the token the sample attends
+    most at the last record (the paper's Gamma; usually x_3, sometimes an irrelevant token). Uses
+    :func:`benign_attention.theory.logit_gaps` once per selected token."""
+    from .theory import logit_gaps
+
+    a = np.asarray(logits, float)
+    noisy = np.asarray(noisy, bool)
+    last = a.reshape(-1, *a.shape[-2:])[-1]  # (n, T): the last record
+    u = np.where(noisy, last.argmax(-1), 0)
+    out = np.full(a.shape[:-1], np.nan)
+    for v in np.unique(u):
+        m = u == v
+        out[..., m] = logit_gaps(a, m, selected=int(v))[..., m]
+    return out
+
+
+def first_passage(steps, values, levels):
+    """First step at which ``values`` (E,) reaches each of ``levels``, linearly interpolated
+    between records; NaN where a level is never reached."""
+    steps, values = np.asarray(steps, float), np.asarray(values, float)
+    out = np.full(len(levels), np.nan)
+    for k, level in enumerate(levels):
+        hit = np.flatnonzero(values >= level)
+        if hit.size == 0:
+            continue
+        j = hit[0]
+        if j == 0:
+            out[k] = steps[0]
+        else:
+            w = (level - values[j - 1]) / (values[j] - values[j - 1])
+            out[k] = steps[j - 1] + w * (steps[j] - steps[j - 1])
+    return out
+
+
+def late_linear_fit(x, y, start):
+    """Least-squares line y = slope x + intercept on x >= start; returns (slope, intercept, R^2)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = (x >= start) & np.isfinite(y)
+    slope, intercept = np.polyfit(x[keep], y[keep], 1)
+    resid = y[keep] - (slope * x[keep] + intercept)
+    r2 = 1 - (resid ** 2).sum() / ((y[keep] - y[keep].mean()) ** 2).sum()
+    return float(slope), float(intercept), float(r2)
+
+
+def integrate_gap_ode(x0, c, T, taus):
+    """RK4 solution of dx/dtau = c s (1 - s), s = e^x / (e^x + T), reported at the increasing
+    times ``taus`` (starting at 0); the step grid refines ``taus`` 20-fold (chapter *Delayed
+    generalisation*)."""
+    taus = np.asarray(taus, float)
+    rate = lambda x: c / (2 + 2 * np.cosh(x - np.log(T)))  # c s (1 - s)
+    x, out = np.asarray(x0, float) + 0.0, [np.asarray(x0, float) + 0.0]
+    for t0, t1 in zip(taus[:-1], taus[1:]):
+        h = (t1 - t0) / 20
+        for _ in range(20):
+            k1 = rate(x); k2 = rate(x + h * k1 / 2); k3 = rate(x + h * k2 / 2); k4 = rate(x + h * k3)
+            x = x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
+        out.append(x)
+    return np.stack(out)
+
+
+def _runs_stack(runs, key, keep=slice(None)):
+    return np.stack([np.asarray(r.history[key], float)[keep] for r in runs])
+
+
+def dynamics_grid(settings, max_step=1000):
+    """The paper's Figure 3 over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
+
+    Rows: settings. Columns: attention of one clean and one noisy training sample (the first of each
+    kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy; test loss.
+    Lines are means over seeds, bands the min-max range."""
+    fig, axes = _fig(4, len(settings), width=3.2, height=2.45)
+    for r, (title, (runs, datasets)) in enumerate(settings.items()):
+        keep = runs[0].steps <= max_step
+        x = runs[0].steps[keep]
+        for c, kind in enumerate(("clean", "noisy")):
+            idx = [int(np.flatnonzero(ds.noisy == (kind == "noisy"))[0]) for ds in datasets]
+            vals = np.stack([sample_attention(run, i)[keep] for run, i in zip(runs, idx)])
+            ax = axes[r, c]
+            for g, name in enumerate(TOKEN_GROUPS):
+                band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
+            ax.set(ylim=(-0.03, 1.03), title=f"{title}: a {kind} sample", ylabel="attention")
+        ax = axes[r, 2]
+        band(ax, x, _runs_stack(runs, "train_acc", keep), "k", "train (observed labels)")
+        band(ax, x, _runs_stack(runs, "test_acc", keep), "#ff7f0e", "test")
+        ax.set(ylim=(0.5, 1.02), title=f"{title}: accuracy")
+        ax = axes[r, 3]
+        band(ax, x, _runs_stack(runs, "test_loss", keep), "#ff7f0e", "test loss")
+        ax.set(title=f"{title}: test loss")
+    for ax in axes[-1]:
+        ax.set_xlabel("GD step")
+    axes[0, 0].legend(fontsize=7, loc="center right")
+    axes[0, 2].legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def long_run(runs, datasets, title="large signal"):
+    """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
+    the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss."""
+    x = runs[0].steps[1:]
+    fig, axes = _fig(3, 1, width=3.9)
+    ax = axes[0, 0]
+    for k, run in enumerate(runs):
+        ax.plot(x, run.history["train_acc"][1:], color="k", alpha=0.35 + 0.13 * k, lw=1,
+                label="train, observed labels" if k == 0 else None)
+        ax.plot(x, run.history["train_clean_acc"][1:], color="#9467bd", ls="--", alpha=0.35 + 0.13 * k,
+                lw=1, label="train, clean labels" if k == 0 else None)
+    eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
+    ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
+    ax.set(title=f"{title}: training accuracy (each seed)", ylim=(0.7, 1.02))
+    ax.legend(fontsize=7, loc="lower left")
+    ax = axes[0, 1]
+    vals = _runs_stack(runs, "attn_noisy")[:, 1:]
+    for g, name in enumerate(TOKEN_GROUPS):
+        band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
+    ax.set(title=f"{title}: noisy samples' attention", ylim=(-0.03, 1.03))
+    ax.legend(fontsize=7, loc="center left")
+    ax = axes[0, 2]
+    band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], "#ff7f0e", "test accuracy")
+    band(ax, x, _runs_stack(runs, "test_loss")[:, 1:], "#8c564b", "test loss")
+    ax.set(title=f"{title}: test set")
+    ax.legend(fontsize=7)
+    for ax in axes[0]:
+        ax.set(xscale="log", xlabel="GD step")
+    return fig
+
+
+def delayed_generalisation(runs):
+    """Test loss, test margin and test-side attention on x_1 over a long run (log step axis; mean and
+    min-max band over seeds). The grey span covers the steps at which the seeds first fit every
+    training label, the dashed line is their median."""
+    x = runs[0].steps[1:]
+    fits = np.array([first_fit_step(r) for r in runs])
+    fig, axes = _fig(3, 1, width=3.6)
+    panels = [("test_loss", "test loss"), ("test_margin", "test margin $E[y f(X)]$"),
+              ("attn_test", "test attention on $x_1$")]
+    for ax, (key, label) in zip(axes[0], panels):
+        vals = _runs_stack(runs, key)[:, 1:]
+        if key == "attn_test":
+            vals = vals[..., 0]
+        band(ax, x, vals, "#ff7f0e" if key != "attn_test" else TOKEN_COLORS["x1"], label)
+        ax.axvspan(np.nanmin(fits), np.nanmax(fits), color="0.85", lw=0)
+        ax.axvline(np.nanmedian(fits), color="k", ls="--", lw=0.9, label="train labels fitted")
+        ax.set(xscale="log", xlabel="GD step", title=label)
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
+    """Mean over samples of g(gap) against the step (linear axes) for each array in ``g_values``
+    (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``."""
+    fig, axes = _fig(len(g_values), 1, width=3.9)
+    steps = np.asarray(steps, float)
+    for ax, vals, name in zip(axes[0], g_values, names):
+        band(ax, steps, vals, "#1f77b4" if "clean" in name else "#d62728", name)
+        slope, intercept, r2 = late_linear_fit(steps, np.nanmean(vals, 0), start)
+        late = steps >= start
+        ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
+                label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
+        ax.set(xlabel="GD step $\\tau$", title=name)
+        ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def gap_times(levels, times, predicted, names=("clean $\\Lambda$", "noisy $\\Gamma$")):
+    """Steps to first reach a mean gap of L (semilog): measured (band over seeds) and, dashed, the
+    time predicted by the g-law line fitted on the late phase."""
+    fig, axes = _fig(1, 1, width=4.6)
+    ax = axes[0, 0]
+    for lv, t, pred, name, color in zip(levels, times, predicted, names, ("#1f77b4", "#d62728")):
+        band(ax, lv, t, color, f"{name}: measured")
+        ax.plot(lv, np.nanmean(pred, 0), color=color, ls="--", lw=1, label=f"{name}: g-law prediction")
+    ax.set(yscale="log", xlabel="gap $L$", ylabel="first step with mean gap $\\geq L$")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def g_law(taus, x_numeric, x_theory, T):
+    """The logit-gap ODE: numerical solutions (solid) and g^{-1}(g(x_0) + c tau) (dots), log time axis."""
+    fig, axes = _fig(2, 1, width=3.9)
+    ax = axes[0, 0]
+    xs = np.linspace(-4, 12, 400)
+    ax.plot(xs, 2 * xs + 2 * np.sinh(xs - np.log(T)), label="$g(x)$")
+    ax.plot(xs, np.exp(xs) / T, ls="--", label="$e^x / T$")
+    ax.set(yscale="symlog", xlabel="gap $x$", title=f"$g(x) = 2x + 2\\sinh(x - \\log T)$, T = {T}")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    for k in range(x_numeric.shape[1]):
+        ax.plot(taus[1:], x_numeric[1:, k], lw=2, alpha=0.6)
+        ax.plot(taus[1::8], x_theory[1::8, k], "k.", ms=3)
+    ax.set(xscale="log", xlabel="time $\\tau$", ylabel="gap $x(\\tau)$", title="ODE (lines) vs $g^{-1}$ (dots)")
+    return fig
+
+
 
 # --- The phase diagram, Under the hood ----------------------------------------------------------
 
 
+def boundary_crossing(values, levels, threshold, above=True):
+    """For each row of ``values`` (rows, len(levels)), the first level at which the row crosses
+    ``threshold`` (linear interpolation between grid points); NaN where it never does.
+
+    ``above=True`` looks for the first value >= threshold, else the first value < threshold."""
+    values, levels = np.asarray(values, float), np.asarray(levels, float)
+    out = np.full(values.shape[0], np.nan)
+    for i, row in enumerate(values):
+        hit = np.flatnonzero(row >= threshold if above else row < threshold)
+        if hit.size == 0:
+            continue
+        j = hit[0]
+        if j == 0:
+            out[i] = levels[0]
+        else:
+            a, b = row[j - 1], row[j]
+            w = 0.0 if b == a else (threshold - a) / (b - a)
+            out[i] = levels[j - 1] + w * (levels[j] - levels[j - 1])
+    return out
+
+
+def _edges(v):
+    v = np.asarray(v, float)
+    mid = (v[1:] + v[:-1]) / 2
+    return np.r_[v[0] - (mid[0] - v[0]), mid, v[-1] + (v[-1] - mid[-1])]
+
+
+def _overlay(ax, curves):
+    for c in curves or ():
+        ax.plot(c["x"], c["y"], color=c.get("color", "k"), ls=c.get("ls", "--"), lw=1.6, label=c.get("label"))
+    if curves:
+        ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+
+
+def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
+    """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
+    its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel."""
+    fig, axes = _fig(len(maps), width=4.6, height=3.6)
+    for ax, m, title in zip(axes[0], maps, titles):
+        im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
+        fig.colorbar(im, ax=ax, shrink=0.9)
+        _overlay(ax, curves)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(_edges(x)[0], _edges(x)[-1]),
+               ylim=(_edges(y)[0], _edges(y)[-1]))
+        if xlog:
+            ax.set_xscale("log")
+        if ylog:
+            ax.set_yscale("log")
+    return fig
+
+
+def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, ylog=False):
+    """Categorical maps of :func:`~benign_attention.theory.classify_regime` indices (each (len(x), len(y)))
+    in the book's regime colours."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from .theory import REGIMES
+
+    cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
+    fig, axes = _fig(len(regimes), width=4.0, height=3.6)
+    for ax, reg, title in zip(axes[0], regimes, titles):
+        ax.pcolormesh(_edges(x), _edges(y), np.asarray(reg, float).T, cmap=cmap, vmin=-0.5, vmax=2.5,
+                      shading="flat")
+        _overlay(ax, curves)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(_edges(x)[0], _edges(x)[-1]),
+               ylim=(_edges(y)[0], _edges(y)[-1]))
+        if xlog:
+            ax.set_xscale("log")
+        if ylog:
+            ax.set_yscale("log")
+    handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    return fig
+
+
+def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
+    """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
+    one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label)."""
+    fig, axes = _fig(1, width=5.0, height=3.6)
+    ax = axes[0, 0]
+    steps = sorted(curves_by_step)
+    for k, s in enumerate(steps):
+        shade = plt.cm.Blues(0.35 + 0.65 * k / max(len(steps) - 1, 1))
+        ax.plot(x, curves_by_step[s], "o-", ms=3, color=shade, label=f"step {s}")
+    if reference is not None:
+        ax.plot(reference["x"], reference["y"], "k--", label=reference.get("label"))
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
+    """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
+    (NaN where not measured)."""
+    fig, axes = _fig(1, width=5.0, height=3.6)
+    ax = axes[0, 0]
+    for name, t in seconds_per_step.items():
+        t = np.asarray(t, float)
+        ok = np.isfinite(t)
+        ax.loglog(np.asarray(d)[ok], t[ok], "o-", label=name)
+    ax.set(xlabel=xlabel, ylabel="seconds per GD step")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 # --- Explorers (static twins render through these too) -------------------------------------------
+
+
+def explorer_regime(steps, hist, regime=None, title=None):
+    """Chapter *Playground*, regime explorer: one run at a glance (3 panels).
+
+    ``hist`` holds (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``, ``train_loss``, ``test_loss``
+    and (E, 4) ``attn_clean`` / ``attn_noisy`` (a :class:`~benign_attention.engines.Run` history or one
+    cell of a :class:`~benign_attention.sweeps.GridResult`). (a) accuracy, (b) loss, (c) mean attention
+    by token type on clean (solid) and noisy (dashed) training samples. ``regime`` (a name of
+    ``theory.REGIMES``) colours the title."""
+    fig, axes = _fig(3, 1, width=3.6, height=2.7)
+    s = np.asarray(steps)
+    ax = axes[0, 0]
+    ax.plot(s, hist["train_acc"], color="k", label="train (observed)")
+    ax.plot(s, hist["train_clean_acc"], color="#ff7f0e", ls="--", label="train (clean)")
+    ax.plot(s, hist["test_acc"], color="#1f77b4", ls=":", lw=2, label="test")
+    ax.set(xlabel="gradient step", ylabel="accuracy", title="(a) accuracy", ylim=(0.45, 1.03))
+    ax.legend(fontsize=7, loc="lower right")
+    ax = axes[0, 1]
+    ax.plot(s, hist["train_loss"], color="k", label="train")
+    ax.plot(s, hist["test_loss"], color="#1f77b4", ls=":", lw=2, label="test")
+    ax.set(xlabel="gradient step", ylabel="mean logistic loss", title="(b) loss", yscale="log")
+    ax.legend(fontsize=7)
+    ax = axes[0, 2]
+    for k, g in enumerate(TOKEN_GROUPS):
+        ax.plot(s, np.asarray(hist["attn_clean"])[:, k], color=TOKEN_COLORS[g], label=TOKEN_LABELS[g])
+        noisy = np.asarray(hist["attn_noisy"])[:, k]
+        if np.isfinite(noisy).any():
+            ax.plot(s, noisy, color=TOKEN_COLORS[g], ls="--")
+    ax.plot([], [], color="k", label="clean samples")
+    ax.plot([], [], color="k", ls="--", label="noisy samples")
+    ax.set(xlabel="gradient step", ylabel="mean attention", title="(c) attention", ylim=(0, 1))
+    ax.legend(fontsize=6, loc="center right")
+    if title or regime:
+        fig.suptitle(" | ".join(x for x in (title, regime and f"regime: {regime}") if x), fontsize=10,
+                     color=REGIME_COLORS.get(regime, "k"))
+    return fig
+
+
+def explorer_selection(frame, lim=(-0.6, 1.6)):
+    """Chapter *Playground*, token-selection movie: one frame (train and test side by side).
+
+    ``frame`` (from ``widgets.selection_frames``) holds, for each side, the most-attended token of
+    every sequence projected on (mu_-, mu_+) / ||mu||^2 (``train_xy`` (n, 2), ``test_xy`` (N, 2)), the
+    labels (``train_y`` observed, ``test_y`` clean), ``noisy`` (n,), the accuracies and ``step``.
+    Shaded: the head's two output half-planes (blue: nu^T x > 0, output +1), as in the paper's Figure 1."""
+    fig, axes = _fig(2, 1, width=3.4, height=3.4)
+    sides = [("train", frame["train_xy"], frame["train_y"], frame["noisy"], frame["train_acc"]),
+             ("test", frame["test_xy"], frame["test_y"], np.zeros(len(frame["test_y"]), bool), frame["test_acc"])]
+    for ax, (name, xy, y, noisy, acc) in zip(axes[0], sides):
+        _half_planes(ax, lim)
+        xy = np.clip(xy, lim[0], lim[1])
+        for sign, color in ((1, "#1f77b4"), (-1, "#d62728")):
+            for flag, marker, size in ((False, "o", 16), (True, "X", 60)):
+                sel = (y == sign) & (noisy == flag)
+                if sel.any():
+                    ax.scatter(xy[sel, 0], xy[sel, 1], marker=marker, s=size, color=color, edgecolor="k",
+                               lw=0.3, alpha=0.75, label=f"$y={sign:+d}$" + (", noisy" if flag else ""))
+        ax.set_title(f"{name}: step {frame['step']}, accuracy {float(acc):.2f}", fontsize=9)
+        ax.set(xlabel=r"$\langle x, \mu_{-1}\rangle/\|\mu\|^2$")
+    axes[0, 0].set_ylabel(r"$\langle x, \mu_{+1}\rangle/\|\mu\|^2$")
+    axes[0, 0].legend(fontsize=6.5, loc="lower left")
+    return fig
+
+
+def explorer_phase(d_values, mu_values, regime, test_loss, title=None):
+    """Chapter *Playground*, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
+
+    ``regime`` (len(d), len(mu)) indices into ``theory.REGIMES`` and ``test_loss`` of the same shape.
+    (a) the regime of each cell; (b) the clean test loss (log colour scale)."""
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    from .theory import REGIMES
+    fig, axes = _fig(2, 1, width=3.9, height=3.2)
+    ext = dict(shading="nearest")
+    x, y = np.asarray(d_values, float), np.asarray(mu_values, float)
+    ax = axes[0, 0]
+    cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
+    ax.pcolormesh(x, y, np.asarray(regime).T, cmap=cmap, vmin=-0.5, vmax=len(REGIMES) - 0.5, **ext)
+    for r in REGIMES:
+        ax.fill_between([], [], color=REGIME_COLORS[r], label=r)
+    ax.legend(fontsize=6.5, loc="lower right", framealpha=0.9)
+    ax.set_title("(a) regime", fontsize=9)
+    ax = axes[0, 1]
+    loss = np.clip(np.asarray(test_loss, float), 1e-4, None)
+    mesh = ax.pcolormesh(x, y, loss.T, cmap="viridis", norm=LogNorm(1e-3, 1.0), **ext)
+    fig.colorbar(mesh, ax=ax, label="test loss")
+    ax.set_title("(b) clean test loss", fontsize=9)
+    for ax in axes[0]:
+        ax.set(xscale="log", yscale="log", xlabel="dimension $d$")
+    axes[0, 0].set_ylabel(r"signal norm $\|\mu\|$")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
