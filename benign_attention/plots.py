@@ -630,12 +630,12 @@ def explorer_selection(frame, lim=(-0.6, 1.6)):
     return fig
 
 
-def explorer_phase(d_values, mu_values, regime, test_loss, title=None):
+def explorer_phase(d_values, mu_values, regime, test_acc, title=None):
     """Chapter *Playground*, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
 
-    ``regime`` (len(d), len(mu)) indices into ``theory.REGIMES`` and ``test_loss`` of the same shape.
-    (a) the regime of each cell; (b) the clean test loss (log colour scale)."""
-    from matplotlib.colors import ListedColormap, LogNorm
+    ``regime`` (len(d), len(mu)) indices into ``theory.REGIMES`` and ``test_acc`` of the same shape.
+    (a) the regime of each cell; (b) the clean test accuracy (fixed colour scale 0.5..1)."""
+    from matplotlib.colors import ListedColormap
 
     from .theory import REGIMES
     fig, axes = _fig(2, 1, width=3.9, height=3.2)
@@ -649,10 +649,9 @@ def explorer_phase(d_values, mu_values, regime, test_loss, title=None):
     ax.legend(fontsize=6.5, loc="lower right", framealpha=0.9)
     ax.set_title("(a) regime", fontsize=9)
     ax = axes[0, 1]
-    loss = np.clip(np.asarray(test_loss, float), 1e-4, None)
-    mesh = ax.pcolormesh(x, y, loss.T, cmap="viridis", norm=LogNorm(1e-3, 1.0), **ext)
-    fig.colorbar(mesh, ax=ax, label="test loss")
-    ax.set_title("(b) clean test loss", fontsize=9)
+    mesh = ax.pcolormesh(x, y, np.asarray(test_acc, float).T, cmap="viridis", vmin=0.5, vmax=1.0, **ext)
+    fig.colorbar(mesh, ax=ax, label="test accuracy")
+    ax.set_title("(b) clean test accuracy", fontsize=9)
     for ax in axes[0]:
         ax.set(xscale="log", yscale="log", xlabel="dimension $d$")
     axes[0, 0].set_ylabel(r"signal norm $\|\mu\|$")
