@@ -533,6 +533,32 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
     return fig
 
 
+def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=True):
+    """Two panels over a (x, y) plane: the test loss heat map and the regime map (indices of
+    :func:`~benign_attention.theory.classify_regime`), with optional overlaid ``curves``."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from .theory import REGIMES
+
+    fig, axes = _fig(2, width=4.4, height=3.6)
+    ex, ey = _edges(x), _edges(y)
+    if xlog:
+        ex = np.exp(_edges(np.log(x)))
+    im = axes[0, 0].pcolormesh(ex, ey, np.asarray(test_loss, float).T, cmap="viridis", shading="flat")
+    fig.colorbar(im, ax=axes[0, 0], shrink=0.9)
+    cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
+    axes[0, 1].pcolormesh(ex, ey, np.asarray(regime, float).T, cmap=cmap, vmin=-0.5, vmax=2.5, shading="flat")
+    for ax, title in zip(axes[0], ("test loss", "regime")):
+        _overlay(ax, curves)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(ex[0], ex[-1]), ylim=(ey[0], ey[-1]))
+        if xlog:
+            ax.set_xscale("log")
+    handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    return fig
+
+
 def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
     one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label)."""
