@@ -72,6 +72,7 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     _stack_attention(axes[1, 0], s, attention[:, clean_index], f"clean training sample {clean_index}")
     _stack_attention(axes[1, 1], s, attention[:, noisy_index], f"noisy training sample {noisy_index}")
     axes[1, 1].legend(fontsize=7, loc="center right")
+    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
     return fig
 
 
@@ -125,7 +126,8 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     for v in (1, rho, -rho):
         ax.axhline(v / np.sqrt(2), color="0.4", ls=":", lw=0.8)
     ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
-    ax.set(ylabel=r"head value $y^*\,\nu^\top x_t$", title=r"(c) head values (lines: $1, \pm\rho$ over $\sqrt{2}$)")
+    ax.set(ylabel=r"head value $y^*\,\nu^\top x_t$", title="(c) head values of all training tokens")
+    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
     return fig
 
 
@@ -187,6 +189,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
             ax.set(xlabel=r"$\langle x, \mu_{-1}\rangle/\|\mu\|^2$",
                    ylabel=r"$\langle x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
     axes[0, 0].legend(fontsize=6.5, loc="lower left")
+    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
     return fig
 
 
@@ -216,6 +219,7 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
     ax.set(xscale="log", xlabel="memorisation weight $c$", ylabel="accuracy", ylim=(0.4, 1.03),
            xlim=(cs[0], cs[-1]))
     ax.legend(fontsize=7, loc="lower left", ncol=2)
+    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
     return fig
 
 
