@@ -249,6 +249,13 @@ def existence_test_bound(ds, q, h=0.2):
 # Helpers first (used by chapters 4-5 and their asserts), then one function per figure.
 
 
+def _shown_once(fig):
+    """Close ``fig`` in pyplot before returning it, so that a notebook shows it once (as the cell's
+    value) and not a second time through the inline backend's automatic display."""
+    plt.close(fig)
+    return fig
+
+
 def sample_attention(run, i):
     """(E, 4) attention of training sample ``i`` on x_1, x_2, x_3 and on all irrelevant tokens."""
     A = np.asarray(run.history["train_attention"], float)[:, i]
@@ -356,7 +363,7 @@ def dynamics_grid(settings, max_step=1000):
         ax.set_xlabel("GD step")
     axes[0, 0].legend(fontsize=7, loc="center right")
     axes[0, 2].legend(fontsize=7, loc="lower right")
-    return fig
+    return _shown_once(fig)
 
 
 def long_run(runs, datasets, title="large signal"):
@@ -387,7 +394,7 @@ def long_run(runs, datasets, title="large signal"):
     ax.legend(fontsize=7)
     for ax in axes[0]:
         ax.set(xscale="log", xlabel="GD step")
-    return fig
+    return _shown_once(fig)
 
 
 def delayed_generalisation(runs):
@@ -408,7 +415,7 @@ def delayed_generalisation(runs):
         ax.axvline(np.nanmedian(fits), color="k", ls="--", lw=0.9, label="train labels fitted")
         ax.set(xscale="log", xlabel="GD step", title=label)
     axes[0, 0].legend(fontsize=7)
-    return fig
+    return _shown_once(fig)
 
 
 def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
@@ -424,20 +431,41 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
                 label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
         ax.set(xlabel="GD step $\\tau$", title=name)
         ax.legend(fontsize=7, loc="upper left")
-    return fig
+    return _shown_once(fig)
 
 
-def gap_times(levels, times, predicted, names=("clean $\\Lambda$", "noisy $\\Gamma$")):
-    """Steps to first reach a mean gap of L (semilog): measured (band over seeds) and, dashed, the
-    time predicted by the g-law line fitted on the late phase."""
-    fig, axes = _fig(1, 1, width=4.6)
+def passage_times(steps, gaps, mask, levels, start=None, T=None):
+    """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
+    (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
+    ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
+    g(gap) against the step on steps >= ``start``: tau_L = (g(L) - intercept) / slope."""
+    from .theory import g
+
+    times = []
+    for i in np.flatnonzero(np.asarray(mask, bool)):
+        if start is None:
+            times.append(first_passage(steps, gaps[:, i], levels))
+        else:
+            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start)
+            times.append((g(np.asarray(levels, float), T) - intercept) / slope)
+    with np.errstate(invalid="ignore"):
+        return np.exp(np.log(np.stack(times)).mean(0))
+
+
+def gap_times(levels, times, predicted, label="clean samples, $\\Lambda$"):
+    """Steps for the gap to first reach L (log scale): measured (mean and range over seeds of the
+    per-seed geometric mean over samples), the g-law prediction (dashed) and a line of slope 1 in
+    log-time, time proportional to e^L (dotted), through the last measured point."""
+    fig, axes = _fig(1, 1, width=4.8)
     ax = axes[0, 0]
-    for lv, t, pred, name, color in zip(levels, times, predicted, names, ("#1f77b4", "#d62728")):
-        band(ax, lv, t, color, f"{name}: measured")
-        ax.plot(lv, np.nanmean(pred, 0), color=color, ls="--", lw=1, label=f"{name}: g-law prediction")
-    ax.set(yscale="log", xlabel="gap $L$", ylabel="first step with mean gap $\\geq L$")
+    levels = np.asarray(levels, float)
+    band(ax, levels, times, "#1f77b4", f"{label}: measured")
+    ax.plot(levels, np.exp(np.nanmean(np.log(predicted), 0)), "k--", lw=1, label="g-law prediction")
+    last = np.exp(np.nanmean(np.log(times[:, -1])))
+    ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^L$")
+    ax.set(yscale="log", xlabel="gap level $L$", ylabel="first step with gap $\\geq L$")
     ax.legend(fontsize=7)
-    return fig
+    return _shown_once(fig)
 
 
 def g_law(taus, x_numeric, x_theory, T):
@@ -454,7 +482,7 @@ def g_law(taus, x_numeric, x_theory, T):
         ax.plot(taus[1:], x_numeric[1:, k], lw=2, alpha=0.6)
         ax.plot(taus[1::8], x_theory[1::8, k], "k.", ms=3)
     ax.set(xscale="log", xlabel="time $\\tau$", ylabel="gap $x(\\tau)$", title="ODE (lines) vs $g^{-1}$ (dots)")
-    return fig
+    return _shown_once(fig)
 
 
 
