@@ -520,7 +520,7 @@ def _overlay(ax, curves):
     for c in curves or ():
         ax.plot(c["x"], c["y"], color=c.get("color", "k"), ls=c.get("ls", "--"), lw=1.6, label=c.get("label"))
     if curves:
-        ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+        ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
 
 
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
