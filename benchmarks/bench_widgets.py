@@ -48,7 +48,7 @@ def main():
     mus = [15.0, 25.0, 20.0, 30.0, 18.0, 22.0, 20.0, 12.0, 40.0]
     slider = [timed(lambda v=v: setattr(ex.controls["signal_norm"], "value", v)) for v in mus[:REPEATS]]
     slider_cpu = cpu_median(len(slider))
-    engine = [timed(lambda v=v: train_cell(steps=steps, record_every=steps // 100, **dict(knobs, signal_norm=v)))
+    engine = [timed(lambda v=v: train_cell(steps=steps, record_every=steps // 50, **dict(knobs, signal_norm=v)))
               for v in mus[:REPEATS]]
     steps_, hist, regime, kn = widgets.regime_result()
     render = [timed(lambda: widgets.fig_to_png(widgets.regime_figure(steps_, hist, regime, kn), ex.dpi))

@@ -644,7 +644,7 @@ def explorer_regime(steps, hist, regime=None, title=None):
     ax = axes[0, 1]
     ax.plot(s, hist["train_loss"], color="k", label="train")
     ax.plot(s, hist["test_loss"], color="#1f77b4", ls=":", lw=2, label="test")
-    ax.set(xlabel="gradient step", ylabel="mean logistic loss", title="(b) loss", yscale="log")
+    ax.set(xlabel="gradient step", ylabel="mean logistic loss", title="(b) loss")
     ax.legend(fontsize=7)
     ax = axes[0, 2]
     for k, g in enumerate(TOKEN_GROUPS):
