@@ -80,9 +80,8 @@ class Run:
         prob, r = self.state["problem"], self.state["index"]
         cpu64 = lambda x: x.detach().cpu().double()
         alpha, Z, A, B = (cpu64(x) for x in (self.state["alpha"], self.state["Z"], prob.A, prob.B))
-        m = B.shape[1]
-        W = cpu64(prob.W0) - B @ (torch.eye(m, dtype=torch.float64) - Z[:m, :m]).T @ A.T
-        return W.numpy(), (A @ alpha[:m]).numpy()
+        W = cpu64(prob.W0) - B @ (torch.eye(B.shape[1], dtype=torch.float64) - Z).T @ A.T
+        return W.numpy(), (A @ alpha).numpy()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +139,6 @@ class Family:
 
     def _head_values(self, eps, coef):
         # z[r, i, t] = nu_r . (eps_it + coef[r, i, t] @ dirs^T)
-        R = coef.shape[0]
         shared = torch.einsum("itd,rd->rit", eps, self.nu)
         dn = self.nu @ self.dirs  # (R, 2)
         return shared + torch.einsum("ritk,rk->rit", coef, dn)
@@ -149,11 +147,12 @@ class Family:
         """Test token scores for the recorded states: alpha, w (R, E, m) -> (R, E, N, T)."""
         R, E, m = alpha.shape
         N, T, d = self.eps_test.shape
-        Q = self.K[:, :m] @ alpha.reshape(R * E, m).T - self.B[:, :m] @ w.reshape(R * E, m).T  # (d, RE)
+        a, w = alpha.reshape(R * E, m).T, w.reshape(R * E, m).T
+        Q = self.K @ a - self.B @ w  # (d, RE): the full queries q = W p
         flat = self.eps_test.reshape(N * T, d)
         if R * E > 2 * m:  # cheaper to project the test tokens once
-            P = flat @ torch.cat([self.K[:, :m], self.B[:, :m]], 1)
-            shared = P[:, :m] @ alpha.reshape(R * E, m).T - P[:, m:] @ w.reshape(R * E, m).T
+            P = flat @ torch.cat([self.K, self.B], 1)
+            shared = P[:, :m] @ a - P[:, m:] @ w
         else:
             shared = flat @ Q
         shared = shared.T.reshape(R, E, N, T)
