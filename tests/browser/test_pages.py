@@ -92,3 +92,28 @@ def test_jupyter_widgets_render(page_report, name):
 @pytest.mark.parametrize("name", PAGES)
 def test_static_twins_respond_to_their_slider(page_report, name):
     _check(page_report, name, harness.check_twins, "static twin broken")
+
+
+def test_launch_buttons_open_the_paired_notebook():
+    """Binder and Colab buttons on each chapter page open book/<chapter>.ipynb, which exists."""
+    chapters = [p for p in (harness.ROOT / "book").glob("*.md") if p.read_text(encoding="utf-8").startswith("---")
+                and "kernelspec:" in p.read_text(encoding="utf-8").split("\n---", 1)[0]]
+    assert chapters
+    problems = []
+    for md in chapters:
+        page = HTML / "book" / f"{md.stem}.html"
+        if not page.exists():
+            problems.append(f"{md.name}: no built page {page.relative_to(HTML)}")
+            continue
+        html = page.read_text(encoding="utf-8")
+        want = f"book/{md.stem}.ipynb"
+        for service, pattern in (("Binder", r'href="(https://mybinder\.org/[^"]+)"'),
+                                 ("Colab", r'href="(https://colab\.research\.google\.com/[^"]+)"')):
+            links = re.findall(pattern, html)
+            if not links:
+                problems.append(f"{page.name}: no {service} launch button")
+            elif not all(link.endswith(want) for link in links):
+                problems.append(f"{page.name}: {service} opens {links[0]}, not {want}")
+        if not (harness.ROOT / want).exists():
+            problems.append(f"{page.name}: launch buttons open {want}, which is not in the repository")
+    assert not problems, "\n".join(problems)
