@@ -305,10 +305,10 @@ def first_passage(steps, values, levels):
     return out
 
 
-def late_linear_fit(x, y, start):
-    """Least-squares line y = slope x + intercept on x >= start; returns (slope, intercept, R^2)."""
+def late_linear_fit(x, y, start, stop=np.inf):
+    """Least-squares line y = slope x + intercept on start <= x <= stop; returns (slope, intercept, R^2)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x >= start) & np.isfinite(y)
+    keep = (x >= start) & (x <= stop) & np.isfinite(y)
     slope, intercept = np.polyfit(x[keep], y[keep], 1)
     resid = y[keep] - (slope * x[keep] + intercept)
     r2 = 1 - (resid ** 2).sum() / ((y[keep] - y[keep].mean()) ** 2).sum()
@@ -434,11 +434,11 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
     return _shown_once(fig)
 
 
-def passage_times(steps, gaps, mask, levels, start=None, T=None):
+def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
     """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
     (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
     ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
-    g(gap) against the step on steps >= ``start``: tau_L = (g(L) - intercept) / slope."""
+    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope."""
     from .theory import g
 
     times = []
@@ -446,18 +446,21 @@ def passage_times(steps, gaps, mask, levels, start=None, T=None):
         if start is None:
             times.append(first_passage(steps, gaps[:, i], levels))
         else:
-            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start)
+            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start, stop)
             times.append((g(np.asarray(levels, float), T) - intercept) / slope)
     with np.errstate(invalid="ignore"):
         return np.exp(np.log(np.stack(times)).mean(0))
 
 
-def gap_times(levels, times, predicted, label="clean samples, $\\Lambda$"):
+def gap_times(levels, times, predicted, window=None, label="clean samples, $\\Lambda$"):
     """Steps for the gap to first reach L (log scale): measured (mean and range over seeds of the
-    per-seed geometric mean over samples), the g-law prediction (dashed) and a line of slope 1 in
-    log-time, time proportional to e^L (dotted), through the last measured point."""
+    per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1 in
+    log-time, time proportional to e^L (dotted), through the last measured point, and shaded the
+    ``window`` of steps (start, stop) the prediction was fitted on."""
     fig, axes = _fig(1, 1, width=4.8)
     ax = axes[0, 0]
+    if window is not None:
+        ax.axhspan(*window, color="0.9", lw=0, label="steps used for the fit")
     levels = np.asarray(levels, float)
     band(ax, levels, times, "#1f77b4", f"{label}: measured")
     ax.plot(levels, np.exp(np.nanmean(np.log(predicted), 0)), "k--", lw=1, label="g-law prediction")
