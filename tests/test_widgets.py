@@ -87,9 +87,11 @@ def test_selection_explorer_time_slider_and_knobs():
     png = ex.image.value
     ex.controls["frame"].value = 5
     assert ex.result["step"] == 5 and ex.image.value != png
-    xy = ex.result["test_xy"].copy()
-    ex.controls["signal_norm"].value = 5.0
-    assert ex.result["knobs"]["signal_norm"] == 5.0 and not np.allclose(ex.result["test_xy"], xy)
+    for name, value in {"signal_norm": 5.0, "eta": 0.4, "d": 500, "n": 12, "seed": 1}.items():
+        xy, renders = ex.result["train_xy"].copy(), ex.renders
+        ex.controls[name].value = value
+        assert ex.renders == renders + 1 and ex.result["knobs"][name] == value, name
+        assert ex.result["train_xy"].shape != xy.shape or not np.allclose(ex.result["train_xy"], xy), name
 
 
 def test_selection_test_side_matches_the_dense_query():
@@ -108,9 +110,11 @@ def test_phase_explorer_step_and_eta():
     png = ex.image.value
     ex.controls["step"].value = 10
     assert ex.result["step"] == 10 and ex.image.value != png
-    grid = ex.result["grid"]
-    ex.controls["eta"].value = 0.4
-    assert ex.result["grid"] is not grid
+    for name, value in {"eta": 0.4, "n": 12}.items():
+        grid = ex.result["grid"]
+        ex.controls[name].value = value
+        assert ex.result["grid"] is not grid, name
+        assert not np.array_equal(ex.result["grid"].data["train_loss"], grid.data["train_loss"]), name
 
 
 @pytest.mark.parametrize("make", ["regime", "selection", "phase"])
