@@ -540,6 +540,7 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
             ax.set_xscale("log")
         if ylog:
             ax.set_yscale("log")
+    plt.close(fig)  # shown once, as the cell's value
     return fig
 
 
@@ -565,6 +566,7 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
             ax.set_yscale("log")
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    plt.close(fig)  # shown once, as the cell's value
     return fig
 
 
@@ -591,6 +593,7 @@ def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=Tru
             ax.set_xscale("log")
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    plt.close(fig)  # shown once, as the cell's value
     return fig
 
 
@@ -607,6 +610,7 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
         ax.plot(reference["x"], reference["y"], "k--", label=reference.get("label"))
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
+    plt.close(fig)  # shown once, as the cell's value
     return fig
 
 
@@ -622,6 +626,7 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     ax.set(xlabel=xlabel, ylabel="seconds per GD step")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    plt.close(fig)  # shown once, as the cell's value
     return fig
 
 
