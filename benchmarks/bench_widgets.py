@@ -50,15 +50,18 @@ def main():
     slider_cpu = cpu_median(len(slider))
     engine = [timed(lambda v=v: train_cell(steps=steps, record_every=steps // 50, **dict(knobs, signal_norm=v)))
               for v in mus[:REPEATS]]
+    engine_cpu = cpu_median(len(engine))
     steps_, hist, regime, kn = widgets.regime_result()
-    render = [timed(lambda: widgets.fig_to_png(widgets.regime_figure(steps_, hist, regime, kn), ex.dpi))
+    # the live path: a new figure drawn with the first update's axes positions (no layout pass)
+    render = [timed(lambda: ex._render(widgets.regime_figure(steps_, hist, regime, kn)))
               for _ in range(REPEATS)]
+    render_cpu = cpu_median(len(render))
     seeds = [timed(lambda s=s: setattr(ex.controls["seed"], "value", s)) for s in range(1, 1 + min(REPEATS, 4))]
     seeds_cpu = cpu_median(len(seeds))
     med = statistics.median
     print(f"regime explorer, ||mu|| slider (cached draw): median {med(slider):.3f} s per update "
           f"over {len(slider)} (engine {med(engine):.3f} s + figure {med(render):.3f} s); "
-          f"process CPU {slider_cpu:.3f} s per update")
+          f"process CPU {slider_cpu:.3f} s per update (engine {engine_cpu:.3f} s + figure {render_cpu:.3f} s)")
     print(f"regime explorer, seed slider (new data set): median {med(seeds):.3f} s per update over {len(seeds)}; "
           f"process CPU {seeds_cpu:.3f} s")
     mv = widgets.selection_explorer()
