@@ -718,8 +718,9 @@ def explorer_phase(d_values, mu_values, regime, test_acc, title=None):
     mesh = ax.pcolormesh(x, y, np.asarray(test_acc, float).T, cmap="viridis", vmin=0.5, vmax=1.0, **ext)
     fig.colorbar(mesh, ax=ax, label="test accuracy")
     ax.set_title("(b) clean test accuracy", fontsize=9)
-    for ax in axes[0]:
-        ax.set(xscale="log", yscale="log", xlabel="dimension $d$")
+    for ax in axes[0]:  # log axes for grids spanning more than a factor 25
+        ax.set(xscale="log" if x.max() > 25 * x.min() else "linear",
+               yscale="log" if y.max() > 25 * y.min() else "linear", xlabel="dimension $d$")
     axes[0, 0].set_ylabel(r"signal norm $\|\mu\|$")
     if title:
         fig.suptitle(title, fontsize=10)

@@ -427,9 +427,10 @@ def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"],
                     record_steps=frames, cache_dir=cache_dir, progress=False)
 
 
-def phase_figure(grid, step, title=None):
+def phase_figure(grid, step, title=None, test_threshold=0.95):
+    """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices)."""
     i = int(np.argmin(np.abs(grid.steps - step)))
-    regime = theory.classify_regime(grid.data["train_acc"][..., i], grid.data["test_acc"][..., i])
+    regime = theory.classify_regime(grid.data["train_acc"][..., i], grid.data["test_acc"][..., i], test_threshold)
     fig = plots.explorer_phase(grid.axes["d"], grid.axes["signal_norm"], regime,
                                grid.data["test_acc"][..., i], title=title or f"step {int(grid.steps[i])}")
     return fig, regime
@@ -473,14 +474,14 @@ class PhaseExplorer(_Live):
         return fig, _phase_label(self._grid, v["step"], regime), dict(regime=regime, grid=self._grid, step=v["step"])
 
 
-def phase_twin(start=None, dpi=TWIN_DPI, grid=None, **knobs):
+def phase_twin(start=None, dpi=TWIN_DPI, grid=None, test_threshold=0.95, **knobs):
     """Static twin of the phase-diagram explorer: a slider over the recorded training steps (one
-    grid run; pass ``grid`` to reuse one)."""
+    grid run; pass ``grid`` to reuse one with axes ``d`` and ``signal_norm``)."""
     grid = phase_grid(**knobs) if grid is None else grid
     frames, labels = [], []
     eta, n = dict(PHASE_DEFAULTS, **knobs)["eta"], dict(PHASE_DEFAULTS, **knobs)["n"]
     for s in grid.steps:
-        fig, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}")
+        fig, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}", test_threshold=test_threshold)
         frames.append(fig_to_png(fig, dpi))
         labels.append(_phase_label(grid, int(s), regime))
     start = len(frames) - 1 if start is None else start
