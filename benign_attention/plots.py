@@ -692,7 +692,7 @@ def explorer_selection(frame, lim=(-0.6, 1.6)):
         ax.set_title(f"{name}: step {frame['step']}, accuracy {float(acc):.2f}", fontsize=9)
         ax.set(xlabel=r"$\langle x, \mu_{-1}\rangle/\|\mu\|^2$")
     axes[0, 0].set_ylabel(r"$\langle x, \mu_{+1}\rangle/\|\mu\|^2$")
-    axes[0, 0].legend(fontsize=6.5, loc="lower left")
+    axes[0, 0].legend(fontsize=6.5, loc="upper right")
     return fig
 
 
