@@ -10,12 +10,31 @@
    nothing exists (404s on every page with a widget). On those pages, map those module ids to the
    directory embed-amd.js is loaded from (``nb_ipywidgets_js`` in _config.yml) with a global
    ``require`` config object, which require.js reads when it loads.
+3. Sphinx adds MathJax only to pages whose own body has math, but a chapter title with math shows in
+   the sidebar of every page (and sphinx-proof's generated index lists theorem titles with math), so
+   pages without math of their own showed raw ``\\(...\\)``. Load the page assets (MathJax) on
+   every page.
+4. The widgets HTML manager typesets widget labels with the MathJax 2 API
+   (``MathJax.Hub.Queue``); the book uses MathJax 3, so every widget page with math raised
+   "Cannot read properties of undefined (reading 'Queue')". A small shim maps that call onto
+   MathJax 3's ``typesetPromise``; it is installed at DOMContentLoaded (after the deferred MathJax
+   script ran, before the widget manager renders at window load).
 """
 from __future__ import annotations
 
 import json
 
 WIDGETS_MODULE_IDS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
+
+MATHJAX2_HUB_SHIM = """document.addEventListener("DOMContentLoaded", function () {
+  var mj = window.MathJax;
+  if (!mj || mj.Hub || !mj.startup) return;
+  mj.Hub = {Queue: function (cmd) {
+    var el = Array.isArray(cmd) ? cmd[2] : undefined;
+    mj.startup.promise.then(function () { return mj.typesetPromise(el ? [el] : undefined); })
+      .catch(function (err) { console.warn("MathJax typeset failed", err); });
+  }};
+});"""
 
 
 def _fix_page_scripts(app, pagename, templatename, context, doctree):
@@ -26,6 +45,7 @@ def _fix_page_scripts(app, pagename, templatename, context, doctree):
         config = {"paths": {module_id: dist for module_id in WIDGETS_MODULE_IDS}}
         # priority 499: after the theme's scripts, before require.js (myst-nb adds it at 500)
         app.add_js_file(None, body=f"var require = {json.dumps(config)};", priority=499)
+        app.add_js_file(None, body=MATHJAX2_HUB_SHIM, priority=499)
         scripts = context.get("script_files", [])
     seen, unique = set(), []
     for js in scripts:
@@ -40,5 +60,6 @@ def _fix_page_scripts(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    app.set_html_assets_policy("always")
     app.connect("html-page-context", _fix_page_scripts, priority=10_000)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
