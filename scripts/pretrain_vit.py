@@ -13,9 +13,14 @@
   weight decay 0.05) for 300 epochs, seed 0.
 
 Weights go to ``<name>.npz`` (no pickle) and a ``<name>.json`` with the config, seed, wall-clock
-seconds, torch thread count and the accuracy reached on the split's held-out **test** part. The
-values measured when the shipped weights were made are in those json files and in the chapter.
-Runs in a few minutes at most on 2 CPU cores.
+seconds, torch thread count and the accuracy reached on the split's held-out **test** part.
+The shipped weights (seed 0, torch 2.13 CPU, 2 threads on a shared 2-core machine) reached:
+
+* ViT on MNIST: 95.8% test accuracy (2000 held-out images; 97.8% on its 5000 training images),
+  164 s;
+* tabular transformer on breast cancer: 97.6% test accuracy (169 held-out rows), 10 s.
+
+The chapter prints these numbers from the json files.
 """
 from __future__ import annotations
 

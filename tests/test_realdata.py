@@ -254,3 +254,28 @@ def test_grid_resumes_and_recomputes_corrupt_cells(tmp_path, monkeypatch, breast
     assert not list(tmp_path.glob("*.tmp"))
     rows = grid.summarize(grid.load_results(tmp_path))
     assert [(r["n"], r["eta"]) for r in rows] == [(10, 0.0), (10, 0.2)]
+
+
+def test_missing_file_is_downloaded_then_verified(tmp_path, monkeypatch):
+    body = "NUM:date When ?\n"
+
+    class Response:
+        def __init__(self, url):
+            self.url = url
+
+        def read(self):
+            return body.encode()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    urls = []
+    monkeypatch.setattr(rd.urllib.request, "urlopen", lambda url, timeout: urls.append(url) or Response(url))
+    with pytest.raises(rd.DataError, match="expected 5444"):  # fetched, then rejected by the check
+        rd.load_trec(tmp_path)
+    assert urls[0] == rd.TREC_URL + "train_5500.label"
+    assert (tmp_path / "trec" / "train_5500.label").read_text() == body
+    assert not list((tmp_path / "trec").glob("*.part"))
