@@ -696,11 +696,12 @@ def explorer_selection(frame, lim=(-0.6, 1.6)):
     return fig
 
 
-def explorer_phase(d_values, mu_values, regime, test_acc, title=None):
+def explorer_phase(d_values, mu_values, regime, test_acc, title=None, panel="test accuracy", vlim=(0.5, 1.0)):
     """Chapter *Playground*, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
 
     ``regime`` (len(d), len(mu)) indices into ``theory.REGIMES`` and ``test_acc`` of the same shape.
-    (a) the regime of each cell; (b) the clean test accuracy (fixed colour scale 0.5..1)."""
+    (a) the regime of each cell; (b) the clean test accuracy (fixed colour scale ``vlim``), or
+    another per-cell value named by ``panel`` (e.g. the test loss)."""
     from matplotlib.colors import ListedColormap
 
     from .theory import REGIMES
@@ -715,9 +716,9 @@ def explorer_phase(d_values, mu_values, regime, test_acc, title=None):
     ax.legend(fontsize=6.5, loc="lower right", framealpha=0.9)
     ax.set_title("(a) regime", fontsize=9)
     ax = axes[0, 1]
-    mesh = ax.pcolormesh(x, y, np.asarray(test_acc, float).T, cmap="viridis", vmin=0.5, vmax=1.0, **ext)
-    fig.colorbar(mesh, ax=ax, label="test accuracy")
-    ax.set_title("(b) clean test accuracy", fontsize=9)
+    mesh = ax.pcolormesh(x, y, np.asarray(test_acc, float).T, cmap="viridis", vmin=vlim[0], vmax=vlim[1], **ext)
+    fig.colorbar(mesh, ax=ax, label=panel)
+    ax.set_title(f"(b) clean {panel}", fontsize=9)
     for ax in axes[0]:  # log axes for grids spanning more than a factor 25
         ax.set(xscale="log" if x.max() > 25 * x.min() else "linear",
                yscale="log" if y.max() > 25 * y.min() else "linear", xlabel="dimension $d$")

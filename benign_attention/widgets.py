@@ -427,12 +427,19 @@ def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"],
                     record_steps=frames, cache_dir=cache_dir, progress=False)
 
 
-def phase_figure(grid, step, title=None, test_threshold=0.95):
-    """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices)."""
+def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_acc"):
+    """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
+    ``panel``: the right panel, "test_acc" (colour scale 0.5..1) or "test_loss" (colour scale over
+    the whole grid and every recorded step, so frames compare)."""
+    if panel not in ("test_acc", "test_loss"):
+        raise ValueError(f"panel must be 'test_acc' or 'test_loss', got {panel!r}")
     i = int(np.argmin(np.abs(grid.steps - step)))
     regime = theory.classify_regime(grid.data["train_acc"][..., i], grid.data["test_acc"][..., i], test_threshold)
-    fig = plots.explorer_phase(grid.axes["d"], grid.axes["signal_norm"], regime,
-                               grid.data["test_acc"][..., i], title=title or f"step {int(grid.steps[i])}")
+    vals = grid.data[panel]
+    vlim = (0.5, 1.0) if panel == "test_acc" else (float(np.nanmin(vals)), float(np.nanmax(vals)))
+    fig = plots.explorer_phase(grid.axes["d"], grid.axes["signal_norm"], regime, vals[..., i],
+                               title=title or f"step {int(grid.steps[i])}",
+                               panel=panel.replace("_", " "), vlim=vlim)
     return fig, regime
 
 
@@ -474,14 +481,15 @@ class PhaseExplorer(_Live):
         return fig, _phase_label(self._grid, v["step"], regime), dict(regime=regime, grid=self._grid, step=v["step"])
 
 
-def phase_twin(start=None, dpi=TWIN_DPI, grid=None, test_threshold=0.95, **knobs):
+def phase_twin(start=None, dpi=TWIN_DPI, grid=None, test_threshold=0.95, panel="test_acc", **knobs):
     """Static twin of the phase-diagram explorer: a slider over the recorded training steps (one
     grid run; pass ``grid`` to reuse one with axes ``d`` and ``signal_norm``)."""
     grid = phase_grid(**knobs) if grid is None else grid
     frames, labels = [], []
     eta, n = dict(PHASE_DEFAULTS, **knobs)["eta"], dict(PHASE_DEFAULTS, **knobs)["n"]
     for s in grid.steps:
-        fig, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}", test_threshold=test_threshold)
+        fig, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}",
+                                   test_threshold=test_threshold, panel=panel)
         frames.append(fig_to_png(fig, dpi))
         labels.append(_phase_label(grid, int(s), regime))
     start = len(frames) - 1 if start is None else start

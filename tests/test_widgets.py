@@ -156,3 +156,11 @@ def test_twin_labels_cannot_break_out_of_the_script():
     png = widgets.fig_to_png(__import__("matplotlib.pyplot").pyplot.figure(figsize=(1, 1)))
     tw = widgets.StaticTwin([png, png + b"1", png + b"2"], ["</script><b>x", "b", "c"])
     assert "</script><b>" not in tw.html
+
+
+def test_phase_twin_panel_choice():
+    grid = widgets.phase_grid(d=(50, 200), signal_norm=(2, 20), frames=(10, 50, 100), n=10, n_test=40)
+    tw = widgets.phase_explorer(static=True, grid=grid, panel="test_loss")
+    assert len(tw.frames) == 3 and all(label.startswith("step ") for label in tw.labels)
+    with pytest.raises(ValueError, match="panel"):
+        widgets.phase_figure(grid, 10, panel="train_acc")
