@@ -338,31 +338,34 @@ def _runs_stack(runs, key, keep=slice(None)):
 def dynamics_grid(settings, max_step=1000):
     """The paper's Figure 3 over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
 
-    Rows: settings. Columns: attention of one clean and one noisy training sample (the first of each
-    kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy; test loss.
-    Lines are means over seeds, bands the min-max range."""
-    fig, axes = _fig(4, len(settings), width=3.2, height=2.45)
-    for r, (title, (runs, datasets)) in enumerate(settings.items()):
+    Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
+    each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
+    test loss. Lines are means over seeds, bands the min-max range."""
+    fig, axes = _fig(len(settings), 4, width=3.3, height=2.35)
+    for c, (title, (runs, datasets)) in enumerate(settings.items()):
         keep = runs[0].steps <= max_step
         x = runs[0].steps[keep]
-        for c, kind in enumerate(("clean", "noisy")):
+        for r, kind in enumerate(("clean", "noisy")):
             idx = [int(np.flatnonzero(ds.noisy == (kind == "noisy"))[0]) for ds in datasets]
             vals = np.stack([sample_attention(run, i)[keep] for run, i in zip(runs, idx)])
             ax = axes[r, c]
             for g, name in enumerate(TOKEN_GROUPS):
                 band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
-            ax.set(ylim=(-0.03, 1.03), title=f"{title}: a {kind} sample", ylabel="attention")
-        ax = axes[r, 2]
+            ax.set(ylim=(-0.03, 1.03), title=f"{title}: a {kind} sample")
+        ax = axes[2, c]
         band(ax, x, _runs_stack(runs, "train_acc", keep), "k", "train (observed labels)")
         band(ax, x, _runs_stack(runs, "test_acc", keep), "#ff7f0e", "test")
         ax.set(ylim=(0.5, 1.02), title=f"{title}: accuracy")
-        ax = axes[r, 3]
+        ax = axes[3, c]
         band(ax, x, _runs_stack(runs, "test_loss", keep), "#ff7f0e", "test loss")
-        ax.set(title=f"{title}: test loss")
-    for ax in axes[-1]:
-        ax.set_xlabel("GD step")
+        ax.set(title=f"{title}: test loss", xlabel="GD step")
+    lims = np.array([ax.get_ylim() for ax in axes[3]])
+    for ax in axes[3]:  # one test-loss scale for all settings, so that flat curves look flat
+        ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
+    for r, label in enumerate(("attention", "attention", "accuracy", "test loss")):
+        axes[r, 0].set_ylabel(label)
     axes[0, 0].legend(fontsize=7, loc="center right")
-    axes[0, 2].legend(fontsize=7, loc="lower right")
+    axes[2, 0].legend(fontsize=7, loc="lower right")
     return _shown_once(fig)
 
 
@@ -370,7 +373,7 @@ def long_run(runs, datasets, title="large signal"):
     """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
     the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss."""
     x = runs[0].steps[1:]
-    fig, axes = _fig(3, 1, width=3.9)
+    fig, axes = _fig(3, 1, width=3.4, height=3.0)
     ax = axes[0, 0]
     for k, run in enumerate(runs):
         ax.plot(x, run.history["train_acc"][1:], color="k", alpha=0.35 + 0.13 * k, lw=1,
@@ -379,7 +382,7 @@ def long_run(runs, datasets, title="large signal"):
                 lw=1, label="train, clean labels" if k == 0 else None)
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
-    ax.set(title=f"{title}: training accuracy (each seed)", ylim=(0.7, 1.02))
+    ax.set(title=f"{title}: training accuracy", ylim=(0.7, 1.02))
     ax.legend(fontsize=7, loc="lower left")
     ax = axes[0, 1]
     vals = _runs_stack(runs, "attn_noisy")[:, 1:]
@@ -403,7 +406,7 @@ def delayed_generalisation(runs):
     training label, the dashed line is their median."""
     x = runs[0].steps[1:]
     fits = np.array([first_fit_step(r) for r in runs])
-    fig, axes = _fig(3, 1, width=3.6)
+    fig, axes = _fig(3, 1, width=3.4, height=3.0)
     panels = [("test_loss", "test loss"), ("test_margin", "test margin $E[y f(X)]$"),
               ("attn_test", "test attention on $x_1$")]
     for ax, (key, label) in zip(axes[0], panels):
