@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import DATASETS, check_dataset, flip_labels, load_breast_cancer, split_data
-from .models import LastLayer, Prefix, bert_last_layer, last_layer_cls, load_encoder, make_prefix
+from .models import LastLayer, Prefix, after_attention, bert_last_layer, last_layer_cls, load_encoder, make_prefix
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 NUM_CLASSES = {"trec": 6, "mnist": 10, "breast_cancer": 2}
@@ -300,3 +300,28 @@ def _run(prep, n, eta, seed, epochs, lr, log_every, eval_every):
     return {"dataset": prep.dataset, "n": int(n), "eta": float(eta), "seed": int(seed), "epochs": int(epochs),
             "lr": float(lr), "optimizer": "adam (full batch)", "baseline": prep.baseline,
             "num_flipped": int(flipped.sum()), "final": final, "history": hist, "test_history": test_hist}
+
+
+@torch.no_grad()
+def single_token_probe(prep: Prepared, num: int = 300, seed: int = 0) -> dict:
+    """Which classes can the frozen layer output if the [CLS] query attends to ONE token only?
+
+    For ``num`` pool samples and every real token t, all heads put attention 1 on t and the head's
+    prediction is recorded. Returns the fraction of samples for which some token yields a class other
+    than the true one (``can_flip``), and the mean number of distinct reachable classes. A probe,
+    not a bound: mixtures over tokens and heads can reach more.
+    """
+    idx = np.sort(np.random.default_rng(seed).choice(len(prep.pool), min(num, len(prep.pool)), replace=False))
+    p = prep.pool.take(idx)
+    n, h, t, dh = p.v.shape
+    preds = torch.full((n, t), -1, dtype=torch.long)
+    for j in range(t):
+        ctx = p.v[:, :, j, :].reshape(n, h * dh)
+        out = after_attention(p.x[:, 0], ctx, prep.layer)
+        preds[:, j] = F.linear(out, prep.head_w, prep.head_b).argmax(1).cpu()
+    mask = p.mask.cpu()
+    y = torch.as_tensor(prep.pool_y[idx])
+    other = ((preds != y[:, None]) & mask).any(1)
+    distinct = [len(set(preds[i][mask[i]].tolist())) for i in range(n)]
+    return {"can_flip": float(other.double().mean()), "distinct_classes": float(np.mean(distinct)),
+            "tokens": float(mask.sum(1).double().mean())}

@@ -110,7 +110,13 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
     scores = scores.masked_fill(~prefix.mask[:, None, :], float("-inf"))
     attn = torch.softmax(scores, dim=-1)
     ctx = torch.einsum("nht,nhte->nhe", attn, prefix.v).reshape(-1, d)
-    out = prefix.x[:, 0] + F.linear(ctx, layer.wo, layer.bo)
+    return after_attention(prefix.x[:, 0], ctx, layer), attn
+
+
+def after_attention(x_cls, ctx, layer: LastLayer):
+    """The rest of the last layer for the [CLS] position, given its attention context ``ctx`` (N×D)."""
+    d = x_cls.shape[-1]
+    out = x_cls + F.linear(ctx, layer.wo, layer.bo)
     if layer.norm_first:
         u = F.layer_norm(out, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
         out = out + F.linear(F.gelu(F.linear(u, layer.w1, layer.b1)), layer.w2, layer.b2)
@@ -119,7 +125,7 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
         out = F.layer_norm(out, (d,), layer.ln1_w, layer.ln1_b, layer.eps)
         ffn = F.linear(F.gelu(F.linear(out, layer.w1, layer.b1)), layer.w2, layer.b2)
         out = F.layer_norm(out + ffn, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
-    return out, attn
+    return out
 
 
 def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
