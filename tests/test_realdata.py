@@ -279,3 +279,16 @@ def test_missing_file_is_downloaded_then_verified(tmp_path, monkeypatch):
     assert urls[0] == rd.TREC_URL + "train_5500.label"
     assert (tmp_path / "trec" / "train_5500.label").read_text() == body
     assert not list((tmp_path / "trec").glob("*.part"))
+
+
+def test_single_token_probe_and_uniform_attention(breast):
+    from benign_attention.realdata.models import after_attention
+
+    zero = [torch.zeros_like(t) for t in (breast.layer.wq, breast.layer.bq, breast.layer.wk, breast.layer.bk)]
+    out, attn = last_layer_cls(breast.pool, breast.layer, *zero)  # zero Q/K: uniform attention
+    torch.testing.assert_close(attn, torch.full_like(attn, 1 / attn.shape[-1]))
+    n, h, t, dh = breast.pool.v.shape
+    ctx = breast.pool.v.mean(2).reshape(n, h * dh)
+    torch.testing.assert_close(after_attention(breast.pool.x[:, 0], ctx, breast.layer), out)
+    r = ft.single_token_probe(breast, num=50)
+    assert 0 <= r["can_flip"] <= 1 and 1 <= r["distinct_classes"] <= 2 and r["tokens"] == 31
