@@ -30,6 +30,19 @@ def band(ax, x, values, color, label=None):
     ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=color, alpha=0.2, lw=0)
 
 
+def accuracy_loss_panels(ax_acc, ax_loss, steps, hist, titles=("accuracy", "loss"), fontsize=7):
+    """Accuracy (train on observed and clean labels, test) and loss (train, test) over steps."""
+    ax_acc.plot(steps, hist["train_acc"], color="k", label="train, observed labels")
+    ax_acc.plot(steps, hist["train_clean_acc"], color="#ff7f0e", ls="--", label="train, clean labels")
+    ax_acc.plot(steps, hist["test_acc"], color="#1f77b4", ls=":", lw=2, label="test")
+    ax_acc.set(xlabel="gradient step", ylabel="accuracy", title=titles[0], ylim=(0.45, 1.04))
+    ax_acc.legend(fontsize=fontsize, loc="lower right")
+    ax_loss.plot(steps, hist["train_loss"], color="k", label="train loss")
+    ax_loss.plot(steps, hist["test_loss"], color="#1f77b4", ls=":", lw=2, label="test loss")
+    ax_loss.set(xlabel="gradient step", ylabel="mean logistic loss", title=titles[1])
+    ax_loss.legend(fontsize=fontsize)
+
+
 # --- Welcome, The setting, A benign solution exists -------------------------------------------
 
 
@@ -55,18 +68,10 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     noisy_index = int(np.flatnonzero(ds.noisy)[0]) if noisy_index is None else noisy_index
     fig, axes = _fig(2, 2, width=4.6, height=3.1)
     h, s = run.history, run.steps
-    ax = axes[0, 0]
-    ax.plot(s, h["train_acc"], color="k", label="train, observed labels")
-    ax.plot(s, h["train_clean_acc"], color="#ff7f0e", ls="--", label="train, clean labels")
-    ax.plot(s, h["test_acc"], color="#1f77b4", ls=":", lw=2, label="test")
-    ax.set(xlabel="gradient step", ylabel="accuracy", title="accuracy", ylim=(0.5, 1.04))
-    ax.legend(fontsize=8, loc="lower right")
+    accuracy_loss_panels(axes[0, 0], axes[0, 1], s, h, fontsize=8)
     ax = axes[0, 1]
-    ax.plot(s, h["train_loss"], color="k", label="train loss")
-    ax.plot(s, h["test_loss"], color="#1f77b4", ls=":", lw=2, label="test loss")
     ax.axhline(np.log1p(np.exp(-1 / np.sqrt(2))), color="0.5", lw=0.8, ls="--",
                label=r"$\log(1+e^{-1/\sqrt{2}})$")
-    ax.set(xlabel="gradient step", ylabel="mean logistic loss", title="loss")
     ax.legend(fontsize=8)
     attention = h["train_attention"]
     _stack_attention(axes[1, 0], s, attention[:, clean_index], f"clean training sample {clean_index}")
@@ -646,17 +651,7 @@ def explorer_regime(steps, hist, regime=None, title=None):
     ``theory.REGIMES``) colours the title."""
     fig, axes = _fig(3, 1, width=3.6, height=2.7)
     s = np.asarray(steps)
-    ax = axes[0, 0]
-    ax.plot(s, hist["train_acc"], color="k", label="train (observed)")
-    ax.plot(s, hist["train_clean_acc"], color="#ff7f0e", ls="--", label="train (clean)")
-    ax.plot(s, hist["test_acc"], color="#1f77b4", ls=":", lw=2, label="test")
-    ax.set(xlabel="gradient step", ylabel="accuracy", title="(a) accuracy", ylim=(0.45, 1.03))
-    ax.legend(fontsize=7, loc="lower right")
-    ax = axes[0, 1]
-    ax.plot(s, hist["train_loss"], color="k", label="train")
-    ax.plot(s, hist["test_loss"], color="#1f77b4", ls=":", lw=2, label="test")
-    ax.set(xlabel="gradient step", ylabel="mean logistic loss", title="(b) loss")
-    ax.legend(fontsize=7)
+    accuracy_loss_panels(axes[0, 0], axes[0, 1], s, hist, titles=("(a) accuracy", "(b) loss"))
     ax = axes[0, 2]
     for k, g in enumerate(TOKEN_GROUPS):
         ax.plot(s, np.asarray(hist["attn_clean"])[:, k], color=TOKEN_COLORS[g], label=TOKEN_LABELS[g])
