@@ -534,6 +534,17 @@ def _overlay(ax, curves):
         ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
 
 
+def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
+    """Limits, labels, overlaid curves and log scales of one (x, y) map panel."""
+    _overlay(ax, curves)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(_edges(x)[0], _edges(x)[-1]),
+           ylim=(_edges(y)[0], _edges(y)[-1]))
+    if xlog:
+        ax.set_xscale("log")
+    if ylog:
+        ax.set_yscale("log")
+
+
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
     its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel."""
@@ -541,13 +552,7 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
     for ax, m, title in zip(axes[0], maps, titles):
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
-        _overlay(ax, curves)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(_edges(x)[0], _edges(x)[-1]),
-               ylim=(_edges(y)[0], _edges(y)[-1]))
-        if xlog:
-            ax.set_xscale("log")
-        if ylog:
-            ax.set_yscale("log")
+        _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
     plt.close(fig)  # shown once, as the cell's value
     return fig
 
@@ -565,13 +570,7 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
     for ax, reg, title in zip(axes[0], regimes, titles):
         ax.pcolormesh(_edges(x), _edges(y), np.asarray(reg, float).T, cmap=cmap, vmin=-0.5, vmax=2.5,
                       shading="flat")
-        _overlay(ax, curves)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(_edges(x)[0], _edges(x)[-1]),
-               ylim=(_edges(y)[0], _edges(y)[-1]))
-        if xlog:
-            ax.set_xscale("log")
-        if ylog:
-            ax.set_yscale("log")
+        _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
     plt.close(fig)  # shown once, as the cell's value

@@ -114,7 +114,8 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
 
 
 def after_attention(x_cls, ctx, layer: LastLayer):
-    """The rest of the last layer for the [CLS] position, given its attention context ``ctx`` (N×D)."""
+    """The rest of the last layer (residual, FFN, norms) given the attention context ``ctx`` of the
+    positions ``x_cls`` (any leading shape; the cached path passes only the [CLS] position)."""
     d = x_cls.shape[-1]
     out = x_cls + F.linear(ctx, layer.wo, layer.bo)
     if layer.norm_first:
@@ -140,15 +141,7 @@ def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
     q, k, v = heads(F.linear(xn, wq, bq)), heads(F.linear(xn, wk, bk)), heads(F.linear(xn, layer.wv, layer.bv))
     s = (q @ k.transpose(-1, -2)) / math.sqrt(d // h)
     attn = torch.softmax(s.masked_fill(~mask.bool()[:, None, None, :], float("-inf")), dim=-1)
-    out = x + F.linear((attn @ v).transpose(1, 2).reshape(n, t, d), layer.wo, layer.bo)
-    if layer.norm_first:
-        u = F.layer_norm(out, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
-        out = out + F.linear(F.gelu(F.linear(u, layer.w1, layer.b1)), layer.w2, layer.b2)
-        out = F.layer_norm(out, (d,), layer.lnf_w, layer.lnf_b, layer.eps)
-    else:
-        out = F.layer_norm(out, (d,), layer.ln1_w, layer.ln1_b, layer.eps)
-        ffn = F.linear(F.gelu(F.linear(out, layer.w1, layer.b1)), layer.w2, layer.b2)
-        out = F.layer_norm(out + ffn, (d,), layer.ln2_w, layer.ln2_b, layer.eps)
+    out = after_attention(x, (attn @ v).transpose(1, 2).reshape(n, t, d), layer)  # every position
     return out[:, 0], attn[:, :, 0]
 
 
