@@ -40,7 +40,6 @@ endif
 # Every tool runs from the venv; notebook kernels ("python3") resolve to the venv's python too.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED ?= 0
-export MPLBACKEND ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 # Run one stage, print its wall time, keep its exit status.

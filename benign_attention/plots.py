@@ -1,4 +1,7 @@
-"""The book's figures: one function per figure, each returning a matplotlib Figure.
+"""The book's figures: one function per figure, each returning a closed matplotlib Figure.
+
+Chapters show a figure with :func:`benign_attention.display.show` (the package's one display
+convention, explained there); the explorers' frames go through :func:`benign_attention.display.png`.
 
 Sections follow the chapters. Shared style (colours of token types and regimes) lives at the top.
 """
@@ -77,7 +80,7 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     _stack_attention(axes[1, 0], s, attention[:, clean_index], f"clean training sample {clean_index}")
     _stack_attention(axes[1, 1], s, attention[:, noisy_index], f"noisy training sample {noisy_index}")
     axes[1, 1].legend(fontsize=7, loc="center right")
-    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -132,7 +135,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
         ax.axhline(v / np.sqrt(2), color="0.4", ls=":", lw=0.8)
     ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
     ax.set(ylabel=r"head value $y^*\,\nu^\top x_t$", title="(c) head values of all training tokens")
-    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -194,7 +197,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
             ax.set(xlabel=r"$\langle x, \mu_{-1}\rangle/\|\mu\|^2$",
                    ylabel=r"$\langle x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
     axes[0, 0].legend(fontsize=6.5, loc="lower left")
-    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -224,7 +227,7 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
     ax.set(xscale="log", xlabel="memorisation weight $c$", ylabel="accuracy", ylim=(0.4, 1.03),
            xlim=(cs[0], cs[-1]))
     ax.legend(fontsize=7, loc="lower left", ncol=2)
-    plt.close(fig)  # shown once, as the cell's value (the inline backend would show it again)
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -257,7 +260,7 @@ def existence_test_bound(ds, q, h=0.2):
 def _shown_once(fig):
     """Close ``fig`` in pyplot before returning it, so that a notebook shows it once (as the cell's
     value) and not a second time through the inline backend's automatic display."""
-    plt.close(fig)
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -553,7 +556,7 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
         _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -573,7 +576,7 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
         _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -600,7 +603,7 @@ def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=Tru
             ax.set_xscale("log")
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -617,7 +620,7 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
         ax.plot(reference["x"], reference["y"], "k--", label=reference.get("label"))
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -633,7 +636,7 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     ax.set(xlabel=xlabel, ylabel="seconds per GD step")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 

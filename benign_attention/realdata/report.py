@@ -56,7 +56,7 @@ def plot_noise_sweep(rows, datasets=("trec", "mnist", "breast_cancer")):
     axes[1, 0].set_ylabel("final training loss\n(noisy labels)")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
@@ -80,5 +80,5 @@ def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
     axes[0, 0].set_ylabel("mean max [CLS] attention")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    plt.close(fig)  # shown once, as the cell's value
+    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
