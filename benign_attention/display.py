@@ -21,14 +21,26 @@ runs anywhere.
 from __future__ import annotations
 
 import io
+import warnings
 
-__all__ = ["CSS_DPI", "PIXEL_RATIO", "png", "show", "glue"]
+import numpy as np
+
+__all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "FigureWarning", "png", "show",
+           "figure_problems", "glue"]
 
 #: CSS pixels per inch of figure size: a 7.2 in wide figure is laid out 720 CSS px wide, about the
 #: width of the book's text column at 1280 px, so 9 pt text shows at 12.5 px.
 CSS_DPI = 100
 #: Device pixels per CSS pixel in every PNG the package makes (2 = sharp on "retina" screens).
 PIXEL_RATIO = 2
+#: Width of the book's text column at a 1280 px window; wider figures are shown scaled down to it.
+COLUMN_CSS_PX = 688
+#: Smallest text, in CSS px as shown in that column, that :func:`figure_problems` accepts.
+MIN_TEXT_PX = 9.0
+
+
+class FigureWarning(UserWarning):
+    """A figure that a reader cannot read well (see :func:`figure_problems`)."""
 
 
 def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
@@ -74,10 +86,108 @@ def show(fig, alt=None):
     if alt is None:
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
         alt = "figure: " + "; ".join(titles) if titles else "figure"
+    for problem in figure_problems(fig):
+        warnings.warn(problem, FigureWarning, stacklevel=2)
     data, (width, height) = png(fig)
     display({"image/png": data, "text/plain": alt},
             metadata={"image/png": {"width": width, "height": height}}, raw=True)
     return None
+
+
+def _text_px(fig):
+    """CSS px per point of font size once the figure is shown in the text column."""
+    width_css = fig.get_figwidth() * CSS_DPI
+    return CSS_DPI / 72 * min(1.0, COLUMN_CSS_PX / width_css)
+
+
+def _data_points(ax, artist, renderer):
+    """Display-space points (k, 2) of a data artist, lines densely resampled; None for area artists
+    that cover a region (handled by their extent)."""
+    from matplotlib.collections import PathCollection, PolyCollection
+    from matplotlib.lines import Line2D
+
+    if isinstance(artist, Line2D):
+        xy = artist.get_xydata()
+        if len(xy) == 0 or artist.get_transform() != ax.transData:
+            return np.empty((0, 2))  # axhline/axvline and other reference lines span the axes
+        xy = artist.get_transform().transform(np.asarray(xy, float))
+        xy = xy[np.isfinite(xy).all(1)]
+        if artist.get_linestyle() not in ("None", "", " ") and len(xy) > 1:
+            t = np.linspace(0, 1, 20)[:, None]
+            segs = xy[:-1, None, :] * (1 - t) + xy[1:, None, :] * t
+            xy = np.concatenate([xy, segs.reshape(-1, 2)])
+        return xy
+    if isinstance(artist, PathCollection):
+        return artist.get_offset_transform().transform(np.asarray(artist.get_offsets(), float))
+    if isinstance(artist, PolyCollection):
+        return None
+    return np.empty((0, 2))
+
+
+def figure_problems(fig):
+    """What would make ``fig`` hard to read in the book; an empty list when nothing.
+
+    * text smaller than :data:`MIN_TEXT_PX` CSS pixels once the figure is shown in the text column
+      (:data:`COLUMN_CSS_PX` wide at a 1280 px window);
+    * text that sticks out of the figure (cut off in the PNG);
+    * a legend drawn inside an axes over that axes' data: plotted points or line segments, scatter
+      markers, filled areas (bands, stacks) or images.
+
+    :func:`show` warns (:class:`FigureWarning`) about each; the book's tests fail on such warnings."""
+    from matplotlib.collections import PolyCollection, QuadMesh
+    from matplotlib.image import AxesImage
+    from matplotlib.text import Text
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    problems = []
+    renderer = FigureCanvasAgg(fig).get_renderer()  # a closed figure may have no drawing canvas
+    fig.draw(renderer)
+    scale = _text_px(fig)
+    small = sorted({(round(t.get_fontsize() * scale, 1), t.get_text()[:30]) for t in fig.findobj(Text)
+                    if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < MIN_TEXT_PX})
+    if small:
+        problems.append(f"text shown smaller than {MIN_TEXT_PX:g} px in a {COLUMN_CSS_PX} px column "
+                        f"(figure {fig.get_figwidth():.1f} in wide): "
+                        + ", ".join(f"{px} px {text!r}" for px, text in small[:5]))
+    tight = fig.get_tightbbox(renderer)  # what is drawn, in inches (tick labels out of view excluded)
+    over = np.array([-tight.x0, -tight.y0, tight.x1 - fig.get_figwidth(), tight.y1 - fig.get_figheight()])
+    if (over * fig.dpi > 1).any():
+        sides = [f"{side} by {px:.0f} px" for side, px in zip(("left", "bottom", "right", "top"), over * CSS_DPI)
+                 if px * fig.dpi > CSS_DPI]
+        problems.append("text or artists cut off at the figure's edge: " + ", ".join(sides))
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible():
+            continue
+        box = legend.get_window_extent(renderer)
+        if not box.overlaps(ax.get_window_extent(renderer)):
+            continue  # placed outside the axes
+        covered = []
+        for artist in [*ax.lines, *ax.collections, *ax.images]:
+            if not artist.get_visible() or artist in legend.get_children():
+                continue
+            label = str(artist.get_label())
+            if isinstance(artist, (AxesImage, QuadMesh)):
+                if artist.get_window_extent(renderer).overlaps(box):
+                    covered.append(label)
+                continue
+            points = _data_points(ax, artist, renderer)
+            if points is None and isinstance(artist, PolyCollection):
+                gx, gy = np.meshgrid(np.linspace(box.x0, box.x1, 9), np.linspace(box.y0, box.y1, 9))
+                grid = np.column_stack([gx.ravel(), gy.ravel()])
+                transform = artist.get_transform()
+                if any(path.contains_points(grid, transform=transform).any() for path in artist.get_paths()):
+                    covered.append(label)
+                continue
+            inside = ((points[:, 0] >= box.x0) & (points[:, 0] <= box.x1)
+                      & (points[:, 1] >= box.y0) & (points[:, 1] <= box.y1))
+            if inside.any():
+                covered.append(label)
+        if covered:
+            title = ax.get_title() or ax.get_ylabel() or "an axes"
+            problems.append(f"the legend in {title!r} covers data ({', '.join(sorted(set(covered)))[:120]})")
+    return problems
 
 
 def glue(name, value):

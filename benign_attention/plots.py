@@ -21,9 +21,26 @@ TOKEN_LABELS = dict(zip(TOKEN_GROUPS, ("$x_1$ (relevant)", "$x_2$ (weak, true cl
 REGIME_COLORS = {"not overfitting": "#9467bd", "benign": "#2ca02c", "harmful": "#d62728"}
 
 
+#: Widest figure in inches: at ``display.CSS_DPI`` it fits the book's text column, so text of 7 pt or
+#: more stays at least ``display.MIN_TEXT_PX`` high on the page (``display.figure_problems`` checks).
+MAX_WIDTH = 7.2
+
+
 def _fig(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                        constrained_layout=True, **kw)
+    """``plt.subplots`` with panels of ``width`` x ``height`` inches, shrunk to :data:`MAX_WIDTH`."""
+    shrink = min(1.0, MAX_WIDTH / (width * ncols))
+    return plt.subplots(nrows, ncols, figsize=(width * ncols * shrink, height * nrows * max(shrink, 0.75)),
+                        squeeze=False, constrained_layout=True, **kw)
+
+
+def legend_below(fig, handles=None, labels=None, ncol=4, fontsize=8, ax=None):
+    """One legend for the whole figure, below the panels (never over data). Without ``handles`` it
+    collects the labelled artists of ``ax`` (default: the first axes)."""
+    if handles is None:
+        handles, labels = (ax or fig.axes[0]).get_legend_handles_labels()
+    kw = {} if labels is None else {"labels": labels}
+    return fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
+                      fontsize=fontsize, frameon=False, **kw)
 
 
 def band(ax, x, values, color, label=None):
@@ -79,7 +96,7 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     attention = h["train_attention"]
     _stack_attention(axes[1, 0], s, attention[:, clean_index], f"clean training sample {clean_index}")
     _stack_attention(axes[1, 1], s, attention[:, noisy_index], f"noisy training sample {noisy_index}")
-    axes[1, 1].legend(fontsize=7, loc="center right")
+    legend_below(fig, ax=axes[1, 1])
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -113,7 +130,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
            title=f"(a) tokens of {len(samples)} training sequences")
-    ax.legend(fontsize=6.5, loc="upper right")
+    ax.legend(fontsize=7, loc="upper right")
     eps_norm = np.linalg.norm(token_noise(ds), axis=-1)
     ax = axes[0, 1]
     data = [eps_norm[:, types == k].ravel() for k in range(4)]
@@ -196,7 +213,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
             ax.set_title(f"{name}c = {c:g}\n{'train' if row == 0 else 'test'} accuracy {float(acc):.2f}", fontsize=9)
             ax.set(xlabel=r"$\langle x, \mu_{-1}\rangle/\|\mu\|^2$",
                    ylabel=r"$\langle x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
-    axes[0, 0].legend(fontsize=6.5, loc="lower left")
+    legend_below(fig, ax=axes[0, 0])
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -359,21 +376,23 @@ def dynamics_grid(settings, max_step=1000):
             ax = axes[r, c]
             for g, name in enumerate(TOKEN_GROUPS):
                 band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
-            ax.set(ylim=(-0.03, 1.03), title=f"{title}: a {kind} sample")
+            ax.set(ylim=(-0.03, 1.03), title=title if r == 0 else None)
         ax = axes[2, c]
         band(ax, x, _runs_stack(runs, "train_acc", keep), "k", "train (observed labels)")
         band(ax, x, _runs_stack(runs, "test_acc", keep), "#ff7f0e", "test")
-        ax.set(ylim=(0.5, 1.02), title=f"{title}: accuracy")
+        ax.set(ylim=(0.5, 1.02))
         ax = axes[3, c]
         band(ax, x, _runs_stack(runs, "test_loss", keep), "#ff7f0e", "test loss")
-        ax.set(title=f"{title}: test loss", xlabel="GD step")
+        ax.set(xlabel="GD step")
     lims = np.array([ax.get_ylim() for ax in axes[3]])
     for ax in axes[3]:  # one test-loss scale for all settings, so that flat curves look flat
         ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
-    for r, label in enumerate(("attention", "attention", "accuracy", "test loss")):
+    for r, label in enumerate(("a clean sample:\nattention", "a noisy sample:\nattention", "accuracy",
+                               "test loss")):
         axes[r, 0].set_ylabel(label)
-    axes[0, 0].legend(fontsize=7, loc="center right")
-    axes[2, 0].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    more = axes[2, 0].get_legend_handles_labels()
+    legend_below(fig, handles + more[0], labels + more[1], ncol=3)
     return _shown_once(fig)
 
 
@@ -391,18 +410,17 @@ def long_run(runs, datasets, title="large signal"):
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
     ax.set(title=f"{title}: training accuracy", ylim=(0.7, 1.02))
-    ax.legend(fontsize=7, loc="lower left")
     ax = axes[0, 1]
     vals = _runs_stack(runs, "attn_noisy")[:, 1:]
     for g, name in enumerate(TOKEN_GROUPS):
         band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
     ax.set(title=f"{title}: noisy samples' attention", ylim=(-0.03, 1.03))
-    ax.legend(fontsize=7, loc="center left")
     ax = axes[0, 2]
     band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], "#ff7f0e", "test accuracy")
     band(ax, x, _runs_stack(runs, "test_loss")[:, 1:], "#8c564b", "test loss")
     ax.set(title=f"{title}: test set")
-    ax.legend(fontsize=7)
+    pairs = [hl for ax in axes[0] for hl in zip(*ax.get_legend_handles_labels())]
+    legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=3)
     for ax in axes[0]:
         ax.set(xscale="log", xlabel="GD step")
     return _shown_once(fig)
@@ -533,8 +551,6 @@ def _edges(v):
 def _overlay(ax, curves):
     for c in curves or ():
         ax.plot(c["x"], c["y"], color=c.get("color", "k"), ls=c.get("ls", "--"), lw=1.6, label=c.get("label"))
-    if curves:
-        ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
 
 
 def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
@@ -556,6 +572,8 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
         _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
+    if curves:
+        legend_below(fig)
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -575,7 +593,7 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
                       shading="flat")
         _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    legend_below(fig, handles + fig.axes[0].get_legend_handles_labels()[0], ncol=3)
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -602,7 +620,7 @@ def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=Tru
         if xlog:
             ax.set_xscale("log")
     handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    legend_below(fig, handles + fig.axes[0].get_legend_handles_labels()[0], ncol=3)
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 

@@ -12,6 +12,8 @@ from html import escape
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..plots import legend_below
+
 NAMES = {"trec": "TREC (MiniLM)", "mnist": "MNIST (small ViT)", "breast_cancer": "Breast cancer (tabular)"}
 
 
@@ -39,7 +41,7 @@ def table2_html(rows, datasets=("trec", "mnist", "breast_cancer")) -> str:
 def plot_noise_sweep(rows, datasets=("trec", "mnist", "breast_cancer")):
     """Test accuracy (top) and final training loss on the noisy labels (bottom) against η."""
     datasets = [d for d in datasets if any(r["dataset"] == d for r in rows)]
-    fig, axes = plt.subplots(2, len(datasets), figsize=(3.6 * len(datasets), 5.4), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(2, len(datasets), figsize=(min(3.6 * len(datasets), 7.2), 5.4), squeeze=False, sharex=True)
     for j, d in enumerate(datasets):
         rs = [r for r in rows if r["dataset"] == d]
         for k, n in enumerate(sorted({r["n"] for r in rs})):
@@ -54,8 +56,8 @@ def plot_noise_sweep(rows, datasets=("trec", "mnist", "breast_cancer")):
         axes[1, j].set_xlabel("label noise η")
     axes[0, 0].set_ylabel("test accuracy")
     axes[1, 0].set_ylabel("final training loss\n(noisy labels)")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.set_layout_engine("constrained")
+    legend_below(fig, ax=axes[0, 0])
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -64,7 +66,7 @@ def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
     """Mean max [CLS] attention of the training samples over epochs, for each η (mean over seeds)."""
     cells = [c for c in cells if c["n"] == n]
     datasets = [d for d in datasets if any(c["dataset"] == d for c in cells)]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(min(3.6 * len(datasets), 7.2), 3.0), squeeze=False)
     for j, d in enumerate(datasets):
         by_eta = defaultdict(list)
         for c in cells:
@@ -75,10 +77,10 @@ def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
             ep = np.array(cs[0]["history"]["epoch"])
             att = np.mean([c["history"]["train_max_attention"] for c in cs], axis=0)
             axes[0, j].plot(ep, att, color=f"C{k}", label=f"η = {eta:g}")
-        axes[0, j].set_title(f"{NAMES[d]}, n = {n}", fontsize=10)
+        axes[0, j].set_title(f"{NAMES[d]}\nn = {n}", fontsize=10)
         axes[0, j].set_xlabel("epoch")
     axes[0, 0].set_ylabel("mean max [CLS] attention")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.set_layout_engine("constrained")
+    legend_below(fig, ax=axes[0, 0])
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
