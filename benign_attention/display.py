@@ -124,12 +124,22 @@ def _data_points(ax, artist, renderer):
     return np.empty((0, 2))
 
 
+def _labels(fig):
+    """The drawn titles and axis labels of ``fig`` (not tick labels)."""
+    texts = [getattr(fig, name, None) for name in ("_suptitle", "_supxlabel", "_supylabel")]
+    for ax in fig.axes:
+        texts += [ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None),
+                  ax.xaxis.label, ax.yaxis.label]
+    return [t for t in texts if t is not None and t.get_visible() and t.get_text().strip()]
+
+
 def figure_problems(fig):
     """What would make ``fig`` hard to read in the book; an empty list when nothing.
 
     * text smaller than :data:`MIN_TEXT_PX` CSS pixels once the figure is shown in the text column
       (:data:`COLUMN_CSS_PX` wide at a 1280 px window);
     * text that sticks out of the figure (cut off in the PNG);
+    * titles or axis labels that overlap each other;
     * a legend drawn inside an axes over that axes' data: plotted points or line segments, scatter
       markers, filled areas (bands, stacks) or images.
 
@@ -156,6 +166,11 @@ def figure_problems(fig):
         sides = [f"{side} by {px:.0f} px" for side, px in zip(("left", "bottom", "right", "top"), over * CSS_DPI)
                  if px * fig.dpi > CSS_DPI]
         problems.append("text or artists cut off at the figure's edge: " + ", ".join(sides))
+    labels = [(t, t.get_window_extent(renderer)) for t in _labels(fig)]
+    clash = sorted({f"{a.get_text()[:25]!r} / {b.get_text()[:25]!r}" for k, (a, box_a) in enumerate(labels)
+                    for b, box_b in labels[k + 1:] if box_a.overlaps(box_b)})
+    if clash:
+        problems.append("titles or axis labels overlap: " + ", ".join(clash[:4]))
     for ax in fig.axes:
         legend = ax.get_legend()
         if legend is None or not legend.get_visible():

@@ -73,3 +73,60 @@ def test_every_chapter_figure_cell_uses_show():
             assert (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
                     and getattr(last.value.func, "id", None) == "show"), (md.name, code[-200:])
     assert found >= 18
+
+
+def _panels(ncols=2, width=6.0):
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width, 2.5), constrained_layout=True)
+
+
+def test_figure_problems_passes_a_clean_figure():
+    import numpy as np
+
+    fig, axes = _panels()
+    for ax in axes:
+        ax.plot(np.arange(10), np.arange(10), label="rising")
+        ax.set(title="short", xlabel="x")
+        ax.legend(loc="lower right")
+    assert display.figure_problems(fig) == []
+
+
+@pytest.mark.parametrize("defect, expected", [
+    ("legend over a line", "covers data"),
+    ("legend over a band", "covers data"),
+    ("legend over an image", "covers data"),
+    ("tiny text", "smaller than"),
+    ("wide figure", "smaller than"),
+    ("cut title", "cut off"),
+    ("overlapping titles", "overlap"),
+])
+def test_figure_problems_finds_each_defect(defect, expected):
+    import numpy as np
+
+    fig, axes = _panels(ncols=3 if defect == "overlapping titles" else 2,
+                        width=12.0 if defect == "wide figure" else 6.0)
+    ax = axes[0]
+    x = np.linspace(0, 1, 50)
+    if defect == "legend over a line":
+        ax.plot(x, np.full_like(x, 0.9), label="flat")
+        ax.set_ylim(0, 1)
+        ax.legend(loc="upper center")
+    elif defect == "legend over a band":
+        ax.fill_between(x, 0, 1, label="band")
+        ax.legend(loc="center")
+    elif defect == "legend over an image":
+        ax.pcolormesh(np.random.default_rng(0).random((5, 5)))
+        ax.plot([0, 1], [0, 1], label="curve")
+        ax.legend(loc="upper left")
+    elif defect == "tiny text":
+        ax.set_title("tiny", fontsize=5)
+    elif defect == "wide figure":
+        ax.legend(handles=ax.plot(x, x, label="a"), fontsize=7, loc="lower right")
+    elif defect == "cut title":
+        axes[1].set_title("a title far too long to fit inside its half of a small figure ever")
+    elif defect == "overlapping titles":
+        for a in axes:
+            a.set_title("a long title that runs into the next one")
+    problems = display.figure_problems(fig)
+    assert any(expected in p for p in problems), problems
