@@ -27,7 +27,7 @@
   };
   // Where an element sits: the nearest enclosing section/box with an id, for messages.
   const where = (el) => {
-    const box = el.closest("[id]:not(mjx-container)");
+    const box = el.closest("[id]:not(mjx-container):not(pre)");  // copybutton gives each pre an id
     return box ? "#" + box.id : describe(el.parentElement);
   };
 

@@ -7,8 +7,9 @@ Each page of harness.book_pages (the same list the browser tests check) is opene
 the tests use (Debian's chromium, CDN scripts served from tests/browser/vendor, nothing reaches
 the network) at each width (390 px emulates a phone), waited for until MathJax has typeset and
 every image has loaded (page_probe.js), then shot full length into
-``<out>/<page>-<width>.png``, e.g. artifacts/shots/02_setting-1280.png. Scrollbars are drawn, as
-a desktop browser draws them, so math that scrolls shows that it does.
+``<out>/<page>-<width>.png``, e.g. artifacts/shots/02_setting-1280.png. Scrollbars inside the page
+are drawn, as a desktop browser draws them, so math that scrolls shows that it does (the page's own
+scrollbar is not: the column is laid out at the full width, as in the tests).
 
 Problems met on the way (console errors, requests that were blocked, MathJax not finishing) are
 printed, not fatal: the browser tests are where they fail.
@@ -35,6 +36,7 @@ from .harness import (
 )
 
 OUT = ROOT / "artifacts" / "shots"
+MAX_SHOT_HEIGHT = 16_000  # px; Chromium cannot draw a taller viewport in one piece
 
 
 def shoot(browser, origin: str, name: str, width: int, out: Path) -> list[str]:
@@ -42,12 +44,25 @@ def shoot(browser, origin: str, name: str, width: int, out: Path) -> list[str]:
     report = PageReport(name, origin, HTML, width=width)
     problems: list[str] = []
     with open_page(browser, origin, name, width=width, report=report) as page:
+        # Scrollbars are drawn (math that scrolls shows it), except the page's own: the column is
+        # laid out at the full width, as in the browser tests.
+        page.add_style_tag(content="html { scrollbar-width: none; }")
         probe = page.evaluate(PAGE_PROBE_JS)  # waits for MathJax, images and web fonts
         math = probe["math"]
         if math["mathjaxScript"] and not math["mathjaxStarted"]:
             problems.append(f"MathJax did not finish: {math['startupError']}")
         problems += [f"image did not load: {i['src']}" for i in probe["images"] if not i["naturalWidth"]]
-        page.screenshot(path=str(out), full_page=True)
+        # Playwright's full_page screenshots hide every scrollbar; a viewport as tall as the page
+        # keeps them. (Past Chromium's largest texture, fall back to full_page.)
+        height = 0
+        for _ in range(5):  # until the height is stable (a taller viewport can reflow the page)
+            new_height = page.evaluate("() => document.documentElement.scrollHeight")
+            if new_height == height or new_height > MAX_SHOT_HEIGHT:
+                break
+            height = new_height
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(200)
+        page.screenshot(path=str(out), full_page=height == 0 or new_height > MAX_SHOT_HEIGHT)
     return report.console_errors + [f"blocked: {r}" for r in report.blocked_requests] + problems
 
 
