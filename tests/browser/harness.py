@@ -134,14 +134,14 @@ class PageReport:
     widgets: dict = field(default_factory=dict)
     twins: list[dict] = field(default_factory=list)
     layout: dict = field(default_factory=dict)
-    width: int = 1280
+    width: int = DESKTOP_WIDTH
     screenshot: bytes = b""
 
     def save_screenshot(self, folder: Path = ARTIFACTS) -> Path | None:
         if not self.screenshot:
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        suffix = "" if self.width == 1280 else f"-{self.width}"
+        suffix = "" if self.width == DESKTOP_WIDTH else f"-{self.width}"
         out = folder / (page_stem(self.name) + suffix + ".png")
         out.write_bytes(self.screenshot)
         return out
@@ -164,14 +164,14 @@ def _router(origin: str, blocked: list[str]):
 
 
 @contextlib.contextmanager
-def open_page(browser, origin: str, name: str, width: int = 1280, height: int = 900,
+def open_page(browser, origin: str, name: str, width: int = DESKTOP_WIDTH, height: int = 900,
               report: PageReport | None = None):
     """``origin/name`` loaded in a fresh context ``width`` px wide, every request routed.
 
-    Console errors and blocked requests go to ``report`` when one is given. The page has fired
-    ``load`` (and, within 15 s, reached network idle). Below PHONE_BELOW px the context emulates a
-    phone (mobile viewport, touch, overlay scrollbars); MathJax and images may still be working:
-    evaluate page_probe.js (or ``wait_for_content``) before looking at them.
+    Below PHONE_BELOW px the context emulates a phone (mobile viewport, touch, overlay
+    scrollbars). Console errors and blocked requests go to ``report`` when one is given. The page
+    has fired ``load`` (and, within 15 s, reached network idle), but MathJax and images may still
+    be working: evaluate PAGE_PROBE_JS, which waits for both, before looking at the page.
     """
     report = report if report is not None else PageReport(name, origin, HTML)
     phone = width < PHONE_BELOW
@@ -192,7 +192,7 @@ def open_page(browser, origin: str, name: str, width: int = 1280, height: int = 
         context.close()
 
 
-def load_page(browser, origin: str, root: Path, name: str, width: int = 1280) -> PageReport:
+def load_page(browser, origin: str, root: Path, name: str, width: int = DESKTOP_WIDTH) -> PageReport:
     """Open ``origin/name`` at ``width`` px, with every request routed, and probe it."""
     report = PageReport(name, origin, root, width=width)
     try:
