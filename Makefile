@@ -50,11 +50,13 @@ define stage
 	 exit $$rc
 endef
 
-.PHONY: help venv vendor book test test-unit test-notebooks test-browser sync bench clean distclean
+.PHONY: help venv vendor book test test-unit test-notebooks test-browser shots sync bench clean distclean
 
 help:
 	@echo "make book   build the HTML book into _build/html (index.html)"
 	@echo "make test   unit tests, chapter notebooks (nbmake), book build, browser tests"
+	@echo "make shots  screenshot every page of the existing _build/html (run make book first; it does not"
+	@echo "            build) full length at 1280 and 390 px -> artifacts/shots/<page>-<width>.png"
 	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb)"
 	@echo "make bench  run benchmarks/*.py"
 	@echo "make venv   create .venv and install torch, then the package with extras book,test,realdata"
@@ -105,6 +107,11 @@ test-notebooks: venv
 # Needs a built book (make book) and make vendor.
 test-browser: venv vendor
 	$(BIN)/pytest tests -m browser $(PYTEST_ARGS)
+
+# Screenshots of the existing build (make book first), in the browser tests' chromium with the same
+# page list and local CDN copies: artifacts/shots/<page>-1280.png and <page>-390.png.
+shots: venv vendor
+	$(PY) -m tests.browser.shots
 
 sync: venv
 	@shopt -s nullglob; for nb in book/*.ipynb; do \

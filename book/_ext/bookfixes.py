@@ -19,10 +19,17 @@
    "Cannot read properties of undefined (reading 'Queue')". A small shim maps that call onto
    MathJax 3's ``typesetPromise``; it is installed at DOMContentLoaded (after the deferred MathJax
    script ran, before the widget manager renders at window load).
+5. Layout fixes in CSS, book/_static/bookfixes.css (loaded after every theme stylesheet): figures
+   keep their aspect ratio in a narrow column, and long math scrolls with a visible scrollbar
+   instead of being cut off. The file explains each rule; tests/browser checks them.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+STATIC = Path(__file__).resolve().parent.parent / "_static"   # book/_static
+CSS_FILES = ("bookfixes.css",)
 
 WIDGETS_MODULE_IDS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
 
@@ -59,7 +66,15 @@ def _fix_page_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _add_static_path(app, config):
+    if str(STATIC) not in config.html_static_path:
+        config.html_static_path = [*config.html_static_path, str(STATIC)]
+
+
 def setup(app):
     app.set_html_assets_policy("always")
+    app.connect("config-inited", _add_static_path)
+    for css in CSS_FILES:
+        app.add_css_file(css, priority=900)  # after the theme's and extensions' stylesheets
     app.connect("html-page-context", _fix_page_scripts, priority=10_000)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

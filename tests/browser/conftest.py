@@ -1,6 +1,6 @@
 """Browser fixtures: the built book served on 127.0.0.1, Debian's chromium driven by Playwright.
 
-Each page is loaded once per session (``page_report``); the tests in test_pages.py assert on the
+Each page is loaded once per session and width (``page_report``); the tests in test_pages.py assert on the
 report. The harness itself (routing, probing, checks) lives in harness.py.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import CHROMIUM, HTML, VENDOR, PageReport, launch_chromium, load_page, serve
+from .harness import CHROMIUM, DESKTOP_WIDTH, HTML, VENDOR, PageReport, launch_chromium, load_page, serve
 
 
 @pytest.fixture(scope="session")
@@ -32,12 +32,13 @@ def book_server():
 
 @pytest.fixture(scope="session")
 def page_report(browser, book_server):
-    """``page_report(name)``: the PageReport of one built page (loaded once, then cached)."""
-    cache: dict[str, PageReport] = {}
+    """``page_report(name, width=1280)``: the PageReport of one built page opened ``width`` px
+    wide (loaded once per width, then cached)."""
+    cache: dict[tuple[str, int], PageReport] = {}
 
-    def get(name: str) -> PageReport:
-        if name not in cache:
-            cache[name] = load_page(browser, book_server, HTML, name)
-        return cache[name]
+    def get(name: str, width: int = DESKTOP_WIDTH) -> PageReport:
+        if (name, width) not in cache:
+            cache[name, width] = load_page(browser, book_server, HTML, name, width=width)
+        return cache[name, width]
 
     return get

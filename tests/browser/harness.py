@@ -36,8 +36,14 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 PAGE_TIMEOUT_MS = 60_000
+# The widths every page is checked (and shot) at: a laptop and a phone. Below PHONE_BELOW px a
+# browser context emulates a phone (mobile viewport, touch, overlay scrollbars).
+DESKTOP_WIDTH, PHONE_WIDTH = 1280, 390
+WIDTHS = (DESKTOP_WIDTH, PHONE_WIDTH)
+PHONE_BELOW = 600
 PAGE_PROBE_JS = (HERE / "page_probe.js").read_text()
 TWIN_PROBE_JS = (HERE / "twin_probe.js").read_text()
+LAYOUT_PROBE_JS = (HERE / "layout_probe.js").read_text()
 
 # Console errors that are not the book's fault. Keep this list short, each entry explained.
 # (Empty: the two errors the stock toolchain printed on every page are fixed at the source in
@@ -98,11 +104,14 @@ def serve(directory: Path):
 
 
 @contextlib.contextmanager
-def launch_chromium():
+def launch_chromium(scrollbars: bool = False):
+    """Headless Debian chromium. Playwright hides scrollbars in headless mode; ``scrollbars=True``
+    shows them (as a desktop browser with classic scrollbars would), for screenshots."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                     ignore_default_args=["--hide-scrollbars"] if scrollbars else None)
         try:
             yield browser
         finally:
@@ -124,20 +133,22 @@ class PageReport:
     hrefs: list[str] = field(default_factory=list)
     widgets: dict = field(default_factory=dict)
     twins: list[dict] = field(default_factory=list)
+    layout: dict = field(default_factory=dict)
+    width: int = DESKTOP_WIDTH
     screenshot: bytes = b""
 
     def save_screenshot(self, folder: Path = ARTIFACTS) -> Path | None:
         if not self.screenshot:
             return None
         folder.mkdir(parents=True, exist_ok=True)
-        out = folder / (self.name.replace("/", "__").removesuffix(".html") + ".png")
+        suffix = "" if self.width == DESKTOP_WIDTH else f"-{self.width}"
+        out = folder / (page_stem(self.name) + suffix + ".png")
         out.write_bytes(self.screenshot)
         return out
 
 
-def load_page(browser, origin: str, root: Path, name: str) -> PageReport:
-    """Open ``origin/name`` in a fresh context, with every request routed, and probe it."""
-    report = PageReport(name, origin, root)
+def _router(origin: str, blocked: list[str]):
+    """A Playwright route handler: local requests pass, CDN files come from vendor/, others abort."""
 
     def route(r):
         url = r.request.url
@@ -146,11 +157,27 @@ def load_page(browser, origin: str, root: Path, name: str) -> PageReport:
         local, why = vendored_file(url)
         if local is not None and local.is_file():
             return r.fulfill(path=str(local))
-        report.blocked_requests.append(f"{url} ({why or 'vendored file missing: ' + str(local)})")
+        blocked.append(f"{url} ({why or 'vendored file missing: ' + str(local)})")
         return r.abort()
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
-    context.route("**/*", route)
+    return route
+
+
+@contextlib.contextmanager
+def open_page(browser, origin: str, name: str, width: int = DESKTOP_WIDTH, height: int = 900,
+              report: PageReport | None = None):
+    """``origin/name`` loaded in a fresh context ``width`` px wide, every request routed.
+
+    Below PHONE_BELOW px the context emulates a phone (mobile viewport, touch, overlay
+    scrollbars). Console errors and blocked requests go to ``report`` when one is given. The page
+    has fired ``load`` (and, within 15 s, reached network idle), but MathJax and images may still
+    be working: evaluate PAGE_PROBE_JS, which waits for both, before looking at the page.
+    """
+    report = report if report is not None else PageReport(name, origin, HTML)
+    phone = width < PHONE_BELOW
+    context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=phone, has_touch=phone,
+                                  service_workers="block")
+    context.route("**/*", _router(origin, report.blocked_requests))
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.on("console", lambda m: m.type == "error" and report.console_errors.append(f"console: {m.text}"))
@@ -160,17 +187,29 @@ def load_page(browser, origin: str, root: Path, name: str) -> PageReport:
         page.goto(f"{origin}/{name}", wait_until="load")
         with contextlib.suppress(Exception):  # a page that keeps polling is still checked
             page.wait_for_load_state("networkidle", timeout=15_000)
-        probe = page.evaluate(PAGE_PROBE_JS)
-        report.math, report.images = probe["math"], probe["images"]
-        report.hrefs, report.widgets = probe["hrefs"], probe["widgets"]
-        report.screenshot = page.screenshot(full_page=True)
-        report.twins = page.evaluate(TWIN_PROBE_JS)
-    except Exception as exc:  # the page could not even be probed: every check reports it
-        report.probe_error = f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(Exception):
-            report.screenshot = page.screenshot(full_page=True)
+        yield page
     finally:
         context.close()
+
+
+def load_page(browser, origin: str, root: Path, name: str, width: int = DESKTOP_WIDTH) -> PageReport:
+    """Open ``origin/name`` at ``width`` px, with every request routed, and probe it."""
+    report = PageReport(name, origin, root, width=width)
+    try:
+        with open_page(browser, origin, name, width=width, report=report) as page:
+            try:
+                probe = page.evaluate(PAGE_PROBE_JS)
+                report.math, report.images = probe["math"], probe["images"]
+                report.hrefs, report.widgets = probe["hrefs"], probe["widgets"]
+                report.layout = page.evaluate(LAYOUT_PROBE_JS)
+                report.screenshot = page.screenshot(full_page=True)
+                report.twins = page.evaluate(TWIN_PROBE_JS)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    report.screenshot = page.screenshot(full_page=True)
+                raise
+    except Exception as exc:  # the page could not even be probed: every check reports it
+        report.probe_error = f"{type(exc).__name__}: {exc}"
     return report
 
 
@@ -212,6 +251,146 @@ def check_images(report: PageReport) -> list[str]:
     if report.probe_error:
         return _probe_failed(report)
     return [f"image did not load: {img['src']!r}" for img in report.images if not img["complete"] or img["naturalWidth"] == 0]
+
+
+# Figures: a shown figure is a real image, at least this big (natural px) ...
+MIN_FIGURE_PX = (200, 150)
+# ... drawn with at least this many image pixels per CSS pixel at the desktop width (high-DPI:
+# benign_attention.display makes every PNG at 2x), less a small tolerance for rounding ...
+MIN_PIXEL_RATIO, PIXEL_RATIO_TOLERANCE = 2.0, 0.03
+# ... and never stretched or squashed by more than this (relative change of width/height).
+MAX_ASPECT_CHANGE = 0.02
+FIGURE_REPR = "<Figure size"
+
+
+def _layout(report: PageReport) -> dict:
+    return report.layout or {"figures": [], "captions": 0, "images": [], "figureReprText": [], "math": [],
+                             "rawTex": [], "pageOverflow": 0}
+
+
+def _img_name(img: dict) -> str:
+    return f"{'static-twin frame' if img['twin'] else 'image'} {img['src']} in {img['where']}"
+
+
+def check_figures(report: PageReport, declared: list[str | None] | None = None) -> list[str]:
+    """Every figure is an image that loaded, none was printed as matplotlib's text repr.
+
+    - no text ``<Figure size ...`` anywhere on the page (a figure printed instead of shown);
+    - every <figure> with a caption holds an <img> that loaded, at least MIN_FIGURE_PX big;
+    - the page has at least as many images (static-twin frames included) as figure captions;
+    - every figure the chapter source declares (``declared``: names, None for an unnamed one; by
+      default read from the page's book/*.md by ``declared_figures``) is a <figure> on the page.
+    """
+    if report.probe_error:
+        return _probe_failed(report)
+    lay, problems = _layout(report), []
+    for where in lay["figureReprText"]:
+        problems.append(f"a figure was printed as text instead of shown as an image: {where}")
+    min_w, min_h = MIN_FIGURE_PX
+    for fig in lay["figures"]:
+        if fig["caption"] is None:
+            continue
+        name = f"<figure id={fig['id']!r}> ({fig['caption'][:50]!r})"
+        if not fig["images"]:
+            problems.append(f"{name} holds no <img>" + (" but the text '<Figure size ...'" if fig["reprText"] else ""))
+        for img in fig["images"]:
+            if not img["complete"] or img["naturalWidth"] == 0:
+                problems.append(f"{name}: image {img['src']} did not load")
+            elif img["naturalWidth"] < min_w or img["naturalHeight"] < min_h:
+                problems.append(f"{name}: image {img['src']} is {img['naturalWidth']}x{img['naturalHeight']} px, "
+                                f"smaller than {min_w}x{min_h}")
+    if len(lay["images"]) < lay["captions"]:
+        problems.append(f"{lay['captions']} figure caption(s) but only {len(lay['images'])} image(s) on the page")
+    if declared is None:
+        declared = declared_figures(report.name)
+    ids = {f["id"] for f in lay["figures"] if f["id"]}
+    for fig_name in declared:
+        if fig_name and fig_name not in ids:
+            problems.append(f"the chapter source declares figure {fig_name!r}; the page has no <figure id={fig_name!r}>")
+    captioned = sum(1 for f in lay["figures"] if f["caption"] is not None)
+    if len(declared) > captioned:
+        problems.append(f"the chapter source declares {len(declared)} figure(s); the page shows {captioned}")
+    return problems
+
+
+def check_image_sharpness(report: PageReport) -> list[str]:
+    """Every raster image in the article has >= 2 image pixels per CSS pixel as laid out."""
+    if report.probe_error:
+        return _probe_failed(report)
+    problems = []
+    for img in _layout(report)["images"]:
+        if img["svg"] or not img["visible"] or not img["clientWidth"] or not img["naturalWidth"]:
+            continue
+        ratio = img["naturalWidth"] / img["clientWidth"]
+        if ratio < MIN_PIXEL_RATIO * (1 - PIXEL_RATIO_TOLERANCE):
+            problems.append(f"{_img_name(img)}: {img['naturalWidth']} px wide, shown {img['clientWidth']} CSS px wide "
+                            f"at {report.width} px: {ratio:.2f} image px per CSS px, needs {MIN_PIXEL_RATIO:g}")
+    return problems
+
+
+def check_image_aspect(report: PageReport) -> list[str]:
+    """No image in the article is drawn stretched or squashed."""
+    if report.probe_error:
+        return _probe_failed(report)
+    problems = []
+    for img in _layout(report)["images"]:
+        if not (img["visible"] and img["clientWidth"] and img["clientHeight"] and img["naturalWidth"] and img["naturalHeight"]):
+            continue
+        natural = img["naturalWidth"] / img["naturalHeight"]
+        shown = img["clientWidth"] / img["clientHeight"]
+        # one CSS px of rounding in either direction is not a distortion
+        slack = max(1 / img["clientWidth"], 1 / img["clientHeight"])
+        if abs(shown / natural - 1) > MAX_ASPECT_CHANGE + slack:
+            problems.append(f"{_img_name(img)}: {img['naturalWidth']}x{img['naturalHeight']} px drawn "
+                            f"{img['clientWidth']}x{img['clientHeight']} at {report.width} px "
+                            f"(width/height {shown:.2f} instead of {natural:.2f}: "
+                            f"{'squashed' if shown < natural else 'stretched'} sideways)")
+    return problems
+
+
+def check_math_layout(report: PageReport) -> list[str]:
+    """Math is never cut off, never spills out of its box, never scrolls out of sight without a
+    visible scrollbar, and no equation number covers its equation; the page never scrolls sideways."""
+    if report.probe_error:
+        return _probe_failed(report)
+    lay = _layout(report)
+    problems = [f"at {report.width} px: {m}" for m in lay["math"]]
+    if lay["pageOverflow"] > 1:
+        problems.append(f"at {report.width} px the page scrolls sideways by {lay['pageOverflow']} px")
+    return problems
+
+
+def check_raw_tex(report: PageReport) -> list[str]:
+    """No TeX (``$``, ``\\le``, ``\\mathbb``, ``^{``...) in text the reader sees outside rendered math:
+    the sidebar, titles, headings, link text, prose and printed cell output."""
+    if report.probe_error:
+        return _probe_failed(report)
+    return list(_layout(report)["rawTex"])
+
+
+# Figures declared in a chapter's MyST source: a code cell's ``mystnb: figure:`` metadata, or a
+# figure / glue:figure directive.
+_CELL_META = re.compile(r"^```\{code-cell\}[^\n]*\n---\n(.*?)\n---\n", re.M | re.S)
+_FIG_DIRECTIVE = re.compile(r"^(?:`{3,}|:{3,})\{(?:figure|glue:figure)\}[^\n]*\n((?::[^\n]*\n)*)", re.M)
+
+
+def declared_figures(name: str, root: Path = ROOT) -> list[str | None]:
+    """Names (None where unnamed) of the figures that page ``name``'s MyST source declares."""
+    source = root / Path(name).with_suffix(".md")
+    if not source.is_file():
+        return []
+    import yaml
+
+    text, names = source.read_text(encoding="utf-8"), []
+    for meta in _CELL_META.findall(text):
+        with contextlib.suppress(yaml.YAMLError):
+            figure = ((yaml.safe_load(meta) or {}).get("mystnb") or {}).get("figure")
+            if figure is not None:
+                names.append(figure.get("name") if isinstance(figure, dict) else None)
+    for options in _FIG_DIRECTIVE.findall(text):
+        m = re.search(r"^:name:\s*(\S+)", options, re.M)
+        names.append(m.group(1) if m else None)
+    return names
 
 
 class _Ids(HTMLParser):
@@ -273,3 +452,26 @@ def check_twins(report: PageReport) -> list[str]:
 def is_redirect_stub(path: Path) -> bool:
     head = path.read_text(encoding="utf-8", errors="replace")[:600].lower()
     return 'http-equiv="refresh"' in head and "<body" not in head
+
+
+# --------------------------------------------------------------------------------------------
+# The pages: one list for the browser tests and `make shots`.
+
+# Sphinx's generated index and search pages carry no book content.
+SKIP_PAGES = {"genindex.html", "search.html"}
+
+
+def book_pages(html: Path = HTML) -> list[str]:
+    """Every content page of the built book, relative to ``html`` (no redirect stubs or indices)."""
+    pages = []
+    for p in sorted(html.rglob("*.html")):
+        rel = p.relative_to(html).as_posix()
+        if rel.split("/")[0] in {"_static", "_sources", "_images"} or rel in SKIP_PAGES or is_redirect_stub(p):
+            continue
+        pages.append(rel)
+    return pages
+
+
+def page_stem(name: str) -> str:
+    """A file-name stem for a page: ``book/02_setting.html`` -> ``02_setting``."""
+    return name.removesuffix(".html").removeprefix("book/").replace("/", "__")

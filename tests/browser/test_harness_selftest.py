@@ -1,6 +1,10 @@
 """The browser checks catch what they claim to: run them on a good and a deliberately bad page."""
 from __future__ import annotations
 
+import base64
+import struct
+import zlib
+
 import pytest
 
 from . import harness
@@ -16,6 +20,34 @@ def _svg(colour: str) -> str:
     )
 
 
+def _png(width: int, height: int) -> str:
+    """A data: URL of a plain grey PNG of ``width`` x ``height`` pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+# The theme's math layout (pydata-sphinx-theme 0.17), which clips long math; the good page adds
+# the book's fix, book/_static/bookfixes.css, on top.
+THEME_MATH_CSS = """<style>
+div.math, span.math { align-items: center; display: flex; max-width: 100%; overflow: hidden; }
+span.math { align-items: baseline; display: inline-flex; }
+div.math { flex-direction: row-reverse; gap: .5em; }
+div.math mjx-container { flex-grow: 1; overflow: auto; }
+.box { width: 300px; overflow: hidden; border: 1px solid #888; padding: 0 8px; }
+</style>"""
+LONG_MATH = r"""<div class="box" id="long-math">
+<div class="math notranslate nohighlight" id="equation-long"><span class="eqno">(1)</span>\[
+x_1 = \mu_{Y^*} + \epsilon_1, \qquad x_2 = \rho\,\mu_{Y^*} + \epsilon_2, \qquad
+x_3 = \rho\,\mu_{-Y^*} + \epsilon_3, \qquad x_t = \epsilon_t \quad (4 \le t \le T).\]</div>
+<p>Proof. <span class="math notranslate nohighlight">\(\frac{1}{s(1-s)} = \frac{(e^x + T)^2}{T e^x}
+= \frac{e^x}{T} + 2 + \frac{T}{e^x} = 2 + e^{x - \log T} + e^{-(x - \log T)}\)</span> so.</p>
+</div>"""
+
 TWIN = """
 <div class="ba-twin" id="{id}">
   <input type="range" class="ba-twin-slider" min="0" max="2" step="1" value="0">
@@ -30,10 +62,15 @@ TWIN = """
   }})();</script>
 </div>"""
 
-GOOD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
+GOOD = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Good</title>
 <script>window.MathJax = {{}};</script>
-<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script></head>
+<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
+{THEME_MATH_CSS}<link rel="stylesheet" href="bookfixes.css"></head>
 <body><h1 id="top">Good</h1><p class="math">\\(x^2 + \\nu^\\top p\\)</p>
+<figure id="fig-good"><img src="{_png(400, 300)}" style="width: 200px; height: 150px;">
+<figcaption><span class="caption-number">Fig. 1 </span>A figure at 2x.</figcaption></figure>
+{LONG_MATH}
+<div class="cell_output"><pre>dense engine, X(Wp): 1.0 ms</pre></div>
 <a href="#top">up</a> <a href="bad.html">bad</a> <a href="https://example.org/">outside</a>
 <img src="{_svg('red')}">
 {TWIN.format(id="t0", src0=_svg("red"), frames=[_svg("red"), _svg("green"), _svg("blue")],
@@ -41,8 +78,24 @@ GOOD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 </body></html>"""
 
 BAD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
-<script src="https://example.com/tracker.js"></script></head>
+<title>Exact dynamics in \\(m \\le nT\\) dimensions</title>
+<script src="https://example.com/tracker.js"></script>
+<script>window.MathJax = {{}};</script>
+<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
+{THEME_MATH_CSS}</head>
 <body><p>Raw math $x^2$ left unrendered.</p>
+<figure id="fig-as-text"><div class="cell_output"><div class="output text_plain"><pre>&lt;Figure size 920x620 with 4 Axes&gt;</pre></div></div>
+<figcaption><span class="caption-number">Fig. 1 </span>Printed, not shown.</figcaption></figure>
+<figure id="fig-1x"><img src="{_png(400, 300)}" style="width: 400px; height: 100px;">
+<figcaption><span class="caption-number">Fig. 2 </span>1x and squashed.</figcaption></figure>
+<figure id="fig-tiny"><img src="{_png(120, 90)}" style="width: 60px; height: 45px;">
+<figcaption><span class="caption-number">Fig. 3 </span>Too small.</figcaption></figure>
+<figure id="fig-caption-only"><figcaption><span class="caption-number">Fig. 4 </span>No image at all.</figcaption></figure>
+<figure><figcaption><span class="caption-number">Fig. 5 </span>Nor here.</figcaption></figure>
+<figure><figcaption><span class="caption-number">Fig. 6 </span>Nor here.</figcaption></figure>
+{LONG_MATH}
+<p>See <a href="#fig-1x">Under the hood: exact dynamics in m \\le nT dimensions</a>.</p>
+<div class="cell_output"><pre>dense engine, $X(Wp)$: 1.0 ms</pre></div>
 <a href="nowhere.html">gone</a> <a href="good.html#nope">no anchor</a>
 <img src="missing.png">
 <div class="ba-twin"><input type="range" class="ba-twin-slider"><span class="ba-twin-label">x</span></div>
@@ -56,6 +109,7 @@ BAD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 def reports(browser, tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     (site / "good.html").write_text(GOOD)
+    (site / "bookfixes.css").write_text((harness.ROOT / "book" / "_static" / "bookfixes.css").read_text())
     (site / "bad.html").write_text(BAD)
     with harness.serve(site) as origin:
         yield {name: harness.load_page(browser, origin, site, f"{name}.html") for name in ("good", "bad")}
@@ -65,9 +119,12 @@ def test_good_page_passes_every_check(reports):
     good = reports["good"]
     assert good.math["mjxContainers"] >= 1, good.math
     assert len(good.twins) == 1 and good.twins[0]["positions"][-1]["label"] != "eta = 0.0"
+    assert [f["id"] for f in good.layout["figures"]] == ["fig-good"] and good.layout["mathCount"] >= 3
     for check in (harness.check_console, harness.check_requests, harness.check_math, harness.check_images,
-                  harness.check_links, harness.check_widgets, harness.check_twins):
+                  harness.check_links, harness.check_widgets, harness.check_twins, harness.check_image_sharpness,
+                  harness.check_image_aspect, harness.check_math_layout, harness.check_raw_tex):
         assert check(good) == [], (check.__name__, check(good))
+    assert harness.check_figures(good, declared=["fig-good"]) == []
 
 
 def test_bad_page_fails_each_check_for_the_right_reason(reports):
@@ -82,4 +139,23 @@ def test_bad_page_fails_each_check_for_the_right_reason(reports):
     twins = harness.check_twins(bad)
     assert any("twin #0" in p and "missing img.ba-twin-image" in p for p in twins), twins
     assert any("twin #1" in p and "image src did not change" in p for p in twins), twins
+    figures = harness.check_figures(bad, declared=["fig-as-text", "fig-1x", "fig-tiny", "fig-caption-only", "fig-gone"])
+    assert any("printed as text" in p and "<Figure size 920x620" in p for p in figures), figures
+    assert any("'fig-as-text'" in p and "holds no <img>" in p for p in figures), figures
+    assert any("'fig-caption-only'" in p and "holds no <img>" in p for p in figures), figures
+    assert any("'fig-tiny'" in p and "120x90 px, smaller than 200x150" in p for p in figures), figures
+    assert any("6 figure caption(s) but only 4 image(s)" in p for p in figures), figures
+    assert any("declares figure 'fig-gone'" in p for p in figures), figures
+    assert not any("'fig-1x'" in p for p in figures), figures
+    sharp = harness.check_image_sharpness(bad)
+    assert any("fig-1x" in p and "1.00 image px per CSS px" in p for p in sharp), sharp
+    aspect = harness.check_image_aspect(bad)
+    assert any("fig-1x" in p and "width/height 4.00 instead of 1.33" in p for p in aspect) and len(aspect) == 1, aspect
+    math = harness.check_math_layout(bad)
+    assert any("display math in #equation-long" in p and "not always visible" in p for p in math), math
+    assert any("inline math in #long-math" in p and "cut off by (overflow-x: hidden) span.math" in p for p in math), math
+    tex = harness.check_raw_tex(bad)
+    assert any(p.startswith("document title:") and "\\le" in p for p in tex), tex
+    assert any(p.startswith("link:") and "m \\le nT" in p for p in tex), tex
+    assert any(p.startswith("cell output:") and "$X(Wp)$" in p for p in tex), tex
     assert bad.save_screenshot(harness.ROOT / "artifacts" / "browser-selftest").exists()

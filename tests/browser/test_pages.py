@@ -1,8 +1,10 @@
 """Every page of the built book, opened in a real browser (Debian's chromium via Playwright).
 
 Run with ``pytest tests -m browser`` after ``make book`` and ``make vendor`` (``make test`` does all).
-Each check is its own test, parametrised by page, so a failure names the page and the reason; a
-full-page screenshot of the failing page lands in artifacts/browser/<page>.png.
+Each check is its own test, parametrised by page (and, for layout, by width: 1280 px and a 390 px
+phone), so a failure names the page and the reason; a full-page screenshot of the failing page
+lands in artifacts/browser/<page>.png (<page>-390.png for the phone width). The page list is
+harness.book_pages, shared with `make shots` (tests/browser/shots.py).
 """
 from __future__ import annotations
 
@@ -11,36 +13,28 @@ import re
 import pytest
 
 from . import harness
-from .harness import HTML, is_redirect_stub
+from .harness import HTML, WIDTHS, is_redirect_stub
 
 pytestmark = pytest.mark.browser
-
-# Sphinx's generated index and search pages carry no book content.
-SKIP_PAGES = {"genindex.html", "search.html"}
 
 
 def _pages() -> list[str]:
     if not HTML.exists():
         return ["<no _build/html: run make book>"]
-    pages = []
-    for p in sorted(HTML.rglob("*.html")):
-        rel = p.relative_to(HTML).as_posix()
-        if rel.split("/")[0] in {"_static", "_sources", "_images"} or rel in SKIP_PAGES or is_redirect_stub(p):
-            continue
-        pages.append(rel)
-    return pages
+    return harness.book_pages(HTML)
 
 
 PAGES = _pages()
 
 
-def _check(page_report, name: str, check, what: str):
-    report = page_report(name)
+def _check(page_report, name: str, check, what: str, width: int = harness.DESKTOP_WIDTH):
+    report = page_report(name, width)
     problems = check(report)
     if problems:
         shot = report.save_screenshot()
+        at = "" if width == harness.DESKTOP_WIDTH else f" at {width} px"
         pytest.fail(
-            f"{name}: {what}:\n  " + "\n  ".join(problems) + (f"\n(screenshot: {shot})" if shot else ""),
+            f"{name}{at}: {what}:\n  " + "\n  ".join(problems) + (f"\n(screenshot: {shot})" if shot else ""),
             pytrace=False,
         )
 
@@ -92,6 +86,41 @@ def test_jupyter_widgets_render(page_report, name):
 @pytest.mark.parametrize("name", PAGES)
 def test_static_twins_respond_to_their_slider(page_report, name):
     _check(page_report, name, harness.check_twins, "static twin broken")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_figures_are_shown(page_report, name):
+    """Every captioned figure (and every figure the chapter source declares) is an <img> that
+    loaded, at least 200x150 px; no figure was printed as "<Figure size ...>" text; there are at
+    least as many images (static-twin frames included) as figure captions."""
+    _check(page_report, name, harness.check_figures, "figures missing")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_images_are_sharp(page_report, name):
+    """At 1280 px every raster image has >= 2 image pixels per CSS pixel (high-DPI screens)."""
+    _check(page_report, name, harness.check_image_sharpness, "images not high-DPI")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", PAGES)
+def test_images_keep_their_aspect_ratio(page_report, name, width):
+    _check(page_report, name, harness.check_image_aspect, "images distorted", width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", PAGES)
+def test_math_is_never_clipped(page_report, name, width):
+    """Display and inline math fit their box or scroll with a visible scrollbar; equation numbers
+    do not cover equations; the page does not scroll sideways. At a laptop and a phone width."""
+    _check(page_report, name, harness.check_math_layout, "math cut off or hidden", width)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_raw_latex_in_text(page_report, name):
+    """Sidebar, titles (tab and print), headings, link text, prose and cell outputs show no TeX
+    source outside MathJax-rendered math."""
+    _check(page_report, name, harness.check_raw_tex, "raw LaTeX in visible text")
 
 
 def test_launch_buttons_open_the_paired_notebook():
