@@ -34,7 +34,7 @@ CSS_DPI = 100
 #: Device pixels per CSS pixel in every PNG the package makes (2 = sharp on "retina" screens).
 PIXEL_RATIO = 2
 #: Width of the book's text column at a 1280 px window; wider figures are shown scaled down to it.
-COLUMN_CSS_PX = 688
+COLUMN_CSS_PX = 672
 #: Smallest text, in CSS px as shown in that column, that :func:`figure_problems` accepts.
 MIN_TEXT_PX = 9.0
 
@@ -88,9 +88,9 @@ def show(fig, alt=None):
         alt = "figure: " + "; ".join(titles) if titles else "figure"
     for problem in figure_problems(fig):
         warnings.warn(problem, FigureWarning, stacklevel=2)
-    data, (width, height) = png(fig)
+    data, (width, _) = png(fig)
     display({"image/png": data, "text/plain": alt},
-            metadata={"image/png": {"width": width, "height": height}}, raw=True)
+            metadata={"image/png": {"width": width}}, raw=True)  # height follows the aspect ratio
     return None
 
 
