@@ -147,8 +147,9 @@ def test_every_live_slider_updates_the_figure(notebook_page):
             handle = page.locator(f'[data-explorer="{k}"] .widget-slider, [data-explorer="{k}"] .widget-hslider'
                                   ).nth(j).locator(".noUi-handle, input[type=range]").first
             handle.focus()
-            key = "ArrowRight"
-            handle.press(key)
+            at_end = handle.evaluate("h => h.getAttribute('aria-valuenow') !== null && "
+                                     "h.getAttribute('aria-valuenow') === h.getAttribute('aria-valuemax')")
+            handle.press("ArrowLeft" if at_end else "ArrowRight")
             deadline = time.time() + 60
             while time.time() < deadline:
                 after = _state(page, k)
