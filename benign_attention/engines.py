@@ -281,7 +281,9 @@ def _loop(C, G, z, y, steps, lr, record_steps, alpha, Z, progress):
         dloss = -y * torch.sigmoid(-y * f) / n  # d(mean loss)/d f_i
         c = C.back((dloss[..., None] * s * (z - f[..., None])).reshape(R, n * T))
         Zc = torch.bmm(c[:, None, :], Z.transpose(1, 2))[:, 0]  # (Z c)^T
-        Z.baddbmm_(alpha[:, :, None], c[:, None, :], alpha=-lr)
+        # scale the small factor first (as dense GD scales its gradient): lr * alpha c^T would overflow
+        # to inf * 0 = NaN once alpha is huge, although the product alpha c^T is 0
+        Z.baddbmm_(alpha[:, :, None], (-lr * c)[:, None, :])
         alpha = alpha - lr * Zc
     stack = lambda xs: torch.stack(xs, 1)
     return stack(logits_hist), stack(alpha_hist), stack(w_hist), alpha
@@ -371,6 +373,14 @@ def _check_train_args(steps, lr, engine, record_every, record_steps):
     if record_steps is None:
         record_steps = record_schedule(steps, record_every)
     return steps, lr, _check_record_steps(record_steps, steps)
+
+
+def _check_lr_dtype(lr, dtype):
+    """lr must be representable in the dtype of the GD loop (torch refuses a float32 step otherwise)."""
+    top = torch.finfo(dtype).max
+    if lr > top:
+        raise ValueError(f"lr must be a finite number in (0, {top:.4g}] for dtype {dtype}, got {lr:g}")
+    return lr
 
 
 def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed"):
@@ -466,6 +476,7 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
         engine = engine or "exact"
         dtype = dtype or torch.float64
         W0 = _initial_W(dataset, W0, init_seed)
+    _check_lr_dtype(lr, dtype)
     config = dict(dataset.config, lr=lr, engine=engine, steps_done=offset + steps)
     if engine == "dense":
         hist, state = _train_dense(dataset, W0, steps, lr, rec, dtype, resume.state if resume else None, progress,
@@ -511,6 +522,7 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
         check_dataset(f"datasets[{i}]", ds)
     steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
     dtype = torch.float64 if dtype is None else check_dtype("dtype", dtype)
+    _check_lr_dtype(lr, dtype)
     device = check_device("device", device)
     progress = check_bool("progress", progress)
     if W0s is not None and init_seeds is not None:

@@ -36,8 +36,8 @@ import torch
 
 from . import __version__
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
-from .engines import (DivergenceWarning, Family, Run, _check_train_args, _first_divergence, _run_family, _threads,
-                      _to_numpy, _warn_diverged)
+from .engines import (DivergenceWarning, Family, Run, _check_lr_dtype, _check_train_args, _first_divergence,
+                      _run_family, _threads, _to_numpy, _warn_diverged)
 from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_int,
                          check_number, dir_is_writable)
 
@@ -201,6 +201,7 @@ def train_cell(steps=1000, lr=5e-3, record_every=10, record_steps=None, dtype=to
     _check_knobs("train_cell", knobs)
     steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
     dtype = check_dtype("dtype", dtype)
+    _check_lr_dtype(lr, dtype)
     cfg = validate_config(**knobs)
     key = tuple(cfg[k] for k in FAMILY_KNOBS)
     if key in _BASES:
@@ -267,6 +268,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     steps, lr, rec = _check_train_args(steps, lr, "exact", 1 if record_every is None else record_every,
                                        record_steps)
     dtype = check_dtype("dtype", dtype)
+    _check_lr_dtype(lr, dtype)
     progress = check_bool("progress", progress)
     device = check_device("device", device)
     on_cpu = device is None or device.type == "cpu"
