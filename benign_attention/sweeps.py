@@ -39,7 +39,7 @@ from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_
 from .engines import (DivergenceWarning, Family, Run, _check_lr_dtype, _check_train_args, _first_divergence,
                       _run_family, _threads, _to_numpy, _warn_diverged)
 from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_int,
-                         check_number, dir_is_writable)
+                         check_number, check_path, dir_is_writable)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
 
@@ -104,6 +104,11 @@ def _checksum(arrays):
 
 def save_npz_atomic(path: Path, arrays: dict, meta: dict):
     """Write arrays and json metadata (with a checksum) to ``path`` via a temp file and rename."""
+    path = check_path("path", path)
+    if not isinstance(arrays, Mapping):
+        raise ArgumentTypeError(f"arrays must be a dict of numpy arrays, got {type(arrays).__name__}")
+    if not isinstance(meta, Mapping):
+        raise ArgumentTypeError(f"meta must be a dict (json metadata), got {type(meta).__name__}")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(meta, checksum=_checksum(arrays))
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
@@ -119,6 +124,7 @@ def save_npz_atomic(path: Path, arrays: dict, meta: dict):
 
 def load_npz_verified(path: Path, payload: str):
     """Arrays from ``path`` if it is complete, matches ``payload`` and its checksum; else None."""
+    path = check_path("path", path)
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["__meta__"]))

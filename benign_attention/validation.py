@@ -99,7 +99,8 @@ def as_scalar(name, value, what="a number"):
 def _range_text(low, high, low_open, high_open):
     lo = "(" if low_open or low is None else "["
     hi = ")" if high_open or high is None else "]"
-    return f"{lo}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{hi}"
+    fmt = lambda v: str(v) if isinstance(v, (int, np.integer)) else f"{v:g}"
+    return f"{lo}{'-inf' if low is None else fmt(low)}, {'inf' if high is None else fmt(high)}{hi}"
 
 
 def check_number(name, value, low=None, high=None, low_open=False, high_open=False, allowed=None):

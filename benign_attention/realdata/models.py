@@ -209,6 +209,9 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp: int):
         super().__init__()
+        dim, heads, mlp = check_int("dim", dim, 1), check_int("heads", heads, 1), check_int("mlp", mlp, 1)
+        if dim % heads:
+            raise ValueError(f"dim must be a multiple of heads ({heads}), got {dim}")
         self.heads = heads
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
