@@ -83,6 +83,13 @@ class Dataset:
         for k, v in checked.items():
             object.__setattr__(self, k, v)
 
+    def __setstate__(self, state):
+        """Unpickled / deep-copied arrays are fresh copies: freeze them again."""
+        for k, v in state.items():
+            if isinstance(v, np.ndarray):
+                v.flags.writeable = False
+            object.__setattr__(self, k, v)
+
     @classmethod
     def _trusted(cls, **fields):
         """Wrap arrays that the package itself just made and checked (no second copy)."""

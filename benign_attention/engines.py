@@ -367,11 +367,15 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
 
 
 def _check_train_args(steps, lr, engine, record_every, record_steps):
+    """Validated (steps, lr, record steps); ``record_every`` None means 10, and it cannot be combined
+    with ``record_steps``."""
     steps = check_int("steps", steps, 0)
     lr = check_number("lr", lr, 0.0, low_open=True)
     check_choice("engine", engine, ENGINES)
+    if record_steps is not None and record_every is not None:
+        raise ValueError("record_every cannot be combined with record_steps (give one of them)")
     if record_steps is None:
-        record_steps = record_schedule(steps, record_every)
+        record_steps = record_schedule(steps, 10 if record_every is None else record_every)
     return steps, lr, _check_record_steps(record_steps, steps)
 
 
@@ -442,16 +446,17 @@ def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
 
 
 def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed=None,
-          record_every=10, record_steps=None, dtype=None, resume: Run | None = None,
+          record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
           progress=False, device=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
     ``steps`` >= 0 GD steps with learning rate ``lr`` > 0; ``engine`` "exact" (default) or "dense";
     ``W0`` an explicit (d, d) initial W (default: the paper's init drawn from ``init_seed``, which
     defaults to the data set's seed; give at most one of the two); metrics recorded every
-    ``record_every`` steps or at ``record_steps`` (integers in [0, steps]). ``dtype``: torch.float64
-    (default) or torch.float32 (or the strings "float64"/"float32"). ``device``: a torch device for
-    the computation (default CPU; "cuda" where available - the book never needs it).
+    ``record_every`` steps (default 10) or at ``record_steps`` (integers in [0, steps]; not both).
+    ``dtype``: torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
+    ``device``: a torch device for the computation (default CPU; "cuda" where available - the book
+    never needs it).
 
     ``resume`` continues a previous :func:`train` run for ``steps`` more steps (record steps count from
     the start of the resumed run, and ``lr`` may change). The contract: the same data set (checked by
@@ -505,7 +510,7 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     return Run(rec + offset, hist, config, state, at)
 
 
-def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=10,
+def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=None,
                record_steps=None, dtype=None, progress=True, device=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and

@@ -198,7 +198,7 @@ def _check_knobs(name, knobs):
             raise ValueError(f"{name} key {k!r} unknown; allowed knobs: {allowed}")
 
 
-def train_cell(steps=1000, lr=5e-3, record_every=10, record_steps=None, dtype=torch.float64, **knobs) -> Run:
+def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
     """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
     draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
     only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers).
@@ -269,10 +269,8 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     """
     axes, base = _check_grid(grid, base)
     if record_steps is None and record_every is None:
-        steps_ = check_int("steps", steps, 0)
-        record_steps = [steps_]
-    steps, lr, rec = _check_train_args(steps, lr, "exact", 1 if record_every is None else record_every,
-                                       record_steps)
+        record_steps = [check_int("steps", steps, 0)]
+    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
     dtype = check_dtype("dtype", dtype)
     _check_lr_dtype(lr, dtype)
     progress = check_bool("progress", progress)

@@ -215,6 +215,10 @@ raises("data.Dataset", lambda e: data.Dataset(_with_nan(DS().X), DS().y, DS().y_
                                               DS().mu_pos, DS().mu_neg), V, "X")
 raises("data.Dataset", lambda e: data.Dataset(DS().X, DS().y, -DS().y_clean, DS().noisy, None, None,
                                               DS().mu_pos, DS().mu_neg), V, "y_clean")
+ok("data.Dataset", lambda e: __import__("copy").deepcopy(DS()),
+   lambda ds: not ds.X.flags.writeable and ds.fingerprint == DS().fingerprint, id="deepcopy-stays-frozen")
+ok("data.Dataset", lambda e: __import__("pickle").loads(__import__("pickle").dumps(DS())),
+   lambda ds: not ds.X.flags.writeable and not ds.noisy.flags.writeable, id="pickle-stays-frozen")
 ok("data.Dataset.fingerprint", lambda e: (mk(seed=3)(e), mk(seed=3)(e), mk(seed=4)(e)),
    lambda t: t[0].fingerprint == t[1].fingerprint != t[2].fingerprint)
 raises("data.head_vector", lambda e: data.head_vector(np.ones(3), np.ones(3)), V, "mu_pos")
@@ -291,6 +295,8 @@ ok("engines.train", tr(dtype="float32", record_every=10),
 ok("engines.train", tr(W0=torch.tensor(ba.init_W(10, 1)), record_every=10),
    lambda r: np.array_equal(r.history["train_loss"], ba.train(DS(), steps=10).history["train_loss"]), id="W0-tensor")
 ok("engines.train", tr(record_steps=np.array([10.0, 0.0])), lambda r: list(r.steps) == [0, 10], id="integral-float-steps")
+raises("engines.train", tr(record_every=5, record_steps=[10]), V, "record_steps", id="record_every-and-record_steps")
+raises("sweeps.run_grid", lambda e: _grid(record_every=5, record_steps=[5]), V, "record_steps")
 
 # the resume contract
 rs = lambda run_engine="exact", **kw: (lambda e: ba.train(**dict(dict(dataset=DS(), steps=10, resume=RUN(run_engine)),
