@@ -26,7 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .validation import ArgumentTypeError, check_array, check_dtype, check_int, check_labels, check_number
+from .validation import ArgumentTypeError, check_array, check_dtype, check_int, check_labels, check_number, readonly
 
 __all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"]
 
@@ -86,18 +86,14 @@ class Dataset:
     def __setstate__(self, state):
         """Unpickled / deep-copied arrays are fresh copies: freeze them again."""
         for k, v in state.items():
-            if isinstance(v, np.ndarray):
-                v.flags.writeable = False
-            object.__setattr__(self, k, v)
+            object.__setattr__(self, k, readonly(np.array(v)) if isinstance(v, np.ndarray) else v)
 
     @classmethod
     def _trusted(cls, **fields):
         """Wrap arrays that the package itself just made and checked (no second copy)."""
         self = object.__new__(cls)
         for k, v in fields.items():
-            if isinstance(v, np.ndarray):
-                v.flags.writeable = False
-            object.__setattr__(self, k, v)
+            object.__setattr__(self, k, readonly(v) if isinstance(v, np.ndarray) and v.flags.writeable else v)
         return self
 
     @property
@@ -171,7 +167,7 @@ def _check_arrays(X, y, mu_pos, mu_neg, noisy, X_test, y_test, config):
         if raw.shape != (n,) or raw.dtype != bool:
             raise ValueError(f"noisy must be a boolean array of shape ({n},), got {raw.dtype} {raw.shape}")
         noisy = raw.copy()
-    noisy.flags.writeable = False
+    noisy = readonly(noisy)
     mu_pos = check_array("mu_pos", mu_pos, shape=(d,))
     mu_neg = check_array("mu_neg", mu_neg, shape=(d,))
     if np.linalg.norm(mu_pos - mu_neg) == 0:

@@ -25,7 +25,7 @@ import torch
 from .data import Dataset, init_W
 from .metrics import summarize
 from .validation import (ArgumentTypeError, check_array, check_bool, check_choice, check_device, check_dtype,
-                         check_int, check_int_array, check_number)
+                         check_int, check_int_array, check_number, shared_tensor)
 
 __all__ = ["Run", "train", "train_many", "record_schedule", "log_schedule", "DivergenceWarning"]
 
@@ -46,8 +46,8 @@ def check_dataset(name, dataset):
 
 
 def _tensor(a, dtype, device=None):
-    """A torch copy of a (possibly read-only) numpy array."""
-    return torch.tensor(np.asarray(a), dtype=dtype, device=device)
+    """A torch tensor of a data set's (read-only) array, sharing its memory where possible."""
+    return shared_tensor(a, dtype, device)
 
 
 def record_schedule(steps, record_every=10):
@@ -212,7 +212,7 @@ def _family_from_dataset(ds: Dataset, W0, dtype):
         eps=t(ds.X), eps_test=t(ds.X_test) if has_test else None, dirs=dirs, W0=t(W0),
         coef=torch.zeros(1, n, T, 2, dtype=dtype), coef_test=torch.zeros(1, N, T, 2, dtype=dtype),
         nu=t(ds.nu)[None], y=t(ds.y)[None], y_clean=t(ds.y_clean)[None],
-        noisy=torch.tensor(ds.noisy)[None], y_test=t(ds.y_test)[None] if has_test else None,
+        noisy=_tensor(ds.noisy, None)[None], y_test=t(ds.y_test)[None] if has_test else None,
     )
 
 
@@ -354,7 +354,7 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
             W -= lr * gW
             p -= lr * gp
     logits = torch.stack(logits_hist).double()
-    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), torch.tensor(ds.noisy, device=device))
+    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), _tensor(ds.noisy, None, device))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         tl = torch.einsum("ntd,ed->ent", Xt, torch.stack(qs)).double()

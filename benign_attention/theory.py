@@ -7,7 +7,7 @@ import torch
 
 from .data import Dataset
 from .metrics import summarize
-from .validation import ArgumentTypeError, check_array, check_int, check_number
+from .validation import ArgumentTypeError, check_array, check_int, check_number, shared_tensor
 
 __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_query",
            "analytic_gradients", "classify_regime", "fit_exponential_time", "REGIMES", "DIVERGED",
@@ -130,10 +130,10 @@ def evaluate_query(ds: Dataset, q):
     """Metrics of the model with fixed query q = W p on the training and test sets (numpy dict)."""
     ds = _dataset(ds)
     q = check_array("q", q, shape=(ds.d,))
-    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)
+    t = lambda a: shared_tensor(a, torch.float64)
     q, nu = t(q), t(ds.nu)
     X = t(ds.X)
-    out = summarize(X @ q, X @ nu, t(ds.y), t(ds.y_clean), torch.tensor(ds.noisy))
+    out = summarize(X @ q, X @ nu, t(ds.y), t(ds.y_clean), shared_tensor(ds.noisy))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         out.update(summarize(Xt @ q, Xt @ nu, t(ds.y_test), prefix="test"))

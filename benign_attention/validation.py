@@ -29,7 +29,7 @@ import numpy as np
 __all__ = [
     "ArgumentTypeError", "check_int", "check_number", "check_bool", "check_choice", "check_dtype", "check_device",
     "check_array", "check_labels", "check_int_array", "check_path", "check_cache_dir", "dir_is_writable",
-    "as_scalar",
+    "as_scalar", "readonly", "shared_tensor",
 ]
 
 
@@ -267,8 +267,33 @@ def check_array(name, value, ndim=None, shape=None, finite=True, low=None, high=
         raise ValueError(f"{name} must be >= {low:g} everywhere, got a minimum of {np.nanmin(a):g}")
     if high is not None and a.size and np.nanmax(a) > high:
         raise ValueError(f"{name} must be <= {high:g} everywhere, got a maximum of {np.nanmax(a):g}")
-    a.flags.writeable = False
-    return a
+    return readonly(a)
+
+
+def readonly(a):
+    """A read-only view of the fresh array ``a`` (which the caller must not share). The writable
+    owner stays private, so :func:`shared_tensor` can hand the memory to torch without a copy."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def shared_tensor(a, dtype=None, device=None):
+    """A torch tensor of the array ``a``; a read-only view made by :func:`readonly` shares its memory
+    (no copy, no warning), any other read-only array is copied. The package only reads such tensors."""
+    torch = _torch()
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"a must be a numeric array, got dtype {a.dtype}")
+    src = a
+    if not a.flags.writeable:
+        base = a.base
+        ok = (isinstance(base, np.ndarray) and base.flags.writeable and base.shape == a.shape
+              and base.dtype == a.dtype and base.strides == a.strides)
+        src = base if ok else None
+    if src is None:
+        return torch.tensor(a, dtype=dtype, device=device)
+    return torch.as_tensor(src, dtype=dtype, device=device)
 
 
 def check_labels(name, value, n, values=(-1, 1)):
@@ -280,9 +305,7 @@ def check_labels(name, value, n, values=(-1, 1)):
         raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
     if not np.all(np.isin(a, values)):
         raise ValueError(f"{name} must contain only the labels {' and '.join(f'{v:+d}' for v in values)}")
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.flags.writeable = False
-    return a
+    return readonly(np.array(a, dtype=np.float64, copy=True))
 
 
 def check_int_array(name, value, low=None, high=None, ndim=1, nonempty=True):
@@ -311,8 +334,7 @@ def check_int_array(name, value, low=None, high=None, ndim=1, nonempty=True):
     rng = _range_text(low, high, False, False)
     if a.size and ((low is not None and out.min() < low) or (high is not None and out.max() > high)):
         raise ValueError(f"{name} must hold integers in {rng}, got values from {out.min()} to {out.max()}")
-    out.flags.writeable = False
-    return out
+    return readonly(out)
 
 
 def check_path(name, value):

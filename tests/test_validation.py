@@ -257,6 +257,10 @@ raises("validation.check_labels", lambda e: validation.check_labels("y", [1, 0],
 raises("validation.check_int_array", lambda e: validation.check_int_array("steps", [1, 2.5]), V, "steps")
 raises("validation.check_path", lambda e: validation.check_path("folder", ""), V, "folder")
 raises("validation.check_cache_dir", lambda e: validation.check_cache_dir("folder", Path(__file__)), V, "folder")
+ok("validation.readonly", lambda e: validation.readonly(np.zeros(3)), lambda a: not a.flags.writeable)
+ok("validation.shared_tensor", lambda e: (DS(), validation.shared_tensor(DS().X)),
+   lambda t: t[1].data_ptr() == t[0].X.__array_interface__["data"][0], id="shared-tensor-no-copy")
+raises("validation.shared_tensor", lambda e: validation.shared_tensor(np.array(["x"])), T, "a")
 ok("validation.dir_is_writable", lambda e: validation.dir_is_writable(e.tmp), lambda v: v is True)
 
 # --- engines.train
