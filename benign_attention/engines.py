@@ -70,7 +70,7 @@ def _check_record_steps(record_steps, steps):
     try:
         r = check_int_array("record_steps", record_steps, 0, steps)
     except ValueError as err:
-        raise type(err)(f"{err} (record_steps: a non-empty list of integers in [0, steps={steps}])") from None
+        raise type(err)(f"{err} (steps={steps})") from None
     return np.unique(r)
 
 
