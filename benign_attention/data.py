@@ -18,10 +18,15 @@ Random streams are split with :class:`numpy.random.SeedSequence`, and the noise 
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+
+from .validation import ArgumentTypeError, check_array, check_dtype, check_int, check_labels, check_number, readonly
 
 __all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"]
 
@@ -29,52 +34,33 @@ __all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"
 _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
 
-def check_number(name, value, low=None, high=None, low_open=False, high_open=False, allowed=None):
-    """Return ``value`` as a float, or raise ValueError naming the knob and its allowed range."""
-    lo = "(" if low_open or low is None else "["
-    hi = ")" if high_open or high is None else "]"
-    rng = allowed or f"{lo}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{hi}"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}") from None
-    ok = math.isfinite(v)
-    if ok and low is not None:
-        ok = v > low if low_open else v >= low
-    if ok and high is not None:
-        ok = v < high if high_open else v <= high
-    if not ok:
-        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
-    return v
-
-
-def check_int(name, value, low, high=None):
-    """Return ``value`` as an int, or raise ValueError naming the knob and its allowed range."""
-    rng = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if not (isinstance(value, float) and value.is_integer()):
-            raise ValueError(f"{name} must be {rng}, got {value!r}")
-    v = int(value)
-    if v < low or (high is not None and v > high):
-        raise ValueError(f"{name} must be {rng}, got {value!r}")
-    return v
-
-
 def head_vector(mu_pos, mu_neg):
     """The fixed head nu = (mu_+ - mu_-) / ||mu_+ - mu_-|| / ||mu||, so nu . mu_{+-1} = +-1/sqrt(2)
     when the two signals are orthogonal with equal norm ||mu|| (the mean of the two norms is used)."""
+    mu_pos = check_array("mu_pos", mu_pos, ndim=1)
+    mu_neg = check_array("mu_neg", mu_neg, shape=mu_pos.shape)
     diff = mu_pos - mu_neg
+    if not np.any(diff):
+        raise ValueError("mu_pos and mu_neg must differ (the head is their normalised difference)")
     scale = 0.5 * (np.linalg.norm(mu_pos) + np.linalg.norm(mu_neg))
     return diff / (np.linalg.norm(diff) * scale)
 
 
+_ARRAY_FIELDS = ("X", "y", "y_clean", "noisy", "X_test", "y_test", "mu_pos", "mu_neg")
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Training and test sequences with their labels (arrays are float64 numpy).
+    """Training and test sequences with their labels (arrays are read-only float64 numpy).
 
     Attributes: ``X`` (n, T, d) training tokens; ``y`` observed labels (+-1); ``y_clean`` clean labels;
     ``noisy`` boolean mask of flipped samples; ``X_test`` (n_test, T, d) and ``y_test`` the clean test
     set (``X_test`` may be None); ``mu_pos``/``mu_neg`` the class signals; ``config`` the knobs used.
+
+    The arrays are validated once and then frozen (read-only copies), so a data set cannot change
+    after it was checked; :attr:`fingerprint` identifies its contents. Build one with
+    :func:`make_dataset` or :meth:`from_arrays` (calling ``Dataset(...)`` directly validates and copies
+    the same way, and also checks ``y_clean``).
     """
 
     X: np.ndarray
@@ -86,6 +72,29 @@ class Dataset:
     mu_pos: np.ndarray
     mu_neg: np.ndarray
     config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        checked = _check_arrays(self.X, self.y, self.mu_pos, self.mu_neg, self.noisy, self.X_test, self.y_test,
+                                self.config)
+        y_clean = check_labels("y_clean", self.y_clean, checked["X"].shape[0])
+        if not np.array_equal(y_clean, np.where(checked["noisy"], -checked["y"], checked["y"])):
+            raise ValueError("y_clean must equal y with the noisy samples' labels flipped back")
+        checked["y_clean"] = y_clean
+        for k, v in checked.items():
+            object.__setattr__(self, k, v)
+
+    def __setstate__(self, state):
+        """Unpickled / deep-copied arrays are fresh copies: freeze them again."""
+        for k, v in state.items():
+            object.__setattr__(self, k, readonly(np.array(v)) if isinstance(v, np.ndarray) else v)
+
+    @classmethod
+    def _trusted(cls, **fields):
+        """Wrap arrays that the package itself just made and checked (no second copy)."""
+        self = object.__new__(cls)
+        for k, v in fields.items():
+            object.__setattr__(self, k, readonly(v) if isinstance(v, np.ndarray) and v.flags.writeable else v)
+        return self
 
     @property
     def n(self):
@@ -108,64 +117,72 @@ class Dataset:
         """The fixed linear head (see :func:`head_vector`)."""
         return head_vector(self.mu_pos, self.mu_neg)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A sha256 over every array (shape, dtype and bytes): two data sets with the same fingerprint
+        hold the same data. :func:`~benign_attention.engines.train` uses it to refuse resuming a run
+        on other data."""
+        h = hashlib.sha256()
+        for k in _ARRAY_FIELDS:
+            a = getattr(self, k)
+            h.update(k.encode())
+            if a is None:
+                h.update(b"none")
+                continue
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+        return h.hexdigest()
+
     @classmethod
     def from_arrays(cls, X, y, mu_pos, mu_neg, noisy=None, X_test=None, y_test=None, config=None):
         """Build a data set from your own arrays (e.g. to reproduce an external run exactly).
 
-        ``X`` (n, T, d) with T >= 3 and d >= 2, ``y`` observed labels in {+1, -1}, ``noisy`` the mask of
-        flipped samples (default: none), ``mu_pos``/``mu_neg`` the two class signals (d,), and an
-        optional clean test set ``X_test`` (n_test, T, d) with labels ``y_test``.
+        ``X`` (n, T, d) with n >= 2, T >= 3 and d >= 2, ``y`` observed labels in {+1, -1}, ``noisy`` the
+        boolean mask of flipped samples (default: none), ``mu_pos``/``mu_neg`` the two class signals
+        (d,), and an optional clean test set ``X_test`` (n_test, T, d) with labels ``y_test``. Arrays
+        may be numpy arrays, nested lists or torch tensors; they must be real and finite. They are
+        copied: changing your arrays afterwards does not change the data set.
         """
-        X = _finite_array("X", X, ndim=3)
-        n, T, d = X.shape
-        if n < 2:
-            raise ValueError(f"X must hold n >= 2 sequences (shape (n, T, d)), got n={n}")
-        if T < 3:
-            raise ValueError(f"X must have T >= 3 tokens per sequence, got T={T}")
-        if d < 2:
-            raise ValueError(f"X must have token dimension d >= 2, got d={d}")
-        y = _labels("y", y, n)
-        noisy = np.zeros(n, bool) if noisy is None else np.asarray(noisy)
-        if noisy.shape != (n,) or noisy.dtype != bool:
-            raise ValueError(f"noisy must be a boolean array of shape ({n},), got {noisy.dtype} {noisy.shape}")
-        mu_pos = _finite_array("mu_pos", mu_pos, shape=(d,))
-        mu_neg = _finite_array("mu_neg", mu_neg, shape=(d,))
-        if np.linalg.norm(mu_pos - mu_neg) == 0:
-            raise ValueError("mu_pos and mu_neg must differ (the head is their normalised difference)")
-        if (X_test is None) != (y_test is None):
-            raise ValueError("X_test and y_test must be given together")
-        if X_test is not None:
-            X_test = _finite_array("X_test", X_test, ndim=3)
-            if X_test.shape[1:] != (T, d) or X_test.shape[0] < 1:
-                raise ValueError(f"X_test must have shape (n_test >= 1, {T}, {d}), got {X_test.shape}")
-            y_test = _labels("y_test", y_test, X_test.shape[0])
-        y_clean = np.where(noisy, -y, y)
-        cfg = dict(config or {})
-        cfg.setdefault("source", "arrays")
-        return cls(X, y, y_clean, noisy, X_test, y_test, mu_pos, mu_neg, cfg)
+        checked = _check_arrays(X, y, mu_pos, mu_neg, noisy, X_test, y_test, config)
+        y_clean = np.where(checked["noisy"], -checked["y"], checked["y"])
+        checked["config"].setdefault("source", "arrays")
+        return cls._trusted(y_clean=y_clean, **checked)
 
 
-def _finite_array(name, a, ndim=None, shape=None):
-    try:
-        a = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real-valued array") from None
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-d array, got shape {a.shape}")
-    if shape is not None and a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
-    return a
-
-
-def _labels(name, y, n):
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {y.shape}")
-    if not np.all(np.isin(y, (-1, 1))):
-        raise ValueError(f"{name} must contain only labels +1 and -1")
-    return y.astype(np.float64)
+def _check_arrays(X, y, mu_pos, mu_neg, noisy, X_test, y_test, config):
+    """Validate user arrays for a Dataset; return read-only copies (and a config dict)."""
+    X = check_array("X", X, ndim=3)
+    n, T, d = X.shape
+    if n < 2:
+        raise ValueError(f"X must hold n >= 2 sequences (shape (n, T, d)), got n={n}")
+    if T < 3:
+        raise ValueError(f"X must have T >= 3 tokens per sequence, got T={T}")
+    if d < 2:
+        raise ValueError(f"X must have token dimension d >= 2, got d={d}")
+    y = check_labels("y", y, n)
+    if noisy is None:
+        noisy = np.zeros(n, bool)
+    else:
+        raw = np.asarray(noisy.detach().cpu().numpy() if hasattr(noisy, "detach") else noisy)
+        if raw.shape != (n,) or raw.dtype != bool:
+            raise ValueError(f"noisy must be a boolean array of shape ({n},), got {raw.dtype} {raw.shape}")
+        noisy = raw.copy()
+    noisy = readonly(noisy)
+    mu_pos = check_array("mu_pos", mu_pos, shape=(d,))
+    mu_neg = check_array("mu_neg", mu_neg, shape=(d,))
+    if np.linalg.norm(mu_pos - mu_neg) == 0:
+        raise ValueError("mu_pos and mu_neg must differ (the head is their normalised difference)")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    if X_test is not None:
+        X_test = check_array("X_test", X_test, ndim=3)
+        if X_test.shape[1:] != (T, d) or X_test.shape[0] < 1:
+            raise ValueError(f"X_test must have shape (n_test >= 1, {T}, {d}), got {X_test.shape}")
+        y_test = check_labels("y_test", y_test, X_test.shape[0])
+    if config is not None and not isinstance(config, Mapping):
+        raise ArgumentTypeError(f"config must be a dict or None, got {type(config).__name__}")
+    return dict(X=X, y=y, noisy=noisy, mu_pos=mu_pos, mu_neg=mu_neg, X_test=X_test, y_test=y_test,
+                config=dict(config or {}))
 
 
 def validate_config(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
@@ -202,6 +219,9 @@ class NoiseDraw:
 
 def draw_noise(n, T, d, sigma, n_test, seed):
     """Draw labels, flip order and token noise; independent of signal_norm, rho and eta."""
+    n, T, d = check_int("n", n, 2), check_int("T", T, 3), check_int("d", d, 2)
+    sigma = check_number("sigma", sigma, 0.0, low_open=True)
+    n_test, seed = check_int("n_test", n_test, 1), check_int("seed", seed, 0)
     ss = np.random.SeedSequence(seed).spawn(5)
     rng = np.random.default_rng(ss[_LABELS])
     y_clean = _balanced_labels(rng, n)
@@ -218,7 +238,18 @@ def draw_noise(n, T, d, sigma, n_test, seed):
 
 
 def noisy_mask(y_clean, flip_order, eta):
-    """Exactly ceil(eta*n) flips: ceil(k/2) positives and floor(k/2) negatives, nested in eta."""
+    """Exactly ceil(eta*n) flips: ceil(k/2) positives and floor(k/2) negatives, nested in eta.
+
+    ``eta`` is read by :func:`~benign_attention.validation.check_number`, so a float32 eta flips as many
+    labels as the decimal it stands for (np.float32(0.3) flips 3 of 10, like 0.3).
+    """
+    eta = check_number("eta", eta, 0.0, 0.5, high_open=True)
+    if np.ndim(y_clean) != 1:
+        raise ValueError(f"y_clean must be a 1-d array of +-1 labels, got shape {np.shape(y_clean)}")
+    y_clean = check_labels("y_clean", y_clean, len(y_clean))
+    flip_order = np.asarray(flip_order)
+    if flip_order.shape != y_clean.shape:
+        raise ValueError(f"flip_order must have the shape of y_clean {y_clean.shape}, got {flip_order.shape}")
     n = len(y_clean)
     k = math.ceil(eta * n - 1e-9)
     k_pos = min(math.ceil(k / 2), int(np.sum(y_clean > 0)))
@@ -228,6 +259,10 @@ def noisy_mask(y_clean, flip_order, eta):
 
 def signal_coefficients(labels, T, rho):
     """Signal part of each token as coefficients on (e_1, e_2), in units of signal_norm: (N, T, 2)."""
+    T, rho = check_int("T", T, 3), check_number("rho", rho, 0.0)
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a 1-d array of +-1 labels, got shape {labels.shape}")
     coef = np.zeros((len(labels), T, 2))
     pos = labels > 0
     coef[pos, 0, 0] = 1.0
@@ -241,6 +276,9 @@ def signal_coefficients(labels, T, rho):
 
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
     """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns."""
+    if not isinstance(draw, NoiseDraw):
+        raise ArgumentTypeError(f"draw must be a NoiseDraw (from draw_noise), got {type(draw).__name__}")
+    signal_norm = check_number("signal_norm", signal_norm, 0.0, low_open=True)
     n, T, d = draw.eps.shape
     X = draw.eps.copy()
     X[:, :, :2] += signal_norm * signal_coefficients(draw.y_clean, T, rho)
@@ -252,7 +290,8 @@ def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
     mu_pos[0] = signal_norm
     mu_neg = np.zeros(d)
     mu_neg[1] = signal_norm
-    return Dataset(X, y, draw.y_clean.copy(), noisy, X_test, draw.y_test.copy(), mu_pos, mu_neg, dict(config))
+    return Dataset._trusted(X=X, y=y, y_clean=draw.y_clean.copy(), noisy=noisy, X_test=X_test,
+                            y_test=draw.y_test.copy(), mu_pos=mu_pos, mu_neg=mu_neg, config=dict(config))
 
 
 def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
@@ -268,8 +307,11 @@ def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.
 
 
 def init_W(d, seed, dtype=np.float64):
-    """The paper's initialisation of W: entries U(-1/sqrt(d), 1/sqrt(d)) (kaiming-uniform, a=sqrt(5))."""
+    """The paper's initialisation of W: entries U(-1/sqrt(d), 1/sqrt(d)) (kaiming-uniform, a=sqrt(5)).
+
+    ``dtype``: numpy float32 or float64 (or the strings / torch dtypes of those)."""
     d = check_int("d", d, 2)
+    dtype = np.float32 if str(check_dtype("dtype", dtype)) == "torch.float32" else np.float64
     ss = np.random.SeedSequence(check_int("seed", seed, 0)).spawn(5)[_INIT]
     bound = 1.0 / math.sqrt(d)
     return np.random.default_rng(ss).uniform(-bound, bound, size=(d, d)).astype(dtype, copy=False)

@@ -16,17 +16,38 @@ Both engines share one interface, :func:`train`; :func:`train_many` batches many
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .data import Dataset, check_int, check_number, init_W
+from .data import Dataset, init_W
 from .metrics import summarize
+from .validation import (ArgumentTypeError, check_array, check_bool, check_choice, check_device, check_dtype,
+                         check_int, check_int_array, check_number, shared_tensor)
 
-__all__ = ["Run", "train", "train_many", "record_schedule", "log_schedule"]
+__all__ = ["Run", "train", "train_many", "record_schedule", "log_schedule", "DivergenceWarning"]
 
 ENGINES = ("exact", "dense")
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Gradient descent diverged (the loss or the parameters became NaN or inf): lower the learning
+    rate. The run's metrics from the first non-finite step on are NaN (never a plausible number)."""
+
+
+def check_dataset(name, dataset):
+    """Raise unless ``dataset`` is a :class:`~benign_attention.data.Dataset`."""
+    if not isinstance(dataset, Dataset):
+        raise ArgumentTypeError(f"{name} must be a Dataset (from make_dataset or Dataset.from_arrays), "
+                                f"got {type(dataset).__name__}")
+    return dataset
+
+
+def _tensor(a, dtype, device=None):
+    """A torch tensor of a data set's (read-only) array, sharing its memory where possible."""
+    return shared_tensor(a, dtype, device)
 
 
 def record_schedule(steps, record_every=10):
@@ -44,10 +65,13 @@ def log_schedule(steps, num=60):
 
 
 def _check_record_steps(record_steps, steps):
-    r = np.unique(np.asarray(record_steps, dtype=np.int64))
-    if r.size == 0 or r[0] < 0 or r[-1] > steps:
-        raise ValueError(f"record_steps must be a non-empty set of integers in [0, steps={steps}]")
-    return r
+    if record_steps is None:
+        raise ArgumentTypeError(f"record_steps must be a non-empty list of integers in [0, steps={steps}], got None")
+    try:
+        r = check_int_array("record_steps", record_steps, 0, steps)
+    except ValueError as err:
+        raise type(err)(f"{err} (steps={steps})") from None
+    return np.unique(r)
 
 
 @dataclass(eq=False)
@@ -65,16 +89,33 @@ class Run:
     history: dict
     config: dict
     state: dict = field(default_factory=dict, repr=False)
+    #: None, or the step by which gradient descent diverged (see :class:`DivergenceWarning`)
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """True if the loss or the parameters became NaN or inf (metrics from then on are NaN)."""
+        return self.diverged_at is not None
+
+    def _key(self, key):
+        if not isinstance(key, str) or key not in self.history:
+            raise ValueError(f"key must be one of the recorded metrics {sorted(self.history)}, got {key!r}")
+        return key
 
     def final(self, key):
-        return self.history[key][-1]
+        """History value at the last recorded step."""
+        return self.history[self._key(key)][-1]
 
     def at(self, key, step):
         """History value at the recorded step closest to ``step``."""
-        return self.history[key][int(np.argmin(np.abs(self.steps - step)))]
+        step = check_number("step", step)
+        return self.history[self._key(key)][int(np.argmin(np.abs(self.steps - step)))]
 
     def params(self):
         """Final (W, p) as float64 numpy arrays (materialises the d x d matrix)."""
+        if "W" not in self.state and "problem" not in self.state:
+            raise ValueError("this run keeps no parameters (runs from train_many, train_cell and run_grid keep "
+                             "none); train it with train() to inspect or resume it")
         if "W" in self.state:
             return self.state["W"].cpu().numpy(), self.state["p"].cpu().numpy()
         prob, r = self.state["problem"], self.state["index"]
@@ -161,7 +202,7 @@ class Family:
 
 
 def _family_from_dataset(ds: Dataset, W0, dtype):
-    t = lambda a: torch.as_tensor(a, dtype=dtype)
+    t = lambda a: _tensor(a, dtype)
     d = ds.d
     dirs = torch.zeros(d, 2, dtype=dtype)
     n, T = ds.n, ds.T
@@ -171,7 +212,7 @@ def _family_from_dataset(ds: Dataset, W0, dtype):
         eps=t(ds.X), eps_test=t(ds.X_test) if has_test else None, dirs=dirs, W0=t(W0),
         coef=torch.zeros(1, n, T, 2, dtype=dtype), coef_test=torch.zeros(1, N, T, 2, dtype=dtype),
         nu=t(ds.nu)[None], y=t(ds.y)[None], y_clean=t(ds.y_clean)[None],
-        noisy=torch.as_tensor(ds.noisy)[None], y_test=t(ds.y_test)[None] if has_test else None,
+        noisy=_tensor(ds.noisy, None)[None], y_test=t(ds.y_test)[None] if has_test else None,
     )
 
 
@@ -240,7 +281,9 @@ def _loop(C, G, z, y, steps, lr, record_steps, alpha, Z, progress):
         dloss = -y * torch.sigmoid(-y * f) / n  # d(mean loss)/d f_i
         c = C.back((dloss[..., None] * s * (z - f[..., None])).reshape(R, n * T))
         Zc = torch.bmm(c[:, None, :], Z.transpose(1, 2))[:, 0]  # (Z c)^T
-        Z.baddbmm_(alpha[:, :, None], c[:, None, :], alpha=-lr)
+        # scale the small factor first (as dense GD scales its gradient): lr * alpha c^T would overflow
+        # to inf * 0 = NaN once alpha is huge, although the product alpha c^T is 0
+        Z.baddbmm_(alpha[:, :, None], (-lr * c)[:, None, :])
         alpha = alpha - lr * Zc
     stack = lambda xs: torch.stack(xs, 1)
     return stack(logits_hist), stack(alpha_hist), stack(w_hist), alpha
@@ -284,7 +327,7 @@ def _to_numpy(hist, r=None):
 
 
 def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, progress=False, device=None):
-    t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)
+    t = lambda a: _tensor(a, dtype, device)
     X, y, nu = t(ds.X), t(ds.y), t(ds.nu)
     W = (state["W"] if state else t(W0)).clone().requires_grad_(True)
     p = (state["p"] if state else torch.zeros(ds.d, dtype=dtype, device=device)).clone().requires_grad_(True)
@@ -311,7 +354,7 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
             W -= lr * gW
             p -= lr * gp
     logits = torch.stack(logits_hist).double()
-    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), torch.as_tensor(ds.noisy, device=device))
+    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), _tensor(ds.noisy, None, device))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         tl = torch.einsum("ntd,ed->ent", Xt, torch.stack(qs)).double()
@@ -324,50 +367,129 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
 
 
 def _check_train_args(steps, lr, engine, record_every, record_steps):
+    """Validated (steps, lr, record steps); ``record_every`` None means 10, and it cannot be combined
+    with ``record_steps``."""
     steps = check_int("steps", steps, 0)
     lr = check_number("lr", lr, 0.0, low_open=True)
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    check_choice("engine", engine, ENGINES)
+    if record_steps is not None and record_every is not None:
+        raise ValueError("record_every cannot be combined with record_steps (give one of them)")
     if record_steps is None:
-        record_steps = record_schedule(steps, record_every)
+        record_steps = record_schedule(steps, 10 if record_every is None else record_every)
     return steps, lr, _check_record_steps(record_steps, steps)
 
 
-def _initial_W(ds, W0, init_seed):
+def _check_lr_dtype(lr, dtype):
+    """lr must be representable in the dtype of the GD loop (torch refuses a float32 step otherwise)."""
+    top = torch.finfo(dtype).max
+    if lr > top:
+        raise ValueError(f"lr must be a finite number in (0, {top:.4g}] for dtype {dtype}, got {lr:g}")
+    return lr
+
+
+def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed"):
     if W0 is None:
-        seed = ds.config.get("seed", 0) if init_seed is None else init_seed
+        seed = ds.config.get("seed", 0) if init_seed is None else check_int(seed_name, init_seed, 0)
         return init_W(ds.d, seed)
-    W0 = np.asarray(W0, dtype=np.float64)
-    if W0.shape != (ds.d, ds.d) or not np.all(np.isfinite(W0)):
-        raise ValueError(f"W0 must be a finite array of shape (d, d) = ({ds.d}, {ds.d}), got shape {W0.shape}")
-    return W0
+    if init_seed is not None:
+        raise ValueError(f"{seed_name} cannot be combined with {name}: {name} is the initial W itself "
+                         f"(give one of them)")
+    return check_array(name, W0, shape=(ds.d, ds.d))
 
 
-def train(dataset: Dataset, steps=1000, lr=5e-3, engine="exact", W0=None, init_seed=None,
-          record_every=10, record_steps=None, dtype=torch.float64, resume: Run | None = None,
+def _first_divergence(run_steps, train_loss, final_state):
+    """The first recorded step whose loss is not finite, else the last step if the final state is not
+    finite (divergence after the last record), else None."""
+    bad = ~np.isfinite(np.asarray(train_loss))
+    if bad.any():
+        return int(run_steps[int(np.argmax(bad))])
+    if not all(bool(torch.isfinite(t).all()) for t in final_state):
+        return -1
+    return None
+
+
+def _warn_diverged(what, lr, at, stacklevel=3):
+    where = "after the last recorded step" if at == -1 else f"by step {at}"
+    warnings.warn(DivergenceWarning(
+        f"{what}: gradient descent diverged {where} (NaN/inf loss) with lr={lr:g}; its metrics are NaN "
+        f"from there on. Lower lr."), stacklevel=stacklevel)
+
+
+def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
+    """The resume contract: continue a run of :func:`train` on the same data set (same fingerprint)
+    with its own engine, dtype, device and state; W0 / init_seed / a different engine, dtype or
+    device conflict with it."""
+    if not isinstance(resume, Run):
+        raise ArgumentTypeError(f"resume must be a Run returned by train(), got {type(resume).__name__}")
+    st = resume.state
+    if "dataset" not in st or not ({"problem", "alpha", "Z"} <= set(st) or {"W", "p"} <= set(st)):
+        raise ValueError("resume: this run has no continuation state (runs from train_many, train_cell and "
+                         "run_grid keep none); train it with train() to be able to resume it")
+    old = st["dataset"]
+    if dataset is not old and dataset.fingerprint != old.fingerprint:
+        raise ValueError("dataset is not the data set the resumed run was trained on (their fingerprints "
+                         "differ); resume only continues a run on the same data - start a new run instead")
+    old_engine = resume.config["engine"]
+    if engine is not None and engine != old_engine:
+        raise ValueError(f"engine={engine!r} conflicts with resume: the resumed run uses the {old_engine!r} "
+                         f"engine (leave engine unset when resuming)")
+    if W0 is not None or init_seed is not None:
+        which = "W0" if W0 is not None else "init_seed"
+        raise ValueError(f"{which} cannot be combined with resume: the run continues from its own W and p")
+    if dtype is not None and dtype != st["dtype"]:
+        raise ValueError(f"dtype={dtype} conflicts with resume: the resumed run computes in {st['dtype']} "
+                         f"(leave dtype unset when resuming)")
+    if device is not None and device != (st["device"] or torch.device("cpu")):
+        raise ValueError(f"device={str(device)!r} conflicts with resume: the resumed run lives on "
+                         f"{str(st['device'])!r} (leave device unset when resuming)")
+    return old_engine, st["dtype"], st["device"]
+
+
+def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed=None,
+          record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
           progress=False, device=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
     ``steps`` >= 0 GD steps with learning rate ``lr`` > 0; ``engine`` "exact" (default) or "dense";
     ``W0`` an explicit (d, d) initial W (default: the paper's init drawn from ``init_seed``, which
-    defaults to the data set's seed); metrics recorded every ``record_every`` steps or at
-    ``record_steps``. ``resume`` continues a previous run on the same data set for ``steps`` more
-    steps (record steps count from the start of the resumed run). ``device``: a torch device for the
-    computation (default CPU; "cuda" where available - the book never needs it).
+    defaults to the data set's seed; give at most one of the two); metrics recorded every
+    ``record_every`` steps (default 10) or at ``record_steps`` (integers in [0, steps]; not both).
+    ``dtype``: torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
+    ``device``: a torch device for the computation (default CPU; "cuda" where available - the book
+    never needs it).
+
+    ``resume`` continues a previous :func:`train` run for ``steps`` more steps (record steps count from
+    the start of the resumed run, and ``lr`` may change). The contract: the same data set (checked by
+    :attr:`~benign_attention.data.Dataset.fingerprint`), the run's own engine, dtype and device, and no
+    ``W0``/``init_seed``; anything else raises ValueError - both engines behave identically.
+
+    A run that diverges (lr too large) warns with :class:`DivergenceWarning`, records NaN metrics from
+    then on (never accuracy 0) and has ``run.diverged`` set.
     """
-    steps, lr, rec = _check_train_args(steps, lr, engine, record_every, record_steps)
+    dataset = check_dataset("dataset", dataset)
+    steps, lr, rec = _check_train_args(steps, lr, "exact" if engine is None else engine, record_every,
+                                       record_steps)
+    dtype = None if dtype is None else check_dtype("dtype", dtype)
+    device = check_device("device", device)
+    progress = check_bool("progress", progress)
     offset = 0
     if resume is not None:
-        engine = resume.config["engine"]
+        engine, dtype, device = _check_resume(resume, dataset, engine, W0, init_seed, dtype, device)
         offset = int(resume.config["steps_done"])
+        dataset = resume.state["dataset"]  # identical contents; keeps one object alive, not two
+    else:
+        engine = engine or "exact"
+        dtype = dtype or torch.float64
+        W0 = _initial_W(dataset, W0, init_seed)
+    _check_lr_dtype(lr, dtype)
     config = dict(dataset.config, lr=lr, engine=engine, steps_done=offset + steps)
     if engine == "dense":
-        W0 = None if resume else _initial_W(dataset, W0, init_seed)
         hist, state = _train_dense(dataset, W0, steps, lr, rec, dtype, resume.state if resume else None, progress,
                                    device)
+        final = (state["W"], state["p"])
     else:
         if resume is None:
-            fam = _family_from_dataset(dataset, _initial_W(dataset, W0, init_seed), torch.float64)
+            fam = _family_from_dataset(dataset, W0, torch.float64)
             fam = fam.to(device).prepare() if device is not None else fam.prepare()
             start = None
         else:
@@ -376,30 +498,70 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine="exact", W0=None, init_s
         hist, (alpha, Z) = _run_family(fam, steps, lr, rec, dtype, start, progress)
         hist = {k: v[0] for k, v in hist.items()}
         state = {"problem": fam, "index": 0, "alpha": alpha[0], "Z": Z[0]}
-    return Run(rec + offset, _to_numpy(hist), config, state)
+        final = (alpha, Z)
+    state.update(dataset=dataset, dtype=dtype, device=device)
+    hist = _to_numpy(hist)
+    at = _first_divergence(rec + offset, hist["train_loss"], final)
+    if resume is not None and resume.diverged:
+        at = resume.diverged_at
+    if at is not None:
+        at = offset + steps if at == -1 else at
+        _warn_diverged("train", lr, at)
+    return Run(rec + offset, hist, config, state, at)
 
 
-def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=10,
-               record_steps=None, dtype=torch.float64, progress=True, device=None):
+def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=None,
+               record_steps=None, dtype=None, progress=True, device=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
-    token-span dimension run in one batch."""
-    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
+    most one of the two); other arguments as in :func:`train`. Runs that diverge warn once
+    (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set."""
+    if isinstance(datasets, Dataset):
+        raise ArgumentTypeError("datasets must be a list of Datasets, got a single Dataset (use train(), or "
+                                "pass [dataset])")
+    if isinstance(datasets, (str, bytes)) or datasets is None or not hasattr(datasets, "__iter__"):
+        raise ArgumentTypeError(f"datasets must be a list of Datasets, got {type(datasets).__name__}")
     datasets = list(datasets)
+    for i, ds in enumerate(datasets):
+        check_dataset(f"datasets[{i}]", ds)
+    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    dtype = torch.float64 if dtype is None else check_dtype("dtype", dtype)
+    _check_lr_dtype(lr, dtype)
+    device = check_device("device", device)
+    progress = check_bool("progress", progress)
+    if W0s is not None and init_seeds is not None:
+        raise ValueError("init_seeds cannot be combined with W0s: W0s are the initial Ws (give one of them)")
+    for name, per in (("W0s", W0s), ("init_seeds", init_seeds)):
+        if per is None:
+            continue
+        if isinstance(per, (str, bytes)) or not hasattr(per, "__len__"):
+            raise ArgumentTypeError(f"{name} must be a list with one entry per data set, got {type(per).__name__}")
+        if len(per) != len(datasets):
+            raise ValueError(f"{name} must hold one entry per data set ({len(datasets)}), got {len(per)}")
     fams = []
     for i, ds in enumerate(datasets):
         W0 = None if W0s is None else W0s[i]
         seed = None if init_seeds is None else init_seeds[i]
-        fam = _family_from_dataset(ds, _initial_W(ds, W0, seed), torch.float64)
+        if W0s is not None and W0 is None:
+            raise ArgumentTypeError(f"W0s[{i}] must be a ({ds.d}, {ds.d}) array, got None")
+        fam = _family_from_dataset(ds, _initial_W(ds, W0, seed, f"W0s[{i}]", f"init_seeds[{i}]"), torch.float64)
         fams.append((fam.to(device) if device is not None else fam).prepare())
     runs = [None] * len(datasets)
     groups = {}
     for i, f in enumerate(fams):
         groups.setdefault((f.EB.shape, datasets[i].T), []).append(i)
     for idx in groups.values():
-        hist = _run_batch([fams[i] for i in idx], steps, lr, rec, dtype, progress)
+        hist, finals = _run_batch([fams[i] for i in idx], steps, lr, rec, dtype, progress)
         for j, i in enumerate(idx):
-            runs[i] = Run(rec, _to_numpy(hist[j]), dict(datasets[i].config, lr=lr, engine="exact", steps_done=steps))
+            h = _to_numpy(hist[j])
+            at = _first_divergence(rec, h["train_loss"], finals[j])
+            at = steps if at == -1 else at
+            runs[i] = Run(rec, h, dict(datasets[i].config, lr=lr, engine="exact", steps_done=steps), {}, at)
+    bad = [i for i, r in enumerate(runs) if r.diverged]
+    if bad:
+        _warn_diverged(f"train_many: {len(bad)} of {len(runs)} runs (indices {bad[:10]}"
+                       f"{'...' if len(bad) > 10 else ''})", lr, min(runs[i].diverged_at for i in bad))
     return runs
 
 
@@ -413,7 +575,7 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
     y = torch.cat([f.y for f in fams]).to(dtype)
     alpha = torch.zeros(R, m, dtype=dtype, device=C.EB.device)
     Z = torch.eye(m, dtype=dtype, device=C.EB.device).repeat(R, 1, 1)
-    logits, alpha_h, w_h, _ = _lowdim_loop(C, G, z, y, steps, lr, rec, alpha, Z, progress)
+    logits, alpha_h, w_h, alpha = _lowdim_loop(C, G, z, y, steps, lr, rec, alpha, Z, progress)
     out = []
     for r, f in enumerate(fams):
         h = summarize(logits[r].double(), f.z[0].double(), f.y[0].double(), f.y_clean[0].double(), f.noisy[0])
@@ -421,4 +583,4 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
             tl = f.test_logits(alpha_h[r:r + 1].to(f.K.dtype), w_h[r:r + 1].to(f.K.dtype))[0].double()
             h.update(summarize(tl, f.z_test[0].double(), f.y_test[0].double(), prefix="test"))
         out.append(h)
-    return out
+    return out, [(alpha[r], Z[r]) for r in range(R)]

@@ -1,10 +1,14 @@
 """What a run records, computed from token scores (chapter *Training dynamics and the three regimes*).
 
-Everything here works on torch tensors with arbitrary leading (batch, time) axes.
+Everything here works on torch tensors with arbitrary leading (batch, time) axes (numpy arrays are
+accepted and converted). A sequence whose output is not finite (a diverged run) gets NaN accuracy, never 0.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from .validation import ArgumentTypeError
 
 __all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_by_type", "summarize"]
 
@@ -13,19 +17,54 @@ __all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_
 TOKEN_GROUPS = ("x1", "x2", "x3", "irrelevant")
 
 
+def _as_tensor(name, value, dtype=None):
+    """A real floating tensor from a tensor or array-like; raises naming ``name`` otherwise."""
+    if not torch.is_tensor(value):
+        if value is None or isinstance(value, (str, bytes, dict)):
+            raise ArgumentTypeError(f"{name} must be a tensor or array of real numbers, got {type(value).__name__}")
+        try:
+            value = torch.tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ArgumentTypeError(f"{name} must be a tensor or array of real numbers ({err})") from None
+    if value.is_complex():
+        raise ArgumentTypeError(f"{name} must be real, got a complex tensor")
+    if value.dtype == torch.bool:
+        raise ArgumentTypeError(f"{name} must hold real numbers, got a bool tensor")
+    if not value.is_floating_point():
+        value = value.to(torch.float64 if dtype is None else dtype)
+    return value
+
+
+def _broadcast(name_a, a, name_b, b):
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"{name_b} of shape {tuple(b.shape)} does not broadcast against {name_a} of shape "
+                         f"{tuple(a.shape)}") from None
+
+
 def outputs_and_attention(logits, z):
     """f = sum_t softmax(logits)_t z_t for token scores ``logits`` (..., T) and head values z (..., T)."""
+    logits, z = _as_tensor("logits", logits), _as_tensor("z", z)
+    if logits.dim() < 1 or logits.shape[-1] < 1:
+        raise ValueError(f"logits must have a token axis (..., T), got shape {tuple(logits.shape)}")
+    _broadcast("logits", logits, "z", z)
     attention = torch.softmax(logits, dim=-1)
     return (attention * z).sum(-1), attention
 
 
 def logistic_loss(outputs, y):
     """Numerically stable log(1 + exp(-y f)), elementwise."""
+    outputs, y = _as_tensor("outputs", outputs), _as_tensor("y", y)
+    _broadcast("outputs", outputs, "y", y)
     return torch.nn.functional.softplus(-y * outputs)
 
 
 def attention_by_type(attention):
     """(..., T) attention -> (..., 4): mass on x_1, x_2, x_3 and on all irrelevant tokens together."""
+    attention = _as_tensor("attention", attention)
+    if attention.dim() < 1 or attention.shape[-1] < 3:
+        raise ValueError(f"attention must have T >= 3 tokens on its last axis, got shape {tuple(attention.shape)}")
     return torch.cat([attention[..., :3], attention[..., 3:].sum(-1, keepdim=True)], dim=-1)
 
 
@@ -46,17 +85,36 @@ def summarize(logits, z, y, y_clean=None, noisy=None, prefix="train"):
     labels and attention means for clean and noisy samples separately. Returns a dict of tensors with
     the leading axes of ``logits`` (minus N, T).
     """
+    if not isinstance(prefix, str) or not prefix:
+        raise ArgumentTypeError(f"prefix must be a non-empty string, got {prefix!r}")
+    logits = _as_tensor("logits", logits)
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have shape (..., N, T), got {tuple(logits.shape)}")
+    N = logits.shape[-2]
+    y = _as_tensor("y", y, logits.dtype)
+    if y.shape[-1:] != (N,):
+        raise ValueError(f"y must have the sample axis of logits (N={N}) last, got shape {tuple(y.shape)}")
+    if (noisy is None) != (y_clean is None):
+        raise ValueError("y_clean and noisy must be given together (training set) or not at all (test set)")
+    if noisy is not None:
+        y_clean = _as_tensor("y_clean", y_clean, logits.dtype)
+        noisy = torch.as_tensor(noisy) if not torch.is_tensor(noisy) else noisy
+        if noisy.dtype != torch.bool or tuple(noisy.shape) != (N,):
+            raise ValueError(f"noisy must be a boolean mask of shape ({N},), got {noisy.dtype} {tuple(noisy.shape)}")
     f, attention = outputs_and_attention(logits, z)
     by_type = attention_by_type(attention)
+    finite = torch.isfinite(f).all(-1)  # a diverged state: accuracy is NaN, never a plausible 0
+    nan = torch.tensor(float("nan"), dtype=f.dtype, device=f.device)
+    acc = lambda labels: torch.where(finite, (torch.sign(f) == labels).to(f.dtype).mean(-1), nan)
     out = {
         f"{prefix}_loss": logistic_loss(f, y).mean(-1),
-        f"{prefix}_acc": (torch.sign(f) == y).to(f.dtype).mean(-1),
+        f"{prefix}_acc": acc(y),
     }
     if noisy is None:
         out[f"{prefix}_margin"] = (y * f).mean(-1)
         out[f"attn_{prefix}"] = by_type.mean(-2)
     else:
-        out[f"{prefix}_clean_acc"] = (torch.sign(f) == y_clean).to(f.dtype).mean(-1)
+        out[f"{prefix}_clean_acc"] = acc(y_clean)
         out["attn_clean"] = _masked_mean(by_type, ~noisy)
         out["attn_noisy"] = _masked_mean(by_type, noisy)
         out[f"{prefix}_outputs"] = f

@@ -10,33 +10,50 @@ import numpy as np
 import torch
 
 from .data import init_W
+from .validation import ArgumentTypeError, check_array, check_dtype, check_int
 
 __all__ = ["AttentionModel"]
 
 
 class AttentionModel(torch.nn.Module):
-    """f(X) = nu^T X^T softmax(X W p); ``forward`` returns (outputs (N,), attention (N, T))."""
+    """f(X) = nu^T X^T softmax(X W p); ``forward`` returns (outputs (N,), attention (N, T)).
+
+    ``nu`` the head (d,) with d >= 2; ``W`` (d, d) (default: the paper's init from ``seed``); ``p`` (d,)
+    (default 0); ``dtype`` torch.float64 (default) or torch.float32. All must be real and finite.
+    """
 
     def __init__(self, nu, W=None, p=None, seed=0, dtype=torch.float64):
         super().__init__()
-        nu = torch.as_tensor(np.asarray(nu), dtype=dtype)
-        d = nu.shape[0]
+        dtype = check_dtype("dtype", dtype)
+        nu_np = check_array("nu", nu, ndim=1)
+        d = nu_np.shape[0]
+        if d < 2:
+            raise ValueError(f"nu must have d >= 2 entries, got {d}")
         if W is None:
-            W = init_W(d, seed)
-        W = torch.as_tensor(np.asarray(W) if not torch.is_tensor(W) else W, dtype=dtype)
-        if W.shape != (d, d) or not torch.isfinite(W).all():
-            raise ValueError(f"W must be a finite array of shape ({d}, {d}), got {tuple(W.shape)}")
-        p = torch.zeros(d, dtype=dtype) if p is None else torch.as_tensor(p, dtype=dtype)
-        self.W = torch.nn.Parameter(W.clone())
-        self.p = torch.nn.Parameter(p.clone())
-        self.register_buffer("nu", nu)
+            W = init_W(d, check_int("seed", seed, 0))
+        W = check_array("W", W, shape=(d, d))
+        p = np.zeros(d) if p is None else check_array("p", p, shape=(d,))
+        self.W = torch.nn.Parameter(torch.tensor(W, dtype=dtype))
+        self.p = torch.nn.Parameter(torch.tensor(p, dtype=dtype))
+        self.register_buffer("nu", torch.tensor(nu_np, dtype=dtype))
+
+    def _tokens(self, X):
+        d = self.nu.shape[0]
+        if torch.is_tensor(X):
+            if X.is_complex() or X.dtype == torch.bool:
+                raise ArgumentTypeError(f"X must be a real tensor, got dtype {X.dtype}")
+            X = X.to(self.nu.dtype)  # keeps autograd
+            if X.dim() != 3 or X.shape[-1] != d:
+                raise ValueError(f"X must have shape (N, T, d={d}), got {tuple(X.shape)}")
+            return X
+        return torch.tensor(check_array("X", X, shape=(None, None, d)), dtype=self.nu.dtype)
 
     def logits(self, X):
         """Token scores X W p, shape (N, T). Computed as X (W p): O(d^2 + N T d)."""
-        return X @ (self.W @ self.p)
+        return self._tokens(X) @ (self.W @ self.p)
 
     def forward(self, X):
-        X = torch.as_tensor(X, dtype=self.nu.dtype)
+        X = self._tokens(X)
         attention = torch.softmax(self.logits(X), dim=-1)
         outputs = torch.einsum("nt,ntd,d->n", attention, X, self.nu)
         return outputs, attention

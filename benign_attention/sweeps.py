@@ -4,7 +4,19 @@ Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise 
 :mod:`benign_attention.data`), hence the token span: they form one :class:`~benign_attention.engines.Family`
 and run as one batch of the exact engine. Each cell's result equals ``train(make_dataset(...))`` for
 that cell (tested). Results are cached one ``.npz`` per cell (atomic write, checksummed metadata, no
-pickle); an interrupted sweep resumes and recomputes only missing or corrupt cells.
+pickle); an interrupted sweep resumes and recomputes only the families with missing or corrupt cells.
+
+A family is always computed as one batch, all its cells together (a cell computed alone can differ
+from the batched one by float rounding, up to ~3e-8 in float32): if one cell of a family is missing
+or corrupt, the whole family of the grid is recomputed and rewritten, so a repaired sweep equals a
+clean one. (Cells cached by an earlier grid whose family held other members were computed in another
+batch and agree with this grid's batch to that rounding.)
+
+The cache folder is checked before any work: ``~`` is expanded, '' is refused, a path that is a file
+or cannot be created raises ValueError, and so does a read-only folder when cells remain to be computed.
+Writing a finished cell never raises: a failure warns (:class:`CacheWarning`) and the result is kept.
+Cells whose gradient descent diverged (NaN loss) hold NaN metrics and are marked in
+:attr:`GridResult.diverged`; the call warns (:class:`~benign_attention.engines.DivergenceWarning`).
 """
 from __future__ import annotations
 
@@ -13,7 +25,9 @@ import itertools
 import json
 import os
 import tempfile
+import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +35,20 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data import check_int, draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
-from .engines import Family, Run, _check_train_args, _run_family, _threads, _to_numpy
+from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
+from .engines import (DivergenceWarning, Family, Run, _check_lr_dtype, _check_train_args, _first_divergence,
+                      _run_family, _threads, _to_numpy, _warn_diverged)
+from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_int,
+                         check_number, check_path, dir_is_writable)
 
-__all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir"]
+__all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
+
+#: Bumped when the cell file layout changes (older files are then recomputed, not misread).
+CACHE_FORMAT = 2
+
+
+class CacheWarning(UserWarning):
+    """A finished grid cell could not be written to the cache folder (its result is still returned)."""
 
 FAMILY_KNOBS = ("n", "T", "d", "sigma", "n_test", "seed")
 MEMBER_KNOBS = ("signal_norm", "rho", "eta")
@@ -36,28 +60,37 @@ SWEEP_KEYS = ("train_loss", "train_acc", "train_clean_acc", "attn_clean", "attn_
 def default_cache_dir():
     """``$BENIGN_ATTENTION_CACHE`` or ``~/.cache/benign_attention/sweeps``."""
     env = os.environ.get("BENIGN_ATTENTION_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "benign_attention" / "sweeps"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "benign_attention" / "sweeps"
 
 
 @dataclass(eq=False)
 class GridResult:
     """Results over a grid: ``axes`` (ordered knob -> values), ``steps`` record steps, and
-    ``data[key]`` arrays of shape (*grid shape, E, ...)."""
+    ``data[key]`` arrays of shape (*grid shape, E, ...). ``diverged`` (grid shape, bool) marks the
+    cells whose gradient descent diverged: their metrics are NaN from the divergence on, and
+    :func:`~benign_attention.theory.classify_regime` gives them no regime (NaN)."""
 
     axes: dict
     steps: np.ndarray
     data: dict
+    diverged: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.diverged is None and "train_loss" in self.data:
+            self.diverged = ~np.isfinite(self.data["train_loss"]).all(-1)
 
     def get(self, key, step=None):
         """``data[key]`` at the recorded step closest to ``step`` (default: the last)."""
-        i = -1 if step is None else int(np.argmin(np.abs(self.steps - step)))
+        if not isinstance(key, str) or key not in self.data:
+            raise ValueError(f"key must be one of {sorted(self.data)}, got {key!r}")
+        i = -1 if step is None else int(np.argmin(np.abs(self.steps - check_number("step", step))))
         return self.data[key][..., i] if self.data[key].ndim == len(self.axes) + 1 else self.data[key][..., i, :]
 
 
 def _cell_key(cell, steps, lr, rec, dtype):
     payload = json.dumps(
         {"cell": cell, "steps": steps, "lr": lr, "record_steps": rec.tolist(), "dtype": str(dtype),
-         "version": __version__}, sort_keys=True)
+         "version": __version__, "format": CACHE_FORMAT}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24], payload
 
 
@@ -71,6 +104,11 @@ def _checksum(arrays):
 
 def save_npz_atomic(path: Path, arrays: dict, meta: dict):
     """Write arrays and json metadata (with a checksum) to ``path`` via a temp file and rename."""
+    path = check_path("path", path)
+    if not isinstance(arrays, Mapping):
+        raise ArgumentTypeError(f"arrays must be a dict of numpy arrays, got {type(arrays).__name__}")
+    if not isinstance(meta, Mapping):
+        raise ArgumentTypeError(f"meta must be a dict (json metadata), got {type(meta).__name__}")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(meta, checksum=_checksum(arrays))
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
@@ -86,6 +124,7 @@ def save_npz_atomic(path: Path, arrays: dict, meta: dict):
 
 def load_npz_verified(path: Path, payload: str):
     """Arrays from ``path`` if it is complete, matches ``payload`` and its checksum; else None."""
+    path = check_path("path", path)
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["__meta__"]))
@@ -123,11 +162,18 @@ def _family(cfgs, dtype=torch.float64, draw=None, W0=None):
 
 
 def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
-    """One family's per-cell history dicts (numpy, sweep keys only)."""
+    """One family's per-cell history dicts (numpy, sweep keys only, plus ``diverged_at``: the step by
+    which the cell diverged, -1 if it did not)."""
     fam = _family(cfgs)
     fam = (fam.to(device) if device is not None else fam).prepare()
-    hist, _ = _run_family(fam, steps, lr, rec, dtype)
-    return [{k: v for k, v in _to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(cfgs))]
+    hist, (alpha, Z) = _run_family(fam, steps, lr, rec, dtype)
+    out = []
+    for r in range(len(cfgs)):
+        h = {k: v for k, v in _to_numpy(hist, r).items() if k in SWEEP_KEYS}
+        at = _first_divergence(rec, h["train_loss"], (alpha[r], Z[r]))
+        h["diverged_at"] = np.array(-1 if at is None else (steps if at == -1 else at), dtype=np.int64)
+        out.append(h)
+    return out
 
 
 def _map(fn, jobs, workers):
@@ -145,11 +191,23 @@ def _map(fn, jobs, workers):
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
-def train_cell(steps=1000, lr=5e-3, record_every=10, record_steps=None, dtype=torch.float64, **knobs) -> Run:
+def _check_knobs(name, knobs):
+    allowed = FAMILY_KNOBS + MEMBER_KNOBS
+    for k in knobs:
+        if k not in allowed:
+            raise ValueError(f"{name} key {k!r} unknown; allowed knobs: {allowed}")
+
+
+def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
     """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
     draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
-    only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers)."""
+    only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers).
+    Knobs as in :func:`~benign_attention.data.make_dataset`; a diverged run warns and is marked as in
+    :func:`~benign_attention.engines.train`."""
+    _check_knobs("train_cell", knobs)
     steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    dtype = check_dtype("dtype", dtype)
+    _check_lr_dtype(lr, dtype)
     cfg = validate_config(**knobs)
     key = tuple(cfg[k] for k in FAMILY_KNOBS)
     if key in _BASES:
@@ -162,8 +220,36 @@ def train_cell(steps=1000, lr=5e-3, record_every=10, record_steps=None, dtype=to
         _BASES[key] = (draw, fam)
         while len(_BASES) > 3:
             _BASES.popitem(last=False)
-    hist, _ = _run_family(fam, steps, lr, rec, dtype)
-    return Run(rec, _to_numpy(hist, 0), dict(cfg, lr=lr, engine="exact", steps_done=steps))
+    hist, (alpha, Z) = _run_family(fam, steps, lr, rec, dtype)
+    hist = _to_numpy(hist, 0)
+    at = _first_divergence(rec, hist["train_loss"], (alpha, Z))
+    if at is not None:
+        at = steps if at == -1 else at
+        _warn_diverged("train_cell", lr, at)
+    return Run(rec, hist, dict(cfg, lr=lr, engine="exact", steps_done=steps), {}, at)
+
+
+def _check_grid(grid, base):
+    if not isinstance(grid, Mapping):
+        raise ArgumentTypeError(f"grid must be a dict mapping knobs to lists of values, got {type(grid).__name__}")
+    if base is not None and not isinstance(base, Mapping):
+        raise ArgumentTypeError(f"base must be a dict of knob values or None, got {type(base).__name__}")
+    axes = {}
+    for k, v in grid.items():
+        if k not in FAMILY_KNOBS + MEMBER_KNOBS:
+            raise ValueError(f"grid knob {k!r} unknown; allowed: {FAMILY_KNOBS + MEMBER_KNOBS}")
+        if isinstance(v, (str, bytes, Mapping)) or not hasattr(v, "__iter__") or (
+                isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim != 1):
+            raise ArgumentTypeError(f"grid[{k!r}] must be a list of values, got {type(v).__name__} {v!r}")
+        axes[k] = list(v)
+        if len(axes[k]) == 0:
+            raise ValueError(f"grid[{k!r}] must list at least one value")
+    base = dict(base or {})
+    _check_knobs("base", base)
+    both = sorted(set(base) & set(axes))
+    if both:
+        raise ValueError(f"base knob {both[0]!r} is also a grid axis; give it in one place only")
+    return axes, base
 
 
 def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,
@@ -172,62 +258,84 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
     (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine.
 
-    Knobs: n, T, d, sigma, n_test, seed, signal_norm, rho, eta. By default only the final step is
-    recorded (``record_every``/``record_steps`` as in :func:`~benign_attention.engines.train`).
-    ``cache_dir``: a folder for per-cell results (None: no cache; "default": :func:`default_cache_dir`).
+    Knobs: n, T, d, sigma, n_test, seed, signal_norm, rho, eta (each knob in ``grid`` or ``base``, not
+    both). By default only the final step is recorded (``record_every``/``record_steps`` as in
+    :func:`~benign_attention.engines.train`).
+    ``cache_dir``: a folder for per-cell results (None: no cache; "default": :func:`default_cache_dir`;
+    ``~`` is expanded; checked before any work, see the module docstring).
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
+    Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`DivergenceWarning`).
     """
+    axes, base = _check_grid(grid, base)
     if record_steps is None and record_every is None:
-        record_steps = [steps]
-    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every or 1, record_steps)
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    axes = {k: list(v) for k, v in grid.items()}
-    for k, v in axes.items():
-        if k not in FAMILY_KNOBS + MEMBER_KNOBS:
-            raise ValueError(f"grid knob {k!r} unknown; allowed: {FAMILY_KNOBS + MEMBER_KNOBS}")
-        if len(v) == 0:
-            raise ValueError(f"grid[{k!r}] must list at least one value")
-    base = dict(base or {})
+        record_steps = [check_int("steps", steps, 0)]
+    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    dtype = check_dtype("dtype", dtype)
+    _check_lr_dtype(lr, dtype)
+    progress = check_bool("progress", progress)
+    device = check_device("device", device)
+    on_cpu = device is None or device.type == "cpu"
+    workers = (min(2, os.cpu_count() or 1) if on_cpu else 1) if workers is None else check_int("workers", workers, 1)
     shape = tuple(len(v) for v in axes.values())
     cells = []
     for idx in itertools.product(*[range(s) for s in shape]):
         cfg = dict(base, **{k: axes[k][i] for k, i in zip(axes, idx)})
         cells.append((idx, validate_config(**cfg)))
-    cache = None if cache_dir is None else Path(default_cache_dir() if cache_dir == "default" else cache_dir)
+    cache = None
+    if cache_dir is not None:
+        cache = check_cache_dir("cache_dir", default_cache_dir() if cache_dir == "default" else cache_dir,
+                                writable=False)
 
-    results, todo = {}, {}
+    results, families = {}, {}
     for idx, cfg in cells:
         key, payload = _cell_key(cfg, steps, lr, rec, dtype)
-        got = load_npz_verified(cache / f"{key}.npz", payload) if cache else None
+        path = None if cache is None else cache / f"{key}.npz"
+        if path is not None and path.exists() and not path.is_file():
+            raise ValueError(f"cache_dir: {str(path)!r} is in the way of a cell file (it is not a file); remove it")
+        got = load_npz_verified(path, payload) if path is not None else None
         if got is not None:
             results[idx] = got
-        else:
-            fam_key = tuple(cfg[k] for k in FAMILY_KNOBS)
-            todo.setdefault(fam_key, []).append((idx, cfg, key, payload))
+        families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg, path, payload))
+    # a family with any missing cell is computed again as a whole: one batch, as in a clean run
+    todo = [members for members in families.values() if any(idx not in results for idx, *_ in members)]
+    if cache is not None and todo and not dir_is_writable(cache):
+        raise ValueError(f"cache_dir {str(cache)!r} is not writable, and {sum(map(len, todo))} cells remain to be "
+                         f"computed; pass a writable folder or cache_dir=None")
 
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(v) for v in todo.values()), desc="grid cells")
-    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo.values()]
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if device in (None, "cpu") else 1
-    workers = check_int("workers", workers, 1)
-    for members, arrays_list in zip(todo.values(), _map(_compute_family, jobs, workers)):
-        for (idx, cfg, key, payload), arrays in zip(members, arrays_list):
+        bar = tqdm(total=sum(len(v) for v in todo), desc="grid cells")
+    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
+    for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers)):
+        for (idx, cfg, path, payload), arrays in zip(members, arrays_list):
             results[idx] = arrays
-            if cache:
-                save_npz_atomic(cache / f"{key}.npz", arrays, {"payload": payload})
+            if path is not None:
+                try:
+                    save_npz_atomic(path, arrays, {"payload": payload})
+                except OSError as err:
+                    warnings.warn(CacheWarning(f"cache_dir: could not write the cell file {str(path)!r} ({err}); "
+                                               f"its result is kept in memory only"), stacklevel=2)
         if bar:
             bar.update(len(members))
     if bar:
         bar.close()
     first = results[cells[0][0]]
-    data = {k: np.empty(shape + first[k].shape) for k in first}
+    keys = [k for k in first if k != "diverged_at"]
+    data = {k: np.empty(shape + first[k].shape) for k in keys}
+    diverged_at = np.full(shape, -1, dtype=np.int64)
     for idx, arr in results.items():
-        for k in data:
+        for k in keys:
             data[k][idx] = arr[k]
-    return GridResult(axes, rec, data)
+        diverged_at[idx] = arr["diverged_at"]
+    diverged = diverged_at >= 0
+    if diverged.any():
+        first_bad = cells[[i for i, (idx, _) in enumerate(cells) if diverged[idx]][0]][1]
+        knobs = ", ".join(f"{k}={first_bad[k]:g}" for k in axes)
+        warnings.warn(DivergenceWarning(
+            f"run_grid: gradient descent diverged (NaN/inf loss) with lr={lr:g} in {int(diverged.sum())} of "
+            f"{diverged.size} cells (e.g. {knobs}); their metrics are NaN and result.diverged marks them. "
+            f"Lower lr."), stacklevel=2)
+    return GridResult(axes, rec, data, diverged)

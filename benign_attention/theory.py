@@ -5,39 +5,80 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import Dataset, check_number
+from .data import Dataset
 from .metrics import summarize
+from .validation import ArgumentTypeError, check_array, check_int, check_number, shared_tensor
 
 __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_query",
-           "analytic_gradients", "classify_regime", "fit_exponential_time", "REGIMES", "snr_upper_order", "snr_lower_order"]
+           "analytic_gradients", "classify_regime", "fit_exponential_time", "REGIMES", "DIVERGED",
+           "snr_upper_order", "snr_lower_order"]
 
 REGIMES = ("not overfitting", "benign", "harmful")
+#: What :func:`classify_regime` returns for a run whose accuracies are NaN (it diverged): the name
+#: for a scalar; array results hold NaN in those cells (so they are never coloured or counted).
+DIVERGED = "diverged"
+
+
+def _real(name, value, positive=False, finite=True):
+    """A real float array (any shape, scalars stay 0-d), optionally > 0 everywhere."""
+    a = check_array(name, value, finite=finite)
+    if positive and a.size and not np.all(a > 0):
+        raise ValueError(f"{name} must be > 0, got {value!r}" if a.ndim == 0 else f"{name} must be > 0 everywhere")
+    return a
+
+
+def _broadcast(**arrays):
+    try:
+        return np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {a.shape}" for k, a in arrays.items())
+        raise ValueError(f"the shapes of {', '.join(arrays)} do not broadcast together: {shapes}") from None
+
+
+def _dataset(ds):
+    if not isinstance(ds, Dataset):
+        raise ArgumentTypeError(f"ds must be a Dataset (from make_dataset or Dataset.from_arrays), got {type(ds).__name__}")
+    return ds
+
+
+def _out(a):
+    return a[()] if a.ndim == 0 else a
 
 
 def snr(signal_norm, d, sigma=1.0):
-    """Signal-to-noise ratio ||mu|| / (sigma sqrt(d))."""
-    return np.asarray(signal_norm, float) / (sigma * np.sqrt(np.asarray(d, float)))
+    """Signal-to-noise ratio ||mu|| / (sigma sqrt(d)) (elementwise; signal_norm >= 0, d > 0, sigma > 0)."""
+    mu = _real("signal_norm", signal_norm)
+    if mu.size and np.min(mu) < 0:
+        raise ValueError("signal_norm must be >= 0")
+    d, sigma = _real("d", d, positive=True), _real("sigma", sigma, positive=True)
+    _broadcast(signal_norm=mu, d=d, sigma=sigma)
+    return _out(np.asarray(mu / (sigma * np.sqrt(d))))
 
 
 def snr_upper_order(n):
     """The order n^{-1/2} above which noisy samples are not fitted (an order, not a constant)."""
-    return np.asarray(n, float) ** -0.5
+    return _out(np.asarray(_real("n", n, positive=True) ** -0.5))
 
 
 def snr_lower_order(d):
     """The order d^{-1/4} below which overfitting turns harmful (an order, not a constant)."""
-    return np.asarray(d, float) ** -0.25
+    return _out(np.asarray(_real("d", d, positive=True) ** -0.25))
 
 
 def g(x, T):
-    """g(x) = 2x + 2 sinh(x - log T); g'(x) = 1 / (s(1-s)) with s = e^x / (e^x + T)."""
-    x = np.asarray(x, float)
-    return 2 * x + 2 * np.sinh(x - np.log(T))
+    """g(x) = 2x + 2 sinh(x - log T); g'(x) = 1 / (s(1-s)) with s = e^x / (e^x + T). ``T`` > 0."""
+    x = _real("x", x, finite=False)
+    T = _real("T", T, positive=True)
+    _broadcast(x=x, T=T)
+    return _out(np.asarray(2 * x + 2 * np.sinh(x - np.log(T))))
 
 
 def g_inverse(y, T, iters=100):
     """Solve g(x) = y for x (g is strictly increasing), elementwise, by safeguarded Newton steps."""
-    y = np.asarray(y, float)
+    y = _real("y", y, finite=False)
+    T = _real("T", T, positive=True)
+    _broadcast(y=y, T=T)
+    iters = check_int("iters", iters, 1)
     x = np.where(y > 0, np.log(T) + np.arcsinh(np.maximum(y, 0) / 2), y / 2 + 0.0)
     for _ in range(iters):
         step = (g(x, T) - y) / (2 + 2 * np.cosh(x - np.log(T)))
@@ -53,8 +94,15 @@ def logit_gaps(logits, noisy, selected=2):
     Clean samples: a_{x_1} - max_{t != 1} a_t (the paper's Lambda); noisy samples: a_u - max_{t != u} a_t
     with u = x_{selected+1} (default x_3, the paper's Gamma). ``logits`` (..., n, T), ``noisy`` (n,).
     """
-    a = np.asarray(logits, float)
-    target = np.where(np.asarray(noisy, bool), selected, 0)
+    a = _real("logits", logits, finite=False)
+    if a.ndim < 2 or a.shape[-1] < 2:
+        raise ValueError(f"logits must have shape (..., n, T) with T >= 2, got {a.shape}")
+    n, T = a.shape[-2:]
+    noisy = np.asarray(noisy.detach().cpu().numpy() if torch.is_tensor(noisy) else noisy)
+    if noisy.shape != (n,) or not (noisy.dtype == bool or (noisy.dtype.kind in "iu" and np.isin(noisy, (0, 1)).all())):
+        raise ValueError(f"noisy must be a boolean mask of shape ({n},), got {noisy.dtype} {noisy.shape}")
+    selected = check_int("selected", selected, 0, T - 1)
+    target = np.where(noisy.astype(bool), selected, 0)
     chosen = np.take_along_axis(a, np.broadcast_to(target[:, None], a.shape[:-1] + (1,)), -1)[..., 0]
     others = a.copy()
     np.put_along_axis(others, np.broadcast_to(target[:, None], a.shape[:-1] + (1,)), -np.inf, -1)
@@ -64,10 +112,12 @@ def logit_gaps(logits, noisy, selected=2):
 def existence_query(ds: Dataset, c, rho=None):
     """The existence construction with W = I: returns q = W p = p = mu_+ + mu_- + c (sum over clean
     samples of eps_1 + sum over noisy samples of eps_3), eps_t the noise of token t."""
+    ds = _dataset(ds)
     c = check_number("c", c, 0.0)
     rho = ds.config.get("rho") if rho is None else rho
     if rho is None:
         raise ValueError("rho must be given for a data set built from arrays")
+    rho = check_number("rho", rho, 0.0)
     sign = ds.y_clean[:, None] > 0
     mu_true = np.where(sign, ds.mu_pos, ds.mu_neg)
     mu_other = np.where(sign, ds.mu_neg, ds.mu_pos)
@@ -78,10 +128,12 @@ def existence_query(ds: Dataset, c, rho=None):
 
 def evaluate_query(ds: Dataset, q):
     """Metrics of the model with fixed query q = W p on the training and test sets (numpy dict)."""
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
+    ds = _dataset(ds)
+    q = check_array("q", q, shape=(ds.d,))
+    t = lambda a: shared_tensor(a, torch.float64)
     q, nu = t(q), t(ds.nu)
     X = t(ds.X)
-    out = summarize(X @ q, X @ nu, t(ds.y), t(ds.y_clean), torch.as_tensor(ds.noisy))
+    out = summarize(X @ q, X @ nu, t(ds.y), t(ds.y_clean), shared_tensor(ds.noisy))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         out.update(summarize(Xt @ q, Xt @ nu, t(ds.y_test), prefix="test"))
@@ -91,8 +143,9 @@ def evaluate_query(ds: Dataset, q):
 def analytic_gradients(ds: Dataset, W, p):
     """Gradients of the mean logistic loss from the closed form: dL/da_it = (1/n) l'_i s_it (z_it - f_i),
     u = sum_it dL/da_it x_it, grad_W = u p^T (rank one), grad_p = W^T u."""
+    ds = _dataset(ds)
     X, y, nu = (np.asarray(a, float) for a in (ds.X, ds.y, ds.nu))
-    W, p = np.asarray(W, float), np.asarray(p, float)
+    W, p = check_array("W", W, shape=(ds.d, ds.d)), check_array("p", p, shape=(ds.d,))
     a = X @ (W @ p)
     s = np.exp(a - a.max(-1, keepdims=True))
     s /= s.sum(-1, keepdims=True)
@@ -107,16 +160,38 @@ def analytic_gradients(ds: Dataset, W, p):
 def classify_regime(train_acc, test_acc, test_threshold=0.95):
     """Name the regime of a run: "not overfitting" if some training label is not fitted (observed
     train accuracy < 1), else "harmful" if clean test accuracy < ``test_threshold``, else "benign".
-    Works elementwise on arrays; returns indices into :data:`REGIMES` for arrays, a name for scalars."""
+
+    Works elementwise on arrays; returns a name for scalars and integer indices into :data:`REGIMES`
+    for arrays. A run whose accuracy is NaN diverged and has no regime: a scalar gives
+    :data:`DIVERGED` ("diverged"); an array with such cells is returned as floats with NaN there (so
+    the cell is neither coloured by a plot nor counted by ``np.bincount``). Accuracies must lie in
+    [0, 1] (or be NaN).
+    """
     test_threshold = check_number("test_threshold", test_threshold, 0.0, 1.0)
-    tr, te = np.asarray(train_acc, float), np.asarray(test_acc, float)
+    tr = _real("train_acc", train_acc, finite=False)
+    te = _real("test_acc", test_acc, finite=False)
+    shape = _broadcast(train_acc=tr, test_acc=te)
+    for name, a in (("train_acc", tr), ("test_acc", te)):
+        if np.any(np.isinf(a)) or np.any((a < 0) | (a > 1)):
+            raise ValueError(f"{name} must be accuracies in [0, 1] (NaN for a diverged run)")
     idx = np.where(tr < 1 - 1e-9, 0, np.where(te < test_threshold, 2, 1))
-    return REGIMES[int(idx)] if idx.ndim == 0 else idx
+    diverged = np.broadcast_to(np.isnan(tr) | np.isnan(te), shape)
+    if idx.ndim == 0:
+        return DIVERGED if diverged else REGIMES[int(idx)]
+    if diverged.any():
+        return np.where(diverged, np.nan, idx)
+    return idx
 
 
 def fit_exponential_time(gaps, times):
-    """Least-squares slope of log(time) against gap: time ~ exp(slope * gap)."""
-    gaps, times = np.asarray(gaps, float), np.asarray(times, float)
-    ok = np.isfinite(gaps) & (times > 0)
+    """Least-squares slope of log(time) against gap: time ~ exp(slope * gap). Pairs with a non-finite
+    gap or a time that is not a finite positive number are left out; at least two must remain."""
+    gaps, times = _real("gaps", gaps, finite=False), _real("times", times, finite=False)
+    if gaps.ndim != 1 or gaps.shape != times.shape:
+        raise ValueError(f"gaps and times must be 1-d arrays of the same length, got {gaps.shape} and {times.shape}")
+    ok = np.isfinite(gaps) & np.isfinite(times) & (times > 0)
+    if np.unique(gaps[ok]).size < 2:
+        raise ValueError(f"gaps and times must hold at least two usable pairs with distinct gaps (finite gap, "
+                         f"time > 0), got {int(ok.sum())}")
     return np.polyfit(gaps[ok], np.log(times[ok]), 1)[0]
 

@@ -216,7 +216,7 @@ def test_run_is_seeded_and_validates(breast):
             ft.run(breast, args.pop("n"), args.pop("eta"), **args)
     with pytest.raises(ValueError, match="dataset must be one of"):
         ft.prepare("cifar")
-    with pytest.raises(ValueError, match="eta must be in"):
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, 1\)"):
         rd.flip_labels([0, 1], 1.5, 2)
 
 

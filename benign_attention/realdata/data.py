@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import struct
 import urllib.request
 from dataclasses import dataclass
@@ -21,15 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validation import ArgumentTypeError, check_int, check_int_array, check_number, check_path
+
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 TREC_URL = "https://cogcomp.seas.upenn.edu/Data/QA/QC/"
 MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 #: md5 of the gunzipped MNIST test images (data/README.md)
 MNIST_IMAGES_MD5 = "2646ac647ad5339dbf082846283269ea"
+#: md5 of the gunzipped MNIST test labels (so a file with swapped labels is refused)
+MNIST_LABELS_MD5 = "27ae3e4e09519cfbb04c329615203637"
 MNIST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 TREC_FILES = {"train": ("train_5500.label", 5444), "test": ("TREC_10.label", 499)}
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
 DATASETS = ("trec", "mnist", "breast_cancer")
+#: largest seed accepted by the real-data functions (torch and numpy generators both take it)
+MAX_SEED = 2**32 - 1 - 10_000
 
 
 class DataError(RuntimeError):
@@ -47,7 +54,8 @@ class Split:
         return len(self.y)
 
     def take(self, idx) -> "Split":
-        idx = np.asarray(idx)
+        """The rows ``idx`` (integers in [0, len - 1]) as a new Split."""
+        idx = check_int_array("idx", idx, 0, len(self) - 1, nonempty=False)
         x = [self.x[i] for i in idx] if isinstance(self.x, list) else self.x[idx]
         return Split(x, self.y[idx])
 
@@ -61,7 +69,9 @@ def data_dir() -> Path:
 
 def _fetch(subdir: str, name: str, url: str, root: Path | None) -> Path:
     """Return ``root/subdir/name``, downloading it from ``url`` if it is missing."""
-    root = data_dir() if root is None else Path(root)
+    root = data_dir() if root is None else check_path("root", root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"root {str(root)!r} is a file, not a data folder")
     path = root / subdir / name
     if path.exists():
         return path
@@ -80,33 +90,48 @@ def _fetch(subdir: str, name: str, url: str, root: Path | None) -> Path:
 
 
 # ----------------------------------------------------------------------------- parsers
-def parse_idx(raw: bytes) -> np.ndarray:
-    """Parse an (uncompressed) IDX file: magic 0x0000 08 ndim, big-endian dims, uint8 data."""
+def parse_idx(raw: bytes, source: str | os.PathLike | None = None) -> np.ndarray:
+    """Parse an (uncompressed) IDX file: magic 0x0000 08 ndim, big-endian dims, uint8 data.
+    ``source`` (the file) is named in every error message."""
+    where = f"{source}: " if source is not None else "IDX data: "
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(f"raw must be the bytes of an IDX file, got {type(raw).__name__}")
+    raw = bytes(raw)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError("not an IDX file (bad magic number)")
+        raise DataError(f"{where}not an IDX file (bad magic number)")
     if raw[2] != 0x08:
-        raise DataError(f"IDX data type {raw[2]:#x} is not unsigned byte (0x08)")
+        raise DataError(f"{where}IDX data type {raw[2]:#x} is not unsigned byte (0x08)")
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
-        raise DataError("IDX header is truncated")
+        raise DataError(f"{where}IDX header is truncated")
     dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    size = int(np.prod(dims)) if dims else 1
+    size = int(np.prod(dims, dtype=object)) if dims else 1
     body = raw[4 + 4 * ndim :]
     if len(body) != size:
-        raise DataError(f"IDX body has {len(body)} bytes, header says {size}")
+        raise DataError(f"{where}IDX body has {len(body)} bytes, header says {size}")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
-def parse_trec(text: str) -> tuple[list[str], list[str], list[str]]:
-    """Parse ``COARSE:fine question`` lines into (coarse labels, fine labels, questions)."""
+_TREC_LINE = re.compile(r"^(\S+)\s+(\S.*)$")
+
+
+def parse_trec(text: str, source: str | os.PathLike | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Parse ``COARSE:fine question`` lines into (coarse labels, fine labels, questions).
+
+    The label and the question may be separated by any whitespace (space or tab); blank lines are
+    skipped. ``source`` (the file) is named in every error message."""
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"text must be a str (decode the file first), got {type(text).__name__}")
+    where = f"{source}: " if source is not None else ""
     coarse, fine, questions = [], [], []
     for k, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        label, sep, question = line.partition(" ")
+        m = _TREC_LINE.match(line.strip())
+        label, question = (m.group(1), m.group(2)) if m else (line.strip(), "")
         c, colon, f = label.partition(":")
-        if not sep or not colon or c not in TREC_CLASSES:
-            raise DataError(f"line {k} is not a TREC 'COARSE:fine question' line: {line[:60]!r}")
+        if not m or not colon or not f or c not in TREC_CLASSES:
+            raise DataError(f"{where}line {k} is not a TREC 'COARSE:fine question' line: {line[:60]!r}")
         coarse.append(c)
         fine.append(f)
         questions.append(question.strip())
@@ -124,11 +149,14 @@ def load_mnist(root: str | Path | None = None) -> Split:
         raise DataError(f"cannot gunzip MNIST files in {paths[0].parent}: {err}") from err
     if hashlib.md5(raw_images).hexdigest() != MNIST_IMAGES_MD5:
         raise DataError(f"{paths[0]} fails its md5 check (expected {MNIST_IMAGES_MD5})")
-    images, labels = parse_idx(raw_images), parse_idx(raw_labels)
+    images, labels = parse_idx(raw_images, paths[0]), parse_idx(raw_labels, paths[1])
     if images.shape != (10000, 28, 28) or labels.shape != (10000,):
         raise DataError(f"MNIST shapes {images.shape}, {labels.shape} in {paths[0].parent}")
     if tuple(np.bincount(labels, minlength=10)) != MNIST_LABEL_COUNTS:
         raise DataError(f"MNIST label counts in {paths[1]} do not match the official test set")
+    if hashlib.md5(raw_labels).hexdigest() != MNIST_LABELS_MD5:
+        raise DataError(f"{paths[1]} fails its md5 check (expected {MNIST_LABELS_MD5}): the labels are not "
+                        f"the official ones (reordered or altered)")
     return Split(images, labels.astype(np.int64))
 
 
@@ -142,7 +170,7 @@ def load_trec(root: str | Path | None = None) -> dict[str, Split]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
-        coarse, _, questions = parse_trec(text)
+        coarse, _, questions = parse_trec(text, path)
         if len(questions) != lines:
             raise DataError(f"{path} has {len(questions)} questions, expected {lines}")
         if set(coarse) != set(TREC_CLASSES):
@@ -174,6 +202,7 @@ def split_data(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
     pool is the 5444 training questions and its test set TREC-10.
     """
     check_dataset(dataset)
+    seed = check_int("seed", seed, 0, MAX_SEED)
     if dataset == "trec":
         d = load_trec(root)
         return {"finetune": d["train"], "test": d["test"]}
@@ -184,24 +213,35 @@ def split_data(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
             "test": full.take(perm[a + b :])}
 
 
-def check_dataset(dataset: str) -> None:
+def check_dataset(dataset: str, name: str = "dataset") -> str:
+    """Return ``dataset`` if it names one of :data:`DATASETS`, else raise naming ``name``."""
+    if not isinstance(dataset, str):
+        raise ArgumentTypeError(f"{name} must be one of {DATASETS}, got {type(dataset).__name__} {dataset!r}")
     if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        raise ValueError(f"{name} must be one of {DATASETS}, got {dataset!r}")
+    return dataset
 
 
 # ----------------------------------------------------------------------------- label noise
 def flip_labels(y, eta: float, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The paper's label noise: with probability ``eta`` replace a label by a uniformly random other class.
 
-    Returns ``(noisy_labels, flipped_mask)``. A flipped label never equals the true one.
+    Returns ``(noisy_labels, flipped_mask)``. A flipped label never equals the true one. ``y`` an
+    integer array of labels in [0, num_classes - 1] (float or bool labels are refused, not truncated);
+    ``eta`` in [0, 1); ``num_classes`` an integer >= 2; ``seed`` an integer >= 0.
     """
-    if not (0.0 <= float(eta) < 1.0):
-        raise ValueError(f"eta must be in [0, 1), got {eta}")
-    if int(num_classes) < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    y = np.asarray(y, dtype=np.int64)
+    eta = check_number("eta", eta, 0.0, 1.0, high_open=True)
+    num_classes = check_int("num_classes", num_classes, 2)
+    seed = check_int("seed", seed, 0)
+    if isinstance(y, (str, bytes)) or y is None:
+        raise ArgumentTypeError(f"y must be an integer array of class labels, got {type(y).__name__}")
+    y_in = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
+    if y_in.dtype.kind not in "iu" and not (y_in.size == 0 and y_in.dtype.kind == "f"):
+        raise ArgumentTypeError(f"y must be an integer array of class labels, got dtype {y_in.dtype}")
+    y = y_in.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes - 1}]")
+        raise ValueError(f"y must hold labels in [0, {num_classes - 1}] (num_classes={num_classes}), "
+                         f"got values from {y.min()} to {y.max()}")
     rng = np.random.default_rng(seed)
     flipped = rng.random(y.shape) < eta
     shift = rng.integers(1, num_classes, size=y.shape)  # 1..C-1: never the true class

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import DATASETS, check_dataset, flip_labels, load_breast_cancer, split_data
+from ..validation import ArgumentTypeError, check_device, check_int, check_number
+from .data import DATASETS, MAX_SEED, check_dataset, flip_labels, load_breast_cancer, split_data
 from .models import LastLayer, Prefix, after_attention, bert_last_layer, last_layer_cls, load_encoder, make_prefix
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -61,11 +61,10 @@ class Prepared:
 def torch_threads(threads: int | None):
     """Temporarily set torch's CPU thread count (None: leave it). On a busy machine one thread
     avoids OpenMP spin-waiting, which made these small workloads up to 10x slower in our runs."""
-    if threads is not None and int(threads) < 1:
-        raise ValueError(f"threads must be >= 1 or None, got {threads}")
+    threads = None if threads is None else check_int("threads", threads, 1)
     old = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -100,6 +99,10 @@ def load_pretrained(dataset: str):
     """The repo's pretrained encoder for ``mnist`` or ``breast_cancer`` and its extra arrays."""
     import json
 
+    check_dataset(dataset)
+    if dataset not in ("mnist", "breast_cancer"):
+        raise ValueError(f"dataset must be 'mnist' or 'breast_cancer' (the encoders pretrained in this "
+                         f"repository; TREC uses load_minilm), got {dataset!r}")
     name = {"mnist": "vit_mnist", "breast_cancer": "tabular_breast_cancer"}[dataset]
     meta = json.loads((WEIGHTS / f"{name}.json").read_text())
     return load_encoder(WEIGHTS / f"{name}.npz", meta["config"]) + (meta,)
@@ -158,17 +161,17 @@ def prepare(dataset: str, root=None, pool_size: int | None = None, head_size: in
     the cached tensors live for fine-tuning (the backbone itself always runs on the CPU).
     ``threads``: torch CPU threads meanwhile (see :func:`torch_threads`).
     """
+    check_dataset(dataset)
+    pool_size, head_size, test_size = (None if v is None else check_int(k, v, 1) for k, v in (
+        ("pool_size", pool_size), ("head_size", head_size), ("test_size", test_size)))
+    head_epochs = check_int("head_epochs", head_epochs, 0)
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    device = check_device("device", device) or torch.device("cpu")
     with torch_threads(threads):
         return _prepare(dataset, root, pool_size, head_size, test_size, head_epochs, seed, device)
 
 
 def _prepare(dataset, root, pool_size, head_size, test_size, head_epochs, seed, device):
-    check_dataset(dataset)
-    for knob, v in (("pool_size", pool_size), ("head_size", head_size), ("test_size", test_size)):
-        if v is not None and int(v) < 1:
-            raise ValueError(f"{knob} must be >= 1 or None, got {v}")
-    if int(head_epochs) < 0:
-        raise ValueError(f"head_epochs must be >= 0, got {head_epochs}")
     torch.manual_seed(seed)
     parts = split_data(dataset, root)
     pool, test = parts["finetune"], parts["test"]
@@ -216,6 +219,10 @@ def _prepare(dataset, root, pool_size, head_size, test_size, head_epochs, seed, 
 # ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning
 def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
     """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded."""
+    if not isinstance(layer, LastLayer):
+        raise ArgumentTypeError(f"layer must be a LastLayer, got {type(layer).__name__}")
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    std = check_number("std", std, 0.0)
     g = torch.Generator().manual_seed(seed)
     d = layer.wq.shape[0]
     wq = torch.randn(d, d, generator=g) * std
@@ -241,19 +248,24 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
     OpenMP spin-waiting on a busy machine (measured: 2.4 s instead of 33 s for a small TREC run on a
     loaded 2-core machine; see :func:`torch_threads`).
     """
-    if not (isinstance(n, (int, np.integer)) and 1 <= n <= len(prep.pool)):
-        raise ValueError(f"n must be an integer in [1, {len(prep.pool)}] for {prep.dataset}, got {n}")
-    if not (0.0 <= float(eta) < 1.0):
-        raise ValueError(f"eta must be in [0, 1), got {eta}")
-    if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs}")
-    if not (math.isfinite(float(lr)) and lr > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr}")
-    for knob, v in (("log_every", log_every), ("eval_every", eval_every)):
-        if int(v) < 1:
-            raise ValueError(f"{knob} must be >= 1, got {v}")
+    prep = _check_prepared(prep)
+    try:
+        n = check_int("n", n, 1, len(prep.pool))
+    except ValueError as err:
+        raise type(err)(f"{err} (the {prep.dataset} fine-tuning pool holds {len(prep.pool)})") from None
+    eta = check_number("eta", eta, 0.0, 1.0, high_open=True)
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    epochs = check_int("epochs", epochs, 0)
+    lr = check_number("lr", lr, 0.0, low_open=True)
+    log_every, eval_every = check_int("log_every", log_every, 1), check_int("eval_every", eval_every, 1)
     with torch_threads(threads):
-        return _run(prep, int(n), float(eta), int(seed), int(epochs), float(lr), int(log_every), int(eval_every))
+        return _run(prep, n, eta, seed, epochs, lr, log_every, eval_every)
+
+
+def _check_prepared(prep):
+    if not isinstance(prep, Prepared):
+        raise ArgumentTypeError(f"prep must be the Prepared returned by prepare(), got {type(prep).__name__}")
+    return prep
 
 
 def _run(prep, n, eta, seed, epochs, lr, log_every, eval_every):
@@ -311,6 +323,8 @@ def single_token_probe(prep: Prepared, num: int = 300, seed: int = 0) -> dict:
     than the true one (``can_flip``), and the mean number of distinct reachable classes. A probe,
     not a bound: mixtures over tokens and heads can reach more.
     """
+    prep = _check_prepared(prep)
+    num, seed = check_int("num", num, 1), check_int("seed", seed, 0, MAX_SEED)
     idx = np.sort(np.random.default_rng(seed).choice(len(prep.pool), min(num, len(prep.pool)), replace=False))
     p = prep.pool.take(idx)
     n, h, t, dh = p.v.shape

@@ -11,12 +11,51 @@ Two layer layouts are supported: post-norm (BERT, MiniLM) and pre-norm with a fi
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..validation import ArgumentTypeError, check_choice, check_int, check_int_array, check_path
+
+
+def _tensor(name, t, shape=None, ndim=None):
+    """Raise unless ``t`` is a real torch tensor of the given shape (None entries match any size)."""
+    if not torch.is_tensor(t):
+        raise ArgumentTypeError(f"{name} must be a torch tensor, got {type(t).__name__}")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ArgumentTypeError(f"{name} must be a real tensor, got dtype {t.dtype}")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d tensor, got shape {tuple(t.shape)}")
+    if shape is not None and (t.dim() != len(shape) or any(s is not None and s != u for s, u in zip(shape, t.shape))):
+        want = tuple("any" if s is None else s for s in shape)
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}".replace("'any'", "any"))
+    return t
+
+
+def _layer(layer):
+    if not isinstance(layer, LastLayer):
+        raise ArgumentTypeError(f"layer must be a LastLayer, got {type(layer).__name__}")
+    return layer
+
+
+def _check_qk(layer, wq, bq, wk, bk):
+    d = layer.wq.shape[0]
+    for name, t, shape in (("wq", wq, (d, d)), ("bq", bq, (d,)), ("wk", wk, (d, d)), ("bk", bk, (d,))):
+        _tensor(name, t, shape)
+    return d
+
+
+def _check_mask(mask, n, t):
+    _mask = mask
+    if not torch.is_tensor(_mask):
+        raise ArgumentTypeError(f"mask must be a torch tensor, got {type(mask).__name__}")
+    if tuple(_mask.shape) != (n, t):
+        raise ValueError(f"mask must have shape ({n}, {t}) (examples x tokens), got {tuple(_mask.shape)}")
+    return _mask.bool()
 
 
 # ----------------------------------------------------------------------------- the cached last layer
@@ -78,7 +117,9 @@ class Prefix:
         return self.x.shape[0]
 
     def take(self, idx) -> "Prefix":
-        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long, device=self.x.device)
+        """The examples ``idx`` (integers in [0, len - 1])."""
+        idx = check_int_array("idx", idx, 0, len(self) - 1, nonempty=False)
+        idx = torch.as_tensor(np.array(idx), dtype=torch.long, device=self.x.device)
         return Prefix(self.x[idx], self.mask[idx], self.xn[idx], self.v[idx])
 
     def to(self, *args) -> "Prefix":
@@ -87,7 +128,11 @@ class Prefix:
 
 def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix:
     """Cache what the last layer needs from its input ``x`` (N×T×D) once."""
+    layer = _layer(layer)
+    width = layer.wq.shape[0]
+    x = _tensor("x", x, (None, None, width))
     n, t, d = x.shape
+    mask = _check_mask(mask, n, t)
     xn = F.layer_norm(x, (d,), layer.ln1_w, layer.ln1_b, layer.eps) if layer.norm_first else x
     v = F.linear(xn, layer.wv, layer.bv).view(n, t, layer.num_heads, -1).transpose(1, 2)
     return Prefix(x, mask.bool(), xn, v.contiguous())
@@ -100,6 +145,11 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
     ``q_h · (W_k,h x_t + b_k,h) / √d_h = (W_k,hᵀ q_h) · x_t + q_h · b_k,h``, so the keys of all tokens
     are never formed: the cost per epoch is O(N·heads·T·D) instead of O(N·T·D²).
     """
+    if not isinstance(prefix, Prefix):
+        raise ArgumentTypeError(f"prefix must be a Prefix (from make_prefix), got {type(prefix).__name__}")
+    width = _check_qk(_layer(layer), wq, bq, wk, bk)
+    if prefix.x.shape[-1] != width:
+        raise ValueError(f"prefix has width {prefix.x.shape[-1]}, the layer {width}")
     d = prefix.x.shape[-1]
     h = layer.num_heads
     dh = d // h
@@ -116,6 +166,12 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
 def after_attention(x_cls, ctx, layer: LastLayer):
     """The rest of the last layer (residual, FFN, norms) given the attention context ``ctx`` of the
     positions ``x_cls`` (any leading shape; the cached path passes only the [CLS] position)."""
+    width = _layer(layer).wq.shape[0]
+    _tensor("x_cls", x_cls)
+    if x_cls.dim() < 1 or x_cls.shape[-1] != width:
+        raise ValueError(f"x_cls must have shape (..., {width}), got {tuple(x_cls.shape)}")
+    if _tensor("ctx", ctx).shape != x_cls.shape:
+        raise ValueError(f"ctx must have the shape of x_cls {tuple(x_cls.shape)}, got {tuple(ctx.shape)}")
     d = x_cls.shape[-1]
     out = x_cls + F.linear(ctx, layer.wo, layer.bo)
     if layer.norm_first:
@@ -131,7 +187,9 @@ def after_attention(x_cls, ctx, layer: LastLayer):
 
 def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
     """The same layer computed the ordinary way, from scratch, for all tokens (reference/benchmark)."""
-    n, t, d = x.shape
+    width = _check_qk(_layer(layer), wq, bq, wk, bk)
+    n, t, d = _tensor("x", x, (None, None, width)).shape
+    _check_mask(mask, n, t)
     h = layer.num_heads
     xn = F.layer_norm(x, (d,), layer.ln1_w, layer.ln1_b, layer.eps) if layer.norm_first else x
 
@@ -151,6 +209,9 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp: int):
         super().__init__()
+        dim, heads, mlp = check_int("dim", dim, 1), check_int("heads", heads, 1), check_int("mlp", mlp, 1)
+        if dim % heads:
+            raise ValueError(f"dim must be a multiple of heads ({heads}), got {dim}")
         self.heads = heads
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
@@ -178,6 +239,15 @@ class Encoder(nn.Module):
     def __init__(self, kind: str, num_classes: int, dim: int = 64, depth: int = 4, heads: int = 4,
                  mlp: int = 128, patch: int = 7, num_features: int = 30):
         super().__init__()
+        check_choice("kind", kind, ("vit", "tabular"))
+        num_classes = check_int("num_classes", num_classes, 2)
+        dim, depth, heads, mlp = (check_int(k, v, 1) for k, v in (("dim", dim), ("depth", depth), ("heads", heads),
+                                                                   ("mlp", mlp)))
+        patch, num_features = check_int("patch", patch, 1, 28), check_int("num_features", num_features, 1)
+        if dim % heads:
+            raise ValueError(f"dim must be a multiple of heads ({heads}), got {dim}")
+        if kind == "vit" and 28 % patch:
+            raise ValueError(f"patch must divide 28 (1, 2, 4, 7, 14 or 28), got {patch}")
         self.kind, self.patch = kind, patch
         self.config = dict(kind=kind, num_classes=num_classes, dim=dim, depth=depth, heads=heads,
                            mlp=mlp, patch=patch, num_features=num_features)
@@ -197,6 +267,11 @@ class Encoder(nn.Module):
 
     def tokens(self, x):
         """Input tokens with [CLS] and position embeddings (N×T×D)."""
+        _tensor("x", x)
+        want = (28, 28) if self.kind == "vit" else (self.config["num_features"],)
+        if x.dim() != 1 + len(want) or tuple(x.shape[1:]) != want or x.shape[0] < 1:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+        x = x.to(self.pos.dtype)
         if self.kind == "vit":
             p = self.patch
             x = x.reshape(-1, 28 // p, p, 28 // p, p).permute(0, 1, 3, 2, 4).reshape(x.shape[0], -1, p * p)
@@ -232,7 +307,11 @@ class Encoder(nn.Module):
 
 def bert_last_layer(model) -> LastLayer:
     """The last layer of a Hugging Face ``BertModel`` (post-norm) as a :class:`LastLayer`."""
-    lay = model.encoder.layer[-1]
+    try:
+        lay = model.encoder.layer[-1]
+        model.config.num_attention_heads, lay.attention.self.query  # noqa: B018 - the attributes we read
+    except (AttributeError, TypeError, IndexError):
+        raise ArgumentTypeError(f"model must be a Hugging Face BertModel, got {type(model).__name__}") from None
     a, s = lay.attention, lay.attention.self
     return LastLayer(
         num_heads=model.config.num_attention_heads, norm_first=False, eps=model.config.layer_norm_eps,
@@ -248,6 +327,11 @@ def bert_last_layer(model) -> LastLayer:
 # ----------------------------------------------------------------------------- weights on disk (npz, no pickle)
 def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
     """Save weights (and ``extra`` arrays such as feature means) as .npz — no pickle."""
+    if not isinstance(model, Encoder):
+        raise ArgumentTypeError(f"model must be an Encoder, got {type(model).__name__}")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise ArgumentTypeError(f"extra must be a dict of arrays or None, got {type(extra).__name__}")
+    path = check_path("path", path)
     arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     arrays.update({f"extra.{k}": np.asarray(v) for k, v in (extra or {}).items()})
     np.savez_compressed(path, **arrays)
@@ -255,10 +339,23 @@ def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
 
 def load_encoder(path, config: dict) -> tuple[Encoder, dict]:
     """Load an :class:`Encoder` saved by :func:`save_encoder` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    model = Encoder(**config)
+    path = check_path("path", path)
+    if not isinstance(config, Mapping):
+        raise ArgumentTypeError(f"config must be the dict of Encoder arguments, got {type(config).__name__}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"path {str(path)!r} is not a readable .npz of encoder weights ({err})") from None
+    try:
+        model = Encoder(**config)
+    except TypeError as err:
+        raise ArgumentTypeError(f"config holds an unknown Encoder argument ({err})") from None
     state = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith("extra.")}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"path {str(path)!r} does not hold weights for config {dict(config)} "
+                         f"({str(err).splitlines()[0]})") from None
     extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
     return model.eval(), extra

@@ -1,0 +1,380 @@
+"""Argument checks shared by every public entry point of the package (and of :mod:`.realdata`).
+
+Each public function checks what it is given here, in one place, before doing any work, and fails
+with an exception whose message starts with the argument's name and says what is allowed:
+
+* :class:`ArgumentTypeError` (a ``TypeError`` that is also a ``ValueError``) when an argument has the
+  wrong kind (``None``, a string for a number, a bool for an integer, a complex number, a ragged list);
+* ``ValueError`` when its value is outside the allowed range (NaN, negative, wrong shape, ...).
+
+Numbers may arrive as Python numbers, numpy scalars, 0-d numpy arrays or 0-d torch tensors and are
+treated identically. A float32 value stands for the shortest decimal that rounds to it (so
+``np.float32(0.3)`` acts exactly like ``0.3``: same label flips, same data); float16 and bfloat16
+values are taken at their exact value. Booleans are never accepted as numbers.
+
+Arrays are copied (never aliased), checked for shape, dtype (real numbers only: complex input is
+rejected, not silently truncated) and NaN/inf, and returned read-only.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ArgumentTypeError", "check_int", "check_number", "check_bool", "check_choice", "check_dtype", "check_device",
+    "check_array", "check_labels", "check_int_array", "check_path", "check_cache_dir", "dir_is_writable",
+    "as_scalar", "readonly", "shared_tensor",
+]
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong kind. A ``TypeError`` and also a ``ValueError``, so code written for
+    the package's earlier ``ValueError`` messages keeps working."""
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _is_tensor(value):
+    torch = _torch()
+    return isinstance(value, torch.Tensor)
+
+
+def _describe(value):
+    """``type value`` for messages, short."""
+    if value is None:
+        return "None"
+    r = repr(value)
+    if len(r) > 60:
+        r = r[:57] + "..."
+    return f"{type(value).__name__} {r}" if not isinstance(value, (int, float, str)) or isinstance(value, bool) else r
+
+
+def as_scalar(name, value, what="a number"):
+    """``value`` as a Python ``int`` or ``float`` (the one conversion every numeric knob goes through).
+
+    Accepts Python ints/floats, ``Fraction``/``Decimal``, numpy integer/float scalars and 0-d arrays or
+    0-d torch tensors of those. Rejects bools, complex numbers, strings, ``None`` and arrays with more
+    than one element (:class:`ArgumentTypeError`). float32 values become the shortest decimal that
+    rounds to them; other floats keep their exact value.
+    """
+    v = value
+    if _is_tensor(v):
+        if v.dim() != 0:
+            raise ArgumentTypeError(f"{name} must be {what} (a scalar), got a tensor of shape {tuple(v.shape)}")
+        torch = _torch()
+        if v.dtype in (torch.bfloat16,):
+            v = v.detach().float()
+        v = v.detach().cpu().numpy()
+    if isinstance(v, np.ndarray):
+        if v.ndim != 0:
+            raise ArgumentTypeError(f"{name} must be {what} (a scalar), got an array of shape {v.shape}")
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be {what}, got the bool {value!r}")
+    if isinstance(v, (complex, np.complexfloating)):
+        raise ArgumentTypeError(f"{name} must be {what} (real), got the complex number {value!r}")
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.float32):
+        return float(np.format_float_scientific(v, unique=True))
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, (numbers.Real, Decimal)):
+        return float(v)
+    raise ArgumentTypeError(f"{name} must be {what}, got {_describe(value)}")
+
+
+def _range_text(low, high, low_open, high_open):
+    lo = "(" if low_open or low is None else "["
+    hi = ")" if high_open or high is None else "]"
+    fmt = lambda v: str(v) if isinstance(v, (int, np.integer)) else f"{v:g}"
+    return f"{lo}{'-inf' if low is None else fmt(low)}, {'inf' if high is None else fmt(high)}{hi}"
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False, allowed=None):
+    """Return ``value`` as a finite float in the given range, or raise naming ``name`` and the range.
+
+    ``low``/``high`` bounds (None: unbounded), ``*_open`` for strict inequalities; ``allowed`` replaces
+    the range text in the message.
+    """
+    rng = allowed or _range_text(low, high, low_open, high_open)
+    v = as_scalar(name, value, f"a finite number in {rng}")
+    v = float(v)
+    ok = math.isfinite(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
+    return v
+
+
+def check_int(name, value, low=None, high=None):
+    """Return ``value`` as an int in [low, high], or raise naming ``name`` and the range.
+
+    Integral floats (20.0) are accepted; fractional ones, NaN and bools are not.
+    """
+    if low is None:
+        rng = "an integer" if high is None else f"an integer <= {high}"
+    else:
+        rng = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    v = as_scalar(name, value, rng)
+    if isinstance(v, float):
+        if not (math.isfinite(v) and v.is_integer()):
+            raise ValueError(f"{name} must be {rng}, got {value!r}")
+        v = int(v)
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must be {rng}, got {value!r}")
+    return v
+
+
+def check_bool(name, value):
+    """Return ``value`` as a bool: True/False (Python or numpy) or the integers 0 and 1."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be True or False, got {_describe(value)}")
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` (a string) if it is one of the strings ``choices``, else raise naming them."""
+    if isinstance(value, str) and value in choices:
+        return str(value)
+    exc = ValueError if isinstance(value, str) else ArgumentTypeError
+    raise exc(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+_DTYPE_NAMES = {"float32": "float32", "float": "float32", "single": "float32",
+                "float64": "float64", "double": "float64"}
+
+
+def check_dtype(name, value, allowed=("float32", "float64")):
+    """Return the torch dtype named by ``value``: a torch dtype, a numpy float dtype, or a string
+    such as ``"float32"``/``"torch.float64"``; only the ``allowed`` precisions are accepted."""
+    torch = _torch()
+    allowed_text = " or ".join(f"torch.{a}" for a in allowed) + " (or the strings " + ", ".join(
+        repr(a) for a in allowed) + ")"
+    key = None
+    if isinstance(value, torch.dtype):
+        key = str(value).replace("torch.", "")
+    elif isinstance(value, str):
+        s = value.strip().lower()
+        s = s[6:] if s.startswith("torch.") else s[3:] if s.startswith("np.") else s
+        key = _DTYPE_NAMES.get(s, s)
+    else:
+        try:
+            key = np.dtype(value).name if value is not None and (isinstance(value, np.dtype) or (
+                isinstance(value, type) and issubclass(value, np.generic))) else None
+        except TypeError:
+            key = None
+        if key is None:
+            raise ArgumentTypeError(f"{name} must be {allowed_text}, got {_describe(value)}")
+    if key not in allowed:
+        raise ValueError(f"{name} must be {allowed_text}, got {value!r}")
+    return getattr(torch, key)
+
+
+def check_device(name, value):
+    """Return ``value`` as a ``torch.device`` that exists here (None stays None: the CPU default)."""
+    if value is None:
+        return None
+    torch = _torch()
+    if not isinstance(value, (str, torch.device)):
+        raise ArgumentTypeError(f"{name} must be None, a device name such as 'cpu' or 'cuda', or a "
+                                f"torch.device, got {_describe(value)}")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{name} must name a torch device such as 'cpu' or 'cuda', got {value!r} ({err})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {value!r} is not available here (torch.cuda.is_available() is False); use 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {value!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{name} {value!r} is not available here; use 'cpu'")
+        return dev
+    raise ValueError(f"{name} must be a 'cpu', 'cuda' or 'mps' device, got {value!r}")
+
+
+def _to_numpy(name, value):
+    """Any array-like as a numpy array (a tensor is detached and copied to the CPU)."""
+    if value is None:
+        raise ArgumentTypeError(f"{name} must be an array, got None")
+    if isinstance(value, (str, bytes, dict, set)):
+        raise ArgumentTypeError(f"{name} must be an array of numbers, got {_describe(value)}")
+    if _is_tensor(value):
+        torch = _torch()
+        t = value.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return t.numpy()
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged nested lists, ...
+        raise ArgumentTypeError(f"{name} must be a rectangular array of numbers ({err})") from None
+    return a
+
+
+def check_array(name, value, ndim=None, shape=None, finite=True, low=None, high=None, dtype=np.float64,
+                allow_bool=False):
+    """Return a read-only float copy of the array-like ``value``, checked.
+
+    ``ndim``/``shape``: required rank/shape (a shape entry None matches any size); ``finite``: reject
+    NaN and inf; ``low``/``high``: inclusive bounds on every entry. Complex, string, object and (unless
+    ``allow_bool``) boolean arrays are rejected with :class:`ArgumentTypeError`.
+    """
+    a = _to_numpy(name, value)
+    kind = a.dtype.kind
+    if kind == "c":
+        raise ArgumentTypeError(f"{name} must be real-valued, got a complex array (dtype {a.dtype}); "
+                                f"pass its real part explicitly if that is what you mean")
+    if kind == "b" and not allow_bool:
+        raise ArgumentTypeError(f"{name} must hold real numbers, got a boolean array")
+    if kind not in "biuf":
+        raise ArgumentTypeError(f"{name} must be an array of real numbers, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d array, got shape {a.shape}")
+    if shape is not None:
+        if a.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, a.shape)):
+            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+            raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    a = np.array(a, dtype=dtype, copy=True)
+    if finite and a.size and not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))
+        where = f" at index {tuple(int(i) for i in bad[0])}" if a.ndim else ""
+        raise ValueError(f"{name} must be finite (no NaN or inf): {len(bad)} non-finite value(s){where}")
+    if low is not None and a.size and np.nanmin(a) < low:
+        raise ValueError(f"{name} must be >= {low:g} everywhere, got a minimum of {np.nanmin(a):g}")
+    if high is not None and a.size and np.nanmax(a) > high:
+        raise ValueError(f"{name} must be <= {high:g} everywhere, got a maximum of {np.nanmax(a):g}")
+    return readonly(a)
+
+
+def readonly(a):
+    """A read-only view of the fresh array ``a`` (which the caller must not share). The writable
+    owner stays private, so :func:`shared_tensor` can hand the memory to torch without a copy."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def shared_tensor(a, dtype=None, device=None):
+    """A torch tensor of the array ``a``; a read-only view made by :func:`readonly` shares its memory
+    (no copy, no warning), any other read-only array is copied. The package only reads such tensors."""
+    torch = _torch()
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"a must be a numeric array, got dtype {a.dtype}")
+    src = a
+    if not a.flags.writeable:
+        base = a.base
+        ok = (isinstance(base, np.ndarray) and base.flags.writeable and base.shape == a.shape
+              and base.dtype == a.dtype and base.strides == a.strides)
+        src = base if ok else None
+    if src is None:
+        return torch.tensor(a, dtype=dtype, device=device)
+    return torch.as_tensor(src, dtype=dtype, device=device)
+
+
+def check_labels(name, value, n, values=(-1, 1)):
+    """Return a read-only float copy of a label vector of shape (n,) whose entries are in ``values``."""
+    a = _to_numpy(name, value)
+    if a.dtype.kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must hold the labels {values}, got dtype {a.dtype}")
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {a.shape}")
+    if not np.all(np.isin(a, values)):
+        raise ValueError(f"{name} must contain only the labels {' and '.join(f'{v:+d}' for v in values)}")
+    return readonly(np.array(a, dtype=np.float64, copy=True))
+
+
+def check_int_array(name, value, low=None, high=None, ndim=1, nonempty=True):
+    """Return an int64 array (read-only) of integer values in [low, high]; fractional values, bools,
+    NaN, complex and strings are rejected (not truncated)."""
+    if isinstance(value, (numbers.Number, np.generic)) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        raise ArgumentTypeError(f"{name} must be a list of integers, got the single value {value!r}")
+    a = _to_numpy(name, value)
+    if a.dtype.kind == "b":
+        raise ArgumentTypeError(f"{name} must hold integers, got booleans")
+    if a.dtype.kind == "O" and a.size:
+        try:
+            a = np.array([as_scalar(f"{name} entries", v, "integers") for v in a.ravel()]).reshape(a.shape)
+        except ArgumentTypeError:
+            raise ArgumentTypeError(f"{name} must hold integers, got {_describe(value)}") from None
+    if a.dtype.kind not in "iuf" and a.size:
+        raise ArgumentTypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-d list of integers, got shape {a.shape}")
+    if nonempty and a.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise ValueError(f"{name} must hold whole numbers, got fractional or non-finite values")
+    out = a.astype(np.int64)
+    rng = _range_text(low, high, False, False)
+    if a.size and ((low is not None and out.min() < low) or (high is not None and out.max() > high)):
+        raise ValueError(f"{name} must hold integers in {rng}, got values from {out.min()} to {out.max()}")
+    return readonly(out)
+
+
+def check_path(name, value):
+    """Return ``value`` as a ``Path`` with ``~`` expanded; '' and non-path types are rejected."""
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{name} must be a folder path (str or pathlib.Path), got {_describe(value)}")
+    s = os.fspath(value)
+    if isinstance(s, bytes):
+        s = os.fsdecode(s)
+    if not s.strip():
+        raise ValueError(f"{name} must be a non-empty path, got {value!r} (use '.' for the working directory)")
+    return Path(s).expanduser()
+
+
+def dir_is_writable(path):
+    """True if a file can be created in the existing folder ``path``."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path, suffix=".probe")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
+def check_cache_dir(name, value, writable=True):
+    """Return the folder ``value`` as an absolute ``Path`` (``~`` expanded), created if missing.
+
+    Raises ValueError naming ``name`` when the path is a file, cannot be created, or (``writable``)
+    is not writable.
+    """
+    path = check_path(name, value).absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{name} {str(path)!r} cannot be created ({err.strerror or err})") from None
+    if writable and not dir_is_writable(path):
+        raise ValueError(f"{name} {str(path)!r} is not writable")
+    return path
