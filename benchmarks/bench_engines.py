@@ -18,8 +18,8 @@ from benign_attention.data import init_W
 
 def dense_left_to_right(ds, W0, steps, lr, every):
     """The paper's way: logits = (X @ W) @ p, autograd on W and p, test evaluation every `every` steps."""
-    X, Xt = torch.as_tensor(ds.X), torch.as_tensor(ds.X_test)
-    y, yt, nu = torch.as_tensor(ds.y), torch.as_tensor(ds.y_test), torch.as_tensor(ds.nu)
+    X, Xt = torch.tensor(ds.X), torch.tensor(ds.X_test)
+    y, yt, nu = torch.tensor(ds.y), torch.tensor(ds.y_test), torch.tensor(ds.nu)
     W = torch.tensor(W0, requires_grad=True)
     p = torch.zeros(ds.d, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.SGD([W, p], lr=lr)

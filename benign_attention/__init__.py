@@ -8,14 +8,17 @@ The paper: K. Sakamoto and I. Sato, ICML 2025 (arXiv:2409.17625). Chapters impor
 * :mod:`.metrics` - what a run records
 * :mod:`.theory` - SNR, g(x), logit gaps, the existence construction, regimes
 * :mod:`.sweeps` - cached, resumable grids of runs (``run_grid``)
+* :mod:`.validation` - the argument checks every public entry point uses
+* :mod:`.display` - the one display convention for figures (``show``) and glued numbers (``glue``)
 """
 __version__ = "0.1.0"
 
 from .data import Dataset, init_W, make_dataset  # noqa: E402
-from .engines import Run, log_schedule, record_schedule, train, train_many  # noqa: E402
+from .engines import DivergenceWarning, Run, log_schedule, record_schedule, train, train_many  # noqa: E402
 from .model import AttentionModel  # noqa: E402
-from .sweeps import GridResult, run_grid  # noqa: E402
-from .theory import classify_regime, g, snr  # noqa: E402
+from .sweeps import CacheWarning, GridResult, run_grid  # noqa: E402
+from .theory import DIVERGED, classify_regime, g, snr  # noqa: E402
 
 __all__ = ["Dataset", "make_dataset", "init_W", "AttentionModel", "Run", "train", "train_many",
-           "record_schedule", "log_schedule", "run_grid", "GridResult", "snr", "g", "classify_regime"]
+           "record_schedule", "log_schedule", "run_grid", "GridResult", "snr", "g", "classify_regime",
+           "DIVERGED", "DivergenceWarning", "CacheWarning"]
