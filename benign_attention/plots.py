@@ -129,7 +129,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="o", color="w", edgecolor="k", label="$y^*=+1$")
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
-           title=f"(a) tokens of {len(samples)} training sequences")
+           title=f"(a) tokens of {len(samples)} sequences")
     ax.legend(fontsize=7, loc="upper right")
     eps_norm = np.linalg.norm(token_noise(ds), axis=-1)
     ax = axes[0, 1]
@@ -140,7 +140,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     sigma = ds.config.get("sigma", 1.0)
     ax.axhline(sigma * np.sqrt(ds.d), color="k", ls="--", lw=0.8, label=r"$\sigma\sqrt{d}$")
     ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
-    ax.set(ylabel=r"noise norm $\|\epsilon_t\|$", title="(b) noise norms of all training tokens")
+    ax.set(ylabel=r"noise norm $\|\epsilon_t\|$", title="(b) noise norms")
     ax.legend(fontsize=8)
     ax = axes[0, 2]
     z = ds.y_clean[:, None] * (ds.X @ ds.nu)
@@ -151,7 +151,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     for v in (1, rho, -rho):
         ax.axhline(v / np.sqrt(2), color="0.4", ls=":", lw=0.8)
     ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
-    ax.set(ylabel=r"head value $y^*\,\nu^\top x_t$", title="(c) head values of all training tokens")
+    ax.set(ylabel=r"head value $y^*\,\nu^\top x_t$", title="(c) head values")
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
