@@ -361,7 +361,7 @@ def _runs_stack(runs, key, keep=slice(None)):
 
 
 def dynamics_grid(settings, max_step=1000):
-    """The paper's Figure 3 over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
+    """The paper's training-dynamics experiment over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
 
     Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
     each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
@@ -396,9 +396,11 @@ def dynamics_grid(settings, max_step=1000):
     return _shown_once(fig)
 
 
-def long_run(runs, datasets, title="large signal"):
+def long_run(runs, datasets, title="large signal", horizon=None):
     """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
-    the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss."""
+    the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss.
+    ``horizon``: a step to mark with a dotted vertical line in every panel (e.g. the end of the
+    paper's runs). ``title`` goes into the figure's alt text."""
     x = runs[0].steps[1:]
     fig, axes = _fig(3, 1, width=3.4, height=3.0)
     ax = axes[0, 0]
@@ -409,16 +411,20 @@ def long_run(runs, datasets, title="large signal"):
                 lw=1, label="train, clean labels" if k == 0 else None)
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
-    ax.set(title=f"{title}: training accuracy", ylim=(0.7, 1.02))
+    ax.set(title="(a) training accuracy", ylim=(0.7, 1.02))
     ax = axes[0, 1]
     vals = _runs_stack(runs, "attn_noisy")[:, 1:]
     for g, name in enumerate(TOKEN_GROUPS):
         band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
-    ax.set(title=f"{title}: noisy samples' attention", ylim=(-0.03, 1.03))
+    ax.set(title="(b) noisy samples' attention", ylim=(-0.03, 1.03))
     ax = axes[0, 2]
     band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], "#ff7f0e", "test accuracy")
     band(ax, x, _runs_stack(runs, "test_loss")[:, 1:], "#8c564b", "test loss")
-    ax.set(title=f"{title}: test set")
+    ax.set(title="(c) test set")
+    if horizon is not None:
+        for ax in axes[0]:
+            ax.axvline(horizon, color="0.3", ls=":", lw=1)
+    fig.suptitle(title, fontsize=10)
     pairs = [hl for ax in axes[0] for hl in zip(*ax.get_legend_handles_labels())]
     legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=3)
     for ax in axes[0]:
