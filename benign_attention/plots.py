@@ -432,10 +432,12 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     return _shown_once(fig)
 
 
-def delayed_generalisation(runs):
+def delayed_generalisation(runs, mark_fit=False):
     """Test loss, test margin and test-side attention on x_1 over a long run (log step axis; mean and
     min-max band over seeds). The grey span covers the steps at which the seeds first fit every
-    training label, the dashed line is their median."""
+    training label, the dashed line is their median. With ``mark_fit``, a dotted horizontal line in
+    each panel marks the seed mean of the value at each seed's fitting step, so that the change
+    before fitting and the change after it can be read off separately."""
     x = runs[0].steps[1:]
     fits = np.array([first_fit_step(r) for r in runs])
     fig, axes = _fig(3, 1, width=3.4, height=3.0)
@@ -448,8 +450,14 @@ def delayed_generalisation(runs):
         band(ax, x, vals, "#ff7f0e" if key != "attn_test" else TOKEN_COLORS["x1"], label)
         ax.axvspan(np.nanmin(fits), np.nanmax(fits), color="0.85", lw=0)
         ax.axvline(np.nanmedian(fits), color="k", ls="--", lw=0.9, label="train labels fitted")
+        if mark_fit:
+            at_fit = [np.ravel(r.at(key, f))[0] for r, f in zip(runs, fits)]
+            ax.axhline(np.mean(at_fit), color="0.3", ls=":", lw=1, label="value at fitting")
         ax.set(xscale="log", xlabel="GD step", title=label)
-    axes[0, 0].legend(fontsize=7)
+    if mark_fit:
+        legend_below(fig, ax=axes[0, 0], ncol=3)
+    else:
+        axes[0, 0].legend(fontsize=7)
     return _shown_once(fig)
 
 
@@ -500,8 +508,8 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     band(ax, levels, times, "#1f77b4", f"{label}: measured")
     ax.plot(levels, np.exp(np.nanmean(np.log(predicted), 0)), "k--", lw=1, label="g-law prediction")
     last = np.exp(np.nanmean(np.log(times[:, -1])))
-    ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^L$")
-    ax.set(yscale="log", xlabel="gap level $L$", ylabel="first step with gap $\\geq L$")
+    ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
+    ax.set(yscale="log", xlabel="gap level $\\bar x$", ylabel="first step with gap $\\geq \\bar x$")
     ax.legend(fontsize=7)
     return _shown_once(fig)
 
