@@ -129,7 +129,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="o", color="w", edgecolor="k", label="$y^*=+1$")
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
-           title=f"(a) {len(samples)} training sequences")
+           title=f"(a) tokens of {len(samples)} sequences")
     ax.legend(fontsize=7, loc="upper right")
     eps_norm = np.linalg.norm(token_noise(ds), axis=-1)
     ax = axes[0, 1]
@@ -361,7 +361,7 @@ def _runs_stack(runs, key, keep=slice(None)):
 
 
 def dynamics_grid(settings, max_step=1000):
-    """The paper's Figure 3 over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
+    """The paper's training-dynamics experiment over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
 
     Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
     each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
@@ -396,9 +396,11 @@ def dynamics_grid(settings, max_step=1000):
     return _shown_once(fig)
 
 
-def long_run(runs, datasets, title="large signal"):
+def long_run(runs, datasets, title="large signal", horizon=None):
     """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
-    the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss."""
+    the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss.
+    ``horizon``: a step to mark with a dotted vertical line in every panel (e.g. the end of the
+    paper's runs). ``title`` goes into the figure's alt text."""
     x = runs[0].steps[1:]
     fig, axes = _fig(3, 1, width=3.4, height=3.0)
     ax = axes[0, 0]
@@ -409,16 +411,20 @@ def long_run(runs, datasets, title="large signal"):
                 lw=1, label="train, clean labels" if k == 0 else None)
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
-    ax.set(title=f"{title}: training accuracy", ylim=(0.7, 1.02))
+    ax.set(title="(a) training accuracy", ylim=(0.7, 1.02))
     ax = axes[0, 1]
     vals = _runs_stack(runs, "attn_noisy")[:, 1:]
     for g, name in enumerate(TOKEN_GROUPS):
         band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
-    ax.set(title=f"{title}: noisy samples' attention", ylim=(-0.03, 1.03))
+    ax.set(title="(b) noisy samples' attention", ylim=(-0.03, 1.03))
     ax = axes[0, 2]
     band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], "#ff7f0e", "test accuracy")
     band(ax, x, _runs_stack(runs, "test_loss")[:, 1:], "#8c564b", "test loss")
-    ax.set(title=f"{title}: test set")
+    ax.set(title="(c) test set")
+    if horizon is not None:
+        for ax in axes[0]:
+            ax.axvline(horizon, color="0.3", ls=":", lw=1)
+    fig.suptitle(title, fontsize=10)
     pairs = [hl for ax in axes[0] for hl in zip(*ax.get_legend_handles_labels())]
     legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=3)
     for ax in axes[0]:
@@ -426,10 +432,12 @@ def long_run(runs, datasets, title="large signal"):
     return _shown_once(fig)
 
 
-def delayed_generalisation(runs):
+def delayed_generalisation(runs, mark_fit=False):
     """Test loss, test margin and test-side attention on x_1 over a long run (log step axis; mean and
     min-max band over seeds). The grey span covers the steps at which the seeds first fit every
-    training label, the dashed line is their median."""
+    training label, the dashed line is their median. With ``mark_fit``, a dotted horizontal line in
+    each panel marks the seed mean of the value at each seed's fitting step, so that the change
+    before fitting and the change after it can be read off separately."""
     x = runs[0].steps[1:]
     fits = np.array([first_fit_step(r) for r in runs])
     fig, axes = _fig(3, 1, width=3.4, height=3.0)
@@ -442,8 +450,14 @@ def delayed_generalisation(runs):
         band(ax, x, vals, "#ff7f0e" if key != "attn_test" else TOKEN_COLORS["x1"], label)
         ax.axvspan(np.nanmin(fits), np.nanmax(fits), color="0.85", lw=0)
         ax.axvline(np.nanmedian(fits), color="k", ls="--", lw=0.9, label="train labels fitted")
+        if mark_fit:
+            at_fit = [np.ravel(r.at(key, f))[0] for r, f in zip(runs, fits)]
+            ax.axhline(np.mean(at_fit), color="0.3", ls=":", lw=1, label="value at fitting")
         ax.set(xscale="log", xlabel="GD step", title=label)
-    axes[0, 0].legend(fontsize=7)
+    if mark_fit:
+        legend_below(fig, ax=axes[0, 0], ncol=3)
+    else:
+        axes[0, 0].legend(fontsize=7)
     return _shown_once(fig)
 
 
@@ -494,8 +508,8 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     band(ax, levels, times, "#1f77b4", f"{label}: measured")
     ax.plot(levels, np.exp(np.nanmean(np.log(predicted), 0)), "k--", lw=1, label="g-law prediction")
     last = np.exp(np.nanmean(np.log(times[:, -1])))
-    ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^L$")
-    ax.set(yscale="log", xlabel="gap level $L$", ylabel="first step with gap $\\geq L$")
+    ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
+    ax.set(yscale="log", xlabel="gap level $\\bar x$", ylabel="first step with gap $\\geq \\bar x$")
     ax.legend(fontsize=7)
     return _shown_once(fig)
 

@@ -195,3 +195,82 @@ def fit_exponential_time(gaps, times):
                          f"time > 0), got {int(ok.sum())}")
     return np.polyfit(gaps[ok], np.log(times[ok]), 1)[0]
 
+
+
+# --- Baselines and selection odds of the fixed head (chapters *The setting*, *A benign solution
+# exists*, *Training dynamics*); self-contained additions ---------------------------------------
+
+
+def _normal_cdf(x):
+    """Standard normal distribution function, elementwise (float64)."""
+    return torch.special.ndtr(torch.as_tensor(np.asarray(x, float), dtype=torch.float64)).numpy()
+
+
+def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
+    """Proposition *prop-fixed-attention*: probability that a fresh clean sequence is classified
+    correctly when the attention weights ``weights`` (T,) are fixed (do not depend on the tokens):
+    Phi((s_1 + rho (s_2 - s_3)) ||mu|| / (sigma sqrt(2) ||s||)). Uniform weights (p = 0) give
+    Phi(||mu|| / (sigma sqrt(2T))); all weight on x_1 gives Phi(||mu|| / (sigma sqrt 2))."""
+    s = np.asarray(weights, float)
+    if s.ndim != 1 or s.size < 3 or np.any(s < 0) or not np.isclose(s.sum(), 1):
+        raise ValueError("weights must be T >= 3 non-negative numbers summing to 1")
+    rho = check_number("rho", rho, 0.0)
+    signal_norm = check_number("signal_norm", signal_norm, 0.0)
+    sigma = check_number("sigma", sigma, 0.0)
+    signal = (s[0] + rho * (s[1] - s[2])) / np.sqrt(2)
+    return float(_normal_cdf(signal * signal_norm / (sigma * np.linalg.norm(s))))
+
+
+def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
+    """For a sequence read with the *other* label -Y* (a noisy sample's observed label), the
+    probability that each token type carries the largest signed head value -Y* nu^T x_t.
+
+    The signed head values are independent normals with sd sigma/||mu|| and means -1/sqrt2 (x_1),
+    -rho/sqrt2 (x_2), +rho/sqrt2 (x_3) and 0 (the T-3 irrelevant tokens); each probability is a
+    one-dimensional integral, computed by the trapezoid rule. Returns {"x1", "x2", "x3", "irrelevant"}
+    (the last summed over the irrelevant tokens)."""
+    rho = check_number("rho", rho, 0.0)
+    signal_norm = check_number("signal_norm", signal_norm, 0.0)
+    sigma = check_number("sigma", sigma, 0.0)
+    if int(T) != T or T < 3:
+        raise ValueError(f"T must be an integer >= 3, got {T!r}")
+    T = int(T)
+    sd = sigma / signal_norm
+    means = np.r_[-1.0, -rho, rho, np.zeros(T - 3)] / np.sqrt(2)
+    u = np.linspace(-12, 12, grid)
+    phi = np.exp(-u ** 2 / 2) / np.sqrt(2 * np.pi)
+    probs = []
+    for k in range(T):  # token k wins when every other token's value is below its value
+        others = np.delete(means, k)
+        cdf = _normal_cdf((means[k] - others[:, None]) / sd + u[None, :])
+        integrand = phi * cdf.prod(0)
+        probs.append(float(((integrand[1:] + integrand[:-1]) / 2 * np.diff(u)).sum()))
+    probs = np.array(probs)
+    return {"x1": float(probs[0]), "x2": float(probs[1]), "x3": float(probs[2]),
+            "irrelevant": float(probs[3:].sum())}
+
+
+def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
+    """Train (observed and clean labels) and test accuracy of the existence construction for every
+    memorisation weight in ``cs`` at once (scores are affine in c). ``clean=False`` memorises only
+    the noisy samples' x_3 noise (drops the clean samples' x_1 noise from the query)."""
+    rho = ds.config.get("rho") if rho is None else rho
+    base = existence_query(ds, 0.0, rho)
+    memo = existence_query(ds, 1.0, rho) - base
+    if not clean:
+        sign = ds.y_clean[:, None] > 0
+        eps1 = ds.X[:, 0] - np.where(sign, ds.mu_pos, ds.mu_neg)
+        memo = memo - eps1[~ds.noisy].sum(0)
+    cs = np.asarray(cs, float)
+    out = {}
+    for name, X, labels in (("train", ds.X, {"acc": ds.y, "clean_acc": ds.y_clean}),
+                            ("test", ds.X_test, {"acc": ds.y_test})):
+        a = (X @ base)[None] + cs[:, None, None] * (X @ memo)[None]     # (len(cs), N, T)
+        s = np.exp(a - a.max(-1, keepdims=True))
+        f = (s * (X @ ds.nu)).sum(-1) / s.sum(-1)
+        for key, y in labels.items():
+            out[f"{name}_{key}"] = (np.sign(f) == y).mean(-1)
+    return out
+
+
+__all__ += ["fixed_attention_accuracy", "wrong_label_best_token", "existence_accuracies"]
