@@ -2,10 +2,10 @@
 
 * **live** (``static=False``): an ipywidgets panel that re-runs the exact engine on every change
   (needs a kernel: Binder, Colab, local Jupyter);
-* **static twin** (``static=True``): the same figure function evaluated over a seeded, precomputed
-  grid of values, shipped as a self-contained HTML/JS slider (:class:`StaticTwin`: base64 PNGs in a
+* **static twin** (``static=True``): the same figure evaluated over a seeded, precomputed grid of
+  values, shipped as a self-contained HTML/JS slider (:class:`StaticTwin`: base64 PNGs in a
   JavaScript array, an inline script wiring an ``<input type=range>``), which works in the published
-  HTML book with no kernel and no widget manager.
+  HTML book with no kernel and no widget manager, and with the keyboard (also inside JupyterLab).
 
 The three explorers:
 
@@ -15,17 +15,24 @@ The three explorers:
     which caches the noise draw and the span projection, so moving ||mu||, rho or eta re-runs only the
     low-dimensional loop.
 :func:`selection_explorer`
-    the token-selection "movie": the most-attended token of every training and test sequence on the
-    (mu_-, mu_+) plane as training proceeds (time slider over recorded steps).
+    the token-selection "movie": where every training and test sequence's attention points (its
+    attended token on the (mu_-, mu_+) plane) as training proceeds (time slider over recorded steps).
 :func:`phase_explorer`
-    the (d, ||mu||) regime map and test accuracy, with a slider over the training step (one
-    :func:`~benign_attention.sweeps.run_grid` call records every step).
+    the (d, ||mu||) regime map and the clean test loss (as in chapter *The phase diagram*), with a
+    slider over the training step (one grid run records every step).
 
-Figures are drawn by the *Explorers* section of :mod:`benign_attention.plots`.
+Figures are drawn by the *Explorers* section of :mod:`benign_attention.plots`: one figure object per
+explorer, laid out once and updated in place. Every PNG goes through :func:`benign_attention.display.png`
+conventions: twins at :data:`~benign_attention.display.PIXEL_RATIO` device pixels per CSS pixel and
+shown at their CSS size; live frames at :data:`LIVE_PIXEL_RATIO`.
+
+Constructor arguments are validated (``ValueError`` naming the argument and its allowed range: the
+range its slider offers); only the sliders themselves clamp.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import io
@@ -33,11 +40,13 @@ import itertools
 import json
 import math
 import time
+from collections import OrderedDict
 
 import numpy as np
 
 from . import plots, theory
-from .data import check_int, check_number, make_dataset
+from .data import check_int, check_number, make_dataset, validate_config
+from .display import CSS_DPI, PIXEL_RATIO, png
 from .engines import train
 from .sweeps import run_grid, train_cell
 
@@ -46,9 +55,12 @@ __all__ = ["StaticTwin", "regime_explorer", "selection_explorer", "phase_explore
 
 #: Defaults of the live regime explorer (the paper's default setting; n_test=200 keeps updates fast).
 REGIME_DEFAULTS = dict(signal_norm=20.0, d=2000, n=20, eta=0.2, rho=0.1, T=8, steps=1000, seed=0, n_test=200)
-#: Defaults of the token-selection movie (frames at these steps).
-SELECTION_DEFAULTS = dict(signal_norm=20.0, d=2000, n=20, eta=0.2, rho=0.1, T=8, seed=0, n_test=200,
-                          frames=(10, 30, 60, 100, 200, 400, 700, 1000))
+#: Defaults of the token-selection movie: rho = 0.2 as in the paper's Figure 1 (at rho = 0.1 the weak
+#: token x_3 sits within two noise standard deviations 1/||mu|| of the noise tokens), n = 40 so that
+#: eight flipped sequences move, d = 3000 (fits them within 500 steps; d = 10000 as in Figure 1
+#: needs a 0.8 GB W_0), frames over the 2000 steps in which the flipped sequences are fitted.
+SELECTION_DEFAULTS = dict(signal_norm=20.0, d=3000, n=40, eta=0.2, rho=0.2, T=8, seed=0, n_test=200,
+                          frames=(0, 50, 100, 200, 300, 400, 500, 1000, 2000))
 #: Defaults of the phase-diagram explorer: a coarse (d, ||mu||) grid, steps recorded for the slider.
 PHASE_DEFAULTS = dict(d=(100, 200, 500, 1000, 2000, 4000), signal_norm=(2, 4, 8, 16, 32, 64, 128),
                       eta=0.2, n=20, T=8, rho=0.1, seed=0, n_test=200, frames=(25, 50, 100, 200, 400, 700, 1000))
@@ -57,32 +69,90 @@ PHASE_DEFAULTS = dict(d=(100, 200, 500, 1000, 2000, 4000), signal_norm=(2, 4, 8,
 D_CHOICES = (100, 200, 500, 1000, 2000, 3000, 5000)
 STEP_CHOICES = (100, 200, 300, 500, 1000, 1500, 2000, 3000)
 ETA_MAX = 0.45  # eta must be < 0.5; the slider stops at 0.45
-TWIN_DPI = 80
+MU_RANGE = (1.0, 1000.0)  # the ||mu|| slider is logarithmic: 10**0 .. 10**3
+N_RANGE, T_RANGE, SEED_RANGE = (4, 60), (3, 16), (0, 9)
+#: Device pixels per CSS pixel of the live explorers' frames. 1 keeps a slider update within the
+#: 0.2 s design target on 2 CPU cores (a 2x frame costs about 40 ms more to draw and encode); the
+#: static twins use display.PIXEL_RATIO (2).
+LIVE_PIXEL_RATIO = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Argument checks (the sliders' ranges)
+
+
+def _check_knobs(where, knobs, allowed):
+    """Validate keyword knobs against ``allowed`` (name -> ("float", lo, hi) | ("int", lo, hi) |
+    ("choice", values)); ValueError names the argument and its range, unknown names a TypeError."""
+    out = {}
+    for name, value in knobs.items():
+        if name not in allowed:
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
+        kind, *spec = allowed[name]
+        if kind == "float":
+            out[name] = check_number(name, value, *spec)
+        elif kind == "int":
+            out[name] = check_int(name, value, *spec)
+        elif kind == "ints":
+            out[name] = _check_steps(name, value, *spec)
+        elif kind == "values":
+            out[name] = _check_values(name, value, *spec)
+        else:
+            if isinstance(value, bool) or value not in spec[0]:
+                raise ValueError(f"{name} must be one of {list(spec[0])} (the slider's values), got {value!r}")
+            out[name] = spec[0][list(spec[0]).index(value)]
+    return out
+
+
+def _check_steps(name, values, low=0):
+    """A non-empty increasing tuple of distinct integer steps >= low."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of integers >= {low}, got {values!r}") from None
+    steps = [check_int(f"{name}[{k}]", v, low) for k, v in enumerate(values)]
+    if len(steps) < 2 or sorted(set(steps)) != steps:
+        raise ValueError(f"{name} must list at least two distinct integers >= {low} in increasing order, got {values!r}")
+    return tuple(steps)
+
+
+def _check_values(name, values, low, high=None, low_open=False):
+    """A tuple of >= 2 distinct numbers in the given range (a grid axis)."""
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    out = [check_number(f"{name}[{k}]", v, low, high, low_open=low_open) for k, v in enumerate(values)]
+    if len(out) < 2 or len(set(out)) != len(out):
+        raise ValueError(f"{name} must list at least two distinct values, got {values!r}")
+    return tuple(values)
+
+
+_FLOAT_KNOBS = dict(signal_norm=("float", *MU_RANGE), eta=("float", 0.0, ETA_MAX), rho=("float", 0.0, 1.0))
+_REGIME_KNOBS = dict(_FLOAT_KNOBS, d=("choice", D_CHOICES), n=("int", *N_RANGE), T=("int", *T_RANGE),
+                     steps=("choice", STEP_CHOICES), seed=("int", *SEED_RANGE), n_test=("int", 1, 10_000))
 
 
 # ----------------------------------------------------------------------------------------------
 # Static twins
 
 
-def fig_to_png(fig, dpi=TWIN_DPI) -> bytes:
-    """PNG bytes of a matplotlib figure (the figure is closed)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
+def fig_to_png(fig, pixel_ratio=PIXEL_RATIO) -> bytes:
+    """PNG bytes of a matplotlib figure at ``pixel_ratio`` (:func:`benign_attention.display.png`;
+    the figure is closed)."""
+    return png(fig, pixel_ratio)[0]
 
 
 _TWIN_COUNT = itertools.count()
 
 _TWIN_TEMPLATE = """<div class="ba-twin" id="{uid}" style="max-width:100%;margin:0.5em 0 1em 0">
-<div style="display:flex;align-items:center;gap:0.8em;flex-wrap:wrap">
+<div style="display:flex;align-items:center;gap:0.8em;flex-wrap:wrap;max-width:{width}px">
 <label for="{uid}-slider" style="font-weight:600">{name}</label>
-<input type="range" class="ba-twin-slider" id="{uid}-slider" min="0" max="{last}" step="1" value="{start}" style="flex:1 1 16em;max-width:28em" aria-label="{name}">
-<span class="ba-twin-label" id="{uid}-label" style="font-family:monospace">{label}</span>
+<input type="range" class="ba-twin-slider" id="{uid}-slider" min="0" max="{last}" step="1" value="{start}" tabindex="0" style="flex:1 1 16em;max-width:28em" aria-label="{name}" aria-valuetext="{label}">
+<span class="ba-twin-label" id="{uid}-label" aria-live="polite" style="font-family:monospace">{label}</span>
 </div>
-<img class="ba-twin-image" id="{uid}-image" alt="{alt}" style="max-width:100%;height:auto" src="data:image/png;base64,{src}">
+<img class="ba-twin-image" id="{uid}-image" alt="{alt}" width="{width}" height="{height}" style="display:block;width:{width}px;max-width:100%;height:auto" src="data:image/png;base64,{src}">
 </div>
 <script>
 (function () {{
@@ -93,13 +163,35 @@ _TWIN_TEMPLATE = """<div class="ba-twin" id="{uid}" style="max-width:100%;margin
   var slider = root.querySelector(".ba-twin-slider");
   var image = root.querySelector(".ba-twin-image");
   var label = root.querySelector(".ba-twin-label");
+  var last = frames.length - 1;
+  function index() {{ return Math.max(0, Math.min(last, parseInt(slider.value, 10) || 0)); }}
   function show() {{
-    var i = Math.max(0, Math.min(frames.length - 1, parseInt(slider.value, 10) || 0));
+    var i = index();
     image.src = "data:image/png;base64," + frames[i];
     label.textContent = labels[i];
+    slider.setAttribute("aria-valuetext", labels[i]);
   }}
   slider.addEventListener("input", show);
   slider.addEventListener("change", show);
+  // The keys a range input answers, handled here and kept from the page: in JupyterLab the
+  // notebook's command-mode shortcuts would otherwise take the arrows and move focus away.
+  var page = Math.max(1, Math.round(frames.length / 4));
+  var moves = {{ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1, PageUp: page, PageDown: -page}};
+  slider.addEventListener("keydown", function (event) {{
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    var i = index(), j;
+    if (event.key in moves) j = i + moves[event.key];
+    else if (event.key === "Home") j = 0;
+    else if (event.key === "End") j = last;
+    else return;
+    event.preventDefault();
+    event.stopPropagation();
+    j = Math.max(0, Math.min(last, j));
+    if (j !== i) {{
+      slider.value = String(j);
+      show();
+    }}
+  }});
 }})();
 </script>"""
 
@@ -107,21 +199,30 @@ _TWIN_TEMPLATE = """<div class="ba-twin" id="{uid}" style="max-width:100%;margin
 class StaticTwin:
     """A kernel-free slider over precomputed PNG frames (renders as HTML in notebooks and the book).
 
-    ``frames`` PNG bytes, ``labels`` one distinct text per frame, ``name`` the slider's caption,
-    ``start`` the initial frame. The HTML is a ``div.ba-twin`` (unique id) holding
-    ``input[type=range].ba-twin-slider``, ``img.ba-twin-image`` and ``.ba-twin-label``, followed by an
-    inline script that swaps the image and the label when the slider moves."""
+    ``frames`` PNGs, each either bytes or ``(bytes, (css_width, css_height))`` as returned by
+    :func:`benign_attention.display.png`; ``size`` the CSS size to show them at (default: the first
+    frame's, else the PNG's pixel size / ``PIXEL_RATIO``). ``labels`` one distinct text per frame,
+    ``name`` the slider's caption, ``start`` the initial frame. The HTML is a ``div.ba-twin`` (unique
+    id) holding ``input[type=range].ba-twin-slider`` (keyboard: arrows, Page Up/Down, Home, End),
+    ``img.ba-twin-image`` (with its CSS width; scaled down, never up, in narrower columns) and
+    ``.ba-twin-label``, followed by an inline script that swaps the image and the label."""
 
-    def __init__(self, frames, labels, name="value", start=0, alt="explorer frame"):
+    def __init__(self, frames, labels, name="value", start=0, alt="explorer frame", size=None):
         frames, labels = list(frames), [str(x) for x in labels]
+        sizes = [f[1] for f in frames if isinstance(f, tuple)]
+        frames = [bytes(f[0]) if isinstance(f, tuple) else bytes(f) for f in frames]
         if len(frames) < 2 or len(frames) != len(labels):
             raise ValueError(f"a twin needs >= 2 frames and one label per frame, got {len(frames)} frames "
                              f"and {len(labels)} labels")
         if len(set(labels)) != len(labels):
             raise ValueError(f"twin labels must be distinct, got {labels}")
         for k, f in enumerate(frames):
-            if not bytes(f[:8]) == b"\x89PNG\r\n\x1a\n":
+            if not f[:8] == b"\x89PNG\r\n\x1a\n":
                 raise ValueError(f"frame {k} is not PNG data")
+        if size is None:
+            size = sizes[0] if sizes else tuple(round(int.from_bytes(frames[0][o:o + 4], "big") / PIXEL_RATIO)
+                                                for o in (16, 20))
+        self.size = (check_int("size[0]", size[0], 1), check_int("size[1]", size[1], 1))
         self.frames, self.labels, self.name, self.alt = frames, labels, str(name), str(alt)
         self.start = check_int("start", start, 0, len(frames) - 1)
         digest = hashlib.sha256(b"".join(frames) + "|".join(labels).encode()).hexdigest()[:10]
@@ -133,6 +234,7 @@ class StaticTwin:
         return _TWIN_TEMPLATE.format(
             uid=self.uid, name=html.escape(self.name), last=len(b64) - 1, start=self.start,
             label=html.escape(self.labels[self.start]), alt=html.escape(self.alt), src=b64[self.start],
+            width=self.size[0], height=self.size[1],
             frames=json.dumps(b64), labels=json.dumps(self.labels).replace("</", "<\\/"))
 
     @property
@@ -147,11 +249,32 @@ class StaticTwin:
         return f"StaticTwin({len(self.frames)} frames, {self.nbytes / 1e3:.0f} kB, id={self.uid!r})"
 
 
-def twin(figure_fn, values, label_fn, name, start=0, dpi=TWIN_DPI, alt="explorer frame") -> StaticTwin:
-    """A :class:`StaticTwin` whose frame k is ``figure_fn(values[k])`` and label ``label_fn(values[k])``."""
-    values = list(values)
-    return StaticTwin([fig_to_png(figure_fn(v), dpi) for v in values], [label_fn(v) for v in values],
-                      name=name, start=start, alt=alt)
+def _compact(frame):
+    """A twin frame ``(png, css size)`` re-encoded with a 256-colour palette (no dithering): the
+    explorer figures are flat colours plus antialiasing, which a palette keeps faithfully at about
+    a third of the bytes. Pixel size, hence sharpness, is unchanged."""
+    from PIL import Image
+
+    data, size = frame
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    buf = io.BytesIO()
+    img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+        buf, format="png", optimize=True)
+    return buf.getvalue(), size
+
+
+def _twin_frame(figure):
+    """One twin frame of an explorer figure object: display.png at PIXEL_RATIO, palette-compacted."""
+    return _compact(png(figure.fig, close=False))
+
+
+def _twin_frames(figure, updates):
+    """Render one figure object through a sequence of updates: [(png bytes, css size)]."""
+    out = []
+    for update in updates:
+        update(figure)
+        out.append(_twin_frame(figure))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,63 +289,125 @@ def _ipw():
     return ipywidgets
 
 
+_STYLE = {"description_width": "initial"}  # descriptions at their natural width: never cut
+
+
+def _png_fast(fig, pixel_ratio):
+    """PNG of ``fig`` drawn on its Agg canvas at ``CSS_DPI * pixel_ratio`` and encoded with light
+    zlib compression (a live frame travels only to the local browser): (bytes, css size)."""
+    from PIL import Image
+
+    dpi = CSS_DPI * pixel_ratio
+    if fig.dpi != dpi:
+        fig.set_dpi(dpi)
+    fig.canvas.draw()
+    w, h = fig.canvas.get_width_height(physical=True)
+    img = Image.frombuffer("RGBA", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="png", compress_level=1)
+    return buf.getvalue(), (round(w / pixel_ratio), round(h / pixel_ratio))
+
+
 class _Live:
     """Controls + an Image + a status line; ``update()`` recomputes and re-renders.
 
-    Subclasses set ``controls`` (name -> widget) and implement ``compute(values) -> (fig, text)``.
-    ``self.widget`` is the ipywidgets box to display; ``self.result`` the last result."""
+    Subclasses set ``self.figure`` (an explorer figure object of :mod:`plots`, kept for the panel's
+    life and updated in place), ``controls`` (name -> widget) and implement
+    ``compute(values) -> (draw, text, result)`` where ``draw(figure)`` updates the figure.
+    ``self.widget`` is the ipywidgets box to display; ``self.result`` the last result;
+    ``self.defaults`` the control values it was built with."""
 
-    def __init__(self, controls, title, dpi=80):
+    def __init__(self, controls, title, pixel_ratio=LIVE_PIXEL_RATIO, extra=()):
         w = _ipw()
-        self.controls, self.dpi = controls, dpi
+        self.controls, self.pixel_ratio = controls, pixel_ratio
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
         self.status = w.HTML()
         self.note = w.HTML()
         self.result = None
         self.renders = 0
-        self._positions = None
+        self.timings = []  # (compute seconds, render seconds) of every update
+        self._muted = False
         rows = list(controls.values())
-        grid = w.GridBox(rows, layout=w.Layout(grid_template_columns="repeat(2, minmax(18em, 1fr))"))
-        self.widget = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), grid, self.status, self.note, self.image])
+        grid = w.GridBox(rows, layout=w.Layout(grid_template_columns="repeat(2, minmax(20em, 1fr))"))
+        self.widget = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), grid, *extra, self.status, self.note, self.image])
         for c in rows:
             c.observe(self._on_change, names="value")
+        self.defaults = self.values()
         self.update()
 
     def values(self):
         return {k: c.value for k, c in self.controls.items()}
 
     def _on_change(self, _change):
+        if not self._muted:
+            self.update()
+
+    def set(self, **values):
+        """Set several controls at once and update once."""
+        unknown = set(values) - set(self.controls)
+        if unknown:
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; controls: {list(self.controls)}")
+        self._muted = True
+        try:
+            for k, v in values.items():
+                self.controls[k].value = v
+        finally:
+            self._muted = False
         self.update()
+
+    @contextlib.contextmanager
+    def trial(self, **values):
+        """Move some controls as a reader would (one update per control), then put every control
+        back where it was (one more update): checks leave the panel as the reader left it."""
+        saved = self.values()
+        try:
+            for k, v in values.items():
+                if k not in self.controls:
+                    raise ValueError(f"unknown control {k!r}; controls: {list(self.controls)}")
+                self.controls[k].value = v
+            yield self
+        finally:
+            if self.values() != saved:
+                self.set(**saved)
 
     def update(self):
         t0 = time.perf_counter()
         self.status.value = "<i>computing…</i>"
         try:
-            fig, text, result = self.compute(self.values())
+            draw, text, result = self.compute(self.values())
         except ValueError as exc:  # a combination the engine rejects: explain, keep the last figure
             self.status.value = f"<span style='color:#d62728'>not run: {html.escape(str(exc))}</span>"
             return
-        self.image.value = self._render(fig)
+        t1 = time.perf_counter()
+        draw(self.figure)
+        data, (width, _) = _png_fast(self.figure.fig, self.pixel_ratio)
+        self.image.value, self.image.width = data, str(width)
         self.result = result
         self.renders += 1
-        self.status.value = f"{text} <span style='color:#777'>({time.perf_counter() - t0:.2f} s)</span>"
-
-    def _render(self, fig):
-        """PNG of ``fig``. The first figure is laid out by matplotlib's constrained layout; later
-        figures (same panels) reuse its axes positions, which halves the rendering time."""
-        if self._positions is not None and len(fig.axes) == len(self._positions):
-            fig.set_layout_engine("none")
-            for ax, pos in zip(fig.axes, self._positions):
-                ax.set_position(pos)
-            return fig_to_png(fig, self.dpi)
-        png = fig_to_png(fig, self.dpi)
-        self._positions = [ax.get_position() for ax in fig.axes]
-        return png
+        t2 = time.perf_counter()
+        self.timings.append((t1 - t0, t2 - t1))
+        self.status.value = f"{text} <span style='color:#777'>({t2 - t0:.2f} s)</span>"
 
     def _ipython_display_(self):
         from IPython.display import display
 
         display(self.widget)
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Run a live update's engine on one torch thread. Its tensors are small (m <= nT + 2 = 162 at
+    the defaults), so a second thread gains little on an idle machine, while on a shared one (a
+    2-core Binder, a loaded laptop) the two threads wait for each other: measured on 2 busy cores,
+    one ||mu|| update's engine took 0.10 s on one thread and 0.20-0.31 s on two."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _regime_text(knobs, regime, tr, te):
@@ -250,63 +435,70 @@ def _regime_title(knobs):
 
 
 def regime_figure(steps, hist, regime, knobs):
+    """One closed regime-explorer Figure (:class:`plots.RegimeFigure`)."""
     return plots.explorer_regime(steps, hist, regime, title=_regime_title(knobs))
 
 
 class RegimeExplorer(_Live):
     """Live regime explorer (see :func:`regime_explorer`)."""
 
-    def __init__(self, record_every=10, **knobs):
+    def __init__(self, **knobs):
         w = _ipw()
-        k = dict(REGIME_DEFAULTS, **knobs)
-        self.record_every, self.n_test = record_every, k["n_test"]
-        slow = dict(continuous_update=False, style={"description_width": "7em"})
-        fast = dict(continuous_update=False, style={"description_width": "7em"})
+        k = dict(REGIME_DEFAULTS, **_check_knobs("regime_explorer", knobs, _REGIME_KNOBS))
+        validate_config(**{kk: v for kk, v in k.items() if kk != "steps"})
+        self.n_test = k["n_test"]
+        self.figure = plots.RegimeFigure()
+        opts = dict(continuous_update=False, style=_STYLE)
         controls = {
-            "signal_norm": w.FloatLogSlider(value=k["signal_norm"], base=10, min=0, max=3, step=0.05,
-                                            description="‖μ‖", readout_format=".3g", **fast),
-            "eta": w.FloatSlider(value=k["eta"], min=0.0, max=ETA_MAX, step=0.05, description="η (noise)", **fast),
-            "rho": w.FloatSlider(value=k["rho"], min=0.0, max=1.0, step=0.05, description="ρ (weak signal)", **fast),
-            "d": w.SelectionSlider(options=list(D_CHOICES), value=k["d"], description="d", **slow),
-            "n": w.IntSlider(value=k["n"], min=4, max=60, step=2, description="n", **slow),
-            "T": w.IntSlider(value=k["T"], min=3, max=16, description="T (tokens)", **slow),
-            "steps": w.SelectionSlider(options=list(STEP_CHOICES), value=k["steps"], description="GD steps", **slow),
-            "seed": w.IntSlider(value=k["seed"], min=0, max=9, description="seed", **slow),
+            "signal_norm": w.FloatLogSlider(value=k["signal_norm"], base=10, min=math.log10(MU_RANGE[0]),
+                                            max=math.log10(MU_RANGE[1]), step=0.05, description="‖μ‖",
+                                            readout_format=".3g", **opts),
+            "eta": w.FloatSlider(value=k["eta"], min=0.0, max=ETA_MAX, step=0.05, description="η (noise)", **opts),
+            "rho": w.FloatSlider(value=k["rho"], min=0.0, max=1.0, step=0.05, description="ρ (weak signal)", **opts),
+            "d": w.SelectionSlider(options=list(D_CHOICES), value=k["d"], description="d", **opts),
+            "n": w.IntSlider(value=k["n"], min=N_RANGE[0], max=N_RANGE[1], step=2, description="n", **opts),
+            "T": w.IntSlider(value=k["T"], min=T_RANGE[0], max=T_RANGE[1], description="T (tokens)", **opts),
+            "steps": w.SelectionSlider(options=list(STEP_CHOICES), value=k["steps"], description="GD steps", **opts),
+            "seed": w.IntSlider(value=k["seed"], min=SEED_RANGE[0], max=SEED_RANGE[1], description="seed", **opts),
         }
         super().__init__(controls, "Regime explorer: drag a knob, the exact engine re-trains")
 
     def compute(self, v):
-        steps, hist, regime, knobs = regime_result(record_every=max(1, v["steps"] // 50),
-                                                   n_test=self.n_test, **v)
+        with _one_torch_thread():
+            steps, hist, regime, knobs = regime_result(record_every=max(1, v["steps"] // 50),
+                                                       n_test=self.n_test, **v)
         n_noisy = math.ceil(v["eta"] * v["n"] - 1e-9)
         self.note.value = (f"<span style='color:#777'>{n_noisy} of n={v['n']} training labels flipped "
                            f"(⌈ηn⌉); η < 0.5 and T ≥ 3 are required, so the sliders stop at η = {ETA_MAX} "
                            f"and T = 3; d ≤ {D_CHOICES[-1]} keeps an update interactive.</span>")
         tr, te = float(hist["train_acc"][-1]), float(hist["test_acc"][-1])
-        return (regime_figure(steps, hist, regime, knobs), _regime_text(knobs, regime, tr, te),
+        draw = lambda fig: fig.update(steps, hist, regime, _regime_title(knobs))  # noqa: E731
+        return (draw, _regime_text(knobs, regime, tr, te),
                 dict(regime=regime, train_acc=tr, test_acc=te, steps=steps, history=hist, knobs=knobs))
 
 
-def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, dpi=TWIN_DPI, **knobs):
+def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, **knobs):
     """Static twin of the regime explorer: one frame per value of knob ``vary`` (a member knob,
     signal_norm/rho/eta, runs as one batched :func:`run_grid`; other knobs one cell each)."""
+    if vary not in _KNOB_NAMES or vary == "step":
+        raise ValueError(f"vary must be one of {[k for k in _KNOB_NAMES if k != 'step']}, got {vary!r}")
     k = dict(REGIME_DEFAULTS, **knobs)
-    steps = k.pop("steps")
+    steps = check_int("steps", k.pop("steps"), 1)
     values = list(values)
     base = {kk: vv for kk, vv in k.items() if kk != vary}
     grid = run_grid({vary: values}, base=base, steps=steps, record_every=max(1, steps // 100),
                     dtype=__import__("torch").float64, progress=False)
-    frames, labels = [], []
+    updates, labels = [], []
     for j, v in enumerate(values):
         hist = {key: grid.data[key][j] for key in grid.data}
         regime = theory.classify_regime(hist["train_acc"][-1], hist["test_acc"][-1])
         knobs_j = dict(base, **{vary: v}, steps=steps)
-        frames.append(fig_to_png(regime_figure(grid.steps, hist, regime, knobs_j), dpi))
+        updates.append(lambda fig, h=hist, r=regime, kj=knobs_j: fig.update(grid.steps, h, r, _regime_title(kj)))
         labels.append(f"{_KNOB_NAMES.get(vary, vary)} = {v:g}: {regime}")
     if start is None:
         start = int(np.argmin([abs(v - REGIME_DEFAULTS.get(vary, values[0])) for v in values]))
-    return StaticTwin(frames, labels, name=_KNOB_NAMES.get(vary, vary), start=start,
-                      alt="regime explorer: accuracy, loss and attention over gradient steps")
+    return StaticTwin(_twin_frames(plots.RegimeFigure(), updates), labels, name=_KNOB_NAMES.get(vary, vary),
+                      start=start, alt="regime explorer: accuracy, loss and attention over gradient steps")
 
 
 _KNOB_NAMES = {"signal_norm": "‖μ‖", "eta": "η", "rho": "ρ", "d": "d", "n": "n", "T": "T", "step": "step"}
@@ -314,8 +506,8 @@ _KNOB_NAMES = {"signal_norm": "‖μ‖", "eta": "η", "rho": "ρ", "d": "d", "n
 
 def regime_explorer(static=False, **kw):
     """The regime explorer. ``static=False``: a live ipywidgets panel (:class:`RegimeExplorer`; knobs
-    as keyword defaults). ``static=True``: its :func:`regime_twin` (keywords ``vary``, ``values``,
-    ``start``, ``dpi`` and fixed knobs)."""
+    as keyword defaults, each within its slider's range). ``static=True``: its :func:`regime_twin`
+    (keywords ``vary``, ``values``, ``start`` and fixed knobs)."""
     return regime_twin(**kw) if static else RegimeExplorer(**kw)
 
 
@@ -336,58 +528,93 @@ def _query(run):
     return q.numpy()
 
 
+def _softmax(a):
+    a = a - a.max(-1, keepdims=True)
+    e = np.exp(a)
+    return e / e.sum(-1, keepdims=True)
+
+
+_SELECTION_CACHE: "OrderedDict[tuple, list]" = OrderedDict()
+
+
 def selection_frames(frames=SELECTION_DEFAULTS["frames"], **knobs):
     """Train once, in chunks ending at each step of ``frames`` (``train(..., resume=run)``), and
-    record per frame the most-attended token of every training sequence (from the run's attention)
-    and of every test sequence (argmax of x_t . q with q = W p from the run's state, computed in the
-    token span: cost O(d m) per frame, never the d x d matrix). Returns a list of frame dicts for
-    :func:`plots.explorer_selection`."""
+    record per frame where every sequence's attention points: its *attended token*
+    z = sum_t s_t x_t (s its attention) projected on (mu_-1, mu_+1) / ||mu||^2, for the training
+    sequences (from the run's attention) and the test sequences (softmax of x_t . q with q = W p from
+    the run's state, computed in the token span: O(d m) per frame, never the d x d matrix).
+
+    Returns a list of frame dicts for :class:`plots.SelectionFigure`: ``step``, ``train_xy`` (n, 2),
+    ``train_path`` (frames so far, n, 2), ``train_y`` (observed), ``noisy``, ``test_xy``, ``test_y``,
+    accuracies, ``noisy_fitted`` (flipped labels fitted), ``noisy_x3`` (mean attention of the flipped
+    sequences on x_3), ``test_x1`` (mean test attention on x_1) and ``knobs``. The last two results are cached (the live movie reuses the twin's)."""
     k = {kk: v for kk, v in dict(SELECTION_DEFAULTS, **knobs).items() if kk != "frames"}
-    frames = sorted({check_int("frame step", f, 1) for f in frames})
+    frames = _check_steps("frames", frames)
+    key = (frames, tuple(sorted(k.items())))
+    if key in _SELECTION_CACHE:
+        _SELECTION_CACHE.move_to_end(key)
+        return _SELECTION_CACHE[key]
     ds = make_dataset(**k)
     norm2 = float(ds.mu_pos @ ds.mu_pos)
-    proj = lambda tok: np.stack([tok @ ds.mu_neg, tok @ ds.mu_pos], -1) / norm2
-    out, run, done = [], None, 0
+    basis = np.stack([ds.mu_neg, ds.mu_pos], -1) / norm2  # (d, 2)
+    train_tok, test_tok = ds.X @ basis, ds.X_test @ basis  # every token projected: (n, T, 2), (N, T, 2)
+    out, path, run, done = [], [], None, 0
     for s in frames:
         run = train(ds, steps=s - done, record_steps=[s - done], resume=run)
         done = s
         att = run.final("train_attention")
-        top = ds.X[np.arange(ds.n), att.argmax(1)]
-        q = _query(run)
-        test_top = ds.X_test[np.arange(len(ds.X_test)), (ds.X_test @ q).argmax(1)]
-        out.append(dict(step=s, train_xy=proj(top), train_y=ds.y, noisy=ds.noisy, test_xy=proj(test_top),
-                        test_y=ds.y_test, train_acc=float(run.final("train_acc")),
-                        test_acc=float(run.final("test_acc")), knobs=k))
+        xy = np.einsum("nt,ntk->nk", att, train_tok)
+        path.append(xy)
+        test_att = _softmax(ds.X_test @ _query(run))
+        fitted = np.sign(run.final("train_outputs")) == ds.y
+        out.append(dict(step=s, train_xy=xy, train_path=np.stack(path), train_y=ds.y, noisy=ds.noisy,
+                        test_xy=np.einsum("nt,ntk->nk", test_att, test_tok), test_y=ds.y_test,
+                        train_acc=float(run.final("train_acc")), test_acc=float(run.final("test_acc")),
+                        test_x1=float(test_att[:, 0].mean()), noisy_fitted=int(fitted[ds.noisy].sum()),
+                        noisy_x3=float(att[ds.noisy, 2].mean()) if ds.noisy.any() else float("nan"),
+                        knobs=k))
+    _SELECTION_CACHE[key] = out
+    while len(_SELECTION_CACHE) > 2:
+        _SELECTION_CACHE.popitem(last=False)
     return out
 
 
 def _frame_label(fr):
-    return f"step {fr['step']}: train acc {fr['train_acc']:.2f}, test acc {fr['test_acc']:.2f}"
+    n_noisy = int(np.sum(fr["noisy"]))
+    flipped = f", {fr['noisy_fitted']}/{n_noisy} flipped fitted" if n_noisy else ""
+    return f"step {fr['step']}: train acc {fr['train_acc']:.2f}{flipped}, test acc {fr['test_acc']:.2f}"
+
+
+_SELECTION_D_CHOICES = tuple(sorted(set(D_CHOICES) | {10_000}))
+_SELECTION_KNOBS = dict(_FLOAT_KNOBS, d=("choice", _SELECTION_D_CHOICES), n=("int", *N_RANGE),
+                        T=("int", *T_RANGE), seed=("int", *SEED_RANGE), n_test=("int", 1, 10_000),
+                        frames=("ints", 0))
 
 
 class SelectionExplorer(_Live):
     """Live token-selection movie (see :func:`selection_explorer`)."""
 
-    def __init__(self, frames=SELECTION_DEFAULTS["frames"], **knobs):
+    def __init__(self, **knobs):
         w = _ipw()
-        k = dict(SELECTION_DEFAULTS, **knobs)
-        k.pop("frames")
+        k = dict(SELECTION_DEFAULTS, **_check_knobs("selection_explorer", knobs, _SELECTION_KNOBS))
+        self.frame_steps = k.pop("frames")
+        validate_config(**k)
         self.fixed = {kk: k[kk] for kk in ("rho", "T", "n_test")}
-        self.frame_steps = tuple(frames)
+        self.figure = plots.SelectionFigure(k["rho"])
         self._cache_key, self._frames = None, None
-        slow = dict(continuous_update=False, style={"description_width": "7em"})
+        slow = dict(continuous_update=False, style=_STYLE)
         controls = {
             "frame": w.SelectionSlider(options=list(self.frame_steps), value=self.frame_steps[-1],
-                                       description="step", continuous_update=True,
-                                       style={"description_width": "7em"}),
-            "signal_norm": w.FloatLogSlider(value=k["signal_norm"], base=10, min=0, max=3, step=0.05,
-                                            description="‖μ‖", readout_format=".3g", **slow),
+                                       description="step", continuous_update=True, style=_STYLE),
+            "signal_norm": w.FloatLogSlider(value=k["signal_norm"], base=10, min=math.log10(MU_RANGE[0]),
+                                            max=math.log10(MU_RANGE[1]), step=0.05, description="‖μ‖",
+                                            readout_format=".3g", **slow),
             "eta": w.FloatSlider(value=k["eta"], min=0.0, max=ETA_MAX, step=0.05, description="η (noise)", **slow),
-            "d": w.SelectionSlider(options=list(D_CHOICES), value=k["d"], description="d", **slow),
-            "n": w.IntSlider(value=k["n"], min=4, max=60, step=2, description="n", **slow),
-            "seed": w.IntSlider(value=k["seed"], min=0, max=9, description="seed", **slow),
+            "d": w.SelectionSlider(options=list(_SELECTION_D_CHOICES), value=k["d"], description="d", **slow),
+            "n": w.IntSlider(value=k["n"], min=N_RANGE[0], max=N_RANGE[1], step=2, description="n", **slow),
+            "seed": w.IntSlider(value=k["seed"], min=SEED_RANGE[0], max=SEED_RANGE[1], description="seed", **slow),
         }
-        super().__init__(controls, "Token-selection movie: which token each sequence attends to")
+        super().__init__(controls, "Token-selection movie: where each sequence's attention points")
 
     def compute(self, v):
         v = dict(v)
@@ -397,16 +624,18 @@ class SelectionExplorer(_Live):
             self._frames = selection_frames(self.frame_steps, **self.fixed, **v)
             self._cache_key = key
         fr = self._frames[self.frame_steps.index(frame)]
-        return plots.explorer_selection(fr), _frame_label(fr), fr
+        return (lambda fig: fig.update(fr)), _frame_label(fr), fr
 
 
-def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, dpi=TWIN_DPI, **knobs):
+def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, **knobs):
     """Static twin of the token-selection movie: a time slider over ``frames``."""
+    knobs = _check_knobs("selection_explorer", knobs, _SELECTION_KNOBS)
     data = selection_frames(frames, **knobs)
     start = len(data) - 1 if start is None else start
-    return StaticTwin([fig_to_png(plots.explorer_selection(fr), dpi) for fr in data],
-                      [_frame_label(fr) for fr in data], name="step", start=start,
-                      alt="most-attended token of each training and test sequence")
+    figure = plots.SelectionFigure(data[0]["knobs"]["rho"])
+    updates = [lambda fig, fr=fr: fig.update(fr) for fr in data]
+    return StaticTwin(_twin_frames(figure, updates), [_frame_label(fr) for fr in data], name="step", start=start,
+                      alt="attended token of each training and test sequence on the (mu_-1, mu_+1) plane")
 
 
 def selection_explorer(static=False, **kw):
@@ -417,29 +646,105 @@ def selection_explorer(static=False, **kw):
 # ----------------------------------------------------------------------------------------------
 # 3. Phase-diagram explorer
 
+_PHASE_KNOBS = dict(d=("values", 2, None), signal_norm=("values", 0.0, None, True), frames=("ints", 1),
+                    eta=("float", 0.0, ETA_MAX), n=("int", *N_RANGE), T=("int", 3), rho=("float", 0.0),
+                    seed=("int", 0), n_test=("int", 1, 10_000))
+
 
 def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"], frames=PHASE_DEFAULTS["frames"],
                cache_dir=None, **knobs):
     """One :func:`run_grid` over (d, ||mu||) recording every step of ``frames``."""
     base = {k: v for k, v in dict(PHASE_DEFAULTS, **knobs).items() if k not in ("d", "signal_norm", "frames")}
-    frames = sorted({check_int("frame step", f, 1) for f in frames})
+    frames = _check_steps("frames", frames, 1)
     return run_grid({"d": list(d), "signal_norm": list(signal_norm)}, base=base, steps=frames[-1],
                     record_steps=frames, cache_dir=cache_dir, progress=False)
 
 
-def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_acc"):
-    """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
-    ``panel``: the right panel, "test_acc" (colour scale 0.5..1) or "test_loss" (colour scale over
-    the whole grid and every recorded step, so frames compare)."""
+class _PhaseRunner:
+    """The live phase explorer's grid runs: one family (one d, every ||mu||) at a time in two
+    threads, reporting each finished family (for a progress bar). Each family's noise draw and
+    token-span projection are kept for the current (n, T, n_test, seed), so the eta slider re-runs only
+    the low-dimensional loops. Results equal :func:`phase_grid`'s (same engine, dtype and cells)."""
+
+    def __init__(self):
+        self._prepared = {}  # family knobs -> (noise draw, prepared Family without W_0)
+
+    def run(self, axes, frames, base, on_family=None, workers=2):
+        import torch
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        from .data import draw_noise
+        from .engines import _run_family, _threads, _to_numpy
+        from .sweeps import FAMILY_KNOBS, SWEEP_KEYS, GridResult, _family
+
+        ds, mus = list(axes["d"]), list(axes["signal_norm"])
+        rec = np.asarray(frames, dtype=np.int64)
+        cfgs = {d: [validate_config(**dict(base, d=d, signal_norm=m)) for m in mus] for d in ds}
+        keys = {d: tuple(cfgs[d][0][k] for k in FAMILY_KNOBS) for d in ds}
+        self._prepared = {k: v for k, v in self._prepared.items() if k in keys.values()}
+
+        def family(d):
+            c, key = cfgs[d], keys[d]
+            if key in self._prepared:
+                draw, shared = self._prepared[key]
+                fam = _family(c, draw=draw, W0=shared.W0).prepare(shared)
+            else:
+                draw = draw_noise(*(c[0][k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
+                fam = _family(c, draw=draw).prepare()
+                fam.W0 = torch.empty(0)  # K and A hold what the runs need; W_0 (d x d) is not kept
+                self._prepared[key] = (draw, fam)
+            hist, _ = _run_family(fam, int(rec[-1]), 5e-3, rec, torch.float32)
+            return [{k: v for k, v in _to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(c))]
+
+        results = {}
+        with _threads(1), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
+            futures = {pool.submit(family, d): d for d in ds}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                if on_family is not None:
+                    on_family(len(results), len(ds), futures[fut])
+        first = results[ds[0]][0]
+        data = {k: np.empty((len(ds), len(mus)) + first[k].shape) for k in first}
+        for i, d in enumerate(ds):
+            for j, arrays in enumerate(results[d]):
+                for k in data:
+                    data[k][i, j] = arrays[k]
+        return GridResult({"d": ds, "signal_norm": mus}, rec, data)
+
+
+def _phase_vlim(grid, panel):
+    if panel == "test_acc":
+        return (0.5, 1.0)
+    vals = grid.data[panel]
+    return (float(np.nanmin(vals)), float(np.nanmax(vals)))
+
+
+def _check_panel(panel):
     if panel not in ("test_acc", "test_loss"):
         raise ValueError(f"panel must be 'test_acc' or 'test_loss', got {panel!r}")
+    return panel
+
+
+def _phase_regime(grid, step, test_threshold=0.95):
+    """(index of the recorded step closest to ``step``, regime indices of every cell there)."""
     i = int(np.argmin(np.abs(grid.steps - step)))
-    regime = theory.classify_regime(grid.data["train_acc"][..., i], grid.data["test_acc"][..., i], test_threshold)
-    vals = grid.data[panel]
-    vlim = (0.5, 1.0) if panel == "test_acc" else (float(np.nanmin(vals)), float(np.nanmax(vals)))
-    fig = plots.explorer_phase(grid.axes["d"], grid.axes["signal_norm"], regime, vals[..., i],
-                               title=title or f"step {int(grid.steps[i])}",
-                               panel=panel.replace("_", " "), vlim=vlim)
+    return i, theory.classify_regime(grid.data["train_acc"][..., i], grid.data["test_acc"][..., i], test_threshold)
+
+
+def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss", figure=None):
+    """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
+    ``panel``: the right panel, "test_loss" (colour scale over the whole grid and every recorded
+    step, so frames compare; the quantity of chapter *The phase diagram*) or "test_acc" (0.5..1).
+    ``figure``: a :class:`plots.PhaseFigure` of this grid to update in place (default: a new one,
+    returned closed)."""
+    _check_panel(panel)
+    i, regime = _phase_regime(grid, step, test_threshold)
+    label = panel.replace("_", " ")
+    if figure is None:
+        figure = plots.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], label, _phase_vlim(grid, panel))
+    else:
+        figure.value_mesh.set_clim(*_phase_vlim(grid, panel))
+    fig = figure.update(regime, grid.data[panel][..., i], title=title or f"step {int(grid.steps[i])}")
     return fig, regime
 
 
@@ -451,46 +756,73 @@ def _phase_label(grid, step, regime):
 class PhaseExplorer(_Live):
     """Live phase-diagram explorer (see :func:`phase_explorer`)."""
 
-    def __init__(self, grid=None, **knobs):
+    def __init__(self, grid=None, panel="test_loss", **knobs):
         w = _ipw()
-        k = dict(PHASE_DEFAULTS, **knobs)
-        self.axes = dict(d=k.pop("d"), signal_norm=k.pop("signal_norm"))
+        k = dict(PHASE_DEFAULTS, **_check_knobs("phase_explorer", knobs, _PHASE_KNOBS))
+        self.panel = _check_panel(panel)
+        self.axes = dict(d=list(k.pop("d")), signal_norm=list(k.pop("signal_norm")))
         self.frame_steps = tuple(k.pop("frames"))
         self.fixed = {kk: k[kk] for kk in ("T", "rho", "n_test", "seed")}
-        self._cache_key, self._grid = None, None
+        self._runner, self._grids = _PhaseRunner(), OrderedDict()  # (eta, n) -> grid
         if grid is not None:  # reuse a grid computed with these knobs (e.g. the static twin's)
             self.axes = {a: list(grid.axes[a]) for a in ("d", "signal_norm")}
             self.frame_steps = tuple(int(s) for s in grid.steps)
-            self._cache_key, self._grid = (k["eta"], k["n"]), grid
-        slow = dict(continuous_update=False, style={"description_width": "7em"})
+            self._grids[(k["eta"], k["n"])] = grid
+        self.figure = plots.PhaseFigure(self.axes["d"], self.axes["signal_norm"], self.panel.replace("_", " "))
+        slow = dict(continuous_update=False, style=_STYLE)
         controls = {
             "step": w.SelectionSlider(options=list(self.frame_steps), value=self.frame_steps[-1],
-                                      description="step", continuous_update=True,
-                                      style={"description_width": "7em"}),
+                                      description="step", continuous_update=True, style=_STYLE),
             "eta": w.FloatSlider(value=k["eta"], min=0.0, max=ETA_MAX, step=0.05, description="η (noise)", **slow),
-            "n": w.IntSlider(value=k["n"], min=4, max=60, step=2, description="n", **slow),
+            "n": w.IntSlider(value=k["n"], min=N_RANGE[0], max=N_RANGE[1], step=2, description="n", **slow),
         }
-        super().__init__(controls, "Phase diagram: regime over (d, ‖μ‖)")
+        self.progress = w.IntProgress(value=0, min=0, max=len(self.axes["d"]), description="grid",
+                                      style=_STYLE, layout=w.Layout(visibility="hidden", width="24em"))
+        super().__init__(controls, "Phase diagram: regime over (d, ‖μ‖)", extra=(self.progress,))
+
+    def _grid(self, eta, n):
+        key = (eta, n)
+        if key in self._grids:
+            self._grids.move_to_end(key)
+            return self._grids[key]
+        bar = self.progress
+        bar.value, bar.layout.visibility = 0, "visible"
+
+        def on_family(done, total, d):
+            bar.value = done
+            self.status.value = f"<i>computing… {done}/{total} values of d done (last: d = {d})</i>"
+
+        try:
+            grid = self._runner.run(self.axes, self.frame_steps, dict(self.fixed, eta=eta, n=n), on_family)
+        finally:
+            bar.layout.visibility = "hidden"
+        self._grids[key] = grid
+        while len(self._grids) > 16:
+            self._grids.popitem(last=False)
+        return grid
 
     def compute(self, v):
-        key = (v["eta"], v["n"])
-        if key != self._cache_key:  # eta or n changed: re-run the grid (the step slider only re-draws)
-            self._grid = phase_grid(**self.axes, frames=self.frame_steps, eta=v["eta"], n=v["n"], **self.fixed)
-            self._cache_key = key
-        fig, regime = phase_figure(self._grid, v["step"], title=f"η={v['eta']:g}, n={v['n']}, step {v['step']}")
-        return fig, _phase_label(self._grid, v["step"], regime), dict(regime=regime, grid=self._grid, step=v["step"])
+        grid = self._grid(v["eta"], v["n"])  # eta or n changed: re-run (cached); the step slider only re-draws
+        title = f"η={v['eta']:g}, n={v['n']}, step {v['step']}"
+        regime = _phase_regime(grid, v["step"])[1]
+        draw = lambda fig: phase_figure(grid, v["step"], title=title, panel=self.panel, figure=fig)  # noqa: E731
+        return draw, _phase_label(grid, v["step"], regime), dict(regime=regime, grid=grid, step=v["step"])
 
 
-def phase_twin(start=None, dpi=TWIN_DPI, grid=None, test_threshold=0.95, panel="test_acc", **knobs):
+def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", **knobs):
     """Static twin of the phase-diagram explorer: a slider over the recorded training steps (one
     grid run; pass ``grid`` to reuse one with axes ``d`` and ``signal_norm``)."""
+    _check_panel(panel)
+    knobs = _check_knobs("phase_explorer", knobs, _PHASE_KNOBS)
     grid = phase_grid(**knobs) if grid is None else grid
-    frames, labels = [], []
     eta, n = dict(PHASE_DEFAULTS, **knobs)["eta"], dict(PHASE_DEFAULTS, **knobs)["n"]
+    figure = plots.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], panel.replace("_", " "),
+                               _phase_vlim(grid, panel))
+    frames, labels = [], []
     for s in grid.steps:
-        fig, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}",
-                                   test_threshold=test_threshold, panel=panel)
-        frames.append(fig_to_png(fig, dpi))
+        _, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}", test_threshold=test_threshold,
+                                 panel=panel, figure=figure)
+        frames.append(_twin_frame(figure))
         labels.append(_phase_label(grid, int(s), regime))
     start = len(frames) - 1 if start is None else start
     return StaticTwin(frames, labels, name="step", start=start, alt="regime map over (d, signal norm)")

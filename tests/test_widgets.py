@@ -1,11 +1,15 @@
 """Explorers (benign_attention.widgets): live panels re-render on change, sliders only offer valid
-values, static twins carry N frames / N labels / valid PNGs / the browser contract, within budget.
-The browser side of the twins (slider moves the image and label in chromium) is in tests/browser."""
+values and constructors reject invalid ones, checks leave panels as they were, static twins carry
+N frames / N labels / 2x PNGs shown at their CSS width / the browser contract, within budget, and
+answer the keyboard in chromium. The movie shows the flipped sequences crossing to x_3.
+The twins inside the built book are exercised by tests/browser (twin_probe.js)."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -13,8 +17,10 @@ import pytest
 
 matplotlib.use("Agg")
 
-from benign_attention import theory, widgets  # noqa: E402
+from benign_attention import display, plots, theory, widgets  # noqa: E402
 from benign_attention.data import validate_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # Small settings keep every test quick (the classes are the ones the book uses).
@@ -164,3 +170,274 @@ def test_phase_twin_panel_choice():
     assert len(tw.frames) == 3 and all(label.startswith("step ") for label in tw.labels)
     with pytest.raises(ValueError, match="panel"):
         widgets.phase_figure(grid, 10, panel="train_acc")
+
+
+# ----------------------------------------------------------------------------------------------
+# Twins: sharp frames shown at their CSS width, sized to the text column, legible, legends outside
+
+
+def _png_size(data):
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.fixture(scope="module")
+def small_twins():
+    return dict(
+        regime=widgets.regime_explorer(static=True, values=(2, 20, 300), d=300, n=10, n_test=50, steps=200),
+        selection=widgets.selection_explorer(static=True, frames=(0, 20, 80), d=200, n=10, n_test=40),
+        phase=widgets.phase_explorer(static=True, d=(50, 200, 800), signal_norm=(2, 20, 200), frames=(10, 50, 100),
+                                     n=10, n_test=40))
+
+
+@pytest.mark.parametrize("name", ["regime", "selection", "phase"])
+def test_twin_frames_are_2x_and_shown_at_the_column_width(small_twins, name):
+    tw = small_twins[name]
+    width, height = tw.size
+    assert width == round(plots.EXPLORER_WIDTH * display.CSS_DPI) == 720
+    for frame in tw.frames:
+        assert _png_size(frame) == (width * display.PIXEL_RATIO, height * display.PIXEL_RATIO)
+    img = re.search(r"<img [^>]*>", tw.html).group(0)
+    assert f'width="{width}"' in img and f'height="{height}"' in img
+    assert "max-width:100%" in img and "height:auto" in img and f"width:{width}px" in img
+
+
+def _figures():
+    steps = np.arange(0, 201, 10)
+    e = len(steps)
+    hist = dict(train_acc=np.linspace(0.8, 1, e), train_clean_acc=np.full(e, 0.8), test_acc=np.full(e, 0.97),
+                train_loss=np.linspace(0.7, 0.45, e), test_loss=np.linspace(0.7, 0.42, e),
+                attn_clean=np.full((e, 4), 0.25), attn_noisy=np.full((e, 4), 0.25))
+    regime = plots.RegimeFigure()
+    regime.update(steps, hist, "benign", "title")
+    frame = widgets.selection_frames(frames=(0, 30), d=200, n=10, n_test=40)[-1]
+    selection = plots.SelectionFigure(frame["knobs"]["rho"])
+    selection.update(frame)
+    d, mu = (100, 400, 1600, 6400), (2, 8, 32, 128)
+    phase = plots.PhaseFigure(d, mu, "test loss", (0.4, 0.7))
+    phase.update(np.tile([2, 1, 1, 0], (4, 1)), np.full((4, 4), 0.5), "step 10")
+    return dict(regime=regime, selection=selection, phase=phase)
+
+
+@pytest.mark.parametrize("name", ["regime", "selection", "phase"])
+def test_explorer_figures_fit_the_column_with_legible_text(name):
+    from matplotlib.text import Text
+
+    fig = _figures()[name].fig
+    assert fig.get_figwidth() == pytest.approx(plots.EXPLORER_WIDTH)
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert len(texts) > 10
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 8]
+    assert not small  # >= 8 pt = 11 CSS px at display.CSS_DPI (the column at 1280 px)
+
+
+@pytest.mark.parametrize("name", ["regime", "selection", "phase"])
+def test_explorer_legends_do_not_cover_data(name):
+    figure = _figures()[name]
+    fig = figure.fig
+    fig.canvas.draw()
+    data_axes = [ax for ax in fig.axes if ax.axison and (ax.lines or ax.collections)]
+    legends = [lg for ax in fig.axes for lg in [ax.get_legend()] if lg is not None] + list(fig.legends)
+    assert legends
+    for lg in legends:
+        box = lg.get_window_extent()
+        for ax in data_axes:
+            assert not box.overlaps(ax.get_window_extent()), (name, lg.get_texts()[0].get_text())
+
+
+def test_twin_frames_are_palette_pngs_within_budget(small_twins):
+    from PIL import Image
+
+    for tw in small_twins.values():
+        assert Image.open(io.BytesIO(tw.frames[0])).mode == "P"  # 256 colours: a third of the bytes
+        assert tw.nbytes < TWIN_BUDGET
+
+
+# ----------------------------------------------------------------------------------------------
+# The token-selection movie shows the flipped sequences moving to x_3
+
+
+def test_movie_flipped_sequences_cross_to_x3_and_test_points_stay_on_their_side():
+    frames = widgets.selection_frames()  # the chapter's default settings
+    first, last = frames[0], frames[-1]
+    noisy, y = first["noisy"], first["train_y"]
+    side = lambda xy: np.sign(xy[:, 1] - xy[:, 0])  # noqa: E731 - +1 above the diagonal: output +1
+    y_true = np.where(noisy, -y, y)
+    assert noisy.sum() == 8
+    assert (side(first["train_xy"][noisy]) == y_true[noisy]).all()   # start: their true class's side
+    assert (side(last["train_xy"][noisy]) == y[noisy]).all()         # end: the observed label's side
+    rho = first["knobs"]["rho"]
+    x3 = np.where(y_true[noisy, None] > 0, [rho, 0.0], [0.0, rho])   # where x_3 of their true class sits
+    dist = lambda fr: np.linalg.norm(fr["train_xy"][noisy] - x3, axis=1)  # noqa: E731
+    assert dist(last).max() < 0.15 < dist(first).min()
+    assert first["noisy_fitted"] == 0 and last["noisy_fitted"] == 8 and last["noisy_x3"] > 0.8
+    for fr in frames:  # test points never cross the decision boundary
+        assert (side(fr["test_xy"]) == fr["test_y"]).all() and fr["test_acc"] == 1.0
+
+
+def test_movie_test_side_attention_matches_the_engine():
+    from benign_attention import make_dataset, train
+
+    knobs = dict(d=200, n=10, n_test=30, seed=3)
+    fr = widgets.selection_frames(frames=(0, 40), **knobs)[-1]
+    full = {k: v for k, v in widgets.SELECTION_DEFAULTS.items() if k != "frames"}
+    run = train(make_dataset(**dict(full, **knobs)), steps=40, record_every=40)
+    np.testing.assert_allclose(fr["test_x1"], run.final("attn_test")[0], rtol=1e-9)
+    np.testing.assert_allclose(fr["train_acc"], run.final("train_acc"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks leave live panels as the reader left them; constructors validate; labels are not cut
+
+
+def test_trial_restores_the_panel():
+    ex = widgets.regime_explorer(**SMALL)
+    before = dict(values=ex.values(), png=ex.image.value, regime=ex.result["regime"])
+    with ex.trial(signal_norm=2.0, eta=0.4) as panel:
+        assert panel.values()["signal_norm"] == 2.0 and panel.result["knobs"]["eta"] == 0.4
+    assert ex.values() == before["values"] == ex.defaults
+    assert ex.result["regime"] == before["regime"] and ex.image.value == before["png"]
+    with pytest.raises(ValueError, match="unknown control"):
+        with ex.trial(nope=1):
+            pass
+    assert ex.values() == before["values"]
+
+
+def test_chapters_move_live_panels_only_inside_trial():
+    """A chapter cell that sets a live control outside ``with panel.trial(...)`` would leave the
+    panel in a state its prose does not describe (after Run All the reader sees it)."""
+    for md in sorted((ROOT / "book").glob("[0-9]*.md")):
+        for line in md.read_text().splitlines():
+            assert not re.search(r"\.controls\[[^]]+\]\.value\s*=", line), (md.name, line)
+
+
+def test_live_descriptions_are_not_cut():
+    ex = widgets.regime_explorer(**SMALL)
+    mv = widgets.selection_explorer(d=200, n=10, n_test=40, frames=(5, 20))
+    ph = widgets.phase_explorer(d=(50, 200), signal_norm=(2, 20), frames=(10, 20), n=10, n_test=40)
+    for panel in (ex, mv, ph):
+        for name, c in panel.controls.items():
+            assert c.style.description_width == "initial", name
+
+
+@pytest.mark.parametrize("make, kwargs, match", [
+    ("regime", dict(eta=0.7), r"eta must be a finite number in \[0, 0.45\]"),
+    ("regime", dict(n=2), r"n must be an integer in \[4, 60\]"),
+    ("regime", dict(signal_norm=0.5), r"signal_norm must be a finite number in \[1, 1000\]"),
+    ("regime", dict(rho=1.5), r"rho must be a finite number in \[0, 1\]"),
+    ("regime", dict(T=2), r"T must be an integer in \[3, 16\]"),
+    ("regime", dict(d=1234), r"d must be one of \[100, .*5000\]"),
+    ("regime", dict(steps=7), r"steps must be one of"),
+    ("regime", dict(seed=12), r"seed must be an integer in \[0, 9\]"),
+    ("selection", dict(eta=0.5), r"eta must be a finite number in \[0, 0.45\]"),
+    ("selection", dict(n=100), r"n must be an integer in \[4, 60\]"),
+    ("selection", dict(frames=(20, 10)), r"frames must list at least two distinct integers"),
+    ("selection", dict(frames=(0, -5)), r"frames\[1\] must be an integer >= 0"),
+    ("phase", dict(eta=0.9), r"eta must be a finite number in \[0, 0.45\]"),
+    ("phase", dict(n=3), r"n must be an integer in \[4, 60\]"),
+    ("phase", dict(signal_norm=(0, 5)), r"signal_norm\[0\] must be a finite number in \(0, inf\)"),
+    ("phase", dict(d=(100,)), r"d must list at least two distinct values"),
+])
+def test_constructors_reject_out_of_range_arguments(make, kwargs, match):
+    fn = dict(regime=widgets.regime_explorer, selection=widgets.selection_explorer, phase=widgets.phase_explorer)[make]
+    with pytest.raises(ValueError, match=match):
+        fn(**kwargs)
+
+
+def test_constructors_reject_unknown_arguments():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'mu'"):
+        widgets.regime_explorer(mu=20)
+    with pytest.raises(TypeError, match="record_every"):
+        widgets.selection_explorer(record_every=5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase explorer: grid runs per family with progress, same numbers as run_grid
+
+
+def test_phase_runner_matches_run_grid_and_reports_progress():
+    axes = dict(d=[50, 200], signal_norm=[2, 20, 200])
+    base = dict(n=10, n_test=40, eta=0.2, T=8, rho=0.1, seed=0)
+    ref = widgets.phase_grid(**axes, frames=(10, 100), **base)
+    seen = []
+    got = widgets._PhaseRunner().run(axes, (10, 100), base, on_family=lambda k, total, d: seen.append((k, total)))
+    assert seen == [(1, 2), (2, 2)]
+    np.testing.assert_array_equal(got.steps, ref.steps)
+    for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
+        np.testing.assert_allclose(got.data[key], ref.data[key], rtol=1e-6, atol=1e-7)
+
+
+def test_phase_explorer_progress_and_memo():
+    ex = widgets.phase_explorer(d=(50, 200), signal_norm=(2, 20), frames=(10, 100), n=10, n_test=40)
+    grid = ex.result["grid"]
+    ex.controls["n"].value = 12
+    assert ex.progress.value == ex.progress.max == 2 and ex.progress.layout.visibility == "hidden"
+    ex.controls["n"].value = 10  # back to a computed (eta, n): no re-run
+    assert ex.result["grid"] is grid
+
+
+# ----------------------------------------------------------------------------------------------
+# Keyboard: the twin's slider answers the keys itself and keeps them from the page (JupyterLab)
+
+KEY_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
+<h1 id="heading" tabindex="-1">Heading</h1>
+<script>
+  // Stands in for JupyterLab's command-mode shortcuts: a document-level keydown listener (bubbling)
+  // that takes the arrow keys and moves the focus to a heading.
+  window.pageKeys = [];
+  document.addEventListener("keydown", function (e) {
+    window.pageKeys.push(e.key);
+    if (e.key.startsWith("Arrow")) { document.getElementById("heading").focus(); e.preventDefault(); }
+  });
+</script>
+TWIN
+</body></html>"""
+
+
+def test_twin_slider_answers_the_keyboard_in_chromium(tmp_path):
+    pytest.importorskip("playwright")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    import matplotlib.pyplot as plt
+
+    frames = []
+    for k in range(5):
+        fig = plt.figure(figsize=(2, 1))
+        fig.text(0.5, 0.5, f"frame {k}")
+        frames.append(display.png(fig))
+    tw = widgets.StaticTwin(frames, [f"label {k}" for k in range(5)], name="step", start=0)
+    page_file = tmp_path / "twin.html"
+    page_file.write_text(KEY_PAGE.replace("TWIN", tw.html))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            slider = page.locator(".ba-twin-slider")
+            state = lambda: page.evaluate(  # noqa: E731
+                """() => { const r = document.querySelector('.ba-twin');
+                 return { value: r.querySelector('.ba-twin-slider').value,
+                          label: r.querySelector('.ba-twin-label').textContent,
+                          src: r.querySelector('.ba-twin-image').getAttribute('src').slice(-40),
+                          aria: r.querySelector('.ba-twin-slider').getAttribute('aria-valuetext'),
+                          focus: document.activeElement.className, page: window.pageKeys.slice() }; }""")
+            s0 = state()
+            slider.focus()
+            expected = [("ArrowRight", "1"), ("ArrowRight", "2"), ("ArrowLeft", "1"), ("End", "4"), ("ArrowUp", "4"),
+                        ("Home", "0"), ("ArrowDown", "0"), ("PageUp", "1"), ("PageDown", "0")]
+            prev = s0
+            for key, value in expected:
+                slider.press(key)
+                now = state()
+                assert now["value"] == value, (key, now)
+                assert now["label"] == f"label {value}" == now["aria"], (key, now)
+                assert (now["src"] != prev["src"]) == (value != prev["value"]), key
+                assert now["focus"] == "ba-twin-slider", (key, now)  # focus did not jump to the heading
+                prev = now
+            assert prev["page"] == []  # no key reached the page's (JupyterLab's) shortcuts
+            assert s0["label"] == "label 0" and s0["aria"] == "label 0"
+        finally:
+            browser.close()
