@@ -132,7 +132,7 @@ def table2_spread_html(cells, datasets=("trec", "mnist", "breast_cancer")) -> st
                            f"{100 * r['test_acc']:.1f} ± {100 * r['test_acc_sd']:.1f}</td>")
             label = f"{NAMES[d]} (baseline {100 * rs[0]['baseline']:.1f})"
             body.append(f"<tr><td>{escape(label)}</td><td>{eta:g}</td>"
-                        f"<td>{'/'.join(str(s) for s in sorted(seeds))}</td>{''.join(tds)}</tr>")
+                        f"<td>{min(seeds)}{'' if len(seeds) == 1 else f'–{max(seeds)}'}</td>{''.join(tds)}</tr>")
     return (f"<table><thead><tr><th>data set (baseline %)</th><th>η</th><th>seeds</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
