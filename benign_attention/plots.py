@@ -639,6 +639,35 @@ def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=Tru
     return fig
 
 
+def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run"):
+    """Maps of the step from which every training label stays fitted
+    (:func:`~benign_attention.theory.fitting_step`), one panel per dict with ``x``, ``y``, ``steps``
+    ((len(x), len(y)), ``inf`` where never fitted), ``title``, ``xlabel``, ``ylabel`` and optional
+    ``xlog``. Shared logarithmic colour scale; cells not fitted within the run are grey."""
+    from matplotlib.colors import ListedColormap, LogNorm
+    from matplotlib.patches import Patch
+
+    fig, axes = _fig(len(panels), width=4.4, height=3.6)
+    finite = np.concatenate([np.ravel(p["steps"])[np.isfinite(np.ravel(p["steps"]))] for p in panels])
+    norm = LogNorm(vmin=max(float(finite.min()), 1.0), vmax=float(finite.max()))
+    for ax, p in zip(axes[0], panels):
+        x, y, st = (np.asarray(p[k], float) for k in ("x", "y", "steps"))
+        ex = np.exp(_edges(np.log(x))) if p.get("xlog") else _edges(x)
+        ey = _edges(y)
+        ax.pcolormesh(ex, ey, np.where(np.isfinite(st), np.nan, 0.0).T, cmap=ListedColormap(["0.65"]),
+                      shading="flat")
+        im = ax.pcolormesh(ex, ey, np.where(np.isfinite(st), st, np.nan).T, cmap="viridis", norm=norm,
+                           shading="flat")
+        ax.set(title=p.get("title"), xlabel=p["xlabel"], ylabel=p["ylabel"], xlim=(ex[0], ex[-1]),
+               ylim=(ey[0], ey[-1]))
+        if p.get("xlog"):
+            ax.set_xscale("log")
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.9, label="step: all labels fitted")
+    legend_below(fig, [Patch(color="0.65", label=unfitted_label)], ncol=1)
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
 def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
     one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label)."""

@@ -11,7 +11,7 @@ from .validation import ArgumentTypeError, check_array, check_int, check_number,
 
 __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_query",
            "analytic_gradients", "classify_regime", "fit_exponential_time", "REGIMES", "DIVERGED",
-           "snr_upper_order", "snr_lower_order"]
+           "snr_upper_order", "snr_lower_order", "fitting_step"]
 
 REGIMES = ("not overfitting", "benign", "harmful")
 #: What :func:`classify_regime` returns for a run whose accuracies are NaN (it diverged): the name
@@ -274,3 +274,17 @@ def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
 
 
 __all__ += ["fixed_attention_accuracy", "wrong_label_best_token", "existence_accuracies"]
+
+
+def fitting_step(steps, train_acc):
+    """First recorded step from which every observed training label stays fitted (train accuracy 1
+    at that record and all later ones); ``inf`` where the last record still has an unfitted label.
+
+    ``steps`` (E,) record steps, ``train_acc`` (..., E). Used in *The phase diagram* to tell "not
+    overfitting" apart from "not yet fitted"."""
+    steps, acc = np.asarray(steps, float), np.asarray(train_acc, float)
+    if acc.shape[-1] != steps.shape[0]:
+        raise ValueError(f"train_acc must end with the {steps.shape[0]} record steps, got shape {acc.shape}")
+    fitted = acc >= 1 - 1e-9
+    stays = np.flip(np.cumprod(np.flip(fitted, -1), -1), -1).astype(bool)  # fitted from here on
+    return np.where(stays[..., -1], steps[np.argmax(stays, -1)], np.inf)

@@ -4,9 +4,11 @@
     python scripts/pretrain_vit.py --dataset mnist # the ViT only
 
 * ``mnist``: a ViT (patch 7 → 16 patch tokens + [CLS], width 64, 4 layers, 4 heads, MLP 128,
-  pre-norm) trained from scratch on the clean **pretraining** split (5000 of the 10,000 MNIST test
-  images, seeded split of ``benign_attention.realdata.data.split_data``) with AdamW (lr 2e-3,
-  weight decay 0.05, cosine schedule, batch 128, 40 epochs, random shifts of ±2 pixels), seed 0.
+  pre-norm) trained from scratch on the **digits 0-4** of the clean pretraining part (5000 of the
+  10,000 MNIST test images, seeded split of ``benign_attention.realdata.data.split_data``; the digit
+  cut is ``benign_attention.realdata.data.task_split``) with AdamW (lr 2e-3, weight decay 0.05,
+  cosine schedule, batch 128, 60 epochs, random shifts of ±2 pixels), seed 0. The chapter's
+  experiment uses only digits 5-9, so the backbone never saw the classes it is fine-tuned on.
 * ``breast_cancer``: a tabular transformer (30 feature tokens + [CLS], width 32, 3 layers, 4 heads,
   MLP 64) on the 200-row pretraining split of scikit-learn's breast-cancer data (features
   standardised with that split's mean/std, stored beside the weights), full-batch AdamW (lr 3e-3,
@@ -16,8 +18,8 @@ Weights go to ``<name>.npz`` (no pickle) and a ``<name>.json`` with the config, 
 seconds, torch thread count and the accuracy reached on the split's held-out **test** part.
 The shipped weights (seed 0, torch 2.13 CPU, 2 threads on a shared 2-core machine) reached:
 
-* ViT on MNIST: 95.8% test accuracy (2000 held-out images; 97.8% on its 5000 training images),
-  164 s;
+* ViT on MNIST digits 0-4: 98.9% accuracy on the 1025 held-out images of those digits (99.4% on
+  its 2558 training images), 746 s (the machine was busy with other jobs at the time);
 * tabular transformer on breast cancer: 97.6% test accuracy (169 held-out rows), 10 s.
 
 The chapter prints these numbers from the json files.
@@ -34,12 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benign_attention.realdata.data import split_data
+from benign_attention.realdata.data import MNIST_PRETRAIN_DIGITS, task_split
 from benign_attention.realdata.models import Encoder, save_encoder
 
 OUT = Path(__file__).resolve().parents[1] / "benign_attention" / "realdata" / "weights"
 CONFIGS = {
-    "mnist": dict(kind="vit", num_classes=10, dim=64, depth=4, heads=4, mlp=128, patch=7),
+    "mnist": dict(kind="vit", num_classes=5, dim=64, depth=4, heads=4, mlp=128, patch=7),
     "breast_cancer": dict(kind="tabular", num_classes=2, dim=32, depth=3, heads=4, mlp=64, num_features=30),
 }
 NAMES = {"mnist": "vit_mnist", "breast_cancer": "tabular_breast_cancer"}
@@ -60,19 +62,20 @@ def accuracy(model, x, y):
 def pretrain(dataset: str, seed: int = 0, out: Path = OUT) -> dict:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    parts = split_data(dataset)
+    parts = task_split(dataset)
+    held_out = parts.get("pretrain_test", parts["test"])  # MNIST: digits 0-4 of the test part
     extra = {}
     if dataset == "mnist":
         x = torch.as_tensor(parts["pretrain"].x, dtype=torch.float32) / 255.0
-        xt = torch.as_tensor(parts["test"].x, dtype=torch.float32) / 255.0
-        epochs, batch, lr = 40, 128, 2e-3
+        xt = torch.as_tensor(held_out.x, dtype=torch.float32) / 255.0
+        epochs, batch, lr = 60, 128, 2e-3
     else:
         mean, std = parts["pretrain"].x.mean(0), parts["pretrain"].x.std(0) + 1e-8
         extra = {"mean": mean, "std": std}
         x = torch.as_tensor((parts["pretrain"].x - mean) / std, dtype=torch.float32)
-        xt = torch.as_tensor((parts["test"].x - mean) / std, dtype=torch.float32)
+        xt = torch.as_tensor((held_out.x - mean) / std, dtype=torch.float32)
         epochs, batch, lr = 300, len(x), 3e-3
-    y, yt = torch.as_tensor(parts["pretrain"].y), torch.as_tensor(parts["test"].y)
+    y, yt = torch.as_tensor(parts["pretrain"].y), torch.as_tensor(held_out.y)
     model = Encoder(**CONFIGS[dataset])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * math.ceil(len(x) / batch)
@@ -97,6 +100,8 @@ def pretrain(dataset: str, seed: int = 0, out: Path = OUT) -> dict:
             "pretrain_size": len(x), "train_accuracy": accuracy(model, x, y),
             "test_size": len(xt), "test_accuracy": accuracy(model, xt, yt),
             "script": "scripts/pretrain_vit.py"}
+    if dataset == "mnist":
+        meta["pretrain_digits"] = list(MNIST_PRETRAIN_DIGITS)
     out.mkdir(parents=True, exist_ok=True)
     save_encoder(model, out / f"{NAMES[dataset]}.npz", extra)
     (out / f"{NAMES[dataset]}.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -107,6 +107,20 @@ def test_real_mnist_verifies():
     np.testing.assert_array_equal(parts["test"].y, rd.split_data("mnist")["test"].y)  # seeded
 
 
+@needs_mnist
+def test_mnist_task_split_keeps_pretraining_and_experiment_digits_apart():
+    raw, parts = rd.split_data("mnist"), rd.task_split("mnist")
+    assert set(raw["pretrain"].y[np.isin(raw["pretrain"].y, rd.MNIST_PRETRAIN_DIGITS)]) == set(range(5))
+    assert set(parts["pretrain"].y.tolist()) == set(parts["pretrain_test"].y.tolist()) == set(range(5))
+    for k in ("finetune", "test"):  # digits 5-9 relabelled 0-4, same images in the same order
+        keep = raw[k].y >= 5
+        np.testing.assert_array_equal(parts[k].y, raw[k].y[keep] - 5)
+        np.testing.assert_array_equal(parts[k].x, raw[k].x[keep])
+    assert len(parts["pretrain"]) + len(parts["finetune"]) + len(parts["test"]) + len(parts["pretrain_test"]) \
+        == 10000 - int((raw["pretrain"].y >= 5).sum()) - int((raw["finetune"].y < 5).sum())
+    assert rd.task_split("breast_cancer")["test"].y.tolist() == rd.split_data("breast_cancer")["test"].y.tolist()
+
+
 @needs_trec
 def test_real_trec_verifies():
     t = rd.load_trec()
@@ -292,3 +306,21 @@ def test_single_token_probe_and_uniform_attention(breast):
     torch.testing.assert_close(after_attention(breast.pool.x[:, 0], ctx, breast.layer), out)
     r = ft.single_token_probe(breast, num=50)
     assert 0 <= r["can_flip"] <= 1 and 1 <= r["distinct_classes"] <= 2 and r["tokens"] == 31
+
+
+def test_seed_spread_and_paired_noise_cost():
+    from benign_attention.realdata import report
+
+    def cell(n, eta, seed, acc, loss=0.1):
+        return dict(dataset="trec", n=n, eta=eta, seed=seed, baseline=0.7,
+                    final=dict(test_acc=acc, train_loss=loss))
+    cells = [cell(20, 0.0, 0, 0.80), cell(20, 0.0, 1, 0.90), cell(20, 0.2, 0, 0.70), cell(20, 0.2, 1, 0.85),
+             cell(20, 0.2, 2, 0.5)]  # seed 2 has no clean partner: left out of the cost
+    spread = {(r["n"], r["eta"]): r for r in report.seed_spread(cells)}
+    assert spread[20, 0.0]["seeds"] == 2 and spread[20, 0.0]["test_acc_sd"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    (cost,) = report.noise_cost(cells)
+    assert cost["seeds"] == 2 and cost["costs"] == pytest.approx([10.0, 5.0])
+    assert (cost["min"], cost["max"], cost["mean"]) == pytest.approx((5.0, 10.0, 7.5))
+    html = report.noise_cost_html([cost], paper={"trec": {20: 2.2}})
+    assert "7.5 ± 3.5 [5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
+    assert "± " in report.table2_spread_html(cells)

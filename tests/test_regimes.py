@@ -47,3 +47,16 @@ def test_large_signal_ignores_noisy_samples_early():
         assert r.final("train_clean_acc") == 1.0
         attn = r.final("attn_noisy")
         assert attn[0] > 0.5 and attn[0] == attn.max()  # noisy samples still look at x_1
+
+
+def test_fitting_step_is_the_step_from_which_labels_stay_fitted():
+    from benign_attention import theory
+
+    steps = [0, 10, 100, 1000]
+    acc = [[0.8, 1.0, 0.95, 1.0],   # fits, unfits, fits again: counts from 1000
+           [0.8, 0.9, 1.0, 1.0],    # from 100
+           [1.0, 1.0, 1.0, 0.95],   # unfitted at the end
+           [1.0, 1.0, 1.0, 1.0]]    # from the start
+    np.testing.assert_array_equal(theory.fitting_step(steps, acc), [1000, 100, np.inf, 0])
+    with pytest.raises(ValueError, match="record steps"):
+        theory.fitting_step(steps, [1.0, 1.0])

@@ -213,6 +213,31 @@ def split_data(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
             "test": full.take(perm[a + b :])}
 
 
+#: MNIST digits the small ViT is pretrained on. The fine-tuning experiment uses the other five digits
+#: (5-9, relabelled 0-4), so the backbone has never been trained on the classes it is tested on.
+MNIST_PRETRAIN_DIGITS = (0, 1, 2, 3, 4)
+
+
+def task_split(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
+    """The parts the chapter *Benign overfitting in pretrained transformers* uses.
+
+    For MNIST, :func:`split_data`'s parts are cut by digit: ``pretrain`` keeps digits 0-4 of the
+    pretraining part and ``pretrain_test`` digits 0-4 of the test part (to measure the pretraining);
+    ``finetune`` and ``test`` keep digits 5-9, relabelled 0-4. The pretraining task and the
+    experiment therefore share no class. Other data sets: :func:`split_data` unchanged.
+    """
+    parts = split_data(dataset, root, seed)
+    if dataset != "mnist":
+        return parts
+    pre = np.isin(parts["pretrain"].y, MNIST_PRETRAIN_DIGITS)
+    out = {"pretrain": parts["pretrain"].take(np.flatnonzero(pre)),
+           "pretrain_test": parts["test"].take(np.flatnonzero(np.isin(parts["test"].y, MNIST_PRETRAIN_DIGITS)))}
+    for k in ("finetune", "test"):
+        keep = parts[k].take(np.flatnonzero(~np.isin(parts[k].y, MNIST_PRETRAIN_DIGITS)))
+        out[k] = Split(keep.x, np.searchsorted(np.setdiff1d(np.arange(10), MNIST_PRETRAIN_DIGITS), keep.y))
+    return out
+
+
 def check_dataset(dataset: str, name: str = "dataset") -> str:
     """Return ``dataset`` if it names one of :data:`DATASETS`, else raise naming ``name``."""
     if not isinstance(dataset, str):

@@ -63,7 +63,8 @@ def plot_noise_sweep(rows, datasets=("trec", "mnist", "breast_cancer")):
 
 
 def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
-    """Mean max [CLS] attention of the training samples over epochs, for each η (mean over seeds)."""
+    """Mean max [CLS] attention of the training samples over epochs, for each η (mean over seeds,
+    band: min to max over seeds)."""
     cells = [c for c in cells if c["n"] == n]
     datasets = [d for d in datasets if any(c["dataset"] == d for c in cells)]
     fig, axes = plt.subplots(1, len(datasets), figsize=(min(3.6 * len(datasets), 7.2), 3.0), squeeze=False)
@@ -75,8 +76,10 @@ def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
         for k, eta in enumerate(sorted(by_eta)):
             cs = by_eta[eta]
             ep = np.array(cs[0]["history"]["epoch"])
-            att = np.mean([c["history"]["train_max_attention"] for c in cs], axis=0)
-            axes[0, j].plot(ep, att, color=f"C{k}", label=f"η = {eta:g}")
+            att = np.array([c["history"]["train_max_attention"] for c in cs])
+            axes[0, j].plot(ep, att.mean(0), color=f"C{k}", label=f"η = {eta:g}")
+            if len(cs) > 1:  # the seed spread: min to max over seeds
+                axes[0, j].fill_between(ep, att.min(0), att.max(0), color=f"C{k}", alpha=0.15, lw=0)
         axes[0, j].set_title(f"{NAMES[d]}\nn = {n}", fontsize=10)
         axes[0, j].set_xlabel("epoch")
     axes[0, 0].set_ylabel("mean max [CLS] attention")
@@ -84,3 +87,92 @@ def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
     legend_below(fig, ax=axes[0, 0])
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
+
+
+def _by_cell(cells):
+    """{(dataset, n, eta): {seed: cell}}."""
+    groups = defaultdict(dict)
+    for c in cells:
+        groups[(c["dataset"], c["n"], c["eta"])][c["seed"]] = c
+    return groups
+
+
+def seed_spread(cells) -> list[dict]:
+    """For each (dataset, n, eta): the number of seeds and mean and sample standard deviation
+    (ddof = 1; NaN for one seed) over seeds of the final training loss and test accuracy."""
+    rows = []
+    for (d, n, eta), by_seed in sorted(_by_cell(cells).items()):
+        row = dict(dataset=d, n=n, eta=eta, seeds=len(by_seed),
+                   baseline=next(iter(by_seed.values()))["baseline"])
+        for key in ("train_loss", "test_acc"):
+            v = np.array([c["final"][key] for c in by_seed.values()], float)
+            row[key], row[key + "_sd"] = float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
+        rows.append(row)
+    return rows
+
+
+def table2_spread_html(cells, datasets=("trec", "mnist", "breast_cancer")) -> str:
+    """Like :func:`table2_html`, with the seed spread: 'train loss ± sd, test acc % ± sd' for every
+    n, and the number of seeds of each row."""
+    rows = seed_spread(cells)
+    ns = sorted({r["n"] for r in rows})
+    head = "".join(f"<th>n = {n}</th>" for n in ns)
+    body = []
+    for d in datasets:
+        rs = [r for r in rows if r["dataset"] == d]
+        for eta in sorted({r["eta"] for r in rs}):
+            tds, seeds = [], set()
+            for n in ns:
+                r = next((r for r in rs if r["n"] == n and r["eta"] == eta), None)
+                if r is None:
+                    tds.append("<td>–</td>")
+                    continue
+                seeds.add(r["seeds"])
+                tds.append(f"<td>{r['train_loss']:.2f} ± {r['train_loss_sd']:.2f}, "
+                           f"{100 * r['test_acc']:.1f} ± {100 * r['test_acc_sd']:.1f}</td>")
+            label = f"{NAMES[d]} (baseline {100 * rs[0]['baseline']:.1f})"
+            body.append(f"<tr><td>{escape(label)}</td><td>{eta:g}</td>"
+                        f"<td>{min(seeds)}{'' if len(seeds) == 1 else f'–{max(seeds)}'}</td>{''.join(tds)}</tr>")
+    return (f"<table><thead><tr><th>data set (baseline %)</th><th>η</th><th>seeds</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def noise_cost(cells) -> list[dict]:
+    """Cost of label noise at the same n, paired by seed: test accuracy (points) of the eta = 0 run
+    minus that of the eta > 0 run with the same seed (same samples, same initial query/key).
+    Returns per (dataset, n, eta > 0) the per-seed costs and their mean, sd (ddof = 1), min, max."""
+    groups = _by_cell(cells)
+    rows = []
+    for (d, n, eta), by_seed in sorted(groups.items()):
+        clean = groups.get((d, n, 0.0), {})
+        seeds = sorted(s for s in by_seed if s in clean)
+        if eta == 0 or not seeds:
+            continue
+        cost = np.array([100 * (clean[s]["final"]["test_acc"] - by_seed[s]["final"]["test_acc"])
+                         for s in seeds])
+        rows.append(dict(dataset=d, n=n, eta=eta, seeds=len(seeds), costs=cost.tolist(),
+                         mean=float(cost.mean()), sd=float(cost.std(ddof=1)) if cost.size > 1 else float("nan"),
+                         min=float(cost.min()), max=float(cost.max())))
+    return rows
+
+
+def noise_cost_html(rows, eta=0.2, paper=None, datasets=("trec", "mnist", "breast_cancer")) -> str:
+    """Table of :func:`noise_cost` at one ``eta``: 'mean ± sd [min, max]' points for every n.
+    ``paper``: optional {dataset: {n: points}} shown in an extra row per data set."""
+    rows = [r for r in rows if r["eta"] == eta]
+    ns = sorted({r["n"] for r in rows})
+    head = "".join(f"<th>n = {n}</th>" for n in ns)
+    body = []
+    for d in datasets:
+        rs = {r["n"]: r for r in rows if r["dataset"] == d}
+        if not rs:
+            continue
+        tds = "".join("<td>–</td>" if n not in rs else
+                      f"<td>{rs[n]['mean']:.1f} ± {rs[n]['sd']:.1f} [{rs[n]['min']:.1f}, {rs[n]['max']:.1f}]"
+                      f" ({rs[n]['seeds']})</td>" for n in ns)
+        body.append(f"<tr><td>{escape(NAMES[d])}</td>{tds}</tr>")
+        if paper and d in paper:
+            tds = "".join(f"<td>{paper[d][n]:.1f}</td>" if n in paper[d] else "<td>–</td>" for n in ns)
+            body.append(f"<tr><td>{escape('paper, ' + NAMES[d].split(' (')[0])}</td>{tds}</tr>")
+    return (f"<table><thead><tr><th>cost of η = {eta:g} (points; seeds)</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
