@@ -254,14 +254,17 @@ def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
     """Train (observed and clean labels) and test accuracy of the existence construction for every
     memorisation weight in ``cs`` at once (scores are affine in c). ``clean=False`` memorises only
     the noisy samples' x_3 noise (drops the clean samples' x_1 noise from the query)."""
-    rho = ds.config.get("rho") if rho is None else rho
+    ds = _dataset(ds)
+    cs = _real("cs", cs)
+    if cs.ndim > 1:
+        raise ValueError(f"cs must be a number or a 1-d array of memorisation weights, got shape {cs.shape}")
+    rho = ds.config.get("rho") if rho is None else check_number("rho", rho, 0.0)
     base = existence_query(ds, 0.0, rho)
     memo = existence_query(ds, 1.0, rho) - base
     if not clean:
         sign = ds.y_clean[:, None] > 0
         eps1 = ds.X[:, 0] - np.where(sign, ds.mu_pos, ds.mu_neg)
         memo = memo - eps1[~ds.noisy].sum(0)
-    cs = np.asarray(cs, float)
     out = {}
     for name, X, labels in (("train", ds.X, {"acc": ds.y, "clean_acc": ds.y_clean}),
                             ("test", ds.X_test, {"acc": ds.y_test})):
@@ -282,8 +285,8 @@ def fitting_step(steps, train_acc):
 
     ``steps`` (E,) record steps, ``train_acc`` (..., E). Used in *The phase diagram* to tell "not
     overfitting" apart from "not yet fitted"."""
-    steps, acc = np.asarray(steps, float), np.asarray(train_acc, float)
-    if acc.shape[-1] != steps.shape[0]:
+    steps, acc = _real("steps", steps), _real("train_acc", train_acc, finite=False)
+    if steps.ndim != 1 or acc.ndim < 1 or acc.shape[-1] != steps.shape[0]:
         raise ValueError(f"train_acc must end with the {steps.shape[0]} record steps, got shape {acc.shape}")
     fitted = acc >= 1 - 1e-9
     stays = np.flip(np.cumprod(np.flip(fitted, -1), -1), -1).astype(bool)  # fitted from here on

@@ -460,6 +460,21 @@ raises("sweeps.save_npz_atomic", lambda e: sweeps.save_npz_atomic(e.tmp / "x.npz
 ok("sweeps.load_npz_verified", lambda e: sweeps.load_npz_verified(e.tmp / "missing.npz", "{}"), lambda v: v is None)
 
 # --- theory
+raises("theory.fixed_attention_accuracy", lambda e: theory.fixed_attention_accuracy([0.5, 0.5], 0.1, 20), V, "weights")
+raises("theory.fixed_attention_accuracy", lambda e: theory.fixed_attention_accuracy([0.5, 0.25, 0.25], -1, 20), V, "rho")
+ok("theory.fixed_attention_accuracy", lambda e: theory.fixed_attention_accuracy(np.full(8, 1 / 8), 0.1, 5.0),
+   lambda x: abs(x - 0.5 * (1 + __import__("math").erf(5.0 / 4 / 2 ** 0.5))) < 1e-12)
+raises("theory.wrong_label_best_token", lambda e: theory.wrong_label_best_token(0.1, 20, T=2), V, "T")
+raises("theory.wrong_label_best_token", lambda e: theory.wrong_label_best_token(0.1, -20, T=8), V, "signal_norm")
+ok("theory.wrong_label_best_token", lambda e: theory.wrong_label_best_token(0.1, 20, T=8),
+   lambda p: abs(sum(p.values()) - 1) < 1e-6 and p["x3"] > p["x2"])
+raises("theory.existence_accuracies", lambda e: theory.existence_accuracies(None, [0.1]), T, "ds")
+raises("theory.existence_accuracies", lambda e: theory.existence_accuracies(DS(), [[0.1]]), V, "cs")
+raises("theory.existence_accuracies", lambda e: theory.existence_accuracies(DS(), [np.nan]), V, "cs")
+raises("theory.fitting_step", lambda e: theory.fitting_step([0, 10], [[1, 1, 1]]), V, "train_acc")
+raises("theory.fitting_step", lambda e: theory.fitting_step([[0, 10]], [1, 1]), V, "train_acc")
+ok("theory.fitting_step", lambda e: theory.fitting_step([0, 10, 20], [[0.8, 1, 1], [1, 0.9, 1], [1, 1, 0.9]]),
+   lambda x: list(x[:2]) == [10, 20] and np.isinf(x[2]))
 raises("theory.snr", lambda e: theory.snr(-1, 100), V, "signal_norm")
 raises("theory.snr", lambda e: theory.snr(10, 0), V, "d")
 raises("theory.snr", lambda e: theory.snr(10, 100, sigma=0), V, "sigma")
@@ -581,6 +596,8 @@ raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, 3, see
 ok("realdata.data.flip_labels", lambda e: rd.flip_labels(np.arange(6) % 3, np.float32(0.0), np.int64(3)),
    lambda r: np.array_equal(r[0], np.arange(6) % 3) and not r[1].any())
 raises("realdata.data.split_data", lambda e: rd.split_data("cifar"), V, "dataset")
+raises("realdata.data.task_split", lambda e: rd.task_split("cifar"), V, "dataset")
+raises("realdata.data.task_split", lambda e: rd.task_split("breast_cancer", seed=-1), V, "seed")
 raises("realdata.data.split_data", lambda e: rd.split_data("breast_cancer", seed=-1), V, "seed")
 raises("realdata.data.check_dataset", lambda e: rd.check_dataset(5), T, "dataset")
 raises("realdata.data.Split.take", lambda e: rd.load_breast_cancer().take([100_000]), V, "idx")
