@@ -156,22 +156,26 @@ def _copy_repository(dest: Path) -> Path:
 
 # A notebook driver that runs outside the environment under test, as Colab's and JupyterLab's
 # front ends do: nbclient here, the kernel in that environment (a kernelspec naming its python).
-# A last cell reports the kernel's sys.prefix, so the test sees which environment ran.
+# A last cell reports the kernel's sys.prefix and where it imported the package from, so the test
+# sees which environment ran and which copy of the package the chapter used.
 DRIVER = r"""
 import sys, nbformat
 from nbclient import NotebookClient
 src, out, kernel, timeout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 nb = nbformat.read(src, as_version=4)
-nb.cells.append(nbformat.v4.new_code_cell("import sys; print('KERNEL_PREFIX=' + sys.prefix)"))
+nb.cells.append(nbformat.v4.new_code_cell(
+    "import sys; print('KERNEL_PREFIX=' + sys.prefix); "
+    "print('PACKAGE=' + getattr(sys.modules.get('benign_attention'), '__file__', 'not imported'))"))
 NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=False,
                resources={"metadata": {"path": "."}}).execute()
 nbformat.write(nb, out)
 """
 
 
-def _execute(notebook: Path, python: Path, workdir: Path, env: dict, timeout=NB_TIMEOUT) -> dict:
+def _execute(notebook: Path, python: Path, workdir: Path, env: dict, timeout=NB_TIMEOUT):
     """Run ``notebook`` (in ``workdir``) on a kernel of the venv whose interpreter is ``python``;
-    returns the executed notebook (a dict) after checking which environment ran it."""
+    returns the executed notebook (a dict) and the path the kernel imported ``benign_attention``
+    from, after checking which environment ran it."""
     specs = workdir.parent / f"kernelspecs-{python.parent.parent.name}"
     spec = specs / "kernels" / "under-test"
     spec.mkdir(parents=True, exist_ok=True)
@@ -181,14 +185,13 @@ def _execute(notebook: Path, python: Path, workdir: Path, env: dict, timeout=NB_
     out = workdir / (notebook.stem + ".executed.ipynb")
     env = dict(env, JUPYTER_PATH=str(specs), JUPYTER_RUNTIME_DIR=str(workdir.parent / "runtime"))
     # The driver itself runs in the test runner's environment (nbclient), from ``workdir``.
-    env["PATH"] = f"{python.parent}{os.pathsep}{env['PATH']}"
     _run([sys.executable, "-c", DRIVER, notebook.name, out.name, "under-test", timeout], cwd=workdir,
          env=env, timeout=timeout + 120)
     nb = json.loads(out.read_text(encoding="utf-8"))
     report = "".join("".join(o.get("text", "")) for o in nb["cells"][-1].get("outputs", []))
     assert f"KERNEL_PREFIX={python.parent.parent}" in report, f"the kernel was not the venv's: {report!r}"
     nb["cells"].pop()
-    return nb
+    return nb, report.split("PACKAGE=", 1)[1].strip()
 
 
 def _outputs(nb: dict, kind: str) -> list:
@@ -279,7 +282,9 @@ def binder(tmp_path_factory):
     (stage / "requirements.txt").write_text("\n".join(l for l in lines if l != f"--extra-index-url {CPU_INDEX}") + "\n")
     t0 = time.time()
     python = _venv(tmp / "env")
-    _run([python, "-m", "pip", "install", "-q", "-r", "requirements.txt"], cwd=stage, env=_venv_env(python))
+    # (--no-compile: byte-compiling every installed module is most of pip's time and changes nothing)
+    _run([python, "-m", "pip", "install", "-q", "--no-compile", "-r", "requirements.txt"], cwd=stage,
+         env=_venv_env(python))
     times["environment"] = time.time() - t0
     # 2. The repository arrives; postBuild runs from its root with the environment first on PATH.
     repo = _copy_repository(tmp / "repo")
@@ -296,12 +301,11 @@ def test_binder_environment_then_postbuild_runs_a_chapter(binder):
     assert installed, f"postBuild installed nothing:\n{log[-2000:]}"
     extra = [p for p in installed[-1].split() if not p.startswith("benign-attention-")]
     assert not extra, f"postBuild installed more than the package (add them to environment.yml): {extra}"
-    where = _run([python, "-c", "import benign_attention, jupytext, jupyterlab_myst, transformers; "
-                  "print(benign_attention.__file__)"], cwd=repo / "book", env=_venv_env(python))
-    assert str(repo / "benign_attention") in where, f"the package does not come from the repository: {where}"
+    _run([python, "-c", "import jupytext, jupyterlab_myst, ipykernel"], cwd=repo, env=_venv_env(python))
     t0 = time.time()
-    nb = _execute(repo / "book" / f"{SYNTHETIC}.ipynb", python, repo / "book", _venv_env(python))
+    nb, package = _execute(repo / "book" / f"{SYNTHETIC}.ipynb", python, repo / "book", _venv_env(python))
     _check_executed(nb, SYNTHETIC)
+    assert package.startswith(str(repo / "benign_attention")), f"the chapter imported {package}"
     print(f"binder: environment {times['environment']:.0f} s, postBuild {times['postBuild']:.0f} s, "
           f"{SYNTHETIC} {time.time() - t0:.0f} s")
 
@@ -365,7 +369,8 @@ def colab(dists, tmp_path_factory):
     t0 = time.time()
     python = _venv(tmp / "env")
     env = _venv_env(python)
-    _run([python, "-m", "pip", "install", "-q", f"torch=={_torch_version()}", "ipykernel"], cwd=tmp, env=env)
+    _run([python, "-m", "pip", "install", "-q", "--no-compile", f"torch=={_torch_version()}", "ipykernel"],
+         cwd=tmp, env=env)
     args = [re.sub(r"@ git\+https://\S+", f"@ {wheel.as_uri()}", a) for a in _colab_pip_args()]
     assert any(wheel.as_uri() in a for a in args)
     _run([python, "-m", "pip", *args], cwd=tmp, env=env)
@@ -403,8 +408,9 @@ def test_colab_runs_a_chapter_from_a_temporary_directory(colab, chapter, tmp_pat
     work.mkdir()
     shutil.copy(BOOK / f"{chapter}.ipynb", work)
     t0 = time.time()
-    nb = _execute(work / f"{chapter}.ipynb", python, work, env)
+    nb, package = _execute(work / f"{chapter}.ipynb", python, work, env)
     _check_executed(nb, chapter)
+    assert package.startswith(str(python.parent.parent / "lib")), f"the chapter imported {package}, not the wheel"
     print(f"colab: install {install_seconds:.0f} s, {chapter} {time.time() - t0:.0f} s")
 
 
