@@ -57,7 +57,7 @@ help:
 	@echo "make test   unit tests, chapter notebooks (nbmake), book build, browser tests"
 	@echo "make shots  screenshot every page of the existing _build/html (run make book first; it does not"
 	@echo "            build) full length at 1280 and 390 px -> artifacts/shots/<page>-<width>.png"
-	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb)"
+	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb), clear notebook outputs"
 	@echo "make bench  run benchmarks/*.py"
 	@echo "make venv   create .venv and install torch, then the package with extras book,test,realdata"
 	@echo "make clean  remove build outputs (make distclean also removes .venv and vendored JS)"
@@ -72,6 +72,8 @@ $(STAMP): pyproject.toml
 	    $(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS); \
 	 fi
 	$(PY) -m pip install -e ".[book,test,realdata]"
+	@# JupyterLab from this venv saves the paired chapter notebooks without outputs (README).
+	$(PY) -m benign_attention._jupyter_hooks --install-config
 	@touch $@
 
 vendor: $(VENDOR_STAMP)
@@ -118,6 +120,7 @@ sync: venv
 	   [ -e "$${nb%.ipynb}.md" ] || $(BIN)/jupytext --set-formats ipynb,md:myst "$$nb"; done
 	@chapters="$$(grep -l '^kernelspec:' book/*.md 2>/dev/null || true)"; \
 	 if [ -z "$$chapters" ]; then echo "no chapters to sync"; else $(BIN)/jupytext --sync $$chapters; fi
+	@shopt -s nullglob; nbs=(book/*.ipynb); [ $${#nbs[@]} -eq 0 ] || $(PY) -m benign_attention._jupyter_hooks "$${nbs[@]}"
 
 bench: venv
 	@shopt -s nullglob; files=(benchmarks/*.py); \
