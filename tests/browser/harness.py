@@ -107,15 +107,28 @@ def serve(directory: Path):
 def launch_chromium(scrollbars: bool = False):
     """Headless Debian chromium. Playwright hides scrollbars in headless mode; ``scrollbars=True``
     shows them (as a desktop browser with classic scrollbars would), for screenshots."""
-    from playwright.sync_api import sync_playwright
+    browser = _playwright().chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                            ignore_default_args=["--hide-scrollbars"] if scrollbars else None)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                                     ignore_default_args=["--hide-scrollbars"] if scrollbars else None)
-        try:
-            yield browser
-        finally:
-            browser.close()
+
+_PLAYWRIGHT = []
+
+
+def _playwright():
+    """One Playwright driver per process: its sync API refuses a second one while the first runs,
+    and the page tests, the JupyterLab tests and the install tests each open browsers."""
+    if not _PLAYWRIGHT:
+        import atexit
+
+        from playwright.sync_api import sync_playwright
+
+        _PLAYWRIGHT.append(sync_playwright().start())
+        atexit.register(_PLAYWRIGHT[0].stop)
+    return _PLAYWRIGHT[0]
 
 
 @dataclass
