@@ -1,0 +1,205 @@
+"""The paper's appendix model: a one-layer transformer encoder with every parameter trained.
+
+The architecture (chapter *A full transformer encoder*):
+
+* a learnable [CLS] token ``cls`` (initialised N(0, 1)) is prepended to the T data tokens;
+* pre-norm single-head attention: ``ln1`` -> one bias-free linear map ``qkv`` (d -> 3d) to q, k, v ->
+  scores q.k / sqrt(d) -> softmax over all T + 1 tokens -> softmax . v, added to the residual stream;
+* a pre-norm feed-forward block ``ln2`` -> ``fc1`` (d -> mlp_dim) -> GELU -> ``fc2`` (mlp_dim -> d),
+  added to the residual stream;
+* a final LayerNorm ``ln_f`` and a linear head ``head`` (with bias) on the [CLS] position.
+
+It is built twice on the same parameters:
+
+* :class:`EncoderReference` is that architecture literally (every position through every block),
+  O(n (T+1) (3 d^2 + 2 d mlp_dim)) per step;
+* :func:`fast_forward` computes only what reaches the loss: the [CLS] position. Its query
+  ``q = W_q LN(cls)`` is the same for every sample, the data-token scores are
+  ``LN(x_t) . (W_k^T q) / sqrt(d)``, and the value is ``W_v (sum_t s_t LN(x_t))`` - one d x d product
+  per sample instead of one per token. O(d^2 + n (d^2 + 2 d mlp_dim) + n T d) per step. Autograd
+  follows the same contraction order, so gradients are cheap too.
+
+:func:`train_encoder` trains either path with full-batch SGD on the logistic loss, as the paper does.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .validation import check_choice, check_dtype, check_int, check_number
+
+__all__ = ["EncoderReference", "fast_forward", "make_encoder", "train_encoder", "EncoderRun",
+           "step_flops"]
+
+
+class EncoderReference(nn.Module):
+    """The one-layer encoder, literally: every position goes through every block.
+
+    ``forward(X)`` takes X of shape (n, T, d) and returns ``(logits (n,), attention (n, T + 1, T + 1))``
+    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens)."""
+
+    def __init__(self, d, mlp_dim=2000):
+        super().__init__()
+        d = check_int("d", d, low=1)
+        mlp_dim = check_int("mlp_dim", mlp_dim, low=1)
+        self.d, self.mlp_dim = d, mlp_dim
+        self.cls = nn.Parameter(torch.randn(d))
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, mlp_dim)
+        self.fc2 = nn.Linear(mlp_dim, d)
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 1)
+
+    def forward(self, X):
+        n = X.shape[0]
+        Z = torch.cat([self.cls.expand(n, 1, self.d), X], dim=1)        # (n, T+1, d)
+        q, k, v = self.qkv(self.ln1(Z)).chunk(3, dim=-1)                   # each (n, T+1, d)
+        A = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.d), dim=-1)  # (n, T+1, T+1)
+        Z = Z + A @ v
+        Z = Z + self.fc2(F.gelu(self.fc1(self.ln2(Z))))
+        logits = self.head(self.ln_f(Z))[:, 0, 0]                          # the [CLS] position
+        return logits, A
+
+
+def _ln(m, x):
+    return F.layer_norm(x, (x.shape[-1],), m.weight, m.bias, m.eps)
+
+
+def fast_forward(model, X):
+    """The same function as ``model(X)`` on the [CLS] position only, in the cheaper contraction order.
+
+    Returns ``(logits (n,), cls_attention (n, T + 1))``: the [CLS] row of the attention (position 0
+    is [CLS] itself)."""
+    if not isinstance(model, EncoderReference):
+        raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
+    d = model.d
+    W = model.qkv.weight
+    Wq, Wk, Wv = W[:d], W[d:2 * d], W[2 * d:]
+    h0 = _ln(model.ln1, model.cls)                   # (d,)   LN of [CLS], the same for every sample
+    H = _ln(model.ln1, X)                            # (n, T, d)
+    q = Wq @ h0                                      # (d,)   the one query that reaches the loss
+    kq = Wk.t() @ q / math.sqrt(d)                   # (d,)   W_k^T q / sqrt(d)
+    scores = torch.cat([(h0 @ kq).expand(X.shape[0], 1), H @ kq], dim=1)   # (n, T+1)
+    s = torch.softmax(scores, dim=-1)
+    pooled = s[:, :1] * h0 + torch.einsum("nt,ntd->nd", s[:, 1:], H)      # sum_t s_t LN(z_t)
+    z = model.cls + pooled @ Wv.t()                                       # (n, d)
+    z = z + model.fc2(F.gelu(model.fc1(_ln(model.ln2, z))))
+    logits = model.head(_ln(model.ln_f, z))[:, 0]
+    return logits, s
+
+
+def make_encoder(d, mlp_dim=2000, seed=0, dtype="float32"):
+    """An :class:`EncoderReference` with PyTorch's default initialisation drawn from ``seed``
+    (in float64, then cast, so that float32 and float64 models start from the same numbers). The
+    global torch random state is left untouched."""
+    seed = check_int("seed", seed, low=0)
+    dtype = check_dtype("dtype", dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        prev = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            model = EncoderReference(d, mlp_dim)
+        finally:
+            torch.set_default_dtype(prev)
+    return model.to(dtype)
+
+
+def step_flops(n, T, d, mlp_dim, path="fast"):
+    """Multiply-adds of one forward pass on the training set (the backward costs about twice that).
+
+    reference: n (T+1) (3 d^2 + 2 d mlp_dim) + 2 n (T+1)^2 d;
+    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes)."""
+    n, T, d, mlp_dim = (check_int(k, v, low=1) for k, v in (("n", n), ("T", T), ("d", d), ("mlp_dim", mlp_dim)))
+    path = check_choice("path", path, ("fast", "reference"))
+    if path == "reference":
+        return n * (T + 1) * (3 * d * d + 2 * d * mlp_dim) + 2 * n * (T + 1) ** 2 * d
+    return 2 * d * d + n * (d * d + 2 * d * mlp_dim) + 3 * n * T * d
+
+
+@dataclass
+class EncoderRun:
+    """History of one training run: ``steps`` (E,) and ``history`` with ``train_loss``,
+    ``train_acc`` (observed labels), ``train_clean_acc``, ``test_loss``, ``test_acc`` (E,),
+    ``train_attention`` (E, n, T) the [CLS] row over the data tokens, ``test_attention`` (E, T) its
+    mean over test samples; ``seconds`` the wall time; ``config`` the knobs."""
+
+    steps: np.ndarray
+    history: dict
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+    def final(self, key):
+        return self.history[key][-1]
+
+
+def _forward(model, X, path):
+    if path == "fast":
+        return fast_forward(model, X)
+    logits, A = model(X)
+    return logits, A[:, 0]
+
+
+def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0, dtype="float32",
+                  path="fast", test_every=None):
+    """Full-batch SGD on every parameter of the encoder (logistic loss on the observed labels).
+
+    ``ds`` a :class:`~benign_attention.data.Dataset`; records every ``record_every`` steps (and the
+    last) the training metrics and attention, and the test metrics every ``test_every`` steps
+    (default ``record_every``; NaN in between). ``path`` 'fast' or 'reference' (same numbers)."""
+    from .engines import check_dataset
+    ds = check_dataset("ds", ds)
+    steps = check_int("steps", steps, low=0)
+    lr = check_number("lr", lr, low=0, low_open=True)
+    record_every = check_int("record_every", record_every, low=1)
+    test_every = record_every if test_every is None else check_int("test_every", test_every, low=1)
+    path = check_choice("path", path, ("fast", "reference"))
+    tdt = check_dtype("dtype", dtype)
+    dtype_name = str(tdt).replace("torch.", "")
+    model = make_encoder(ds.d, mlp_dim, seed, dtype_name)
+    X, y = torch.tensor(np.asarray(ds.X), dtype=tdt), torch.tensor(np.asarray(ds.y), dtype=tdt)
+    y_clean = torch.tensor(np.asarray(ds.y_clean), dtype=tdt)
+    has_test = ds.X_test is not None
+    if has_test:
+        Xt, yt = torch.tensor(np.asarray(ds.X_test), dtype=tdt), torch.tensor(np.asarray(ds.y_test), dtype=tdt)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    keys = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc")
+    hist = {k: [] for k in keys + ("train_attention", "test_attention")}
+    rec = []
+    start = time.perf_counter()
+    for step in range(steps + 1):
+        logits, s = _forward(model, X, path)
+        loss = F.softplus(-y * logits).mean()
+        if step % record_every == 0 or step == steps:
+            rec.append(step)
+            with torch.no_grad():
+                hist["train_loss"].append(loss.item())
+                hist["train_acc"].append((torch.sign(logits) == y).to(tdt).mean().item())
+                hist["train_clean_acc"].append((torch.sign(logits) == y_clean).to(tdt).mean().item())
+                hist["train_attention"].append(s[:, 1:].detach().double().numpy().copy())
+                if has_test and (step % test_every == 0 or step == steps):
+                    lt, st = fast_forward(model, Xt)
+                    hist["test_loss"].append(F.softplus(-yt * lt).mean().item())
+                    hist["test_acc"].append((torch.sign(lt) == yt).to(tdt).mean().item())
+                    hist["test_attention"].append(st[:, 1:].mean(0).double().numpy())
+                else:
+                    hist["test_loss"].append(np.nan)
+                    hist["test_acc"].append(np.nan)
+                    hist["test_attention"].append(np.full(ds.T, np.nan))
+        if step == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - start
+    history = {k: np.asarray(v, float) for k, v in hist.items()}
+    config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
+    return EncoderRun(np.asarray(rec), history, seconds, config)
