@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from .validation import check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "make_encoder", "train_encoder", "EncoderRun",
-           "step_flops"]
+           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid"]
 
 
 class EncoderReference(nn.Module):
@@ -82,7 +82,7 @@ def fast_forward(model, X):
         raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
     d = model.d
     W = model.qkv.weight
-    Wq, Wk, Wv = W[:d], W[d:2 * d], W[2 * d:]
+    Wq, Wk, Wv = W.view(3, d, d).unbind(0)       # one gradient buffer for W, not three zero-padded ones
     h0 = _ln(model.ln1, model.cls)                   # (d,)   LN of [CLS], the same for every sample
     H = _ln(model.ln1, X)                            # (n, T, d)
     q = Wq @ h0                                      # (d,)   the one query that reaches the loss
@@ -203,3 +203,98 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
     history = {k: np.asarray(v, float) for k, v in hist.items()}
     config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
     return EncoderRun(np.asarray(rec), history, seconds, config)
+
+
+# --- Figures (chapter *A full transformer encoder*) ---------------------------------------------
+
+
+def attention_by_type(run, mask):
+    """(E, 5) mean over the training samples in ``mask`` of the [CLS] attention on x_1, x_2, x_3, on
+    all irrelevant tokens together, and on [CLS] itself (1 minus the rest)."""
+    A = np.asarray(run.history["train_attention"], float)[:, np.asarray(mask, bool)]   # (E, k, T)
+    groups = np.concatenate([A[..., :3], A[..., 3:].sum(-1, keepdims=True)], -1).mean(1)
+    return np.concatenate([groups, 1 - groups.sum(-1, keepdims=True)], -1)
+
+
+def dynamics_figure(settings):
+    """``settings``: {title: (run, ds)}. Columns: settings. Rows: mean [CLS] attention of the clean
+    and of the noisy training samples by token type; train (observed labels) and test accuracy;
+    train and test loss (log scale)."""
+    import matplotlib.pyplot as plt
+    from .plots import TOKEN_COLORS, TOKEN_GROUPS, TOKEN_LABELS, _fig, legend_below
+    fig, axes = _fig(len(settings), 4, width=2.4, height=1.75)
+    for c, (title, (run, ds)) in enumerate(settings.items()):
+        x = run.steps
+        for r, noisy in enumerate((False, True)):
+            ax = axes[r, c]
+            att = attention_by_type(run, ds.noisy == noisy)
+            for g, name in enumerate(TOKEN_GROUPS):
+                ax.plot(x, att[:, g], color=TOKEN_COLORS[name], label=TOKEN_LABELS[name])
+            ax.plot(x, att[:, 4], color="k", ls=":", label="[CLS] itself")
+            ax.set(ylim=(-0.03, 1.03), title=title if r == 0 else None)
+        ax = axes[2, c]
+        ax.plot(x, run.history["train_acc"], color="k", label="train (observed labels)")
+        t = np.isfinite(run.history["test_acc"])
+        ax.plot(x[t], run.history["test_acc"][t], color="#ff7f0e", label="test")
+        ax.set(ylim=(0.4, 1.03))
+        ax = axes[3, c]
+        ax.plot(x, run.history["train_loss"], color="k")
+        ax.plot(x[t], run.history["test_loss"][t], color="#ff7f0e")
+        ax.set(yscale="log", xlabel="SGD step")
+    for r, label in enumerate(("clean samples:\nattention", "noisy samples:\nattention", "accuracy", "loss")):
+        axes[r, 0].set_ylabel(label)
+    for ax in axes.flat:
+        ax.tick_params(labelsize=7)
+        ax.title.set_fontsize(8)
+        ax.yaxis.label.set_fontsize(8)
+        ax.xaxis.label.set_fontsize(8)
+    h, lab = axes[0, 0].get_legend_handles_labels()
+    h2, lab2 = axes[2, 0].get_legend_handles_labels()
+    legend_below(fig, h + h2, lab + lab2, ncol=4, fontsize=7)
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
+def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
+    """Train and test loss maps (each (len(d_values), len(mu_values))) after training; NaN cells
+    (not computed) are left blank."""
+    import matplotlib.pyplot as plt
+    from .plots import _fig
+    fig, axes = _fig(2, width=3.6, height=3.0)
+    xi, yi = np.arange(len(d_values)), np.arange(len(mu_values))
+    for ax, m, name in zip(axes[0], (train_loss, test_loss), ("train loss", "test loss")):
+        im = ax.pcolormesh(np.r_[xi - 0.5, xi[-1] + 0.5], np.r_[yi - 0.5, yi[-1] + 0.5],
+                           np.asarray(m, float).T, cmap="viridis", shading="flat")
+        fig.colorbar(im, ax=ax, shrink=0.9)
+        ax.set_xticks(xi, [str(int(v)) for v in d_values], fontsize=7, rotation=90)
+        ax.set_yticks(yi, [f"{v:g}" for v in mu_values], fontsize=7)
+        ax.set(xlabel="$d$", ylabel=r"$\|\mu\|$", title=f"{name}{title}")
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
+def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds")):
+    """Read the per-cell json files of ``scripts/encoder_grid.py`` from ``folder``.
+
+    Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
+    shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the raw records.
+    Unreadable (partial) files are skipped."""
+    import json
+    from pathlib import Path
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
+    recs = []
+    for p in sorted(folder.glob("d*_mu*_seed*.json")):
+        try:
+            recs.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
+    mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
+    maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}
+    for r in recs:
+        i, j = np.searchsorted(d_values, r["d"]), np.searchsorted(mu_values, r["signal_norm"])
+        for k in keys:
+            maps[k][i, j] = r[k]
+    return d_values, mu_values, maps, recs

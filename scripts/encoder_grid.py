@@ -54,17 +54,6 @@ def run_cell(d, mu, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="float32", 
     return rec
 
 
-def load_grid(out=ROOT):
-    """All stored cells as a list of dicts (unreadable or partial files are skipped)."""
-    recs = []
-    for p in sorted(Path(out).glob("d*_mu*_seed*.json")):
-        try:
-            recs.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            continue
-    return recs
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--d", type=int, nargs="+", default=[250, 500, 1000, 2000])
