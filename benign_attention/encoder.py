@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from .validation import check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "make_encoder", "train_encoder", "EncoderRun",
-           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid"]
+           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid"]
 
 
 class EncoderReference(nn.Module):
@@ -298,3 +298,74 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
         for k in keys:
             maps[k][i, j] = r[k]
     return d_values, mu_values, maps, recs
+
+
+# --- The stored grid (scripts/encoder_grid.py) -------------------------------------------------
+
+
+def _cell_path(out, d, mu, seed):
+    from pathlib import Path
+    return Path(out) / f"d{int(d)}_mu{float(mu):g}_seed{int(seed)}.json"
+
+
+def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="float32", threads=1):
+    """Train one grid cell (``make_dataset(d=d, signal_norm=mu, seed=seed)``, paper defaults otherwise)
+    and write its json into the folder ``out`` atomically (temporary file, then rename), with
+    provenance (torch version, device, threads, date). Returns the record."""
+    import datetime
+    import json
+    import os
+    import platform
+    import tempfile
+    from .data import make_dataset
+    d, seed, threads = check_int("d", d, low=1), check_int("seed", seed, low=0), check_int("threads", threads, low=1)
+    mu = check_number("mu", mu, low=0)
+    ds = make_dataset(d=d, signal_norm=mu, seed=seed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run = train_encoder(ds, steps=steps, lr=lr, record_every=max(steps, 1), test_every=max(steps, 1),
+                            mlp_dim=mlp_dim, seed=seed, dtype=dtype)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    att = run.history["train_attention"][-1]
+    rec = {
+        "d": d, "signal_norm": float(mu), "seed": seed, "steps": steps, "lr": lr, "mlp_dim": mlp_dim,
+        "dtype": dtype, "n": ds.n, "T": ds.T, "n_test": ds.n_test, "data_fingerprint": ds.fingerprint,
+        **{k: float(run.history[k][-1]) for k in ("train_loss", "train_acc", "train_clean_acc", "test_loss",
+                                                   "test_acc")},
+        "noisy_attention_x3": float(att[ds.noisy, 2].mean()), "clean_attention_x1": float(att[~ds.noisy, 0].mean()),
+        "seconds": run.seconds,
+        "provenance": {"torch": torch.__version__, "device": "cpu", "threads": used,
+                       "cpu": platform.processor() or platform.machine(),
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+    path = _cell_path(out, d, mu, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(rec, f, indent=1)
+    os.replace(tmp, path)
+    return rec
+
+
+def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None):
+    """Compute the missing cells of the (d, ||mu||) grid into the folder ``out`` (finished cells are
+    skipped, so a stopped run resumes), cheapest first. ``executor``: a ``concurrent.futures``-style
+    executor (e.g. a ``dask.distributed`` Client's ``get_executor()``) to run cells elsewhere; each
+    cell writes its own file where it runs, so ``out`` must be reachable from there. ``progress``: a
+    callable given each new record. Returns the new records."""
+    from .sweeps import check_executor
+    executor = check_executor("executor", executor)
+    todo = [(int(d), float(mu)) for d in sorted(d_values) for mu in mu_values
+            if not _cell_path(out, d, mu, seed).exists()]
+    from functools import partial
+    cell = partial(encoder_cell, out=str(out), seed=seed, steps=steps, threads=threads)
+    results = (executor.map if executor is not None else map)(cell, [d for d, _ in todo], [mu for _, mu in todo])
+    records = []
+    for rec in results:
+        records.append(rec)
+        if progress is not None:
+            progress(rec)
+    return records

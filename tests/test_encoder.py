@@ -79,3 +79,17 @@ def test_validation():
         fast_forward(torch.nn.Linear(2, 2), torch.zeros(1, 1, 2))
     with pytest.raises(ValueError, match="path"):
         step_flops(1, 1, 1, 1, "other")
+
+
+def test_encoder_grid_resumes(tmp_path):
+    from benign_attention.encoder import load_grid, run_encoder_grid
+    first = run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=3)
+    assert len(first) == 2 and {r["provenance"]["threads"] for r in first} == {1}
+    assert run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=3) == []   # nothing left to do
+    (tmp_path / "d6_mu20_seed0.json").unlink()
+    again = run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=3)
+    assert [r["signal_norm"] for r in again] == [20.0] and again[0]["test_loss"] == first[1]["test_loss"]
+    D, MU, maps, recs = load_grid(tmp_path)
+    assert D.tolist() == [6] and MU.tolist() == [5.0, 20.0] and np.isfinite(maps["test_loss"]).all()
+    with pytest.raises(ValueError, match="executor"):
+        run_encoder_grid([6], [5.0], tmp_path, executor=object())
