@@ -256,15 +256,15 @@ def dynamics_figure(settings):
 
 
 def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
-    """Train and test loss maps (each (len(d_values), len(mu_values))) after training; NaN cells
-    (not computed) are left blank."""
+    """Train and test loss maps (each (len(d_values), len(mu_values))) after training, one column per
+    d and one row per ||mu|| in grid order (not to scale); NaN cells (not computed) are left blank."""
     import matplotlib.pyplot as plt
     from .plots import _fig
     fig, axes = _fig(2, width=3.6, height=3.0)
     xi, yi = np.arange(len(d_values)), np.arange(len(mu_values))
     for ax, m, name in zip(axes[0], (train_loss, test_loss), ("train loss", "test loss")):
         im = ax.pcolormesh(np.r_[xi - 0.5, xi[-1] + 0.5], np.r_[yi - 0.5, yi[-1] + 0.5],
-                           np.asarray(m, float).T, cmap="viridis", shading="flat")
+                           np.ma.masked_invalid(np.asarray(m, float).T), cmap="viridis", shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
         ax.set_xticks(xi, [str(int(v)) for v in d_values], fontsize=7, rotation=90)
         ax.set_yticks(yi, [f"{v:g}" for v in mu_values], fontsize=7)
