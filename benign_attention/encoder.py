@@ -311,7 +311,8 @@ def _cell_path(out, d, mu, seed):
 def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="float32", threads=1):
     """Train one grid cell (``make_dataset(d=d, signal_norm=mu, seed=seed)``, paper defaults otherwise)
     and write its json into the folder ``out`` atomically (temporary file, then rename), with
-    provenance (torch version, device, threads, date). Returns the record."""
+    provenance (torch version, device, threads, date). Returns the record; a cell whose file
+    already exists is not computed again (its stored record is returned)."""
     import datetime
     import json
     import os
@@ -320,6 +321,11 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="f
     from .data import make_dataset
     d, seed, threads = check_int("d", d, low=1), check_int("seed", seed, low=0), check_int("threads", threads, low=1)
     mu = check_number("mu", mu, low=0)
+    path = _cell_path(out, d, mu, seed)
+    try:  # already done (e.g. a task that Dask recomputes after a worker died): keep the stored cell
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
     ds = make_dataset(d=d, signal_norm=mu, seed=seed)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -341,7 +347,6 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="f
                        "cpu": platform.processor() or platform.machine(),
                        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     }
-    path = _cell_path(out, d, mu, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
