@@ -361,8 +361,8 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     executor (e.g. a ``dask.distributed`` Client's ``get_executor()``) to run cells elsewhere; each
     cell writes its own file where it runs, so ``out`` must be reachable from there. ``progress``: a
     callable given each new record. Returns the new records."""
-    from .sweeps import check_executor
-    executor = check_executor("executor", executor)
+    from .sweeps import _check_executor
+    executor = _check_executor("executor", executor)
     todo = [(int(d), float(mu)) for d in sorted(d_values) for mu in mu_values
             if not _cell_path(out, d, mu, seed).exists()]
     from functools import partial

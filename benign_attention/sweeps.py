@@ -179,7 +179,7 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
 def _map(fn, jobs, workers, executor=None):
     """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
     random generators release the GIL, so independent families run side by side), or through
-    ``executor.map`` when an executor is given (see :func:`check_executor`)."""
+    ``executor.map`` when an executor is given (see :func:`_check_executor`)."""
     if executor is not None:
         yield from executor.map(fn, *zip(*jobs)) if jobs else ()
         return
@@ -195,7 +195,7 @@ def _map(fn, jobs, workers, executor=None):
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
-def check_executor(name, executor):
+def _check_executor(name, executor):
     """Return ``executor`` (None, or an object with a ``concurrent.futures``-style ``map``: a
     ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's ``get_executor()``), else raise."""
     if executor is not None and not callable(getattr(executor, "map", None)):
@@ -283,7 +283,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
     then ignored. Results (and the cache, written here as they arrive) are the same as locally.
     """
-    executor = check_executor("executor", executor)
+    executor = _check_executor("executor", executor)
     axes, base = _check_grid(grid, base)
     if record_steps is None and record_every is None:
         record_steps = [check_int("steps", steps, 0)]
