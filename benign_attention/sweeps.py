@@ -176,9 +176,13 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
-def _map(fn, jobs, workers):
+def _map(fn, jobs, workers, executor=None):
     """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
-    random generators release the GIL, so independent families run side by side)."""
+    random generators release the GIL, so independent families run side by side), or through
+    ``executor.map`` when an executor is given (see :func:`_check_executor`)."""
+    if executor is not None:
+        yield from executor.map(fn, *zip(*jobs)) if jobs else ()
+        return
     if workers == 1 or len(jobs) < 2:
         yield from (fn(*job) for job in jobs)
         return
@@ -189,6 +193,15 @@ def _map(fn, jobs, workers):
 
 
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def _check_executor(name, executor):
+    """Return ``executor`` (None, or an object with a ``concurrent.futures``-style ``map``: a
+    ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's ``get_executor()``), else raise."""
+    if executor is not None and not callable(getattr(executor, "map", None)):
+        raise ValueError(f"{name} must be None or a concurrent.futures-style executor with a map method, "
+                         f"got {type(executor).__name__}")
+    return executor
 
 
 def _check_knobs(name, knobs):
@@ -254,7 +267,7 @@ def _check_grid(grid, base):
 
 def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,
              record_steps=None, dtype=torch.float32, cache_dir=None, progress=True, workers=None,
-             device=None) -> GridResult:
+             device=None, executor=None) -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
     (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine.
 
@@ -266,7 +279,11 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
     Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`DivergenceWarning`).
+    ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (its
+    ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
+    then ignored. Results (and the cache, written here as they arrive) are the same as locally.
     """
+    executor = _check_executor("executor", executor)
     axes, base = _check_grid(grid, base)
     if record_steps is None and record_every is None:
         record_steps = [check_int("steps", steps, 0)]
@@ -309,7 +326,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
 
         bar = tqdm(total=sum(len(v) for v in todo), desc="grid cells")
     jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
-    for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers)):
+    for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers, executor)):
         for (idx, cfg, path, payload), arrays in zip(members, arrays_list):
             results[idx] = arrays
             if path is not None:

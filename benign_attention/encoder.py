@@ -1,0 +1,376 @@
+"""The paper's appendix model: a one-layer transformer encoder with every parameter trained.
+
+The architecture (chapter *A full transformer encoder*):
+
+* a learnable [CLS] token ``cls`` (initialised N(0, 1)) is prepended to the T data tokens;
+* pre-norm single-head attention: ``ln1`` -> one bias-free linear map ``qkv`` (d -> 3d) to q, k, v ->
+  scores q.k / sqrt(d) -> softmax over all T + 1 tokens -> softmax . v, added to the residual stream;
+* a pre-norm feed-forward block ``ln2`` -> ``fc1`` (d -> mlp_dim) -> GELU -> ``fc2`` (mlp_dim -> d),
+  added to the residual stream;
+* a final LayerNorm ``ln_f`` and a linear head ``head`` (with bias) on the [CLS] position.
+
+It is built twice on the same parameters:
+
+* :class:`EncoderReference` is that architecture literally (every position through every block),
+  O(n (T+1) (3 d^2 + 2 d mlp_dim)) per step;
+* :func:`fast_forward` computes only what reaches the loss: the [CLS] position. Its query
+  ``q = W_q LN(cls)`` is the same for every sample, the data-token scores are
+  ``LN(x_t) . (W_k^T q) / sqrt(d)``, and the value is ``W_v (sum_t s_t LN(x_t))`` - one d x d product
+  per sample instead of one per token. O(d^2 + n (d^2 + 2 d mlp_dim) + n T d) per step. Autograd
+  follows the same contraction order, so gradients are cheap too.
+
+:func:`train_encoder` trains either path with full-batch SGD on the logistic loss, as the paper does.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .validation import check_choice, check_dtype, check_int, check_number
+
+__all__ = ["EncoderReference", "fast_forward", "make_encoder", "train_encoder", "EncoderRun",
+           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid"]
+
+
+class EncoderReference(nn.Module):
+    """The one-layer encoder, literally: every position goes through every block.
+
+    ``forward(X)`` takes X of shape (n, T, d) and returns ``(logits (n,), attention (n, T + 1, T + 1))``
+    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens)."""
+
+    def __init__(self, d, mlp_dim=2000):
+        super().__init__()
+        d = check_int("d", d, low=1)
+        mlp_dim = check_int("mlp_dim", mlp_dim, low=1)
+        self.d, self.mlp_dim = d, mlp_dim
+        self.cls = nn.Parameter(torch.randn(d))
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, mlp_dim)
+        self.fc2 = nn.Linear(mlp_dim, d)
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 1)
+
+    def forward(self, X):
+        n = X.shape[0]
+        Z = torch.cat([self.cls.expand(n, 1, self.d), X], dim=1)        # (n, T+1, d)
+        q, k, v = self.qkv(self.ln1(Z)).chunk(3, dim=-1)                   # each (n, T+1, d)
+        A = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.d), dim=-1)  # (n, T+1, T+1)
+        Z = Z + A @ v
+        Z = Z + self.fc2(F.gelu(self.fc1(self.ln2(Z))))
+        logits = self.head(self.ln_f(Z))[:, 0, 0]                          # the [CLS] position
+        return logits, A
+
+
+def _ln(m, x):
+    return F.layer_norm(x, (x.shape[-1],), m.weight, m.bias, m.eps)
+
+
+def fast_forward(model, X):
+    """The same function as ``model(X)`` on the [CLS] position only, in the cheaper contraction order.
+
+    Returns ``(logits (n,), cls_attention (n, T + 1))``: the [CLS] row of the attention (position 0
+    is [CLS] itself)."""
+    if not isinstance(model, EncoderReference):
+        raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
+    d = model.d
+    W = model.qkv.weight
+    Wq, Wk, Wv = W.view(3, d, d).unbind(0)       # one gradient buffer for W, not three zero-padded ones
+    h0 = _ln(model.ln1, model.cls)                   # (d,)   LN of [CLS], the same for every sample
+    H = _ln(model.ln1, X)                            # (n, T, d)
+    q = Wq @ h0                                      # (d,)   the one query that reaches the loss
+    kq = Wk.t() @ q / math.sqrt(d)                   # (d,)   W_k^T q / sqrt(d)
+    scores = torch.cat([(h0 @ kq).expand(X.shape[0], 1), H @ kq], dim=1)   # (n, T+1)
+    s = torch.softmax(scores, dim=-1)
+    pooled = s[:, :1] * h0 + torch.einsum("nt,ntd->nd", s[:, 1:], H)      # sum_t s_t LN(z_t)
+    z = model.cls + pooled @ Wv.t()                                       # (n, d)
+    z = z + model.fc2(F.gelu(model.fc1(_ln(model.ln2, z))))
+    logits = model.head(_ln(model.ln_f, z))[:, 0]
+    return logits, s
+
+
+def make_encoder(d, mlp_dim=2000, seed=0, dtype="float32"):
+    """An :class:`EncoderReference` with PyTorch's default initialisation drawn from ``seed``
+    (in float64, then cast, so that float32 and float64 models start from the same numbers). The
+    global torch random state is left untouched."""
+    seed = check_int("seed", seed, low=0)
+    dtype = check_dtype("dtype", dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        prev = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            model = EncoderReference(d, mlp_dim)
+        finally:
+            torch.set_default_dtype(prev)
+    return model.to(dtype)
+
+
+def step_flops(n, T, d, mlp_dim, path="fast"):
+    """Multiply-adds of one forward pass on the training set (the backward costs about twice that).
+
+    reference: n (T+1) (3 d^2 + 2 d mlp_dim) + 2 n (T+1)^2 d;
+    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes)."""
+    n, T, d, mlp_dim = (check_int(k, v, low=1) for k, v in (("n", n), ("T", T), ("d", d), ("mlp_dim", mlp_dim)))
+    path = check_choice("path", path, ("fast", "reference"))
+    if path == "reference":
+        return n * (T + 1) * (3 * d * d + 2 * d * mlp_dim) + 2 * n * (T + 1) ** 2 * d
+    return 2 * d * d + n * (d * d + 2 * d * mlp_dim) + 3 * n * T * d
+
+
+@dataclass
+class EncoderRun:
+    """History of one training run: ``steps`` (E,) and ``history`` with ``train_loss``,
+    ``train_acc`` (observed labels), ``train_clean_acc``, ``test_loss``, ``test_acc`` (E,),
+    ``train_attention`` (E, n, T) the [CLS] row over the data tokens, ``test_attention`` (E, T) its
+    mean over test samples; ``seconds`` the wall time; ``config`` the knobs."""
+
+    steps: np.ndarray
+    history: dict
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+    def final(self, key):
+        return self.history[key][-1]
+
+
+def _forward(model, X, path):
+    if path == "fast":
+        return fast_forward(model, X)
+    logits, A = model(X)
+    return logits, A[:, 0]
+
+
+def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0, dtype="float32",
+                  path="fast", test_every=None):
+    """Full-batch SGD on every parameter of the encoder (logistic loss on the observed labels).
+
+    ``ds`` a :class:`~benign_attention.data.Dataset`; records every ``record_every`` steps (and the
+    last) the training metrics and attention, and the test metrics every ``test_every`` steps
+    (default ``record_every``; NaN in between). ``path`` 'fast' or 'reference' (same numbers)."""
+    from .engines import check_dataset
+    ds = check_dataset("ds", ds)
+    steps = check_int("steps", steps, low=0)
+    lr = check_number("lr", lr, low=0, low_open=True)
+    record_every = check_int("record_every", record_every, low=1)
+    test_every = record_every if test_every is None else check_int("test_every", test_every, low=1)
+    path = check_choice("path", path, ("fast", "reference"))
+    tdt = check_dtype("dtype", dtype)
+    dtype_name = str(tdt).replace("torch.", "")
+    model = make_encoder(ds.d, mlp_dim, seed, dtype_name)
+    X, y = torch.tensor(np.asarray(ds.X), dtype=tdt), torch.tensor(np.asarray(ds.y), dtype=tdt)
+    y_clean = torch.tensor(np.asarray(ds.y_clean), dtype=tdt)
+    has_test = ds.X_test is not None
+    if has_test:
+        Xt, yt = torch.tensor(np.asarray(ds.X_test), dtype=tdt), torch.tensor(np.asarray(ds.y_test), dtype=tdt)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    keys = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc")
+    hist = {k: [] for k in keys + ("train_attention", "test_attention")}
+    rec = []
+    start = time.perf_counter()
+    for step in range(steps + 1):
+        logits, s = _forward(model, X, path)
+        loss = F.softplus(-y * logits).mean()
+        if step % record_every == 0 or step == steps:
+            rec.append(step)
+            with torch.no_grad():
+                hist["train_loss"].append(loss.item())
+                hist["train_acc"].append((torch.sign(logits) == y).to(tdt).mean().item())
+                hist["train_clean_acc"].append((torch.sign(logits) == y_clean).to(tdt).mean().item())
+                hist["train_attention"].append(s[:, 1:].detach().double().numpy().copy())
+                if has_test and (step % test_every == 0 or step == steps):
+                    lt, st = fast_forward(model, Xt)
+                    hist["test_loss"].append(F.softplus(-yt * lt).mean().item())
+                    hist["test_acc"].append((torch.sign(lt) == yt).to(tdt).mean().item())
+                    hist["test_attention"].append(st[:, 1:].mean(0).double().numpy())
+                else:
+                    hist["test_loss"].append(np.nan)
+                    hist["test_acc"].append(np.nan)
+                    hist["test_attention"].append(np.full(ds.T, np.nan))
+        if step == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - start
+    history = {k: np.asarray(v, float) for k, v in hist.items()}
+    config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
+    return EncoderRun(np.asarray(rec), history, seconds, config)
+
+
+# --- Figures (chapter *A full transformer encoder*) ---------------------------------------------
+
+
+def attention_by_type(run, mask):
+    """(E, 5) mean over the training samples in ``mask`` of the [CLS] attention on x_1, x_2, x_3, on
+    all irrelevant tokens together, and on [CLS] itself (1 minus the rest)."""
+    A = np.asarray(run.history["train_attention"], float)[:, np.asarray(mask, bool)]   # (E, k, T)
+    groups = np.concatenate([A[..., :3], A[..., 3:].sum(-1, keepdims=True)], -1).mean(1)
+    return np.concatenate([groups, 1 - groups.sum(-1, keepdims=True)], -1)
+
+
+def dynamics_figure(settings):
+    """``settings``: {title: (run, ds)}. Columns: settings. Rows: mean [CLS] attention of the clean
+    and of the noisy training samples by token type; train (observed labels) and test accuracy;
+    train and test loss (log scale)."""
+    import matplotlib.pyplot as plt
+    from .plots import TOKEN_COLORS, TOKEN_GROUPS, TOKEN_LABELS, _fig, legend_below
+    fig, axes = _fig(len(settings), 4, width=2.4, height=1.75)
+    for c, (title, (run, ds)) in enumerate(settings.items()):
+        x = run.steps
+        for r, noisy in enumerate((False, True)):
+            ax = axes[r, c]
+            att = attention_by_type(run, ds.noisy == noisy)
+            for g, name in enumerate(TOKEN_GROUPS):
+                ax.plot(x, att[:, g], color=TOKEN_COLORS[name], label=TOKEN_LABELS[name])
+            ax.plot(x, att[:, 4], color="k", ls=":", label="[CLS] itself")
+            ax.set(ylim=(-0.03, 1.03), title=title if r == 0 else None)
+        ax = axes[2, c]
+        ax.plot(x, run.history["train_acc"], color="k", label="train (observed labels)")
+        t = np.isfinite(run.history["test_acc"])
+        ax.plot(x[t], run.history["test_acc"][t], color="#ff7f0e", label="test")
+        ax.set(ylim=(0.4, 1.03))
+        ax = axes[3, c]
+        ax.plot(x, run.history["train_loss"], color="k")
+        ax.plot(x[t], run.history["test_loss"][t], color="#ff7f0e")
+        ax.set(yscale="log", xlabel="SGD step")
+    for r, label in enumerate(("clean samples:\nattention", "noisy samples:\nattention", "accuracy", "loss")):
+        axes[r, 0].set_ylabel(label)
+    for ax in axes.flat:
+        ax.tick_params(labelsize=7)
+        ax.title.set_fontsize(8)
+        ax.yaxis.label.set_fontsize(8)
+        ax.xaxis.label.set_fontsize(8)
+    h, lab = axes[0, 0].get_legend_handles_labels()
+    h2, lab2 = axes[2, 0].get_legend_handles_labels()
+    legend_below(fig, h + h2, lab + lab2, ncol=4, fontsize=7)
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
+def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
+    """Train and test loss maps (each (len(d_values), len(mu_values))) after training, one column per
+    d and one row per ||mu|| in grid order (not to scale); NaN cells (not computed) are left blank."""
+    import matplotlib.pyplot as plt
+    from .plots import _fig
+    fig, axes = _fig(2, width=3.6, height=3.0)
+    xi, yi = np.arange(len(d_values)), np.arange(len(mu_values))
+    for ax, m, name in zip(axes[0], (train_loss, test_loss), ("train loss", "test loss")):
+        im = ax.pcolormesh(np.r_[xi - 0.5, xi[-1] + 0.5], np.r_[yi - 0.5, yi[-1] + 0.5],
+                           np.ma.masked_invalid(np.asarray(m, float).T), cmap="viridis", shading="flat")
+        fig.colorbar(im, ax=ax, shrink=0.9)
+        ax.set_xticks(xi, [str(int(v)) for v in d_values], fontsize=7, rotation=90)
+        ax.set_yticks(yi, [f"{v:g}" for v in mu_values], fontsize=7)
+        ax.set(xlabel="$d$", ylabel=r"$\|\mu\|$", title=f"{name}{title}")
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
+def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds")):
+    """Read the per-cell json files of ``scripts/encoder_grid.py`` from ``folder``.
+
+    Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
+    shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the raw records.
+    Unreadable (partial) files are skipped."""
+    import json
+    from pathlib import Path
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
+    recs = []
+    for p in sorted(folder.glob("d*_mu*_seed*.json")):
+        try:
+            recs.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
+    mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
+    maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}
+    for r in recs:
+        i, j = np.searchsorted(d_values, r["d"]), np.searchsorted(mu_values, r["signal_norm"])
+        for k in keys:
+            maps[k][i, j] = r[k]
+    return d_values, mu_values, maps, recs
+
+
+# --- The stored grid (scripts/encoder_grid.py) -------------------------------------------------
+
+
+def _cell_path(out, d, mu, seed):
+    from pathlib import Path
+    return Path(out) / f"d{int(d)}_mu{float(mu):g}_seed{int(seed)}.json"
+
+
+def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="float32", threads=1):
+    """Train one grid cell (``make_dataset(d=d, signal_norm=mu, seed=seed)``, paper defaults otherwise)
+    and write its json into the folder ``out`` atomically (temporary file, then rename), with
+    provenance (torch version, device, threads, date). Returns the record; a cell whose file
+    already exists is not computed again (its stored record is returned)."""
+    import datetime
+    import json
+    import os
+    import platform
+    import tempfile
+    from .data import make_dataset
+    d, seed, threads = check_int("d", d, low=1), check_int("seed", seed, low=0), check_int("threads", threads, low=1)
+    mu = check_number("mu", mu, low=0)
+    path = _cell_path(out, d, mu, seed)
+    try:  # already done (e.g. a task that Dask recomputes after a worker died): keep the stored cell
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    ds = make_dataset(d=d, signal_norm=mu, seed=seed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run = train_encoder(ds, steps=steps, lr=lr, record_every=max(steps, 1), test_every=max(steps, 1),
+                            mlp_dim=mlp_dim, seed=seed, dtype=dtype)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    att = run.history["train_attention"][-1]
+    rec = {
+        "d": d, "signal_norm": float(mu), "seed": seed, "steps": steps, "lr": lr, "mlp_dim": mlp_dim,
+        "dtype": dtype, "n": ds.n, "T": ds.T, "n_test": ds.n_test, "data_fingerprint": ds.fingerprint,
+        **{k: float(run.history[k][-1]) for k in ("train_loss", "train_acc", "train_clean_acc", "test_loss",
+                                                   "test_acc")},
+        "noisy_attention_x3": float(att[ds.noisy, 2].mean()), "clean_attention_x1": float(att[~ds.noisy, 0].mean()),
+        "seconds": run.seconds,
+        "provenance": {"torch": torch.__version__, "device": "cpu", "threads": used,
+                       "cpu": platform.processor() or platform.machine(),
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(rec, f, indent=1)
+    os.replace(tmp, path)
+    return rec
+
+
+def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None):
+    """Compute the missing cells of the (d, ||mu||) grid into the folder ``out`` (finished cells are
+    skipped, so a stopped run resumes), cheapest first. ``executor``: a ``concurrent.futures``-style
+    executor (e.g. a ``dask.distributed`` Client's ``get_executor()``) to run cells elsewhere; each
+    cell writes its own file where it runs, so ``out`` must be reachable from there. ``progress``: a
+    callable given each new record. Returns the new records."""
+    from .sweeps import _check_executor
+    executor = _check_executor("executor", executor)
+    todo = [(int(d), float(mu)) for d in sorted(d_values) for mu in mu_values
+            if not _cell_path(out, d, mu, seed).exists()]
+    from functools import partial
+    cell = partial(encoder_cell, out=str(out), seed=seed, steps=steps, threads=threads)
+    results = (executor.map if executor is not None else map)(cell, [d for d, _ in todo], [mu for _, mu in todo])
+    records = []
+    for rec in results:
+        records.append(rec)
+        if progress is not None:
+            progress(rec)
+    return records

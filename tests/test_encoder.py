@@ -1,0 +1,95 @@
+"""The encoder's fast path equals the literal reference module in float64 (outputs, attention, every gradient)."""
+import numpy as np
+import pytest
+import torch
+
+from benign_attention import make_dataset
+from benign_attention.encoder import EncoderReference, fast_forward, make_encoder, step_flops, train_encoder
+
+
+def _grads(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("n,T,d,mlp_dim", [(1, 1, 1, 1), (3, 2, 5, 7), (5, 8, 16, 12), (20, 8, 40, 64), (4, 12, 96, 30)])
+def test_fast_equals_reference(n, T, d, mlp_dim):
+    torch.manual_seed(n * 1000 + d)
+    model = make_encoder(d, mlp_dim, seed=d, dtype="float64")
+    with torch.no_grad():  # move LayerNorm affine parameters away from (1, 0) so that they are exercised
+        for m in (model.ln1, model.ln2, model.ln_f):
+            m.weight.add_(0.3 * torch.randn(d, dtype=torch.float64))
+            m.bias.add_(0.3 * torch.randn(d, dtype=torch.float64))
+    X = 2.0 * torch.randn(n, T, d, dtype=torch.float64)
+    y = torch.where(torch.rand(n) < 0.5, -1.0, 1.0).to(torch.float64)
+    ref_logits, A = model(X)
+    fast_logits, s = fast_forward(model, X)
+    assert A.shape == (n, T + 1, T + 1) and s.shape == (n, T + 1)
+    np.testing.assert_allclose(fast_logits.detach(), ref_logits.detach(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s.detach(), A[:, 0].detach(), rtol=1e-12, atol=1e-14)
+    g_ref = _grads(model, torch.nn.functional.softplus(-y * model(X)[0]).mean())
+    g_fast = _grads(model, torch.nn.functional.softplus(-y * fast_forward(model, X)[0]).mean())
+    assert set(g_ref) == set(g_fast) == {k for k, _ in model.named_parameters()}
+    for k in g_ref:
+        scale = max(1.0, g_ref[k].abs().max().item())
+        np.testing.assert_allclose(g_fast[k], g_ref[k], rtol=0, atol=1e-12 * scale, err_msg=k)
+
+
+def test_training_paths_agree():
+    ds = make_dataset(n=6, T=4, d=24, n_test=10, seed=3)
+    a = train_encoder(ds, steps=15, record_every=5, mlp_dim=16, dtype="float64", path="fast")
+    b = train_encoder(ds, steps=15, record_every=5, mlp_dim=16, dtype="float64", path="reference")
+    np.testing.assert_array_equal(a.steps, [0, 5, 10, 15])
+    for k in a.history:
+        np.testing.assert_allclose(a.history[k], b.history[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    assert a.history["train_attention"].shape == (4, 6, 4)
+    assert a.history["test_attention"].shape == (4, 4)
+
+
+def test_default_init_and_seed():
+    m1, m2 = make_encoder(8, 4, seed=1), make_encoder(8, 4, seed=1)
+    for (k, p), (_, q) in zip(m1.named_parameters(), m2.named_parameters()):
+        assert torch.equal(p, q), k
+    assert m1.cls.dtype == torch.float32
+    state = torch.random.get_rng_state()
+    make_encoder(8, 4, seed=2)
+    assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
+
+
+def test_step_flops_ratio():
+    ref, fast = step_flops(20, 8, 2000, 2000, "reference"), step_flops(20, 8, 2000, 2000)
+    assert 13 < ref / fast < 16  # about (T + 1) (3 d^2 + 2 d mlp) / (d^2 + 2 d mlp) = 15
+
+
+@pytest.mark.parametrize("kw,name", [({"steps": -1}, "steps"), ({"lr": 0}, "lr"), ({"path": "slow"}, "path"),
+                                     ({"dtype": "int8"}, "dtype"), ({"record_every": 0}, "record_every")])
+def test_train_validation(kw, name):
+    ds = make_dataset(n=4, T=3, d=5, n_test=4)
+    with pytest.raises(ValueError, match=name):
+        train_encoder(ds, **kw)
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="d"):
+        EncoderReference(0)
+    with pytest.raises(ValueError, match="mlp_dim"):
+        make_encoder(4, mlp_dim=0)
+    with pytest.raises(ValueError, match="model"):
+        fast_forward(torch.nn.Linear(2, 2), torch.zeros(1, 1, 2))
+    with pytest.raises(ValueError, match="path"):
+        step_flops(1, 1, 1, 1, "other")
+
+
+def test_encoder_grid_resumes(tmp_path):
+    from benign_attention.encoder import load_grid, run_encoder_grid
+    first = run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=3)
+    assert len(first) == 2 and {r["provenance"]["threads"] for r in first} == {1}
+    assert run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=3) == []   # nothing left to do
+    (tmp_path / "d6_mu20_seed0.json").unlink()
+    again = run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=3)
+    assert [r["signal_norm"] for r in again] == [20.0] and again[0]["test_loss"] == first[1]["test_loss"]
+    D, MU, maps, recs = load_grid(tmp_path)
+    assert D.tolist() == [6] and MU.tolist() == [5.0, 20.0] and np.isfinite(maps["test_loss"]).all()
+    with pytest.raises(ValueError, match="executor"):
+        run_encoder_grid([6], [5.0], tmp_path, executor=object())
