@@ -36,7 +36,7 @@ PIXEL_RATIO = 2
 #: Width of the book's text column at a 1280 px window; wider figures are shown scaled down to it.
 COLUMN_CSS_PX = 672
 #: Smallest text, in CSS px as shown in that column, that :func:`figure_problems` accepts.
-MIN_TEXT_PX = 9.0
+MIN_TEXT_PX = 10.0
 
 
 class FigureWarning(UserWarning):

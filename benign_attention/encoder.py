@@ -250,7 +250,7 @@ def dynamics_figure(settings):
         ax.xaxis.label.set_fontsize(8)
     h, lab = axes[0, 0].get_legend_handles_labels()
     h2, lab2 = axes[2, 0].get_legend_handles_labels()
-    legend_below(fig, h + h2, lab + lab2, ncol=4, fontsize=7)
+    legend_below(fig, h + h2, lab + lab2, ncol=4, fontsize=8)
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -266,8 +266,8 @@ def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
         im = ax.pcolormesh(np.r_[xi - 0.5, xi[-1] + 0.5], np.r_[yi - 0.5, yi[-1] + 0.5],
                            np.ma.masked_invalid(np.asarray(m, float).T), cmap="viridis", shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
-        ax.set_xticks(xi, [str(int(v)) for v in d_values], fontsize=7, rotation=90)
-        ax.set_yticks(yi, [f"{v:g}" for v in mu_values], fontsize=7)
+        ax.set_xticks(xi, [str(int(v)) for v in d_values], fontsize=8, rotation=90)
+        ax.set_yticks(yi, [f"{v:g}" for v in mu_values], fontsize=8)
         ax.set(xlabel="$d$", ylabel=r"$\|\mu\|$", title=f"{name}{title}")
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig

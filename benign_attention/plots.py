@@ -50,7 +50,7 @@ def band(ax, x, values, color, label=None):
     ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0), color=color, alpha=0.2, lw=0)
 
 
-def accuracy_loss_panels(ax_acc, ax_loss, steps, hist, titles=("accuracy", "loss"), fontsize=7):
+def accuracy_loss_panels(ax_acc, ax_loss, steps, hist, titles=("accuracy", "loss"), fontsize=8):
     """Accuracy (train on observed and clean labels, test) and loss (train, test) over steps."""
     ax_acc.plot(steps, hist["train_acc"], color="k", label="train, observed labels")
     ax_acc.plot(steps, hist["train_clean_acc"], color="#ff7f0e", ls="--", label="train, clean labels")
@@ -130,7 +130,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
            title=f"(a) tokens of {len(samples)} sequences")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=8, loc="upper right")
     eps_norm = np.linalg.norm(token_noise(ds), axis=-1)
     ax = axes[0, 1]
     data = [eps_norm[:, types == k].ravel() for k in range(4)]
@@ -243,7 +243,7 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
         ax.fill_between([], [], color=REGIME_COLORS[r], alpha=0.3, label=r)
     ax.set(xscale="log", xlabel="memorisation weight $c$", ylabel="accuracy", ylim=(0.4, 1.03),
            xlim=(cs[0], cs[-1]))
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.legend(fontsize=8, loc="lower left", ncol=2)
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
@@ -406,9 +406,9 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     ax = axes[0, 0]
     for k, run in enumerate(runs):
         ax.plot(x, run.history["train_acc"][1:], color="k", alpha=0.35 + 0.13 * k, lw=1,
-                label="train, observed labels" if k == 0 else None)
+                label="train, observed labels" if k == len(runs) - 1 else None)
         ax.plot(x, run.history["train_clean_acc"][1:], color="#9467bd", ls="--", alpha=0.35 + 0.13 * k,
-                lw=1, label="train, clean labels" if k == 0 else None)
+                lw=1, label="train, clean labels" if k == len(runs) - 1 else None)
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
     ax.set(title="(a) training accuracy", ylim=(0.7, 1.02))
@@ -457,7 +457,7 @@ def delayed_generalisation(runs, mark_fit=False):
     if mark_fit:
         legend_below(fig, ax=axes[0, 0], ncol=3)
     else:
-        axes[0, 0].legend(fontsize=7)
+        axes[0, 0].legend(fontsize=8)
     return _shown_once(fig)
 
 
@@ -473,7 +473,7 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
         ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
                 label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
         ax.set(xlabel="GD step $\\tau$", title=name)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left")
     return _shown_once(fig)
 
 
@@ -510,7 +510,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     last = np.exp(np.nanmean(np.log(times[:, -1])))
     ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
     ax.set(yscale="log", xlabel="gap level $\\bar x$", ylabel="first step with gap $\\geq \\bar x$")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     return _shown_once(fig)
 
 
@@ -522,7 +522,7 @@ def g_law(taus, x_numeric, x_theory, T):
     ax.plot(xs, 2 * xs + 2 * np.sinh(xs - np.log(T)), label="$g(x)$")
     ax.plot(xs, np.exp(xs) / T, ls="--", label="$e^x / T$")
     ax.set(yscale="symlog", xlabel="gap $x$", title=f"$g(x) = 2x + 2\\sinh(x - \\log T)$, T = {T}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     ax = axes[0, 1]
     for k in range(x_numeric.shape[1]):
         ax.plot(taus[1:], x_numeric[1:, k], lw=2, alpha=0.6)
@@ -662,6 +662,8 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
                ylim=(ey[0], ey[-1]))
         if p.get("xlog"):
             ax.set_xscale("log")
+        if len(y) <= 12:  # few rows: label the values that were run, not a continuous axis
+            ax.set_yticks(y, [f"{v:g}" for v in y])
     fig.colorbar(im, ax=list(axes[0]), shrink=0.9, label="step: all labels fitted")
     legend_below(fig, [Patch(color="0.65", label=unfitted_label)], ncol=1)
     plt.close(fig)  # the display convention: see benign_attention.display
