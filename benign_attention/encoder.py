@@ -244,7 +244,7 @@ def dynamics_figure(settings):
     for r, label in enumerate(("clean samples:\nattention", "noisy samples:\nattention", "accuracy", "loss")):
         axes[r, 0].set_ylabel(label)
     for ax in axes.flat:
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
         ax.title.set_fontsize(8)
         ax.yaxis.label.set_fontsize(8)
         ax.xaxis.label.set_fontsize(8)

@@ -130,7 +130,6 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
            title=f"(a) tokens of {len(samples)} sequences")
-    ax.legend(fontsize=8, loc="upper right")
     eps_norm = np.linalg.norm(token_noise(ds), axis=-1)
     ax = axes[0, 1]
     data = [eps_norm[:, types == k].ravel() for k in range(4)]
@@ -141,7 +140,8 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.axhline(sigma * np.sqrt(ds.d), color="k", ls="--", lw=0.8, label=r"$\sigma\sqrt{d}$")
     ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
     ax.set(ylabel=r"noise norm $\|\epsilon_t\|$", title="(b) noise norms")
-    ax.legend(fontsize=8)
+    pairs = [hl for a in axes[0, :2] for hl in zip(*a.get_legend_handles_labels())]
+    legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=4)
     ax = axes[0, 2]
     z = ds.y_clean[:, None] * (ds.X @ ds.nu)
     bp = ax.boxplot([z[:, types == k].ravel() for k in range(4)], patch_artist=True, widths=0.6)
@@ -473,7 +473,8 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
         ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
                 label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
         ax.set(xlabel="GD step $\\tau$", title=name)
-        ax.legend(fontsize=8, loc="upper left")
+    pairs = [hl for ax in axes[0] for hl in zip(*ax.get_legend_handles_labels())]
+    legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=2)
     return _shown_once(fig)
 
 
