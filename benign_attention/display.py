@@ -43,6 +43,13 @@ class FigureWarning(UserWarning):
     """A figure that a reader cannot read well (see :func:`figure_problems`)."""
 
 
+def _check_figure(fig):
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+
+
 def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
     """PNG of a matplotlib figure at ``CSS_DPI * pixel_ratio`` dots per inch.
 
@@ -51,6 +58,7 @@ def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
     unless ``close=False``."""
     import matplotlib.pyplot as plt
 
+    _check_figure(fig)
     if not (isinstance(pixel_ratio, (int, float)) and 0.5 <= pixel_ratio <= 4):
         raise ValueError(f"pixel_ratio must be a number in [0.5, 4], got {pixel_ratio!r}")
     buf = io.BytesIO()
@@ -72,8 +80,7 @@ def show(fig, alt=None):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    if not isinstance(fig, Figure):
-        raise TypeError(f"show expects a matplotlib Figure, got {type(fig).__name__}")
+    _check_figure(fig)
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with the book extra
@@ -150,6 +157,7 @@ def figure_problems(fig):
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    _check_figure(fig)
     problems = []
     renderer = FigureCanvasAgg(fig).get_renderer()  # a closed figure may have no drawing canvas
     fig.draw(renderer)

@@ -211,7 +211,14 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
 def attention_by_type(run, mask):
     """(E, 5) mean over the training samples in ``mask`` of the [CLS] attention on x_1, x_2, x_3, on
     all irrelevant tokens together, and on [CLS] itself (1 minus the rest)."""
-    A = np.asarray(run.history["train_attention"], float)[:, np.asarray(mask, bool)]   # (E, k, T)
+    if not isinstance(run, EncoderRun):
+        raise TypeError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
+    A = np.asarray(run.history["train_attention"], float)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != A.shape[1:2]:
+        raise ValueError(f"mask must be a boolean array of length {A.shape[1]} (one entry per training "
+                         f"sample), got dtype {mask.dtype} and shape {mask.shape}")
+    A = A[:, mask]   # (E, k, T)
     groups = np.concatenate([A[..., :3], A[..., 3:].sum(-1, keepdims=True)], -1).mean(1)
     return np.concatenate([groups, 1 - groups.sum(-1, keepdims=True)], -1)
 
@@ -222,6 +229,8 @@ def dynamics_figure(settings):
     train and test loss (log scale)."""
     import matplotlib.pyplot as plt
     from .plots import TOKEN_COLORS, TOKEN_GROUPS, TOKEN_LABELS, _fig, legend_below
+    if not isinstance(settings, dict) or not settings:
+        raise ValueError("settings must be a non-empty dict {title: (run, ds)}")
     fig, axes = _fig(len(settings), 4, width=2.4, height=1.75)
     for c, (title, (run, ds)) in enumerate(settings.items()):
         x = run.steps
@@ -260,6 +269,11 @@ def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
     d and one row per ||mu|| in grid order (not to scale); NaN cells (not computed) are left blank."""
     import matplotlib.pyplot as plt
     from .plots import _fig
+    shape = (len(d_values), len(mu_values))
+    for name, m in (("train_loss", train_loss), ("test_loss", test_loss)):
+        if np.shape(m) != shape:
+            raise ValueError(f"{name} must have shape (len(d_values), len(mu_values)) = {shape}, "
+                             f"got {np.shape(m)}")
     fig, axes = _fig(2, width=3.6, height=3.0)
     xi, yi = np.arange(len(d_values)), np.arange(len(mu_values))
     for ax, m, name in zip(axes[0], (train_loss, test_loss), ("train loss", "test loss")):

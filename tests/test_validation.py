@@ -31,6 +31,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import benign_attention as ba
+from benign_attention import display, encoder
 from benign_attention import data, engines, metrics, model, sweeps, theory, validation
 from benign_attention.engines import DivergenceWarning
 from benign_attention.realdata import data as rd
@@ -460,6 +461,33 @@ raises("sweeps.save_npz_atomic", lambda e: sweeps.save_npz_atomic(e.tmp / "x.npz
 ok("sweeps.load_npz_verified", lambda e: sweeps.load_npz_verified(e.tmp / "missing.npz", "{}"), lambda v: v is None)
 
 # --- theory
+# encoder (chapter *Beyond one head*) and display (the figure convention)
+raises("encoder.EncoderReference", lambda e: encoder.EncoderReference(d=-1), V, "d")
+raises("encoder.EncoderReference", lambda e: encoder.EncoderReference(d=8, mlp_dim=True), T, "mlp_dim")
+raises("encoder.make_encoder", lambda e: encoder.make_encoder(d=0), V, "d")
+raises("encoder.make_encoder", lambda e: encoder.make_encoder(d=8, dtype="int64"), V, "dtype")
+raises("encoder.fast_forward", lambda e: encoder.fast_forward(None, np.zeros((2, 3, 8))), V, "model")
+raises("encoder.step_flops", lambda e: encoder.step_flops(n=-1, T=8, d=10, mlp_dim=10), V, "n")
+raises("encoder.step_flops", lambda e: encoder.step_flops(n=2, T=8, d=10, mlp_dim=10, path="slow"), V, "path")
+ok("encoder.step_flops", lambda e: (encoder.step_flops(20, 8, 64, 64, path="fast"),
+                                    encoder.step_flops(20, 8, 64, 64, path="reference")), lambda r: r[0] < r[1])
+raises("encoder.train_encoder", lambda e: encoder.train_encoder(None), T, "ds")
+raises("encoder.train_encoder", lambda e: encoder.train_encoder(DS(), steps=-1, mlp_dim=8), V, "steps")
+raises("encoder.train_encoder", lambda e: encoder.train_encoder(DS(), lr=float("nan"), mlp_dim=8), V, "lr")
+raises("encoder.attention_by_type", lambda e: encoder.attention_by_type(None, [True]), T, "run")
+raises("encoder.attention_by_type", lambda e: encoder.attention_by_type(
+    encoder.train_encoder(DS(), steps=2, mlp_dim=8, record_every=1), [1, 0]), V, "mask")
+raises("encoder.load_grid", lambda e: encoder.load_grid("/nonexistent/benign-attention"), V, "folder")
+raises("encoder.encoder_cell", lambda e: encoder.encoder_cell(d=0, mu=5.0, out=e.tmp), V, "d")
+raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([0], [5.0], e.tmp), V, "d")
+raises("encoder.grid_figure", lambda e: encoder.grid_figure([1, 2], [1, 2], np.zeros((3, 3)), np.zeros((3, 3))),
+       V, "train_loss")
+raises("encoder.dynamics_figure", lambda e: encoder.dynamics_figure({}), V, "settings")
+raises("display.png", lambda e: display.png(None), T, "fig")
+raises("display.show", lambda e: display.show("not a figure"), T, "fig")
+raises("display.figure_problems", lambda e: display.figure_problems(None), T, "fig")
+raises("display.glue", lambda e: display.glue("", 1.0), V, "name")
+ok("display.glue", lambda e: display.glue("x", np.float32(0.5)))
 raises("theory.fixed_attention_accuracy", lambda e: theory.fixed_attention_accuracy([0.5, 0.5], 0.1, 20), V, "weights")
 raises("theory.fixed_attention_accuracy", lambda e: theory.fixed_attention_accuracy([0.5, 0.25, 0.25], -1, 20), V, "rho")
 ok("theory.fixed_attention_accuracy", lambda e: theory.fixed_attention_accuracy(np.full(8, 1 / 8), 0.1, 5.0),
@@ -747,8 +775,9 @@ EXEMPT = {
     "realdata.finetune.load_minilm": "takes no arguments",
     "realdata.models.LastLayer": "plain record of tensors, built by Encoder.last_layer / bert_last_layer",
     "realdata.finetune.Prepared": "plain record built by prepare (its logits method has a row)",
+    "encoder.EncoderRun": "plain record returned by train_encoder",
 }
-MODULES = {"data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
+MODULES = {"encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
            "validation": validation, "realdata.data": rd, "realdata.finetune": ft, "realdata.grid": rg,
            "realdata.models": rm}
 
