@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -434,10 +433,13 @@ def test_make_venv_gives_jupyter_lab_with_myst_and_jupytext():
     assert json.loads(config.read_text()) == _jupyter_hooks.CONFIG
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _harness():
+    """tests/browser/harness.py, imported as pytest puts it on the path (or from the repository root)."""
+    try:
+        from browser import harness
+    except ImportError:  # run from the repository root as a package
+        from tests.browser import harness
+    return harness
 
 
 @pytest.fixture(scope="module")
@@ -449,34 +451,11 @@ def lab_server(tmp_path_factory):
     (root / "book").mkdir()
     for f in list(BOOK.glob("*.md")) + list(BOOK.glob("*.ipynb")):
         shutil.copy2(f, root / "book" / f.name)
-    port, token = _free_port(), "benign-attention-test"
+    token = "benign-attention-test"
     env = _clean_env(JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".rt"),
                      HOME=str(root / "home"))
-    log = open(root / "lab.log", "w")
-    proc = subprocess.Popen([BIN / "jupyter-lab", "--no-browser", "--allow-root", f"--port={port}",
-                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                             "book/"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"jupyter lab exited: {(root / 'lab.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("jupyter lab did not start within 60 s")
+    with _harness().jupyter_lab(root, BIN / "jupyter-lab", env, token, args=["book/"]) as url:
         yield url, token, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _api(url, token, path, method="GET", body=None):

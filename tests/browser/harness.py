@@ -13,7 +13,11 @@ import functools
 import http.server
 import json
 import re
+import socket
+import subprocess
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -101,6 +105,42 @@ def serve(directory: Path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, exe, env: dict, token: str, args=()):
+    """``jupyter lab`` (the executable ``exe``) serving ``root`` on 127.0.0.1 with ``token``, no
+    browser, no news or update checks; yields its URL once it answers, and stops it afterwards.
+    Its log is ``root/lab.log``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(root / "lab.log", "w")
+    proc = subprocess.Popen(
+        [str(exe), "--no-browser", "--allow-root", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *args],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"jupyter lab exited: {(root / 'lab.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("jupyter lab did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @contextlib.contextmanager
