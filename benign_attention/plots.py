@@ -402,7 +402,7 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     ``horizon``: a step to mark with a dotted vertical line in every panel (e.g. the end of the
     paper's runs). ``title`` goes into the figure's alt text."""
     x = runs[0].steps[1:]
-    fig, axes = _fig(3, 1, width=3.4, height=3.0)
+    fig, axes = _fig(3, 1, width=3.4, height=4.0)
     ax = axes[0, 0]
     for k, run in enumerate(runs):
         ax.plot(x, run.history["train_acc"][1:], color="k", alpha=0.35 + 0.13 * k, lw=1,
