@@ -553,11 +553,25 @@ def test_jupyterlab_renders_myst_and_a_chapter_run_there_saves_clean(lab_server)
         page.goto(f"{url}/lab/tree/{SYNTHETIC}.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-MarkdownCell", timeout=90_000)
         page.wait_for_function("() => document.body.innerText.includes('Idle')", timeout=90_000)
-        markdown = page.evaluate("() => [...document.querySelectorAll('.jp-MarkdownCell .jp-RenderedMarkdown, "
-                                 ".jp-MarkdownCell .jp-RenderedMySTMarkdown, .jp-MarkdownCell')]"
-                                 ".map(c => c.innerText).join('\\n')")
+        # JupyterLab renders markdown cells lazily: a cell can show its source for a moment before
+        # jupyterlab-myst renders it, and more cells are attached as the notebook lays out. Wait
+        # until the text has been clean and unchanged for 2 s (or 30 s), then judge what stays.
+        text = "() => [...document.querySelectorAll('.jp-MarkdownCell')].map(c => c.innerText).join('\\n')"
+        raw_markers = ("{prf:definition}", "{prf:proof}", "```{", ":label:")
+        clean_since, last, deadline = None, None, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            markdown = page.evaluate(text)
+            if "Data distribution" in markdown and not any(m in markdown for m in raw_markers):
+                if markdown != last:
+                    clean_since, last = time.monotonic(), markdown
+                elif time.monotonic() - clean_since >= 2:
+                    break
+            else:
+                clean_since, last = None, None
+            time.sleep(0.25)
+        markdown = page.evaluate(text)
         assert "Data distribution" in markdown, markdown[:1000]
-        raw = [m for m in ("{prf:definition}", "{prf:proof}", "```{", ":label:") if m in markdown]
+        raw = [m for m in raw_markers if m in markdown]
         assert not raw, f"MyST markup shown as raw text in JupyterLab (is jupyterlab-myst loaded?): {raw}"
         page.click("text=Run >> nth=0")
         page.click('li[data-command="runmenu:run-all"]')
