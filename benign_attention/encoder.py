@@ -288,22 +288,19 @@ def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
 
 
 def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds")):
-    """Read the per-cell json files of ``scripts/encoder_grid.py`` from ``folder``.
+    """Read the encoder grid's cell files (``d*_mu*_seed*.json``, see :func:`run_encoder_grid`) from
+    ``folder``.
 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
-    shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the raw records.
-    Unreadable (partial) files are skipped."""
-    import json
-    from pathlib import Path
-    folder = Path(folder)
+    shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the records (each with
+    its ``provenance``). Partial or corrupt files are left out with a
+    :class:`~benign_attention.cache.CacheWarning`."""
+    from .cache import CellCache
+    from .validation import check_path
+    folder = check_path("folder", folder)
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
-    recs = []
-    for p in sorted(folder.glob("d*_mu*_seed*.json")):
-        try:
-            recs.append(json.loads(p.read_text()))
-        except (OSError, ValueError):
-            continue
+    recs = [dict(c.record, provenance=c.provenance) for c in CellCache(folder, "folder").cells("d*_mu*_seed*.json")]
     d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
     mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
     maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}
@@ -317,29 +314,50 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
 # --- The stored grid (scripts/encoder_grid.py) -------------------------------------------------
 
 
-def _cell_path(out, d, mu, seed):
-    from pathlib import Path
-    return Path(out) / f"d{int(d)}_mu{float(mu):g}_seed{int(seed)}.json"
+def _cell_name(d, mu, seed):
+    return f"d{int(d)}_mu{float(mu):g}_seed{int(seed)}"
+
+
+def _cell_params(d, mu, seed, steps, lr, mlp_dim, dtype):
+    return {"experiment": "encoder", "d": int(d), "signal_norm": float(mu), "seed": int(seed), "steps": int(steps),
+            "lr": float(lr), "mlp_dim": int(mlp_dim), "dtype": str(dtype)}
 
 
 def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="float32", threads=1):
-    """Train one grid cell (``make_dataset(d=d, signal_norm=mu, seed=seed)``, paper defaults otherwise)
-    and write its json into the folder ``out`` atomically (temporary file, then rename), with
-    provenance (torch version, device, threads, date). Returns the record; a cell whose file
-    already exists is not computed again (its stored record is returned)."""
-    import datetime
-    import json
-    import os
-    import platform
-    import tempfile
+    """Train one cell of the encoder grid and store it in the folder ``out``.
+
+    The cell is ``make_dataset(d=d, signal_norm=mu, seed=seed)`` (paper defaults otherwise), trained by
+    :func:`train_encoder` for ``steps`` SGD steps on ``threads`` torch threads. Its record (final train
+    and test loss and accuracy, the [CLS] attention of noisy samples on x_3 and of clean samples on
+    x_1, wall seconds) is written with its provenance through the book's one cell cache
+    (:class:`~benign_attention.cache.CellCache`: atomic, checksummed), where this function runs.
+
+    Returns
+    -------
+    dict
+        The record, with its ``provenance``. A cell already stored with the same parameters is not
+        computed again (its stored record is returned): a task that Dask runs again after a worker
+        died finds it. See :ref:`sec-encoder-cluster`.
+    """
+    return _encoder_cell(d, mu, out, seed, steps, lr, mlp_dim, dtype, threads)
+
+
+def _encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="float32", threads=1, quiet=False):
+    import warnings
+    from .cache import CacheWarning, CellCache, provenance
     from .data import make_dataset
     d, seed, threads = check_int("d", d, low=1), check_int("seed", seed, low=0), check_int("threads", threads, low=1)
     mu = check_number("mu", mu, low=0)
-    path = _cell_path(out, d, mu, seed)
-    try:  # already done (e.g. a task that Dask recomputes after a worker died): keep the stored cell
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
+    steps, mlp_dim = check_int("steps", steps, low=0), check_int("mlp_dim", mlp_dim, low=1)
+    lr = check_number("lr", lr, low=0, low_open=True)
+    dtype = str(check_dtype("dtype", dtype)).replace("torch.", "")
+    cache, name, params = CellCache(out, "out"), _cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, lr, mlp_dim, dtype)
+    with warnings.catch_warnings():
+        if quiet:  # the caller has checked (and warned about) this cell already
+            warnings.simplefilter("ignore", CacheWarning)
+        stored = cache.load(name, params)
+    if stored is not None:
+        return dict(stored.record, provenance=stored.provenance)
     ds = make_dataset(d=d, signal_norm=mu, seed=seed)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -357,30 +375,54 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="f
                                                    "test_acc")},
         "noisy_attention_x3": float(att[ds.noisy, 2].mean()), "clean_attention_x1": float(att[~ds.noisy, 0].mean()),
         "seconds": run.seconds,
-        "provenance": {"torch": torch.__version__, "device": "cpu", "threads": used,
-                       "cpu": platform.processor() or platform.machine(),
-                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rec, f, indent=1)
-    os.replace(tmp, path)
-    return rec
+    prov = provenance("cpu", used)
+    cache.save(name, params, record=rec, provenance=prov)
+    return dict(rec, provenance=prov)
 
 
 def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None):
-    """Compute the missing cells of the (d, ||mu||) grid into the folder ``out`` (finished cells are
-    skipped, so a stopped run resumes), cheapest first. ``executor``: a ``concurrent.futures``-style
-    executor (e.g. a ``dask.distributed`` Client's ``get_executor()``) to run cells elsewhere; each
-    cell writes its own file where it runs, so ``out`` must be reachable from there. ``progress``: a
-    callable given each new record. Returns the new records."""
-    from .sweeps import _check_executor
-    executor = _check_executor("executor", executor)
-    todo = [(int(d), float(mu)) for d in sorted(d_values) for mu in mu_values
-            if not _cell_path(out, d, mu, seed).exists()]
+    """Compute the missing cells of the encoder's (d, ||mu||) grid into the folder ``out``.
+
+    Parameters
+    ----------
+    d_values, mu_values : list
+        The grid: every d (integer >= 1) with every ||mu|| (number >= 0); cells run cheapest (small d)
+        first.
+    out : str or Path
+        The cell folder (the book's one cell cache, :class:`~benign_attention.cache.CellCache`).
+        Cells stored there with the same parameters are skipped, so a stopped run resumes; corrupt
+        ones warn (:class:`~benign_attention.cache.CacheWarning`) and are computed again.
+    seed, steps, threads
+        As in :func:`encoder_cell`.
+    executor : concurrent.futures.Executor, optional
+        Where the cells run: None runs them here, one after the other; any ``concurrent.futures``-style
+        executor with a ``map`` (a ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's
+        ``get_executor()``) runs them there. Each cell writes its own file where it runs, so ``out``
+        must be a folder that the workers share. See :ref:`sec-encoder-cluster`.
+    progress : callable, optional
+        Called with each new record.
+
+    Returns
+    -------
+    list of dict
+        The records computed by this call (the same numbers wherever they ran).
+    """
     from functools import partial
-    cell = partial(encoder_cell, out=str(out), seed=seed, steps=steps, threads=threads)
+
+    from .cache import CellCache
+    from .sweeps import _check_executor
+    from .validation import check_int_array
+    executor = _check_executor("executor", executor)
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be None or a callable, got {type(progress).__name__}")
+    d_values = [int(d) for d in check_int_array("d_values", d_values, 1)]
+    mu_values = [check_number(f"mu_values[{i}]", mu, low=0) for i, mu in enumerate(np.atleast_1d(mu_values))]
+    seed, steps, threads = check_int("seed", seed, low=0), check_int("steps", steps, low=0), check_int("threads", threads, low=1)
+    cache = CellCache(out, "out")
+    todo = [(d, mu) for d in sorted(d_values) for mu in mu_values
+            if cache.load(_cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, 5e-3, 2000, "float32")) is None]
+    cell = partial(_encoder_cell, out=str(cache.folder), seed=seed, steps=steps, threads=threads, quiet=True)
     results = (executor.map if executor is not None else map)(cell, [d for d, _ in todo], [mu for _, mu in todo])
     records = []
     for rec in results:

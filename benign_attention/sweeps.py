@@ -3,8 +3,9 @@
 Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise draw and W_0 (see
 :mod:`benign_attention.data`), hence the token span: they form one :class:`~benign_attention.engines.Family`
 and run as one batch of the exact engine. Each cell's result equals ``train(make_dataset(...))`` for
-that cell (tested). Results are cached one ``.npz`` per cell (atomic write, checksummed metadata, no
-pickle); an interrupted sweep resumes and recomputes only the families with missing or corrupt cells.
+that cell (tested). Results are cached one file per cell in the book's one cell cache
+(:class:`~benign_attention.cache.CellCache`: atomic write, checksummed, with provenance, no pickle); an
+interrupted sweep resumes and recomputes only the families with missing or corrupt cells.
 
 A family is always computed as one batch, all its cells together (a cell computed alone can differ
 from the batched one by float rounding, up to ~3e-8 in float32): if one cell of a family is missing
@@ -20,11 +21,8 @@ Cells whose gradient descent diverged (NaN loss) hold NaN metrics and are marked
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,20 +33,17 @@ import numpy as np
 import torch
 
 from . import __version__
+from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .engines import (DivergenceWarning, Family, Run, _check_lr_dtype, _check_train_args, _first_divergence,
                       _run_family, _threads, _to_numpy, _warn_diverged)
 from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_int,
-                         check_number, check_path, dir_is_writable)
+                         check_number, dir_is_writable)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
 
-#: Bumped when the cell file layout changes (older files are then recomputed, not misread).
-CACHE_FORMAT = 2
-
-
-class CacheWarning(UserWarning):
-    """A finished grid cell could not be written to the cache folder (its result is still returned)."""
+#: Bumped when what a sweep cell stores changes (older cells are then recomputed, not misread).
+CACHE_FORMAT = 3
 
 FAMILY_KNOBS = ("n", "T", "d", "sigma", "n_test", "seed")
 MEMBER_KNOBS = ("signal_norm", "rho", "eta")
@@ -87,53 +82,10 @@ class GridResult:
         return self.data[key][..., i] if self.data[key].ndim == len(self.axes) + 1 else self.data[key][..., i, :]
 
 
-def _cell_key(cell, steps, lr, rec, dtype):
-    payload = json.dumps(
-        {"cell": cell, "steps": steps, "lr": lr, "record_steps": rec.tolist(), "dtype": str(dtype),
-         "version": __version__, "format": CACHE_FORMAT}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24], payload
-
-
-def _checksum(arrays):
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(arrays[k]).tobytes())
-    return h.hexdigest()
-
-
-def save_npz_atomic(path: Path, arrays: dict, meta: dict):
-    """Write arrays and json metadata (with a checksum) to ``path`` via a temp file and rename."""
-    path = check_path("path", path)
-    if not isinstance(arrays, Mapping):
-        raise ArgumentTypeError(f"arrays must be a dict of numpy arrays, got {type(arrays).__name__}")
-    if not isinstance(meta, Mapping):
-        raise ArgumentTypeError(f"meta must be a dict (json metadata), got {type(meta).__name__}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(meta, checksum=_checksum(arrays))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, __meta__=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def load_npz_verified(path: Path, payload: str):
-    """Arrays from ``path`` if it is complete, matches ``payload`` and its checksum; else None."""
-    path = check_path("path", path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["__meta__"]))
-            arrays = {k: f[k] for k in f.files if k != "__meta__"}
-    except Exception:
-        return None
-    if meta.get("payload") != payload or meta.get("checksum") != _checksum(arrays):
-        return None
-    return arrays
+def _cell_params(cell, steps, lr, rec, dtype):
+    """The cache parameters of one sweep cell (its knobs, the training settings and the package version)."""
+    return {"experiment": "sweep", "cell": cell, "steps": steps, "lr": lr, "record_steps": rec.tolist(),
+            "dtype": str(dtype), "version": __version__, "format": CACHE_FORMAT}
 
 
 def _family(cfgs, dtype=torch.float64, draw=None, W0=None):
@@ -305,15 +257,14 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
                                 writable=False)
 
     results, families = {}, {}
+    store = None if cache is None else CellCache(cache, "cache_dir")
     for idx, cfg in cells:
-        key, payload = _cell_key(cfg, steps, lr, rec, dtype)
-        path = None if cache is None else cache / f"{key}.npz"
-        if path is not None and path.exists() and not path.is_file():
-            raise ValueError(f"cache_dir: {str(path)!r} is in the way of a cell file (it is not a file); remove it")
-        got = load_npz_verified(path, payload) if path is not None else None
+        params = _cell_params(cfg, steps, lr, rec, dtype)
+        name = cell_key(params)
+        got = store.load(name, params) if store is not None else None
         if got is not None:
-            results[idx] = got
-        families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg, path, payload))
+            results[idx] = got.arrays
+        families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg, name, params))
     # a family with any missing cell is computed again as a whole: one batch, as in a clean run
     todo = [members for members in families.values() if any(idx not in results for idx, *_ in members)]
     if cache is not None and todo and not dir_is_writable(cache):
@@ -325,16 +276,19 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(len(v) for v in todo), desc="grid cells")
+    prov = provenance(device, 1 if workers > 1 else None)
+    if executor is not None:  # computed elsewhere: the threads there are not known here
+        prov.update(threads=None, executor=type(executor).__name__)
     jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
     for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers, executor)):
-        for (idx, cfg, path, payload), arrays in zip(members, arrays_list):
+        for (idx, cfg, name, params), arrays in zip(members, arrays_list):
             results[idx] = arrays
-            if path is not None:
+            if store is not None:
                 try:
-                    save_npz_atomic(path, arrays, {"payload": payload})
+                    store.save(name, params, arrays=arrays, provenance=prov)
                 except OSError as err:
-                    warnings.warn(CacheWarning(f"cache_dir: could not write the cell file {str(path)!r} ({err}); "
-                                               f"its result is kept in memory only"), stacklevel=2)
+                    warnings.warn(CacheWarning(f"cache_dir: could not write the cell file {str(store.path(name))!r} "
+                                               f"({err}); its result is kept in memory only"), stacklevel=2)
         if bar:
             bar.update(len(members))
     if bar:

@@ -1,4 +1,6 @@
 """Grid sweeps: equal to single runs, cached atomically, resumable, corruption detected."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -48,7 +50,7 @@ def test_killed_sweep_resumes_only_unfinished_cells(tmp_path, monkeypatch):
     monkeypatch.setattr(sweeps, "_compute_family", dying)
     with pytest.raises(KeyboardInterrupt):
         _grid(tmp_path, workers=1)
-    assert len(list(tmp_path.glob("*.npz"))) == 4  # one family (d=40) of 4 cells finished
+    assert len(list(tmp_path.glob("*.json"))) == 4  # one family (d=40) of 4 cells finished
     assert not list(tmp_path.glob("*.tmp*"))
     calls.clear()
     monkeypatch.setattr(sweeps, "_compute_family", lambda cfgs, *a: (calls.append(len(cfgs)), real(cfgs, *a))[1])
@@ -61,17 +63,18 @@ def test_killed_sweep_resumes_only_unfinished_cells(tmp_path, monkeypatch):
 
 def test_corrupt_or_foreign_cache_files_are_recomputed(tmp_path, monkeypatch):
     first = _grid(tmp_path)
-    files = sorted(tmp_path.glob("*.npz"))
-    files[0].write_bytes(b"not an npz")  # garbage
+    files = sorted(tmp_path.glob("*.json"))
+    files[0].write_bytes(b"not json")  # garbage
     files[1].write_bytes(files[1].read_bytes()[:200])  # truncated
-    with np.load(files[2]) as f:  # valid npz with a tampered array: checksum mismatch
-        arrays = {k: f[k] for k in f.files}
-    arrays["train_loss"] = arrays["train_loss"] + 1
-    np.savez(files[2], **arrays)
+    body = json.loads(files[2].read_text())  # valid json with a tampered array: checksum mismatch
+    body["arrays"]["train_loss"]["data"][0] += 1
+    files[2].write_text(json.dumps(body))
     calls = []
     real = sweeps._compute_family
     monkeypatch.setattr(sweeps, "_compute_family", lambda cfgs, *a: (calls.append(len(cfgs)), real(cfgs, *a))[1])
-    second = _grid(tmp_path)
+    with pytest.warns(sweeps.CacheWarning, match="corrupt") as rec:
+        second = _grid(tmp_path)
+    assert len(rec) == 3
     assert calls and all(c == 4 for c in calls)  # families with a bad cell are recomputed whole
     for k in first.data:  # ... so the repaired sweep equals the clean one exactly (same batches)
         assert np.array_equal(first.data[k], second.data[k], equal_nan=True), k

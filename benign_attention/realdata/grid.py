@@ -3,16 +3,14 @@
     python -m benign_attention.realdata.grid --out results/realdata
 
 runs every data set × n ∈ {20, 200, 1000} (where the fine-tuning pool is large enough) ×
-η ∈ {0, 0.1, 0.2} × seeds {0, 1, 2} for 2000 epochs (full-batch Adam, lr 1e-3) and writes one json
-per cell, atomically (temp file + ``os.replace``). A cell whose file exists, parses and matches its
-parameters and the package version is skipped; a corrupt or partial one is recomputed.
+η ∈ {0, 0.1, 0.2} × seeds {0, 1, 2} for 2000 epochs (full-batch Adam, lr 1e-3) and stores one file
+per cell in the book's one cell cache (:class:`~benign_attention.cache.CellCache`: atomic write,
+checksummed, with provenance). A cell stored with the same parameters is skipped; a corrupt or partial
+one warns and is recomputed. ``--scheduler tcp://HOST:8786`` runs the cells on a Dask cluster.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..cache import CacheWarning, CellCache, provenance
 from ..validation import (ArgumentTypeError, check_bool, check_cache_dir, check_int, check_int_array, check_number,
                           check_path, dir_is_writable)
 from .data import DATASETS, MAX_SEED, check_dataset
@@ -31,57 +30,120 @@ PREPARE_KW = ("pool_size", "head_size", "test_size", "head_epochs", "seed", "dev
 DEFAULTS = dict(ns=(20, 200, 1000), etas=(0.0, 0.1, 0.2), seeds=(0, 1, 2), epochs=2000, lr=1e-3)
 
 
+def _cell_name(dataset, n, eta, seed):
+    return f"{dataset}_n{int(n)}_eta{float(eta):g}_seed{int(seed)}"
+
+
 def cell_path(out, dataset, n, eta, seed) -> Path:
-    """Where the cell (dataset, n, eta, seed) is stored under the folder ``out`` (``~`` expanded)."""
+    """The file of the cell (dataset, n, eta, seed) in the folder ``out`` (``~`` expanded).
+
+    Parameters
+    ----------
+    out : str or Path
+        The cell folder of :func:`run_grid`.
+    dataset : str
+        One of :data:`~benign_attention.realdata.data.DATASETS`.
+    n, eta, seed
+        Training-set size (integer >= 1), label-noise rate in [0, 1), fine-tuning seed (integer >= 0).
+    """
     check_dataset(dataset)
     n, eta = check_int("n", n, 1), check_number("eta", eta, 0.0, 1.0, high_open=True)
-    return check_path("out", out) / f"{dataset}_n{n}_eta{eta:g}_seed{check_int('seed', seed, 0)}.json"
+    return CellCache(out, "out").path(_cell_name(dataset, n, eta, check_int("seed", seed, 0)))
 
 
-def read_cell(path, **params) -> dict | None:
-    """The cell stored at ``path`` if it is complete and was made with ``params``; else None."""
-    path = check_path("path", path)
-    try:
-        cell = json.loads(Path(path).read_text())
-        ok = cell.get("version") == __version__ and "final" in cell and all(
-            cell.get(k) == v for k, v in params.items())
-        return cell if ok else None
-    except (OSError, ValueError, AttributeError):
+def _cell_params(dataset, n, eta, seed, epochs, lr, prepare_kw):
+    params = dict(experiment="realdata", dataset=dataset, n=int(n), eta=float(eta), seed=int(seed),
+                  epochs=int(epochs), lr=float(lr), version=__version__)
+    prep = {k: v for k, v in sorted(prepare_kw.items()) if k not in ("device", "threads")}
+    if prep:  # the default preparation (the committed grid) records none
+        params["prepare"] = prep
+    return params
+
+
+_PREPARED: dict = {}   # this process's last prepared data set (one: it can be large)
+
+
+def _prepared(dataset, root, prepare_kw):
+    from . import finetune
+
+    key = (dataset, None if root is None else str(root), tuple(sorted(prepare_kw.items())))
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = finetune.prepare(dataset, root, **prepare_kw)
+    return _PREPARED[key]
+
+
+def _compute_cell(out, root, prepare_kw, dataset, n, eta, seed, epochs, lr, quiet=True):
+    """One cell: the stored one if there is one, else fine-tune and store it here (None if n is larger
+    than the data set's fine-tuning pool). Runs where the executor sends it."""
+    from . import finetune
+
+    cache, name = CellCache(out, "out"), _cell_name(dataset, n, eta, seed)
+    params = _cell_params(dataset, n, eta, seed, epochs, lr, prepare_kw)
+    with warnings.catch_warnings():
+        if quiet:  # run_grid has checked (and warned about) this cell already
+            warnings.simplefilter("ignore", CacheWarning)
+        stored = cache.load(name, params)
+    if stored is not None:
+        return dict(stored.record, provenance=stored.provenance)
+    prep = _prepared(dataset, root, prepare_kw)
+    if n > len(prep.pool):
         return None
-
-
-def write_json_atomic(path, obj) -> None:
-    """Write ``obj`` as json to ``path`` via a temp file and ``os.replace`` (never a partial file)."""
-    path = check_path("path", path)
+    cell = dict(finetune.run(prep, int(n), float(eta), seed=int(seed), epochs=int(epochs), lr=float(lr)), info=prep.info)
+    prov = provenance(prep.head_w.device, 1)   # finetune.run trains on one torch thread
     try:
-        text = json.dumps(obj)
-    except (TypeError, ValueError) as err:
-        raise ArgumentTypeError(f"obj must be json-serialisable ({err})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        cache.save(name, params, record=cell, provenance=prov)
+    except OSError as err:
+        warnings.warn(CacheWarning(f"out: could not write the cell file {str(cache.path(name))!r} ({err}); the "
+                                   f"cell is returned but not stored"), stacklevel=2)
+    return dict(cell, provenance=prov)
 
 
 def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
-             epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=True, **prepare_kw) -> list[dict]:
-    """Run (or resume) the grid; returns all cells. Cells with n larger than the pool are skipped.
+             epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=True, executor=None,
+             **prepare_kw) -> list[dict]:
+    """Run (or resume) the real-data grid; returns all its cells.
 
-    ``out`` the folder of the cell files (``~`` expanded; checked before any work, and it must be
-    writable when cells remain to be computed); ``datasets`` a list of names from :data:`DATASETS`;
-    ``ns`` (integers >= 1), ``etas`` (numbers in [0, 1)) and ``seeds`` (integers >= 0) lists;
-    ``prepare_kw`` any of :data:`PREPARE_KW`. A cell file that cannot be written warns and the cell is
-    still returned.
+    Parameters
+    ----------
+    out : str or Path
+        The cell folder (``~`` expanded; checked before any work, and it must be writable when cells
+        remain to be computed): the book's one cell cache, :class:`~benign_attention.cache.CellCache`.
+        Cells stored with the same parameters are reused; corrupt ones warn
+        (:class:`~benign_attention.cache.CacheWarning`) and are computed again.
+    datasets : list of str
+        Names from :data:`~benign_attention.realdata.data.DATASETS`.
+    ns, etas, seeds : list
+        Training-set sizes (integers >= 1; cells with n larger than the pool are skipped), label-noise
+        rates in [0, 1) and seeds (integers >= 0).
+    epochs, lr
+        Full-batch Adam epochs and learning rate.
+    root : str or Path, optional
+        The data folder.
+    progress : bool
+        Show a progress bar.
+    executor : concurrent.futures.Executor, optional
+        Where the cells run: None runs them here, one after the other; any ``concurrent.futures``-style
+        executor with a ``map`` (a ``ProcessPoolExecutor``, a ``dask.distributed`` Client's
+        ``get_executor()``) runs them there, each worker preparing each data set once. Each cell is
+        stored where it runs, so ``out`` must be a folder the workers share. The cells are the same
+        numbers wherever they run. See :ref:`sec-encoder-cluster`.
+    **prepare_kw
+        Any of :data:`PREPARE_KW`, passed to :func:`~benign_attention.realdata.finetune.prepare`.
+
+    Returns
+    -------
+    list of dict
+        The cells (each with its ``provenance``), in grid order. A cell file that cannot be written
+        warns and the cell is still returned.
     """
+    from functools import partial
+
     from tqdm.auto import tqdm
 
-    from . import finetune
+    from ..sweeps import _check_executor
 
+    executor = _check_executor("executor", executor)
     out = check_cache_dir("out", out, writable=False)
     if isinstance(datasets, str) or not hasattr(datasets, "__iter__"):
         raise ArgumentTypeError(f"datasets must be a list of names from {DATASETS}, got {datasets!r}")
@@ -97,51 +159,39 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
     for k in prepare_kw:
         if k not in PREPARE_KW:
             raise ValueError(f"prepare_kw key {k!r} unknown; allowed: {PREPARE_KW}")
+    cache = CellCache(out, "out")
     cells = [(d, n, float(e), s) for d in datasets for n in ns for e in etas for s in seeds]
-    todo = [c for c in cells if read_cell(cell_path(out, *c), **dict(
-        dataset=c[0], n=c[1], eta=c[2], seed=c[3], epochs=epochs, lr=lr)) is None]
+    stored = {c: cache.load(_cell_name(*c), _cell_params(*c, epochs, lr, prepare_kw)) for c in cells}
+    todo = [c for c in cells if stored[c] is None]
     if todo and not dir_is_writable(out):
         raise ValueError(f"out {str(out)!r} is not writable, and {len(todo)} cells remain to be computed")
-    results, bar = [], tqdm(total=len(cells), disable=not progress, desc="realdata grid")
-    for dataset in datasets:
-        prep = None
-        for (d, n, eta, seed) in [c for c in cells if c[0] == dataset]:
-            params = dict(dataset=d, n=int(n), eta=eta, seed=int(seed), epochs=int(epochs), lr=float(lr))
-            path = cell_path(out, d, n, eta, seed)
-            cell = read_cell(path, **params)
-            if cell is None:
-                prep = prep or finetune.prepare(dataset, root, **prepare_kw)
-                if n > len(prep.pool):
-                    bar.update()
-                    continue
-                bar.set_postfix_str(f"{d} n={n} eta={eta:g} seed={seed}")
-                cell = finetune.run(prep, int(n), eta, seed=int(seed), epochs=int(epochs), lr=float(lr))
-                import platform, torch
-                cell.update(version=__version__, info=prep.info, torch=torch.__version__,
-                            threads=torch.get_num_threads(), machine=platform.machine(),
-                            device=str(prep.head_w.device))
-                try:
-                    write_json_atomic(path, cell)
-                except OSError as err:
-                    warnings.warn(f"out: could not write the cell file {str(path)!r} ({err}); the cell is "
-                                  f"returned but not stored", RuntimeWarning, stacklevel=2)
-            results.append(cell)
+    compute = partial(_compute_cell, str(out), None if root is None else str(root), dict(prepare_kw))
+    args = [[c[i] for c in todo] for i in range(4)] + [[epochs] * len(todo), [float(lr)] * len(todo)]
+    bar = tqdm(total=len(cells), disable=not progress, desc="realdata grid")
+    bar.update(len(cells) - len(todo))
+    _PREPARED.clear()
+    try:
+        new = {}
+        for c, cell in zip(todo, (executor.map if executor is not None else map)(compute, *args)):
+            new[c] = cell
+            bar.set_postfix_str(f"{c[0]} n={c[1]} eta={c[2]:g} seed={c[3]}")
             bar.update()
-    bar.close()
-    return results
+    finally:
+        _PREPARED.clear()
+        bar.close()
+    results = [dict(stored[c].record, provenance=stored[c].provenance) if stored[c] is not None else new[c]
+               for c in cells]
+    return [r for r in results if r is not None]
 
 
 def load_results(out) -> list[dict]:
-    """Every complete cell json in ``out`` (empty list if the folder does not exist)."""
-    out = check_path("out", out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} is a file, not a folder of cell files")
-    cells = []
-    for p in sorted(out.glob("*.json")):
-        c = read_cell(p)
-        if c is not None and "dataset" in c:
-            cells.append(c)
-    return cells
+    """Every stored real-data cell in the folder ``out``, whatever its parameters.
+
+    Returns the cells' records (each with its ``provenance``), sorted by file name; an empty list if
+    the folder does not exist. Partial or corrupt files are left out with a
+    :class:`~benign_attention.cache.CacheWarning`."""
+    return [dict(c.record, provenance=c.provenance) for c in CellCache(out, "out").cells()
+            if c.params.get("experiment") == "realdata"]
 
 
 _FINAL = ("train_loss", "train_acc_noisy", "train_acc_clean", "memorised", "test_acc", "test_max_attention",
@@ -176,7 +226,7 @@ def summarize(cells) -> list[dict]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Run the real-data grid (resumable, one json per cell).")
+    ap = argparse.ArgumentParser(description="Run the real-data grid (resumable, one file per cell).")
     ap.add_argument("--out", default="results/realdata")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--ns", nargs="+", type=int, default=list(DEFAULTS["ns"]))
@@ -185,8 +235,14 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     ap.add_argument("--device", default="cpu", help="torch device for the fine-tuning, e.g. cuda")
+    ap.add_argument("--scheduler", default=None,
+                    help="address of a dask.distributed scheduler whose workers share --out (default: run here)")
     a = ap.parse_args(argv)
-    cells = run_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device)
+    executor = None
+    if a.scheduler:
+        from dask.distributed import Client
+        executor = Client(a.scheduler).get_executor()
+    cells = run_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device, executor=executor)
     for r in summarize(cells):
         print(f"{r['dataset']:>13} n={r['n']:<5} eta={r['eta']:<4} train loss {r['train_loss']:.3f} "
               f"test acc {r['test_acc']:.3f} (baseline {r['baseline']:.3f}) max attn {r['train_max_attention']:.2f}")

@@ -1,0 +1,182 @@
+"""One cell cache for every grid of the book: atomic, resumable, verified, safe for concurrent writers.
+
+The single-head sweeps (:func:`benign_attention.sweeps.run_grid`), the encoder grid
+(:func:`benign_attention.encoder.run_encoder_grid`) and the real-data grid
+(:func:`benign_attention.realdata.grid.run_grid`) all store one json file per finished cell in a
+folder, through :class:`CellCache`. A cell file holds
+
+* ``params``: what determines the result (the cell's knobs and training settings); a stored cell is
+  reused only by a call with exactly these parameters;
+* ``record``: json results (numbers, lists, nested dicts) and ``arrays``: numpy arrays, stored with
+  their dtype and shape (json numbers read back bit for bit, NaN and inf included);
+* ``provenance``: package and torch versions, device, torch threads, machine and date;
+* ``checksum``: the SHA-256 of all of the above, checked on every load.
+
+Writes go to a unique temporary file in the same folder and then ``os.replace`` it, so a reader sees
+the old file or the new one, never a partial one, and two processes writing the same cell at once both
+succeed (the last rename wins; both wrote the same result). A file that does not parse or fails its
+checksum, or one made with other parameters, warns (:class:`CacheWarning`) and is computed again.
+The book explains the grids that use it in :ref:`sec-encoder-cluster`.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .validation import ArgumentTypeError, check_path
+
+__all__ = ["CellCache", "Cell", "CacheWarning", "provenance", "cell_key"]
+
+#: Bumped when the cell file layout changes (files of another format are then recomputed, not misread).
+FORMAT = 1
+
+
+class CacheWarning(UserWarning):
+    """A cell file is corrupt, stale or could not be written (the cell is computed, or kept in memory)."""
+
+
+def provenance(device=None, threads=None) -> dict:
+    """Where and with what a cell was computed: package and torch versions, ``device`` (default
+    'cpu'), torch ``threads`` (default: the current count), machine and UTC date."""
+    import torch
+
+    return {"package": __version__, "torch": torch.__version__, "device": str(device or "cpu"),
+            "threads": int(torch.get_num_threads() if threads is None else threads),
+            "machine": platform.machine(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+_provenance = provenance
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, allow_nan=True, separators=(",", ":"))
+
+
+def cell_key(params) -> str:
+    """A 24-hex-digit name for the cell ``params`` (a json-serialisable dict), stable across runs."""
+    if not isinstance(params, Mapping):
+        raise ArgumentTypeError(f"params must be a dict of json values, got {type(params).__name__}")
+    return hashlib.sha256(_canonical(dict(params, format=FORMAT)).encode()).hexdigest()[:24]
+
+
+def _encode(name, a):
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"arrays[{name!r}] must be a numeric or boolean array, got dtype {a.dtype}")
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+def _decode(entry):
+    return np.array(entry["data"], dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
+
+
+@dataclass
+class Cell:
+    """A verified cell file: ``params``, ``record`` (json), ``arrays`` (numpy), ``provenance``, ``path``."""
+
+    params: dict
+    record: dict
+    arrays: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+class CellCache:
+    """A folder of cell files (``<name>.json``); see the module docstring for the guarantees.
+
+    ``folder``: the folder (``~`` expanded; created on the first write); ``what``: the argument name
+    that error messages and warnings use for it (e.g. 'cache_dir' or 'out')."""
+
+    def __init__(self, folder, what="folder"):
+        self.what = str(what)
+        self.folder = check_path(self.what, folder)
+
+    def path(self, name) -> Path:
+        """The file of the cell called ``name`` (a file name stem without '/')."""
+        if not isinstance(name, str) or not name or "/" in name or os.sep in name or name.startswith("."):
+            raise ValueError(f"name must be a non-empty file name stem (no '/', not starting with '.'), got {name!r}")
+        return self.folder / f"{name}.json"
+
+    def _read(self, path) -> Cell | None:
+        """The cell at ``path``, or None (with a CacheWarning) if it is partial, foreign or corrupt."""
+        try:
+            body = json.loads(Path(path).read_text())
+            checksum = body.pop("checksum")
+            if body.get("format") != FORMAT:
+                raise ValueError(f"cell format {body.get('format')!r}, expected {FORMAT}")
+            if hashlib.sha256(_canonical(body).encode()).hexdigest() != checksum:
+                raise ValueError("checksum mismatch")
+            arrays = {k: _decode(v) for k, v in body["arrays"].items()}
+            return Cell(body["params"], body["record"], arrays, body["provenance"], Path(path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+            warnings.warn(CacheWarning(f"{self.what}: the cell file {str(path)!r} is unreadable or corrupt "
+                                       f"({type(err).__name__}: {err}); it is computed again"), stacklevel=3)
+            return None
+
+    def load(self, name, params) -> Cell | None:
+        """The stored cell ``name`` if its file is complete, passes its checksum and was made with
+        exactly ``params``; None if there is no such file. A corrupt file, or one made with other
+        parameters, warns (:class:`CacheWarning`) and gives None, so that the caller recomputes it."""
+        path = self.path(name)
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{self.what}: {str(path)!r} is in the way of a cell file (it is not a file); remove it")
+        cell = self._read(path)
+        if cell is None:
+            return None
+        want = json.loads(_canonical(params))
+        if cell.params != want:
+            diff = sorted(k for k in set(want) | set(cell.params) if want.get(k) != cell.params.get(k))
+            warnings.warn(CacheWarning(f"{self.what}: the cell file {str(path)!r} was made with other parameters "
+                                       f"(differing: {diff}); it is computed again and replaced"), stacklevel=2)
+            return None
+        return cell
+
+    def save(self, name, params, record=None, arrays=None, provenance=None) -> Path:
+        """Write the cell ``name`` atomically (unique temporary file, then ``os.replace``) and return
+        its path. ``params``/``record``: json-serialisable dicts; ``arrays``: numeric numpy arrays;
+        ``provenance``: a dict (default :func:`provenance` of this process). Raises OSError if the
+        folder cannot be written."""
+        for k, v in (("params", params), ("record", record), ("arrays", arrays), ("provenance", provenance)):
+            if v is not None and not isinstance(v, Mapping):
+                raise ArgumentTypeError(f"{k} must be a dict, got {type(v).__name__}")
+        try:
+            body = json.loads(_canonical({
+                "format": FORMAT, "params": dict(params), "record": dict(record or {}),
+                "arrays": {k: _encode(k, v) for k, v in (arrays or {}).items()},
+                "provenance": dict(_provenance() if provenance is None else provenance)}))
+        except (TypeError, ValueError) as err:
+            raise ArgumentTypeError(f"params, record and provenance must be json-serialisable ({err})") from None
+        body["checksum"] = hashlib.sha256(_canonical(body).encode()).hexdigest()
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(body, allow_nan=True))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def cells(self, pattern="*.json") -> list[Cell]:
+        """Every verified cell file in the folder whose name matches ``pattern`` (sorted by name; none if
+        the folder does not exist). Corrupt files warn (:class:`CacheWarning`) and are left out."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"{self.what} {str(self.folder)!r} is a file, not a folder of cell files")
+        found = (self._read(p) for p in sorted(self.folder.glob(pattern)) if not p.name.startswith("."))
+        return [c for c in found if c is not None]
