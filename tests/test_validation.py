@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import benign_attention as ba
 from benign_attention import display, encoder
-from benign_attention import data, engines, metrics, model, sweeps, theory, validation
+from benign_attention import cache, data, engines, metrics, model, sweeps, theory, validation
 from benign_attention.engines import DivergenceWarning
 from benign_attention.realdata import data as rd
 from benign_attention.realdata import finetune as ft
@@ -399,7 +399,7 @@ ok("sweeps.run_grid", _readonly_cache_fully_cached,
 
 def _cell_path_is_a_folder(e):
     _grid(cache_dir=e.tmp)
-    victim = sorted(e.tmp.glob("*.npz"))[0]
+    victim = sorted(e.tmp.glob("*.json"))[0]
     victim.unlink()
     victim.mkdir()
     return _grid(cache_dir=e.tmp)
@@ -416,14 +416,14 @@ def _home_cache(e):
     return e.tmp
 
 
-ok("sweeps.run_grid", _home_cache, lambda tmp: len(list((tmp / "home" / "cells").glob("*.npz"))) == 2
+ok("sweeps.run_grid", _home_cache, lambda tmp: len(list((tmp / "home" / "cells").glob("*.json"))) == 2
    and not (tmp / "cwd" / "~").exists(), id="cache-dir-tilde-expanded")
 
 
 def _save_fails(e):
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
-    e.mp.setattr(sweeps, "save_npz_atomic", fail)
+    e.mp.setattr(cache.CellCache, "save", fail)
     return _grid(cache_dir=e.tmp, dtype=torch.float64)
 
 
@@ -457,8 +457,26 @@ raises("sweeps.train_cell", lambda e: sweeps.train_cell(steps=5, d=1), V, "d")
 raises("sweeps.train_cell", lambda e: sweeps.train_cell(steps=5, dtype="int"), V, "dtype")
 ok("sweeps.default_cache_dir", lambda e: (e.mp.setenv("BENIGN_ATTENTION_CACHE", "~/somewhere"), sweeps.default_cache_dir())[1],
    lambda p: "~" not in str(p))
-raises("sweeps.save_npz_atomic", lambda e: sweeps.save_npz_atomic(e.tmp / "x.npz", [1, 2], {}), T, "arrays")
-ok("sweeps.load_npz_verified", lambda e: sweeps.load_npz_verified(e.tmp / "missing.npz", "{}"), lambda v: v is None)
+
+# --- cache (the one cell cache of every grid)
+raises("cache.cell_key", lambda e: cache.cell_key([1, 2]), T, "params")
+ok("cache.cell_key", lambda e: (cache.cell_key({"a": 1, "b": 2.0}), cache.cell_key({"b": 2.0, "a": 1})),
+   lambda t: t[0] == t[1] and len(t[0]) == 24)
+ok("cache.provenance", lambda e: cache.provenance("cuda", 3),
+   lambda p: p["device"] == "cuda" and p["threads"] == 3 and p["package"] == ba.__version__)
+raises("cache.CellCache", lambda e: cache.CellCache(""), V, "folder")
+raises("cache.CellCache.path", lambda e: cache.CellCache(e.tmp).path("../x"), V, "name")
+raises("cache.CellCache.save", lambda e: cache.CellCache(e.tmp).save("c", [1]), T, "params")
+raises("cache.CellCache.save", lambda e: cache.CellCache(e.tmp).save("c", {}, {"x": object()}), T, "record")
+raises("cache.CellCache.save", lambda e: cache.CellCache(e.tmp).save("c", {}, arrays={"x": np.array(["a"])}), T,
+       "arrays")
+ok("cache.CellCache.load", lambda e: cache.CellCache(e.tmp).load("missing", {}), lambda v: v is None)
+warns("cache.CellCache.load", lambda e: ((e.tmp / "c.json").write_text("{"), cache.CellCache(e.tmp).load("c", {}))[1],
+      cache.CacheWarning, lambda v: v is None, id="corrupt-cell-warns")
+raises("cache.CellCache.load", lambda e: ((e.tmp / "c.json").mkdir(), cache.CellCache(e.tmp).load("c", {}))[1], V,
+       "folder")
+raises("cache.CellCache.cells", lambda e: cache.CellCache(Path(__file__)).cells(), V, "folder")
+ok("cache.CellCache.cells", lambda e: cache.CellCache(e.tmp / "none").cells(), lambda v: v == [])
 
 # --- theory
 # encoder (chapter *Beyond one head*) and display (the figure convention)
@@ -479,7 +497,9 @@ raises("encoder.attention_by_type", lambda e: encoder.attention_by_type(
     encoder.train_encoder(DS(), steps=2, mlp_dim=8, record_every=1), [1, 0]), V, "mask")
 raises("encoder.load_grid", lambda e: encoder.load_grid("/nonexistent/benign-attention"), V, "folder")
 raises("encoder.encoder_cell", lambda e: encoder.encoder_cell(d=0, mu=5.0, out=e.tmp), V, "d")
-raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([0], [5.0], e.tmp), V, "d")
+raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([0], [5.0], e.tmp), V, "d_values")
+raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [-1.0], e.tmp), V, "mu_values[0]")
+raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [5.0], e.tmp, progress=1), V, "progress")
 raises("encoder.grid_figure", lambda e: encoder.grid_figure([1, 2], [1, 2], np.zeros((3, 3)), np.zeros((3, 3))),
        V, "train_loss")
 raises("encoder.dynamics_figure", lambda e: encoder.dynamics_figure({}), V, "settings")
@@ -672,9 +692,7 @@ raises("realdata.grid.summarize", lambda e: rg.summarize([{"dataset": "trec"}]),
 raises("realdata.grid.summarize", lambda e: rg.summarize(None), T, "cells")
 raises("realdata.grid.load_results", lambda e: rg.load_results(Path(__file__)), V, "out")
 ok("realdata.grid.load_results", lambda e: rg.load_results(e.tmp / "nothing"), lambda r: r == [])
-raises("realdata.grid.write_json_atomic", lambda e: rg.write_json_atomic(e.tmp / "c.json", {"x": object()}), T, "obj")
-ok("realdata.grid.read_cell", lambda e: (rg.write_json_atomic(e.tmp / "c.json", {"a": 1}), rg.read_cell(e.tmp / "c.json"))[1],
-   lambda c: c is None)  # no version/final: not a complete cell
+raises("realdata.grid.run_grid", lambda e: rg.run_grid(e.tmp, executor=object()), V, "executor")
 raises("realdata.grid.main", lambda e: rg.main(["--ns", "x"]), SystemExit, None, id="cli-bad-ns")
 
 # --- realdata.models
@@ -776,8 +794,9 @@ EXEMPT = {
     "realdata.models.LastLayer": "plain record of tensors, built by Encoder.last_layer / bert_last_layer",
     "realdata.finetune.Prepared": "plain record built by prepare (its logits method has a row)",
     "encoder.EncoderRun": "plain record returned by train_encoder",
+    "cache.Cell": "plain record returned by CellCache.load and CellCache.cells",
 }
-MODULES = {"encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
+MODULES = {"cache": cache, "encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
            "validation": validation, "realdata.data": rd, "realdata.finetune": ft, "realdata.grid": rg,
            "realdata.models": rm}
 
