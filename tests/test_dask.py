@@ -69,6 +69,7 @@ def test_realdata_grid_on_dask_equals_local(client, tmp_path):
 def _kill_a_worker_mid_grid(client, run, out, pattern="*.json"):
     """Start ``run()`` (a grid into ``out``) in a thread, kill one worker process as soon as a cell
     file appears, wait for the run, and check that no finished cell was lost or changed."""
+    client.wait_for_workers(2, timeout=120)  # a worker killed by an earlier test is back
     errors = []
 
     def first_run():
@@ -84,7 +85,7 @@ def _kill_a_worker_mid_grid(client, run, out, pattern="*.json"):
         time.sleep(0.02)
     before = {p.name: p.read_text() for p in out.glob(pattern)}
     assert before, "no cell finished within 120 s"
-    victim = next(iter(client.scheduler_info()["workers"]))
+    victim = next(iter(client.scheduler_info()["workers"]))  # one of the two workers
     try:
         client.run(os._exit, 1, workers=[victim])
     except Exception:
