@@ -226,14 +226,18 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     Knobs: n, T, d, sigma, n_test, seed, signal_norm, rho, eta (each knob in ``grid`` or ``base``, not
     both). By default only the final step is recorded (``record_every``/``record_steps`` as in
     :func:`~benign_attention.engines.train`).
-    ``cache_dir``: a folder for per-cell results (None: no cache; "default": :func:`default_cache_dir`;
-    ``~`` is expanded; checked before any work, see the module docstring).
+    ``cache_dir``: a folder for per-cell results in the book's one cell cache
+    (:class:`~benign_attention.cache.CellCache`; None: no cache; "default": :func:`default_cache_dir`;
+    ``~`` is expanded; checked before any work, see the module docstring). A corrupt cell file warns
+    (:class:`CacheWarning`) and its family is computed again.
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
     Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`DivergenceWarning`).
     ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (its
     ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
-    then ignored. Results (and the cache, written here as they arrive) are the same as locally.
+    then ignored. Results (and the cache, written here as they arrive, so the workers need no shared
+    folder) are the same as locally, bit for bit when the local run also gives each family one torch
+    thread (``workers`` >= 2). See :ref:`sec-encoder-cluster`.
     """
     executor = _check_executor("executor", executor)
     axes, base = _check_grid(grid, base)
