@@ -351,7 +351,8 @@ def _encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="
     steps, mlp_dim = check_int("steps", steps, low=0), check_int("mlp_dim", mlp_dim, low=1)
     lr = check_number("lr", lr, low=0, low_open=True)
     dtype = str(check_dtype("dtype", dtype)).replace("torch.", "")
-    cache, name, params = CellCache(out, "out"), _cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, lr, mlp_dim, dtype)
+    cache, name = CellCache(out, "out"), _cell_name(d, mu, seed)
+    params = _cell_params(d, mu, seed, steps, lr, mlp_dim, dtype)
     with warnings.catch_warnings():
         if quiet:  # the caller has checked (and warned about) this cell already
             warnings.simplefilter("ignore", CacheWarning)
@@ -418,7 +419,8 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
         raise ValueError(f"progress must be None or a callable, got {type(progress).__name__}")
     d_values = [int(d) for d in check_int_array("d_values", d_values, 1)]
     mu_values = [check_number(f"mu_values[{i}]", mu, low=0) for i, mu in enumerate(np.atleast_1d(mu_values))]
-    seed, steps, threads = check_int("seed", seed, low=0), check_int("steps", steps, low=0), check_int("threads", threads, low=1)
+    seed, steps = check_int("seed", seed, low=0), check_int("steps", steps, low=0)
+    threads = check_int("threads", threads, low=1)
     cache = CellCache(out, "out")
     todo = [(d, mu) for d in sorted(d_values) for mu in mu_values
             if cache.load(_cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, 5e-3, 2000, "float32")) is None]

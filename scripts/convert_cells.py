@@ -51,7 +51,8 @@ def convert(path):
 def main(folders):
     for folder in folders:
         kinds = [convert(p) for p in sorted(Path(folder).glob("*.json"))]
-        print(f"{folder}: {sum(k is not None for k in kinds)} converted, {kinds.count(None)} already in the cache format")
+        done = sum(k is not None for k in kinds)
+        print(f"{folder}: {done} converted, {len(kinds) - done} already in the cache format")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def data_folder(monkeypatch):
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
             distributed.Client(cluster) as c:
         yield c
 
@@ -99,7 +100,8 @@ def _kill_a_worker_mid_grid(client, run, out, pattern="*.json"):
 
 def test_killed_worker_loses_no_encoder_cell(client, tmp_path):
     D, MU, out = [8, 10, 12], [5.0, 10.0, 20.0, 40.0], tmp_path / "killed"
-    _kill_a_worker_mid_grid(client, lambda: run_encoder_grid(D, MU, out, steps=150, executor=client.get_executor()), out)
+    run = lambda: run_encoder_grid(D, MU, out, steps=150, executor=client.get_executor())  # noqa: E731
+    _kill_a_worker_mid_grid(client, run, out)
     run_encoder_grid(D, MU, out, steps=150, executor=client.get_executor())
     assert len(list(out.glob("*.json"))) == len(D) * len(MU) and not list(out.glob(".*"))
     run_encoder_grid([D[0]], MU, tmp_path / "local", steps=150)

@@ -89,7 +89,8 @@ def _compute_cell(out, root, prepare_kw, dataset, n, eta, seed, epochs, lr, quie
     prep = _prepared(dataset, root, prepare_kw)
     if n > len(prep.pool):
         return None
-    cell = dict(finetune.run(prep, int(n), float(eta), seed=int(seed), epochs=int(epochs), lr=float(lr)), info=prep.info)
+    cell = finetune.run(prep, int(n), float(eta), seed=int(seed), epochs=int(epochs), lr=float(lr))
+    cell = dict(cell, info=prep.info)
     prov = provenance(prep.head_w.device, 1)   # finetune.run trains on one torch thread
     try:
         cache.save(name, params, record=cell, provenance=prov)
