@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..validation import (ArgumentTypeError, check_bool, check_cache_dir, check_int, check_int_array, check_number,
-                          check_path, dir_is_writable)
+from ..validation import (ArgumentTypeError, check_cache_dir, check_int, check_int_array, check_number, check_path,
+                          check_progress, dir_is_writable)
 from .data import DATASETS, MAX_SEED, check_dataset
 
 #: keyword arguments run_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
@@ -69,14 +69,16 @@ def write_json_atomic(path, obj) -> None:
 
 
 def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
-             epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=True, **prepare_kw) -> list[dict]:
+             epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=None, **prepare_kw) -> list[dict]:
     """Run (or resume) the grid; returns all cells. Cells with n larger than the pool are skipped.
 
     ``out`` the folder of the cell files (``~`` expanded; checked before any work, and it must be
     writable when cells remain to be computed); ``datasets`` a list of names from :data:`DATASETS`;
     ``ns`` (integers >= 1), ``etas`` (numbers in [0, 1)) and ``seeds`` (integers >= 0) lists;
     ``prepare_kw`` any of :data:`PREPARE_KW`. A cell file that cannot be written warns and the cell is
-    still returned.
+    still returned. ``progress``: a progress bar: True, False or None (the default:
+    automatic - a bar only on a terminal and only once the work has run for 2 s; see
+    :func:`~benign_attention.validation.check_progress`).
     """
     from tqdm.auto import tqdm
 
@@ -93,7 +95,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
     root = None if root is None else check_path("root", root)
     seeds = [int(s) for s in check_int_array("seeds", seeds, 0, MAX_SEED)]
     epochs, lr = check_int("epochs", epochs, 0), check_number("lr", lr, 0.0, low_open=True)
-    progress = check_bool("progress", progress)
+    progress = check_progress("progress", progress)
     for k in prepare_kw:
         if k not in PREPARE_KW:
             raise ValueError(f"prepare_kw key {k!r} unknown; allowed: {PREPARE_KW}")
@@ -102,7 +104,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         dataset=c[0], n=c[1], eta=c[2], seed=c[3], epochs=epochs, lr=lr)) is None]
     if todo and not dir_is_writable(out):
         raise ValueError(f"out {str(out)!r} is not writable, and {len(todo)} cells remain to be computed")
-    results, bar = [], tqdm(total=len(cells), disable=not progress, desc="realdata grid")
+    results, bar = [], tqdm(total=len(cells), desc="realdata grid", **progress)
     for dataset in datasets:
         prep = None
         for (d, n, eta, seed) in [c for c in cells if c[0] == dataset]:
