@@ -21,8 +21,8 @@ def main():
     wall = time.perf_counter() - t
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
     out = dict(cores=os.cpu_count(), cells=int(np.prod([len(v) for v in grid.values()])), wall_s=wall,
-               peak_rss_gb=peak_gb, train_loss_range=[float(res.get("train_loss").min()), float(res.get("train_loss").max())],
-               test_loss_range=[float(res.get("test_loss").min()), float(res.get("test_loss").max())])
+               peak_rss_gb=peak_gb, train_loss_range=[float(res.final("train_loss").min()), float(res.final("train_loss").max())],
+               test_loss_range=[float(res.final("test_loss").min()), float(res.final("test_loss").max())])
     print(json.dumps(out, indent=1))
 
 

@@ -47,8 +47,8 @@ def main():
     pd = run_grid(grid, steps=1000, progress=False, device="cuda")
     torch.cuda.synchronize()
     out["phase_diagram_gpu_s"] = time.perf_counter() - t
-    out["phase_diagram_train_loss_range"] = [float(pd.get("train_loss").min()), float(pd.get("train_loss").max())]
-    out["phase_diagram_test_loss_range"] = [float(pd.get("test_loss").min()), float(pd.get("test_loss").max())]
+    out["phase_diagram_train_loss_range"] = [float(pd.final("train_loss").min()), float(pd.final("train_loss").max())]
+    out["phase_diagram_test_loss_range"] = [float(pd.final("test_loss").min()), float(pd.final("test_loss").max())]
     out["ok"] = out["max_train_logit_diff"] <= 1e-8 and out["max_test_logit_diff"] <= 1e-8
     text = json.dumps(out, indent=1)
     print(text)

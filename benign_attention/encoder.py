@@ -138,7 +138,20 @@ class EncoderRun:
     config: dict = field(default_factory=dict)
 
     def final(self, key):
-        return self.history[key][-1]
+        """History value at the last recorded step (the same verb as
+        :meth:`Run.final <benign_attention.engines.Run.final>`)."""
+        return self.history[self._key(key)][-1]
+
+    def at(self, key, step):
+        """History value at the recorded step closest to ``step`` (the same verb as
+        :meth:`Run.at <benign_attention.engines.Run.at>`)."""
+        step = check_number("step", step)
+        return self.history[self._key(key)][int(np.argmin(np.abs(np.asarray(self.steps) - step)))]
+
+    def _key(self, key):
+        if not isinstance(key, str) or key not in self.history:
+            raise ValueError(f"key must be one of the recorded metrics {sorted(self.history)}, got {key!r}")
+        return key
 
 
 def _forward(model, X, path):
@@ -228,10 +241,10 @@ def dynamics_figure(settings):
     and of the noisy training samples by token type; train (observed labels) and test accuracy;
     train and test loss (log scale)."""
     import matplotlib.pyplot as plt
-    from .plots import TOKEN_COLORS, TOKEN_GROUPS, TOKEN_LABELS, _fig, legend_below
+    from .plots import TOKEN_COLORS, TOKEN_GROUPS, TOKEN_LABELS, subplots, legend_below
     if not isinstance(settings, dict) or not settings:
         raise ValueError("settings must be a non-empty dict {title: (run, ds)}")
-    fig, axes = _fig(len(settings), 4, width=2.4, height=1.75)
+    fig, axes = subplots(len(settings), 4, width=2.4, height=1.75)
     for c, (title, (run, ds)) in enumerate(settings.items()):
         x = run.steps
         for r, noisy in enumerate((False, True)):
@@ -268,13 +281,13 @@ def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
     """Train and test loss maps (each (len(d_values), len(mu_values))) after training, one column per
     d and one row per ||mu|| in grid order (not to scale); NaN cells (not computed) are left blank."""
     import matplotlib.pyplot as plt
-    from .plots import _fig
+    from .plots import subplots
     shape = (len(d_values), len(mu_values))
     for name, m in (("train_loss", train_loss), ("test_loss", test_loss)):
         if np.shape(m) != shape:
             raise ValueError(f"{name} must have shape (len(d_values), len(mu_values)) = {shape}, "
                              f"got {np.shape(m)}")
-    fig, axes = _fig(2, width=3.6, height=3.0)
+    fig, axes = subplots(2, width=3.6, height=3.0)
     xi, yi = np.arange(len(d_values)), np.arange(len(mu_values))
     for ax, m, name in zip(axes[0], (train_loss, test_loss), ("train loss", "test loss")):
         im = ax.pcolormesh(np.r_[xi - 0.5, xi[-1] + 0.5], np.r_[yi - 0.5, yi[-1] + 0.5],
@@ -412,9 +425,8 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     from functools import partial
 
     from .cache import CellCache
-    from .sweeps import _check_executor
-    from .validation import check_int_array
-    executor = _check_executor("executor", executor)
+    from .validation import check_executor, check_int_array
+    executor = check_executor("executor", executor)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be None or a callable, got {type(progress).__name__}")
     d_values = [int(d) for d in check_int_array("d_values", d_values, 1)]

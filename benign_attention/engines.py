@@ -12,6 +12,15 @@
   and w = G alpha - v (since Z = I - lr S^T, S = sum_k c_k alpha_k^T), which scores test tokens.
 
 Both engines share one interface, :func:`train`; :func:`train_many` batches many data sets in one call.
+Every result reads its history with the same two verbs: ``final(key)`` (the last recorded step) and
+``at(key, step)`` (the recorded step closest to ``step``) - :class:`Run`, the sweeps'
+:class:`~benign_attention.sweeps.GridResult` and the encoder's
+:class:`~benign_attention.encoder.EncoderRun` alike.
+
+Internal API: :func:`check_train_args`, :func:`run_family`, :func:`first_divergence`,
+:func:`warn_diverged`, :func:`history_to_numpy` and :func:`torch_threads` are public names outside
+``__all__`` that :mod:`~benign_attention.sweeps` and :mod:`~benign_attention.widgets` build on (no
+module imports another module's underscore names; ``tests/test_imports.py`` checks it).
 """
 from __future__ import annotations
 
@@ -24,10 +33,10 @@ import torch
 
 from .data import Dataset, init_W
 from .metrics import summarize
-from .validation import (ArgumentTypeError, check_array, check_bool, check_choice, check_device, check_dtype,
-                         check_int, check_int_array, check_number, shared_tensor)
+from .validation import (ArgumentTypeError, check_array, check_choice, check_device, check_dtype, check_int,
+                         check_int_array, check_lr_dtype, check_number, check_progress, shared_tensor)
 
-__all__ = ["Run", "train", "train_many", "record_schedule", "log_schedule", "DivergenceWarning"]
+__all__ = ["Run", "train", "train_many", "record_schedule", "log_schedule", "exact_gd", "DivergenceWarning"]
 
 ENGINES = ("exact", "dense")
 
@@ -103,11 +112,13 @@ class Run:
         return key
 
     def final(self, key):
-        """History value at the last recorded step."""
+        """History value at the last recorded step (the same verb as ``GridResult.final`` and
+        ``EncoderRun.final``)."""
         return self.history[self._key(key)][-1]
 
     def at(self, key, step):
-        """History value at the recorded step closest to ``step``."""
+        """History value at the recorded step closest to ``step`` (the same verb as
+        ``GridResult.at`` and ``EncoderRun.at``)."""
         step = check_number("step", step)
         return self.history[self._key(key)][int(np.argmin(np.abs(self.steps - step)))]
 
@@ -243,29 +254,39 @@ def _lowdim_loop(C: _Tokens, G, z, y, steps, lr, record_steps, alpha, Z, progres
     """Run GD on a batch of R low-dimensional problems. C the tokens (see :class:`_Tokens`), G (m, m)
     shared or (R, m, m), z (R, n, T), y (R, n), alpha (R, m), Z (R, m, m) (updated in place). Returns
     recorded train logits (R, E, n, T), alpha and w = G alpha - Z^T G alpha (R, E, m), final alpha."""
-    with _threads(1 if Z.numel() < 2**23 else torch.get_num_threads()):  # small ops: 1 thread is fastest
+    with torch_threads(1 if Z.numel() < 2**23 else torch.get_num_threads()):  # small ops: 1 thread is fastest
         return _loop(C, G, z, y, steps, lr, record_steps, alpha, Z, progress)
 
 
 @contextlib.contextmanager
-def _threads(k):
+def torch_threads(threads: int | None):
+    """Temporarily set torch's CPU thread count (None: leave it). On a busy machine one thread
+    avoids OpenMP spin-waiting, which made small workloads up to 10x slower in our runs."""
+    threads = None if threads is None else check_int("threads", threads, 1)
     old = torch.get_num_threads()
-    torch.set_num_threads(k)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(old)
 
 
+def _bar(it, progress, **kw):
+    """``it`` wrapped in a tqdm bar as the options from
+    :func:`~benign_attention.validation.check_progress` say (``progress`` False: no bar)."""
+    if not progress or progress["disable"]:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, delay=progress["delay"], **kw)
+
+
 def _loop(C, G, z, y, steps, lr, record_steps, alpha, Z, progress):
     R, n, T = z.shape
     rec = set(int(s) for s in record_steps)
     logits_hist, alpha_hist, w_hist = [], [], []
-    it = range(steps + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="GD steps", leave=False)
+    it = _bar(range(steps + 1), progress, desc="GD steps", leave=False)
     for step in it:
         Ga = alpha @ G if G.dim() == 2 else torch.bmm(alpha[:, None, :], G)[:, 0]  # G symmetric
         v = torch.bmm(Ga[:, None, :], Z)[:, 0]  # (Z^T G alpha)^T
@@ -289,7 +310,7 @@ def _loop(C, G, z, y, steps, lr, record_steps, alpha, Z, progress):
     return stack(logits_hist), stack(alpha_hist), stack(w_hist), alpha
 
 
-def _run_family(fam: Family, steps, lr, record_steps, dtype, state=None, progress=False):
+def run_family(fam: Family, steps, lr, record_steps, dtype, state=None, progress=False):
     """Train every member of a prepared family; return per-member history dicts and final states."""
     R = fam.coef.shape[0]
     m = fam.B.shape[1]
@@ -318,7 +339,8 @@ def _per_member(logits, fam):
     return {k: torch.stack([p[k] for p in parts]) for k in parts[0]}
 
 
-def _to_numpy(hist, r=None):
+def history_to_numpy(hist, r=None):
+    """History tensors as numpy arrays (of member ``r`` only, when given)."""
     return {k: (v if r is None else v[r]).detach().cpu().numpy() for k, v in hist.items()}
 
 
@@ -334,11 +356,7 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
     z = X @ nu
     rec = set(int(s) for s in record_steps)
     qs, logits_hist = [], []
-    it = range(steps + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="GD steps (dense)", leave=False)
+    it = _bar(range(steps + 1), progress, desc="GD steps (dense)", leave=False)
     for step in it:
         q = W @ p
         a = X @ q
@@ -366,7 +384,7 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
 # Public interface.
 
 
-def _check_train_args(steps, lr, engine, record_every, record_steps):
+def check_train_args(steps, lr, engine, record_every, record_steps):
     """Validated (steps, lr, record steps); ``record_every`` None means 10, and it cannot be combined
     with ``record_steps``."""
     steps = check_int("steps", steps, 0)
@@ -379,14 +397,6 @@ def _check_train_args(steps, lr, engine, record_every, record_steps):
     return steps, lr, _check_record_steps(record_steps, steps)
 
 
-def _check_lr_dtype(lr, dtype):
-    """lr must be representable in the dtype of the GD loop (torch refuses a float32 step otherwise)."""
-    top = torch.finfo(dtype).max
-    if lr > top:
-        raise ValueError(f"lr must be a finite number in (0, {top:.4g}] for dtype {dtype}, got {lr:g}")
-    return lr
-
-
 def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed"):
     if W0 is None:
         seed = ds.config.get("seed", 0) if init_seed is None else check_int(seed_name, init_seed, 0)
@@ -397,7 +407,7 @@ def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed"):
     return check_array(name, W0, shape=(ds.d, ds.d))
 
 
-def _first_divergence(run_steps, train_loss, final_state):
+def first_divergence(run_steps, train_loss, final_state):
     """The first recorded step whose loss is not finite, else the last step if the final state is not
     finite (divergence after the last record), else None."""
     bad = ~np.isfinite(np.asarray(train_loss))
@@ -408,7 +418,8 @@ def _first_divergence(run_steps, train_loss, final_state):
     return None
 
 
-def _warn_diverged(what, lr, at, stacklevel=3):
+def warn_diverged(what, lr, at, stacklevel=3):
+    """Warn (:class:`DivergenceWarning`) that ``what`` diverged by step ``at`` (-1: after the last record)."""
     where = "after the last recorded step" if at == -1 else f"by step {at}"
     warnings.warn(DivergenceWarning(
         f"{what}: gradient descent diverged {where} (NaN/inf loss) with lr={lr:g}; its metrics are NaN "
@@ -447,7 +458,7 @@ def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
 
 def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed=None,
           record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
-          progress=False, device=None) -> Run:
+          progress=None, device=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
     ``steps`` >= 0 GD steps with learning rate ``lr`` > 0; ``engine`` "exact" (default) or "dense";
@@ -456,7 +467,9 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     ``record_every`` steps (default 10) or at ``record_steps`` (integers in [0, steps]; not both).
     ``dtype``: torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
     ``device``: a torch device for the computation (default CPU; "cuda" where available - the book
-    never needs it).
+    never needs it). ``progress``: a progress bar: True, False or None (the default: automatic - a
+    bar only on a terminal and only once the work has run for 2 s; see
+    :func:`~benign_attention.validation.check_progress`).
 
     ``resume`` continues a previous :func:`train` run for ``steps`` more steps (record steps count from
     the start of the resumed run, and ``lr`` may change). The contract: the same data set (checked by
@@ -467,11 +480,11 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     then on (never accuracy 0) and has ``run.diverged`` set.
     """
     dataset = check_dataset("dataset", dataset)
-    steps, lr, rec = _check_train_args(steps, lr, "exact" if engine is None else engine, record_every,
+    steps, lr, rec = check_train_args(steps, lr, "exact" if engine is None else engine, record_every,
                                        record_steps)
     dtype = None if dtype is None else check_dtype("dtype", dtype)
     device = check_device("device", device)
-    progress = check_bool("progress", progress)
+    progress = check_progress("progress", progress)
     offset = 0
     if resume is not None:
         engine, dtype, device = _check_resume(resume, dataset, engine, W0, init_seed, dtype, device)
@@ -481,7 +494,7 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
         engine = engine or "exact"
         dtype = dtype or torch.float64
         W0 = _initial_W(dataset, W0, init_seed)
-    _check_lr_dtype(lr, dtype)
+    check_lr_dtype(lr, dtype)
     config = dict(dataset.config, lr=lr, engine=engine, steps_done=offset + steps)
     if engine == "dense":
         hist, state = _train_dense(dataset, W0, steps, lr, rec, dtype, resume.state if resume else None, progress,
@@ -495,27 +508,27 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
         else:
             fam = resume.state["problem"]
             start = (resume.state["alpha"][None], resume.state["Z"][None])
-        hist, (alpha, Z) = _run_family(fam, steps, lr, rec, dtype, start, progress)
+        hist, (alpha, Z) = run_family(fam, steps, lr, rec, dtype, start, progress)
         hist = {k: v[0] for k, v in hist.items()}
         state = {"problem": fam, "index": 0, "alpha": alpha[0], "Z": Z[0]}
         final = (alpha, Z)
     state.update(dataset=dataset, dtype=dtype, device=device)
-    hist = _to_numpy(hist)
-    at = _first_divergence(rec + offset, hist["train_loss"], final)
+    hist = history_to_numpy(hist)
+    at = first_divergence(rec + offset, hist["train_loss"], final)
     if resume is not None and resume.diverged:
         at = resume.diverged_at
     if at is not None:
         at = offset + steps if at == -1 else at
-        _warn_diverged("train", lr, at)
+        warn_diverged("train", lr, at)
     return Run(rec + offset, hist, config, state, at)
 
 
 def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=None,
-               record_steps=None, dtype=None, progress=True, device=None):
+               record_steps=None, dtype=None, progress=None, device=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
     token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
-    most one of the two); other arguments as in :func:`train`. Runs that diverge warn once
+    most one of the two); other arguments (``progress`` included) as in :func:`train`. Runs that diverge warn once
     (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set."""
     if isinstance(datasets, Dataset):
         raise ArgumentTypeError("datasets must be a list of Datasets, got a single Dataset (use train(), or "
@@ -525,11 +538,11 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     datasets = list(datasets)
     for i, ds in enumerate(datasets):
         check_dataset(f"datasets[{i}]", ds)
-    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    steps, lr, rec = check_train_args(steps, lr, "exact", record_every, record_steps)
     dtype = torch.float64 if dtype is None else check_dtype("dtype", dtype)
-    _check_lr_dtype(lr, dtype)
+    check_lr_dtype(lr, dtype)
     device = check_device("device", device)
-    progress = check_bool("progress", progress)
+    progress = check_progress("progress", progress)
     if W0s is not None and init_seeds is not None:
         raise ValueError("init_seeds cannot be combined with W0s: W0s are the initial Ws (give one of them)")
     for name, per in (("W0s", W0s), ("init_seeds", init_seeds)):
@@ -554,13 +567,13 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     for idx in groups.values():
         hist, finals = _run_batch([fams[i] for i in idx], steps, lr, rec, dtype, progress)
         for j, i in enumerate(idx):
-            h = _to_numpy(hist[j])
-            at = _first_divergence(rec, h["train_loss"], finals[j])
+            h = history_to_numpy(hist[j])
+            at = first_divergence(rec, h["train_loss"], finals[j])
             at = steps if at == -1 else at
             runs[i] = Run(rec, h, dict(datasets[i].config, lr=lr, engine="exact", steps_done=steps), {}, at)
     bad = [i for i, r in enumerate(runs) if r.diverged]
     if bad:
-        _warn_diverged(f"train_many: {len(bad)} of {len(runs)} runs (indices {bad[:10]}"
+        warn_diverged(f"train_many: {len(bad)} of {len(runs)} runs (indices {bad[:10]}"
                        f"{'...' if len(bad) > 10 else ''})", lr, min(runs[i].diverged_at for i in bad))
     return runs
 
@@ -584,3 +597,37 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
             h.update(summarize(tl, f.z_test[0].double(), f.y_test[0].double(), prefix="test"))
         out.append(h)
     return out, [(alpha[r], Z[r]) for r in range(R)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The recursion in a few lines of numpy (chapter 07_exact_engine shows this function).
+
+
+def exact_gd(ds, W0, steps, lr=5e-3):
+    """The exact engine's recursion in plain numpy, for one data set (shown in chapter
+    ``07_exact_engine``): ``steps`` >= 0 GD steps with ``lr`` > 0 from W = ``W0`` (d, d), p = 0.
+    Returns the final training scores (n, T), query q = W p (d,), and W rebuilt from (alpha, Z)."""
+    ds = check_dataset("ds", ds)
+    W0 = check_array("W0", W0, shape=(ds.d, ds.d))
+    steps = check_int("steps", steps, 0)
+    lr = check_number("lr", lr, 0.0, low_open=True)
+    n, T, d = ds.X.shape
+    E = ds.X.reshape(n * T, d)
+    B = np.linalg.qr(E.T)[0]           # d x m, orthonormal, spans the tokens
+    C, A = E @ B, W0.T @ B
+    G, z, y = A.T @ A, ds.X @ ds.nu, ds.y
+    m = B.shape[1]
+    alpha, Z = np.zeros(m), np.eye(m)
+    for step in range(steps + 1):
+        v = Z.T @ G @ alpha
+        a = (C @ v).reshape(n, T)
+        if step == steps:
+            q = W0 @ A @ alpha - B @ (G @ alpha - v)
+            return a, q, W0 - B @ (np.eye(m) - Z.T) @ A.T
+        s = np.exp(a - a.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)      # softmax over the T tokens
+        f = (s * z).sum(-1)
+        lprime = -y / (1 + np.exp(y * f)) / n
+        delta = lprime[:, None] * s * (z - f[:, None])   # dL/da
+        r = C.T @ delta.ravel()
+        alpha, Z = alpha - lr * Z @ r, Z - lr * np.outer(alpha, r)

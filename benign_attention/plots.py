@@ -26,7 +26,7 @@ REGIME_COLORS = {"not overfitting": "#9467bd", "benign": "#2ca02c", "harmful": "
 MAX_WIDTH = 7.2
 
 
-def _fig(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
+def subplots(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
     """``plt.subplots`` with panels of ``width`` x ``height`` inches, shrunk to :data:`MAX_WIDTH`."""
     shrink = min(1.0, MAX_WIDTH / (width * ncols))
     return plt.subplots(nrows, ncols, figsize=(width * ncols * shrink, height * nrows * max(shrink, 0.75)),
@@ -86,7 +86,7 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     test loss; the attention of one clean and one noisy training sample over steps by token type."""
     clean_index = int(np.flatnonzero(~ds.noisy)[0]) if clean_index is None else clean_index
     noisy_index = int(np.flatnonzero(ds.noisy)[0]) if noisy_index is None else noisy_index
-    fig, axes = _fig(2, 2, width=4.6, height=3.1)
+    fig, axes = subplots(2, 2, width=4.6, height=3.1)
     h, s = run.history, run.steps
     accuracy_loss_panels(axes[0, 0], axes[0, 1], s, h, fontsize=8)
     ax = axes[0, 1]
@@ -114,7 +114,7 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     (a) projections (<x_t, mu_+>, <x_t, mu_->) / ||mu|| coloured by token type, marker by clean class;
     (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
     (c) head values y* nu^T x_t of all training tokens by type against +-1/sqrt(2), +-rho/sqrt(2)."""
-    fig, axes = _fig(3, 1, width=4.0, height=3.4)
+    fig, axes = subplots(3, 1, width=4.0, height=3.4)
     types = _token_type(ds.T)
     norm = np.linalg.norm(ds.mu_pos)
     ax = axes[0, 0]
@@ -191,7 +191,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
     half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""
     from .theory import evaluate_query, existence_query
-    fig, axes = _fig(len(cs), 2, width=3.3, height=3.3)
+    fig, axes = subplots(len(cs), 2, width=3.3, height=3.3)
     norm2 = np.linalg.norm(ds.mu_pos) ** 2
     for k, c in enumerate(cs):
         q = existence_query(ds, c)
@@ -226,7 +226,7 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
     ms = [evaluate_query(ds, existence_query(ds, c)) for c in cs]
     tr, trc, te = (np.array([float(m[k]) for m in ms]) for k in ("train_acc", "train_clean_acc", "test_acc"))
     regime = classify_regime(tr, te, test_threshold)
-    fig, axes = _fig(1, 1, width=6.0, height=3.4)
+    fig, axes = subplots(1, 1, width=6.0, height=3.4)
     ax = axes[0, 0]
     edges = np.sqrt(cs[1:] * cs[:-1])
     edges = np.concatenate([[cs[0]], edges, [cs[-1]]])
@@ -366,7 +366,7 @@ def dynamics_grid(settings, max_step=1000):
     Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
     each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
     test loss. Lines are means over seeds, bands the min-max range."""
-    fig, axes = _fig(len(settings), 4, width=3.3, height=2.35)
+    fig, axes = subplots(len(settings), 4, width=3.3, height=2.35)
     for c, (title, (runs, datasets)) in enumerate(settings.items()):
         keep = runs[0].steps <= max_step
         x = runs[0].steps[keep]
@@ -402,7 +402,7 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     ``horizon``: a step to mark with a dotted vertical line in every panel (e.g. the end of the
     paper's runs). ``title`` goes into the figure's alt text."""
     x = runs[0].steps[1:]
-    fig, axes = _fig(3, 1, width=3.4, height=4.0)
+    fig, axes = subplots(3, 1, width=3.4, height=4.0)
     ax = axes[0, 0]
     for k, run in enumerate(runs):
         ax.plot(x, run.history["train_acc"][1:], color="k", alpha=0.35 + 0.13 * k, lw=1,
@@ -440,7 +440,7 @@ def delayed_generalisation(runs, mark_fit=False):
     before fitting and the change after it can be read off separately."""
     x = runs[0].steps[1:]
     fits = np.array([first_fit_step(r) for r in runs])
-    fig, axes = _fig(3, 1, width=3.4, height=3.0)
+    fig, axes = subplots(3, 1, width=3.4, height=3.0)
     panels = [("test_loss", "test loss"), ("test_margin", "test margin $E[y f(X)]$"),
               ("attn_test", "test attention on $x_1$")]
     for ax, (key, label) in zip(axes[0], panels):
@@ -464,7 +464,7 @@ def delayed_generalisation(runs, mark_fit=False):
 def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
     """Mean over samples of g(gap) against the step (linear axes) for each array in ``g_values``
     (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``."""
-    fig, axes = _fig(len(g_values), 1, width=3.9)
+    fig, axes = subplots(len(g_values), 1, width=3.9)
     steps = np.asarray(steps, float)
     for ax, vals, name in zip(axes[0], g_values, names):
         band(ax, steps, vals, "#1f77b4" if "clean" in name else "#d62728", name)
@@ -501,7 +501,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1 in
     log-time, time proportional to e^L (dotted), through the last measured point, and shaded the
     ``window`` of steps (start, stop) the prediction was fitted on."""
-    fig, axes = _fig(1, 1, width=4.8)
+    fig, axes = subplots(1, 1, width=4.8)
     ax = axes[0, 0]
     if window is not None:
         ax.axhspan(*window, color="0.9", lw=0, label="steps used for the fit")
@@ -517,7 +517,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
 
 def g_law(taus, x_numeric, x_theory, T):
     """The logit-gap ODE: numerical solutions (solid) and g^{-1}(g(x_0) + c tau) (dots), log time axis."""
-    fig, axes = _fig(2, 1, width=3.9)
+    fig, axes = subplots(2, 1, width=3.9)
     ax = axes[0, 0]
     xs = np.linspace(-4, 12, 400)
     ax.plot(xs, 2 * xs + 2 * np.sinh(xs - np.log(T)), label="$g(x)$")
@@ -582,7 +582,7 @@ def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
     its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel."""
-    fig, axes = _fig(len(maps), width=4.6, height=3.6)
+    fig, axes = subplots(len(maps), width=4.6, height=3.6)
     for ax, m, title in zip(axes[0], maps, titles):
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
@@ -602,7 +602,7 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
     from .theory import REGIMES
 
     cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
-    fig, axes = _fig(len(regimes), width=4.0, height=3.6)
+    fig, axes = subplots(len(regimes), width=4.0, height=3.6)
     for ax, reg, title in zip(axes[0], regimes, titles):
         ax.pcolormesh(_edges(x), _edges(y), np.asarray(reg, float).T, cmap=cmap, vmin=-0.5, vmax=2.5,
                       shading="flat")
@@ -621,7 +621,7 @@ def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=Tru
 
     from .theory import REGIMES
 
-    fig, axes = _fig(2, width=4.4, height=3.6)
+    fig, axes = subplots(2, width=4.4, height=3.6)
     ex, ey = _edges(x), _edges(y)
     if xlog:
         ex = np.exp(_edges(np.log(x)))
@@ -648,7 +648,7 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
     from matplotlib.colors import ListedColormap, LogNorm
     from matplotlib.patches import Patch
 
-    fig, axes = _fig(len(panels), width=4.4, height=3.6)
+    fig, axes = subplots(len(panels), width=4.4, height=3.6)
     finite = np.concatenate([np.ravel(p["steps"])[np.isfinite(np.ravel(p["steps"]))] for p in panels])
     norm = LogNorm(vmin=max(float(finite.min()), 1.0), vmax=float(finite.max()))
     for ax, p in zip(axes[0], panels):
@@ -674,7 +674,7 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
 def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
     one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label)."""
-    fig, axes = _fig(1, width=5.0, height=3.6)
+    fig, axes = subplots(1, width=5.0, height=3.6)
     ax = axes[0, 0]
     steps = sorted(curves_by_step)
     for k, s in enumerate(steps):
@@ -691,7 +691,7 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
 def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
     (NaN where not measured)."""
-    fig, axes = _fig(1, width=5.0, height=3.6)
+    fig, axes = subplots(1, width=5.0, height=3.6)
     ax = axes[0, 0]
     for name, t in seconds_per_step.items():
         t = np.asarray(t, float)

@@ -35,10 +35,10 @@ import torch
 from . import __version__
 from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
-from .engines import (DivergenceWarning, Family, Run, _check_lr_dtype, _check_train_args, _first_divergence,
-                      _run_family, _threads, _to_numpy, _warn_diverged)
-from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_int,
-                         check_number, dir_is_writable)
+from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
+                      run_family, torch_threads, warn_diverged)
+from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_executor, check_int,
+                         check_lr_dtype, check_number, check_path, check_progress, dir_is_writable)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
 
@@ -74,11 +74,20 @@ class GridResult:
         if self.diverged is None and "train_loss" in self.data:
             self.diverged = ~np.isfinite(self.data["train_loss"]).all(-1)
 
-    def get(self, key, step=None):
-        """``data[key]`` at the recorded step closest to ``step`` (default: the last)."""
+    def final(self, key):
+        """``data[key]`` at the last recorded step, shape (*grid shape, ...) (the same verb as
+        :meth:`Run.final <benign_attention.engines.Run.final>`)."""
+        return self._pick(key, -1)
+
+    def at(self, key, step):
+        """``data[key]`` at the recorded step closest to ``step``, shape (*grid shape, ...) (the same
+        verb as :meth:`Run.at <benign_attention.engines.Run.at>`)."""
+        step = check_number("step", step)
+        return self._pick(key, int(np.argmin(np.abs(self.steps - step))))
+
+    def _pick(self, key, i):
         if not isinstance(key, str) or key not in self.data:
-            raise ValueError(f"key must be one of {sorted(self.data)}, got {key!r}")
-        i = -1 if step is None else int(np.argmin(np.abs(self.steps - check_number("step", step))))
+            raise ValueError(f"key must be one of the recorded metrics {sorted(self.data)}, got {key!r}")
         return self.data[key][..., i] if self.data[key].ndim == len(self.axes) + 1 else self.data[key][..., i, :]
 
 
@@ -88,8 +97,9 @@ def _cell_params(cell, steps, lr, rec, dtype):
             "dtype": str(dtype), "version": __version__, "format": CACHE_FORMAT}
 
 
-def _family(cfgs, dtype=torch.float64, draw=None, W0=None):
-    """Build the Family of cells sharing family knobs (cfgs: validated configs)."""
+def grid_family(cfgs, dtype=torch.float64, draw=None, W0=None):
+    """Build the Family of cells sharing family knobs (cfgs: validated configs). Internal API: the
+    live phase explorer (:mod:`~benign_attention.widgets`) builds its families with it too."""
     c0 = cfgs[0]
     if draw is None:
         draw = draw_noise(c0["n"], c0["T"], c0["d"], c0["sigma"], c0["n_test"], c0["seed"])
@@ -116,13 +126,13 @@ def _family(cfgs, dtype=torch.float64, draw=None, W0=None):
 def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     """One family's per-cell history dicts (numpy, sweep keys only, plus ``diverged_at``: the step by
     which the cell diverged, -1 if it did not)."""
-    fam = _family(cfgs)
+    fam = grid_family(cfgs)
     fam = (fam.to(device) if device is not None else fam).prepare()
-    hist, (alpha, Z) = _run_family(fam, steps, lr, rec, dtype)
+    hist, (alpha, Z) = run_family(fam, steps, lr, rec, dtype)
     out = []
     for r in range(len(cfgs)):
-        h = {k: v for k, v in _to_numpy(hist, r).items() if k in SWEEP_KEYS}
-        at = _first_divergence(rec, h["train_loss"], (alpha[r], Z[r]))
+        h = {k: v for k, v in history_to_numpy(hist, r).items() if k in SWEEP_KEYS}
+        at = first_divergence(rec, h["train_loss"], (alpha[r], Z[r]))
         h["diverged_at"] = np.array(-1 if at is None else (steps if at == -1 else at), dtype=np.int64)
         out.append(h)
     return out
@@ -131,7 +141,7 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
 def _map(fn, jobs, workers, executor=None):
     """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
     random generators release the GIL, so independent families run side by side), or through
-    ``executor.map`` when an executor is given (see :func:`_check_executor`)."""
+    ``executor.map`` when an executor is given (see :func:`~benign_attention.validation.check_executor`)."""
     if executor is not None:
         yield from executor.map(fn, *zip(*jobs)) if jobs else ()
         return
@@ -140,20 +150,11 @@ def _map(fn, jobs, workers, executor=None):
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    with _threads(1), ThreadPoolExecutor(workers) as pool:
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
         yield from pool.map(lambda job: fn(*job), jobs)
 
 
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
-
-
-def _check_executor(name, executor):
-    """Return ``executor`` (None, or an object with a ``concurrent.futures``-style ``map``: a
-    ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's ``get_executor()``), else raise."""
-    if executor is not None and not callable(getattr(executor, "map", None)):
-        raise ValueError(f"{name} must be None or a concurrent.futures-style executor with a map method, "
-                         f"got {type(executor).__name__}")
-    return executor
 
 
 def _check_knobs(name, knobs):
@@ -170,27 +171,27 @@ def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=
     Knobs as in :func:`~benign_attention.data.make_dataset`; a diverged run warns and is marked as in
     :func:`~benign_attention.engines.train`."""
     _check_knobs("train_cell", knobs)
-    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    steps, lr, rec = check_train_args(steps, lr, "exact", record_every, record_steps)
     dtype = check_dtype("dtype", dtype)
-    _check_lr_dtype(lr, dtype)
+    check_lr_dtype(lr, dtype)
     cfg = validate_config(**knobs)
     key = tuple(cfg[k] for k in FAMILY_KNOBS)
     if key in _BASES:
         _BASES.move_to_end(key)
         draw, shared = _BASES[key]
-        fam = _family([cfg], draw=draw, W0=shared.W0).prepare(shared)
+        fam = grid_family([cfg], draw=draw, W0=shared.W0).prepare(shared)
     else:
         draw = draw_noise(*(cfg[k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
-        fam = _family([cfg], draw=draw).prepare()
+        fam = grid_family([cfg], draw=draw).prepare()
         _BASES[key] = (draw, fam)
         while len(_BASES) > 3:
             _BASES.popitem(last=False)
-    hist, (alpha, Z) = _run_family(fam, steps, lr, rec, dtype)
-    hist = _to_numpy(hist, 0)
-    at = _first_divergence(rec, hist["train_loss"], (alpha, Z))
+    hist, (alpha, Z) = run_family(fam, steps, lr, rec, dtype)
+    hist = history_to_numpy(hist, 0)
+    at = first_divergence(rec, hist["train_loss"], (alpha, Z))
     if at is not None:
         at = steps if at == -1 else at
-        _warn_diverged("train_cell", lr, at)
+        warn_diverged("train_cell", lr, at)
     return Run(rec, hist, dict(cfg, lr=lr, engine="exact", steps_done=steps), {}, at)
 
 
@@ -218,7 +219,7 @@ def _check_grid(grid, base):
 
 
 def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,
-             record_steps=None, dtype=torch.float32, cache_dir=None, progress=True, workers=None,
+             record_steps=None, dtype=torch.float32, cache_dir=None, progress=None, workers=None,
              device=None, executor=None) -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
     (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine.
@@ -238,15 +239,18 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     then ignored. Results (and the cache, written here as they arrive, so the workers need no shared
     folder) are the same as locally, bit for bit when the local run also gives each family one torch
     thread (``workers`` >= 2). See :ref:`sec-encoder-cluster`.
+    ``progress``: a progress bar: True, False or None (the default:
+    automatic - a bar only on a terminal and only once the work has run for 2 s; see
+    :func:`~benign_attention.validation.check_progress`).
     """
-    executor = _check_executor("executor", executor)
+    executor = check_executor("executor", executor)
     axes, base = _check_grid(grid, base)
     if record_steps is None and record_every is None:
         record_steps = [check_int("steps", steps, 0)]
-    steps, lr, rec = _check_train_args(steps, lr, "exact", record_every, record_steps)
+    steps, lr, rec = check_train_args(steps, lr, "exact", record_every, record_steps)
     dtype = check_dtype("dtype", dtype)
-    _check_lr_dtype(lr, dtype)
-    progress = check_bool("progress", progress)
+    check_lr_dtype(lr, dtype)
+    progress = check_progress("progress", progress)
     device = check_device("device", device)
     on_cpu = device is None or device.type == "cpu"
     workers = (min(2, os.cpu_count() or 1) if on_cpu else 1) if workers is None else check_int("workers", workers, 1)
@@ -276,10 +280,10 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
                          f"computed; pass a writable folder or cache_dir=None")
 
     bar = None
-    if progress and todo:
+    if todo and not progress["disable"]:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(v) for v in todo), desc="grid cells")
+        bar = tqdm(total=sum(len(v) for v in todo), desc="grid cells", **progress)
     prov = provenance(device, 1 if workers > 1 else None)
     if executor is not None:  # computed elsewhere: the threads there are not known here
         prov.update(threads=None, executor=type(executor).__name__)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -156,6 +157,48 @@ def check_choice(name, value, choices):
         return str(value)
     exc = ValueError if isinstance(value, str) else ArgumentTypeError
     raise exc(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+#: Seconds a job runs before an automatic progress bar (``progress=None``) appears.
+PROGRESS_DELAY = 2.0
+
+
+def check_progress(name, value):
+    """The ``progress`` knob of every long-running call (``train``, ``train_many``, ``run_grid``,
+    ``realdata.grid.run_grid``), as tqdm options ``{"disable": bool, "delay": seconds}``.
+
+    ``True``: a bar from the start (a widget in Jupyter). ``False``: none. ``None`` (the default
+    everywhere): automatic - a bar only on an interactive terminal (stderr is a tty), and only once
+    the work has run for :data:`PROGRESS_DELAY` seconds, so short calls stay quiet and notebooks,
+    book builds and logs never get one."""
+    if value is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        try:
+            tty = bool(isatty()) if callable(isatty) else False
+        except (OSError, ValueError):  # a closed or detached stream
+            tty = False
+        return {"disable": not tty, "delay": PROGRESS_DELAY}
+    if not isinstance(value, (bool, np.bool_)) and not (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        raise ArgumentTypeError(f"{name} must be True, False or None (automatic), got {_describe(value)}")
+    return {"disable": not bool(value), "delay": 0.0}
+
+
+def check_executor(name, executor):
+    """Return ``executor`` (None, or an object with a ``concurrent.futures``-style ``map``: a
+    ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's ``get_executor()``), else raise."""
+    if executor is not None and not callable(getattr(executor, "map", None)):
+        raise ValueError(f"{name} must be None or a concurrent.futures-style executor with a map method, "
+                         f"got {type(executor).__name__}")
+    return executor
+
+
+def check_lr_dtype(lr, dtype):
+    """Return ``lr`` if it is representable in ``dtype``, the torch dtype of the GD loop (torch
+    refuses a float32 step otherwise), else raise naming lr."""
+    top = _torch().finfo(dtype).max
+    if lr > top:
+        raise ValueError(f"lr must be a finite number in (0, {top:.4g}] for dtype {dtype}, got {lr:g}")
+    return lr
 
 
 _DTYPE_NAMES = {"float32": "float32", "float": "float32", "single": "float32",

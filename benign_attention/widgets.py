@@ -674,8 +674,8 @@ class _PhaseRunner:
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         from .data import draw_noise
-        from .engines import _run_family, _threads, _to_numpy
-        from .sweeps import FAMILY_KNOBS, SWEEP_KEYS, GridResult, _family
+        from .engines import run_family, torch_threads, history_to_numpy
+        from .sweeps import FAMILY_KNOBS, SWEEP_KEYS, GridResult, grid_family
 
         ds, mus = list(axes["d"]), list(axes["signal_norm"])
         rec = np.asarray(frames, dtype=np.int64)
@@ -687,17 +687,17 @@ class _PhaseRunner:
             c, key = cfgs[d], keys[d]
             if key in self._prepared:
                 draw, shared = self._prepared[key]
-                fam = _family(c, draw=draw, W0=shared.W0).prepare(shared)
+                fam = grid_family(c, draw=draw, W0=shared.W0).prepare(shared)
             else:
                 draw = draw_noise(*(c[0][k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
-                fam = _family(c, draw=draw).prepare()
+                fam = grid_family(c, draw=draw).prepare()
                 fam.W0 = torch.empty(0)  # K and A hold what the runs need; W_0 (d x d) is not kept
                 self._prepared[key] = (draw, fam)
-            hist, _ = _run_family(fam, int(rec[-1]), 5e-3, rec, torch.float32)
-            return [{k: v for k, v in _to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(c))]
+            hist, _ = run_family(fam, int(rec[-1]), 5e-3, rec, torch.float32)
+            return [{k: v for k, v in history_to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(c))]
 
         results = {}
-        with _threads(1), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
+        with torch_threads(1), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
             futures = {pool.submit(family, d): d for d in ds}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()

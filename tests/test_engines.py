@@ -117,3 +117,67 @@ def test_extreme_settings_stay_finite():
     long = train(make_dataset(n=6, d=12, n_test=20, seed=1), steps=100_000, lr=5e-2, record_every=10_000)
     assert all(np.all(np.isfinite(v)) for k, v in long.history.items() if k != "attn_noisy" or long.config["eta"])
     assert long.final("train_loss") < long.history["train_loss"][0]
+
+
+def test_numpy_exact_gd_equals_dense_engine():
+    """The chapter's numpy recursion (engines.exact_gd) is dense GD: same scores, query and W."""
+    from benign_attention.data import init_W
+    from benign_attention.engines import exact_gd
+
+    ds = make_dataset(d=300, n_test=50, seed=3)
+    W0 = init_W(ds.d, 3)
+    a, q, W = exact_gd(ds, W0, 120)
+    dense = train(ds, steps=120, W0=W0, engine="dense", record_steps=[0, 120])
+    Wd, pd_ = dense.params()
+    assert np.abs(a - dense.final("train_logits")).max() <= 1e-10
+    assert np.abs(ds.X_test @ (q - Wd @ pd_)).max() <= 1e-10
+    assert np.abs(W - Wd).max() <= 1e-12
+    a0, q0, W0_back = exact_gd(ds, W0, 0)
+    assert not a0.any() and not q0.any() and np.allclose(W0_back, W0, atol=1e-13)
+
+
+def test_one_pair_of_verbs_reads_every_result():
+    """Run, GridResult and EncoderRun read a metric with the same final(key) / at(key, step)."""
+    from benign_attention import run_grid
+    from benign_attention.encoder import train_encoder
+
+    ds = make_dataset(n=6, T=4, d=12, n_test=5, seed=1, signal_norm=5.0)
+    run = train(ds, steps=20, record_every=10)
+    grid = run_grid({"signal_norm": [5.0]}, base=dict(n=6, T=4, d=12, n_test=5, seed=1),
+                    steps=20, record_every=10, dtype=torch.float64)
+    enc = train_encoder(ds, steps=20, record_every=10, mlp_dim=8)
+    for result, pick in ((run, lambda v: v), (grid, lambda v: v[0]), (enc, lambda v: v)):
+        assert not hasattr(result, "get")
+        assert np.array_equal(pick(result.final("train_loss")), pick(result.at("train_loss", 20)))
+        assert np.array_equal(pick(result.at("train_loss", 9)), pick(result.at("train_loss", 10)))
+        with pytest.raises(ValueError, match="key"):
+            result.final("nope")
+        with pytest.raises(ValueError, match="step"):
+            result.at("train_loss", "late")
+    assert np.allclose(grid.final("train_loss")[0], run.final("train_loss"), rtol=1e-10)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_default_is_automatic(tty, monkeypatch, capsys):
+    """progress=None (the default everywhere): a bar only on a terminal, and only after 2 s."""
+    import sys
+
+    from benign_attention.validation import PROGRESS_DELAY, check_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    assert check_progress("progress", None) == {"disable": not tty, "delay": PROGRESS_DELAY}
+    assert check_progress("progress", True) == {"disable": False, "delay": 0.0}
+    assert check_progress("progress", False) == {"disable": True, "delay": 0.0}
+    import inspect
+
+    from benign_attention import run_grid
+    from benign_attention.realdata import grid as rgrid
+
+    for fn in (train, train_many, run_grid, rgrid.run_grid):
+        assert inspect.signature(fn).parameters["progress"].default is None, fn.__qualname__
+    # short calls stay quiet with the default, on a terminal too (the bar would wait 2 s)
+    ds = make_dataset(n=6, T=4, d=12, n_test=5, seed=1)
+    capsys.readouterr()
+    train(ds, steps=30)
+    train_many([ds], steps=30)
+    assert "GD steps" not in capsys.readouterr().err

@@ -131,3 +131,18 @@ def test_every_toc_entry_exists():
         if not any((ROOT / f).with_suffix(ext).exists() for ext in (".md", ".ipynb", ".rst"))
     ]
     assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+
+
+#: Chapter code stays narrow (the book's column, and d2l's habit); captions in cell metadata and
+#: the Colab cell's `%pip install` URL line are not code a reader reads.
+MAX_CODE_COLUMNS = 88
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_chapter_code_lines_fit_in_88_columns(md: Path):
+    nb = jupytext.read(md)
+    long = [(i, len(line), line) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            for line in cell.source.splitlines()
+            if len(line) > MAX_CODE_COLUMNS and not line.strip().startswith("%pip install")]
+    assert not long, (f"{md.name}: code lines over {MAX_CODE_COLUMNS} columns (cell, length, line): "
+                      + "; ".join(f"{i}, {n}: {line.strip()[:60]}..." for i, n, line in long))

@@ -26,7 +26,7 @@ def test_cells_equal_single_runs(tmp_path):
                 single = train(make_dataset(d=d, signal_norm=sn, eta=eta, **BASE), steps=120, record_every=40)
                 for key in res.data:
                     assert np.allclose(res.data[key][i, j, k], single.history[key], atol=1e-12, equal_nan=True), key
-    assert np.allclose(res.get("train_loss"), res.data["train_loss"][..., -1])
+    assert np.allclose(res.final("train_loss"), res.data["train_loss"][..., -1])
 
 
 def test_float32_agrees_to_plotting_precision():

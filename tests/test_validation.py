@@ -263,6 +263,12 @@ ok("validation.shared_tensor", lambda e: (DS(), validation.shared_tensor(DS().X)
    lambda t: t[1].data_ptr() == t[0].X.__array_interface__["data"][0], id="shared-tensor-no-copy")
 raises("validation.shared_tensor", lambda e: validation.shared_tensor(np.array(["x"])), T, "a")
 ok("validation.dir_is_writable", lambda e: validation.dir_is_writable(e.tmp), lambda v: v is True)
+raises("validation.check_progress", lambda e: validation.check_progress("progress", "yes"), T, "progress")
+ok("validation.check_progress", lambda e: validation.check_progress("progress", np.bool_(True)),
+   lambda v: v == {"disable": False, "delay": 0.0})
+raises("validation.check_executor", lambda e: validation.check_executor("executor", object()), V, "executor")
+raises("validation.check_lr_dtype", lambda e: validation.check_lr_dtype(1e39, torch.float32), V, "lr")
+ok("validation.check_lr_dtype", lambda e: validation.check_lr_dtype(1e39, torch.float64), lambda v: v == 1e39)
 
 # --- engines.train
 tr = lambda **kw: (lambda e: ba.train(**dict(dict(dataset=DS(), steps=10), **kw)))
@@ -339,6 +345,14 @@ for eng in ("exact", "dense"):
 warns("engines.train_many", lambda e: ba.train_many([big(), DS()], steps=30, lr=1e36, dtype="float32", progress=False),
       DivergenceWarning, lambda rs: rs[0].diverged and not rs[1].diverged and np.isnan(rs[0].final("train_loss")))
 raises("engines.Run.final", lambda e: RUN().final("nope"), V, "key")
+raises("engines.check_train_args", lambda e: engines.check_train_args(-1, 0.1, "exact", None, None), V, "steps")
+raises("engines.check_train_args", lambda e: engines.check_train_args(5, 0.1, "exact", 2, [1]), V, "record_every")
+raises("engines.exact_gd", lambda e: engines.exact_gd(DS().X, ba.init_W(10, 0), 5), T, "ds")
+raises("engines.exact_gd", lambda e: engines.exact_gd(DS(), ba.init_W(9, 0), 5), V, "W0")
+raises("engines.exact_gd", lambda e: engines.exact_gd(DS(), ba.init_W(10, 0), -1), V, "steps")
+raises("engines.exact_gd", lambda e: engines.exact_gd(DS(), ba.init_W(10, 0), 5, lr=0), V, "lr")
+ok("engines.exact_gd", lambda e: engines.exact_gd(DS(), ba.init_W(10, 1), 20),
+   lambda r: np.allclose(r[0], RUN("dense").final("train_logits"), atol=1e-12))
 raises("engines.Run.at", lambda e: RUN().at("train_loss", "late"), T, "step")
 raises("engines.Run.params", lambda e: MANY().params(), V, "train_many")
 ok("engines.Run.params", lambda e: RUN("dense").params(), lambda wp: wp[0].shape == (10, 10))
@@ -435,8 +449,8 @@ ok("sweeps.run_grid", lambda e: (_grid(grid={"eta": [np.float32(0.3)]}, base=dic
    lambda t: all(np.array_equal(t[0].data[k], t[1].data[k]) for k in t[0].data), id="grid-float32-eta")
 warns("sweeps.run_grid", lambda e: ba.run_grid({"signal_norm": [2.0, 1000.0]}, base=dict(n=6, T=4, d=20, n_test=5),
                                                steps=30, lr=1e36, progress=False), DivergenceWarning,
-      lambda g: list(g.diverged) == [False, True] and np.isnan(g.get("train_acc")[1])
-      and np.isnan(theory.classify_regime(g.get("train_acc"), g.get("test_acc"))[1]), id="grid-divergence-marked")
+      lambda g: list(g.diverged) == [False, True] and np.isnan(g.final("train_acc")[1])
+      and np.isnan(theory.classify_regime(g.final("train_acc"), g.final("test_acc"))[1]), id="grid-divergence-marked")
 
 
 def _repaired_equals_clean(e):
@@ -451,7 +465,9 @@ def _repaired_equals_clean(e):
 warns("sweeps.run_grid", _repaired_equals_clean, sweeps.CacheWarning,
       lambda t: all(np.array_equal(t[0].data[k], t[1].data[k], equal_nan=True) for k in t[0].data),
       id="float32-repaired-sweep-equals-clean")
-raises("sweeps.GridResult.get", lambda e: _grid().get("nope"), V, "key")
+raises("sweeps.GridResult.final", lambda e: _grid().final("nope"), V, "key")
+raises("sweeps.GridResult.at", lambda e: _grid().at("train_loss", None), T, "step")
+ok("sweeps.GridResult.at", lambda e: _grid(), lambda g: np.array_equal(g.at("test_loss", 10**6), g.final("test_loss")))
 raises("sweeps.train_cell", lambda e: sweeps.train_cell(steps=5, lr2=1), V, "lr2")
 raises("sweeps.train_cell", lambda e: sweeps.train_cell(steps=5, d=1), V, "d")
 raises("sweeps.train_cell", lambda e: sweeps.train_cell(steps=5, dtype="int"), V, "dtype")
@@ -653,7 +669,7 @@ ok("realdata.data.load_breast_cancer", lambda e: rd.load_breast_cancer(), lambda
 
 # --- realdata.finetune
 run_ = lambda *a, **kw: (lambda e: ft.run(PREP(), *a, **dict(dict(epochs=2), **kw)))
-raises("realdata.finetune.torch_threads", lambda e: ft.torch_threads(0).__enter__(), V, "threads")
+raises("engines.torch_threads", lambda e: ft.torch_threads(0).__enter__(), V, "threads")
 raises("realdata.finetune.load_pretrained", lambda e: ft.load_pretrained("trec"), V, "dataset")
 raises("realdata.finetune.prepare", lambda e: ft.prepare("breast_cancer", pool_size=0), V, "pool_size")
 raises("realdata.finetune.prepare", lambda e: ft.prepare("breast_cancer", head_epochs=-1), V, "head_epochs")
@@ -795,6 +811,11 @@ EXEMPT = {
     "realdata.finetune.Prepared": "plain record built by prepare (its logits method has a row)",
     "encoder.EncoderRun": "plain record returned by train_encoder",
     "cache.Cell": "plain record returned by CellCache.load and CellCache.cells",
+    "engines.run_family": "internal API (sweeps, widgets): the exact engine on a prepared Family, via train/run_grid",
+    "engines.first_divergence": "internal API (sweeps): exercised by the divergence rows of train/run_grid",
+    "engines.warn_diverged": "internal API (sweeps): exercised by the divergence rows of train/run_grid",
+    "engines.history_to_numpy": "internal API (sweeps, widgets): a tensor-dict conversion",
+    "sweeps.grid_family": "internal API (widgets): builds the Family of a grid's cells, via run_grid",
 }
 MODULES = {"cache": cache, "encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
            "validation": validation, "realdata.data": rd, "realdata.finetune": ft, "realdata.grid": rg,

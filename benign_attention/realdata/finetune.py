@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..engines import torch_threads
 from ..validation import ArgumentTypeError, check_device, check_int, check_number
 from .data import DATASETS, MAX_SEED, check_dataset, flip_labels, load_breast_cancer, task_split
 from .models import LastLayer, Prefix, after_attention, bert_last_layer, last_layer_cls, load_encoder, make_prefix
@@ -55,20 +56,6 @@ class Prepared:
     def logits(self, prefix: Prefix, wq, bq, wk, bk):
         out, attn = last_layer_cls(prefix, self.layer, wq, bq, wk, bk)
         return F.linear(out, self.head_w, self.head_b), attn
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Temporarily set torch's CPU thread count (None: leave it). On a busy machine one thread
-    avoids OpenMP spin-waiting, which made these small workloads up to 10x slower in our runs."""
-    threads = None if threads is None else check_int("threads", threads, 1)
-    old = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ----------------------------------------------------------------------------- backbones

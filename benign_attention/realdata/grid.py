@@ -20,8 +20,8 @@ import numpy as np
 
 from .. import __version__
 from ..cache import CacheWarning, CellCache, provenance
-from ..validation import (ArgumentTypeError, check_bool, check_cache_dir, check_int, check_int_array, check_number,
-                          check_path, dir_is_writable)
+from ..validation import (ArgumentTypeError, check_bool, check_cache_dir, check_executor, check_int, check_int_array,
+                          check_number, check_path, check_progress, dir_is_writable)
 from .data import DATASETS, MAX_SEED, check_dataset
 
 #: keyword arguments run_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
@@ -101,7 +101,7 @@ def _compute_cell(out, root, prepare_kw, dataset, n, eta, seed, epochs, lr, quie
 
 
 def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
-             epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=True, executor=None,
+             epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=None, executor=None,
              **prepare_kw) -> list[dict]:
     """Run (or resume) the real-data grid; returns all its cells.
 
@@ -121,8 +121,9 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         Full-batch Adam epochs and learning rate.
     root : str or Path, optional
         The data folder.
-    progress : bool
-        Show a progress bar.
+    progress : bool or None
+        A progress bar: True, False or None (the default: automatic - a bar only on a terminal and
+        only once the work has run for 2 s; see :func:`~benign_attention.validation.check_progress`).
     executor : concurrent.futures.Executor, optional
         Where the cells run: None runs them here, one after the other; any ``concurrent.futures``-style
         executor with a ``map`` (a ``ProcessPoolExecutor``, a ``dask.distributed`` Client's
@@ -142,9 +143,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
 
     from tqdm.auto import tqdm
 
-    from ..sweeps import _check_executor
-
-    executor = _check_executor("executor", executor)
+    executor = check_executor("executor", executor)
     out = check_cache_dir("out", out, writable=False)
     if isinstance(datasets, str) or not hasattr(datasets, "__iter__"):
         raise ArgumentTypeError(f"datasets must be a list of names from {DATASETS}, got {datasets!r}")
@@ -156,7 +155,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
     root = None if root is None else check_path("root", root)
     seeds = [int(s) for s in check_int_array("seeds", seeds, 0, MAX_SEED)]
     epochs, lr = check_int("epochs", epochs, 0), check_number("lr", lr, 0.0, low_open=True)
-    progress = check_bool("progress", progress)
+    progress = check_progress("progress", progress)
     for k in prepare_kw:
         if k not in PREPARE_KW:
             raise ValueError(f"prepare_kw key {k!r} unknown; allowed: {PREPARE_KW}")
@@ -168,7 +167,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         raise ValueError(f"out {str(out)!r} is not writable, and {len(todo)} cells remain to be computed")
     compute = partial(_compute_cell, str(out), None if root is None else str(root), dict(prepare_kw))
     args = [[c[i] for c in todo] for i in range(4)] + [[epochs] * len(todo), [float(lr)] * len(todo)]
-    bar = tqdm(total=len(cells), disable=not progress, desc="realdata grid")
+    bar = tqdm(total=len(cells), desc="realdata grid", **progress)
     bar.update(len(cells) - len(todo))
     _PREPARED.clear()
     try:
