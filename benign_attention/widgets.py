@@ -477,9 +477,10 @@ class RegimeExplorer(_Live):
                 dict(regime=regime, train_acc=tr, test_acc=te, steps=steps, history=hist, knobs=knobs))
 
 
-def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, **knobs):
+def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, alt=None, **knobs):
     """Static twin of the regime explorer: one frame per value of knob ``vary`` (a member knob,
-    signal_norm/rho/eta, runs as one batched :func:`run_grid`; other knobs one cell each)."""
+    signal_norm/rho/eta, runs as one batched :func:`run_grid`; other knobs one cell each).
+    ``alt``: the image's alt text (default: a generic description of the panels)."""
     if vary not in _KNOB_NAMES or vary == "step":
         raise ValueError(f"vary must be one of {[k for k in _KNOB_NAMES if k != 'step']}, got {vary!r}")
     k = dict(REGIME_DEFAULTS, **knobs)
@@ -498,7 +499,7 @@ def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=N
     if start is None:
         start = int(np.argmin([abs(v - REGIME_DEFAULTS.get(vary, values[0])) for v in values]))
     return StaticTwin(_twin_frames(plots.RegimeFigure(), updates), labels, name=_KNOB_NAMES.get(vary, vary),
-                      start=start, alt="regime explorer: accuracy, loss and attention over gradient steps")
+                      start=start, alt=alt or "regime explorer: accuracy, loss and attention over gradient steps")
 
 
 _KNOB_NAMES = {"signal_norm": "‖μ‖", "eta": "η", "rho": "ρ", "d": "d", "n": "n", "T": "T", "step": "step"}
@@ -627,15 +628,16 @@ class SelectionExplorer(_Live):
         return (lambda fig: fig.update(fr)), _frame_label(fr), fr
 
 
-def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, **knobs):
-    """Static twin of the token-selection movie: a time slider over ``frames``."""
+def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, alt=None, **knobs):
+    """Static twin of the token-selection movie: a time slider over ``frames`` (``alt``: the image's
+    alt text, default a generic description)."""
     knobs = _check_knobs("selection_explorer", knobs, _SELECTION_KNOBS)
     data = selection_frames(frames, **knobs)
     start = len(data) - 1 if start is None else start
     figure = plots.SelectionFigure(data[0]["knobs"]["rho"])
     updates = [lambda fig, fr=fr: fig.update(fr) for fr in data]
     return StaticTwin(_twin_frames(figure, updates), [_frame_label(fr) for fr in data], name="step", start=start,
-                      alt="attended token of each training and test sequence on the (mu_-1, mu_+1) plane")
+                      alt=alt or "attended token of each training and test sequence on the (mu_-1, mu_+1) plane")
 
 
 def selection_explorer(static=False, **kw):
@@ -809,9 +811,10 @@ class PhaseExplorer(_Live):
         return draw, _phase_label(grid, v["step"], regime), dict(regime=regime, grid=grid, step=v["step"])
 
 
-def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", **knobs):
+def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", alt=None, **knobs):
     """Static twin of the phase-diagram explorer: a slider over the recorded training steps (one
-    grid run; pass ``grid`` to reuse one with axes ``d`` and ``signal_norm``)."""
+    grid run; pass ``grid`` to reuse one with axes ``d`` and ``signal_norm``; ``alt``: the image's
+    alt text, default a generic description)."""
     _check_panel(panel)
     knobs = _check_knobs("phase_explorer", knobs, _PHASE_KNOBS)
     grid = phase_grid(**knobs) if grid is None else grid
@@ -825,7 +828,7 @@ def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", **
         frames.append(_twin_frame(figure))
         labels.append(_phase_label(grid, int(s), regime))
     start = len(frames) - 1 if start is None else start
-    return StaticTwin(frames, labels, name="step", start=start, alt="regime map over (d, signal norm)")
+    return StaticTwin(frames, labels, name="step", start=start, alt=alt or "regime map over (d, signal norm)")
 
 
 def phase_explorer(static=False, **kw):

@@ -5,7 +5,9 @@ Each chapter is a jupytext MyST file ``book/NN_name.md`` (the source of truth) w
 """
 from __future__ import annotations
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import jupytext
@@ -146,3 +148,115 @@ def test_chapter_code_lines_fit_in_88_columns(md: Path):
             if len(line) > MAX_CODE_COLUMNS and not line.strip().startswith("%pip install")]
     assert not long, (f"{md.name}: code lines over {MAX_CODE_COLUMNS} columns (cell, length, line): "
                       + "; ".join(f"{i}, {n}: {line.strip()[:60]}..." for i, n, line in long))
+
+
+# --- Chapter shape: Overview, labelled sections, Summary, Exercises with folded solutions ---------
+
+SHAPE = ("Overview", "Summary", "Exercises")   # required `##` sections, in this order
+_FENCE = re.compile(r"^(`{3,}|~{3,})")
+_LABEL = re.compile(r"^\(sec-[A-Za-z0-9_-]+\)=$")
+
+
+def _headings(md: Path) -> list[tuple[int, str, bool]]:
+    """The `##` headings outside fenced blocks: (line number, title, has a `(sec-...)=` label
+    on the line just above)."""
+    lines = md.read_text(encoding="utf-8").splitlines()
+    out, fence = [], None
+    for k, line in enumerate(lines):
+        stripped = line.strip()
+        if fence is not None:
+            if stripped == fence:
+                fence = None
+            continue
+        opener = _FENCE.match(stripped)
+        if opener:
+            fence = opener.group(1)
+            continue
+        if line.startswith("## "):
+            out.append((k + 1, line[3:].strip(), k > 0 and bool(_LABEL.match(lines[k - 1].strip()))))
+    return out
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_chapter_has_overview_summary_and_exercises_in_order(md: Path):
+    titles = [title for _, title, _ in _headings(md)]
+    missing = [name for name in SHAPE if name not in titles]
+    assert not missing, f"{md.name}: no `## {missing[0]}` section (chapter shape: {' -> '.join(SHAPE)})"
+    where = [titles.index(name) for name in SHAPE]
+    assert where == sorted(where), f"{md.name}: sections must come in the order {' -> '.join(SHAPE)}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_every_section_has_a_label(md: Path):
+    bare = [f"line {k}: {title}" for k, title, labelled in _headings(md) if not labelled]
+    assert not bare, f"{md.name}: `##` sections without a `(sec-...)=` label above them: {bare}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_chapter_has_exercises_with_folded_solutions(md: Path):
+    text = md.read_text(encoding="utf-8")
+    exercises = re.findall(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", text, flags=re.M)
+    solutions = re.findall(r"^```\{solution(?:-start)?\} (ex-[\w-]+)\n:class: dropdown$", text, flags=re.M)
+    all_solutions = re.findall(r"^```\{solution(?:-start)?\} (\S+)", text, flags=re.M)
+    assert len(all_solutions) == len(solutions), f"{md.name}: every solution needs `:class: dropdown`"
+    assert set(solutions) <= set(exercises), f"{md.name}: solutions to unknown exercises"
+    assert len(set(exercises) & set(solutions)) >= 2, f"{md.name}: needs at least 2 exercises with solutions"
+    starts, ends = text.count("```{solution-start}"), text.count("```{solution-end}")
+    assert starts == ends, f"{md.name}: {starts} solution-start but {ends} solution-end"
+    exercises_at = text.index("\n## Exercises\n")
+    assert all(text.index(f":label: {label}\n") > exercises_at for label in exercises), (
+        f"{md.name}: exercises belong in the Exercises section")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_figure_captions_are_one_line(md: Path):
+    """A caption is one unbroken paragraph (jupytext round trips once broke them mid-sentence)."""
+    for cell in jupytext.read(md).cells:
+        figure = cell.metadata.get("mystnb", {}).get("figure")
+        if figure:
+            caption = figure.get("caption", "")
+            assert caption.strip() and "\n" not in caption, (
+                f"{md.name}: caption of {figure.get('name')!r} is empty or holds a line break")
+
+
+def _static_call(node) -> bool:
+    """A call with the keyword ``static=True`` (how a chapter asks for a static twin)."""
+    return isinstance(node, ast.Call) and any(
+        k.arg == "static" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
+
+
+def _twin_cells(md: Path):
+    """(cell, shows a twin, every twin built in it has alt text) for the chapter's code cells."""
+    cells, names = [], set()
+    for cell in jupytext.read(md).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:                      # IPython magics: not a twin cell
+            continue
+        calls = [n for n in ast.walk(tree) if _static_call(n)]
+        names |= {t.id for n in tree.body if isinstance(n, ast.Assign) and _static_call(n.value)
+                  for t in n.targets if isinstance(t, ast.Name)}
+        last = tree.body[-1] if tree.body else None
+        shows = isinstance(last, ast.Expr) and (
+            _static_call(last.value) or (isinstance(last.value, ast.Name) and last.value.id in names))
+        cells.append((cell, shows, all(any(k.arg == "alt" for k in c.keywords) for c in calls)))
+    return cells
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_static_twins_are_named_captioned_figures_with_alt_text(md: Path):
+    """Every static twin gets its own alt text, and the cell that shows it is a named, captioned
+    figure (the caption says what to drag and what to watch)."""
+    for cell, shows, has_alt in _twin_cells(md):
+        assert has_alt, f"{md.name}: a static twin without its own alt text: {cell.source[:60]!r}"
+        if shows:
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            assert figure.get("name") and figure.get("caption"), (
+                f"{md.name}: the cell showing a twin must be a named, captioned figure: {cell.source[:60]!r}")
+
+
+def test_the_book_shows_its_static_twins_as_figures():
+    shown = [md.name for md in CHAPTERS for _, shows, _ in _twin_cells(md) if shows]
+    assert len(shown) >= 5, f"expected the five static twins of chapters 4, 6 and 9, found {shown}"

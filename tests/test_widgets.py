@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import re
+from html import escape as html_escape
 from pathlib import Path
 
 import matplotlib
@@ -125,13 +126,16 @@ def test_phase_explorer_step_and_eta():
 
 @pytest.mark.parametrize("make", ["regime", "selection", "phase"])
 def test_static_twin_html_contract(make):
+    alt = f"the {make} twin's own alt text <&>"     # each chapter gives its twin its own alt text
     if make == "regime":
-        tw = widgets.regime_explorer(static=True, values=(2, 20, 300), d=300, n=10, n_test=50, steps=200)
+        tw = widgets.regime_explorer(static=True, values=(2, 20, 300), d=300, n=10, n_test=50, steps=200, alt=alt)
     elif make == "selection":
-        tw = widgets.selection_explorer(static=True, frames=(5, 20, 80), d=200, n=10, n_test=40)
+        tw = widgets.selection_explorer(static=True, frames=(5, 20, 80), d=200, n=10, n_test=40, alt=alt)
     else:
-        tw = widgets.phase_explorer(static=True, d=(50, 200), signal_norm=(2, 20), frames=(10, 50, 100), n=10, n_test=40)
+        tw = widgets.phase_explorer(static=True, d=(50, 200), signal_norm=(2, 20), frames=(10, 50, 100), n=10,
+                                    n_test=40, alt=alt)
     html = tw._repr_html_()
+    assert f'alt="{html_escape(alt)}"' in html
     n = len(tw.frames)
     arrays = _frames_of(html)
     assert len(arrays["frames"]) == n == len(arrays["labels"]) == 3
