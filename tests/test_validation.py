@@ -744,6 +744,12 @@ raises("realdata.models.vit_last_layer", lambda e: rm.vit_last_layer(ENC()), T, 
 raises("realdata.models.model_family", lambda e: rm.model_family(torch.nn.Linear(2, 2)), T, "model")
 raises("realdata.models.last_layer", lambda e: rm.last_layer("bert-base-uncased"), T, "model")
 ok("realdata.models.last_layer", lambda e: rm.last_layer(HF_VIT()), lambda L: L.norm_first and L.lnf_w is not None)
+raises("realdata.models.check_adapter", lambda e: rm.check_adapter(ENC(), {"x": torch.zeros(2, 28, 28)}), T, "model")
+raises("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), torch.zeros(2, 1, 8, 8)), T, "inputs")
+raises("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.zeros(2, 1, 8, 8)},
+                                                                   seed=-1), V, "seed")
+ok("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.rand(2, 1, 8, 8)}),
+   lambda gap: gap < 1e-12)
 raises("realdata.models.Prefix.take", lambda e: PREP().pool.take([-1]), V, "idx")
 raises("realdata.models.save_encoder", lambda e: rm.save_encoder("model", e.tmp / "w.npz"), T, "model")
 raises("realdata.models.load_encoder", lambda e: rm.load_encoder(e.tmp / "missing.npz", ENC().config), V, "path")
