@@ -704,6 +704,19 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     return fig
 
 
+def _plain_log_ticks(axis, values=None):
+    """Label a log axis with plain numbers (at ``values`` if given) and no minor labels."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    if values is not None:
+        axis.set_major_locator(FixedLocator(np.asarray(values, float)))
+    else:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def seed_spread(x, curves, xlabel, ylabel, xlog=True):
     """Mean over seeds with a min-max band, one curve per label; ``curves`` maps a label to an array
     (seeds, len(x)) (chapter ``sec-own-synthetic``)."""
@@ -713,6 +726,8 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
         band(ax, x, values, color, label=label)
         ax.plot(x, np.nanmean(np.asarray(values, float), 0), "o", color=color, ms=4)
     ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if xlog else "linear")
+    if xlog:
+        _plain_log_ticks(ax.xaxis, x)
     ax.grid(True, alpha=0.3)
     legend_below(fig, ncol=len(curves))
     plt.close(fig)  # the display convention: see benign_attention.display
@@ -730,7 +745,9 @@ def cost_growth(panels, ylabel="seconds per run"):
         ax.loglog(x, np.exp(icept) * x ** slope, "-", color="#1f77b4", lw=1)
         ax.set_title(f"slope {slope:.2f}", fontsize=9)
         ax.set_xlabel(label)
-        ax.grid(True, which="both", alpha=0.3)
+        _plain_log_ticks(ax.xaxis, x)
+        _plain_log_ticks(ax.yaxis)
+        ax.grid(True, which="major", alpha=0.3)
     axes[0, 0].set_ylabel(ylabel)
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
