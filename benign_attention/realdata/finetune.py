@@ -257,9 +257,9 @@ def prepare_model(model, pool: Split, test: Split, tokenizer=None, processor=Non
     images into the model's ``pixel_values`` tensor (e.g. resizing to 224 and normalising; default:
     the images as they are). ``num_classes``: default the largest label + 1. ``device``: where the
     backbone runs once (``model`` is moved there and put in eval mode) and where the cached tensors
-    live (``"cuda"`` for large backbones). The
-    frozen [CLS] features come from the cached last layer with the pretrained query and key (equal to
-    the model's forward pass, tested). Returns the :class:`Prepared` that :func:`run` takes.
+    live (``"cuda"`` for large backbones). The frozen [CLS] features come from the cached last layer
+    with the pretrained query and key (equal to the model's forward pass, tested). Returns the
+    :class:`Prepared` that :func:`run` takes.
     """
     family = model_family(model)
     if family == "encoder":
