@@ -704,6 +704,55 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     return fig
 
 
+def _plain_log_ticks(axis, values=None):
+    """Label a log axis with plain numbers (at ``values`` if given) and no minor labels."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    if values is not None:
+        axis.set_major_locator(FixedLocator(np.asarray(values, float)))
+    else:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def seed_spread(x, curves, xlabel, ylabel, xlog=True):
+    """Mean over seeds with a min-max band, one curve per label; ``curves`` maps a label to an array
+    (seeds, len(x)) (chapter ``sec-own-synthetic``)."""
+    fig, axes = _fig(1, width=5.0, height=3.4)
+    ax = axes[0, 0]
+    for (label, values), color in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        band(ax, x, values, color, label=label)
+        ax.plot(x, np.nanmean(np.asarray(values, float), 0), "o", color=color, ms=4)
+    ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if xlog else "linear")
+    if xlog:
+        _plain_log_ticks(ax.xaxis, x)
+    ax.grid(True, alpha=0.3)
+    legend_below(fig, ncol=len(curves))
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
+def cost_growth(panels, ylabel="seconds per run"):
+    """One log-log panel per knob: run time against the knob's value, with the fitted power law;
+    ``panels`` maps an axis label to ``(values, seconds)`` (chapter ``sec-own-synthetic``)."""
+    fig, axes = _fig(len(panels), width=2.2, height=2.6, sharey=True)
+    for ax, (label, (x, t)) in zip(axes[0], panels.items()):
+        x, t = np.asarray(x, float), np.asarray(t, float)
+        slope, icept = np.polyfit(np.log(x), np.log(t), 1)
+        ax.loglog(x, t, "o", color="k")
+        ax.loglog(x, np.exp(icept) * x ** slope, "-", color="#1f77b4", lw=1)
+        ax.set_title(f"slope {slope:.2f}", fontsize=9)
+        ax.set_xlabel(label)
+        _plain_log_ticks(ax.xaxis, x)
+        _plain_log_ticks(ax.yaxis)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
 # --- Explorers (static twins render through these too) -------------------------------------------
 #
 # Each explorer figure is a small class that lays its Figure out once and then changes its artists'

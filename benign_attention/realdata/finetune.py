@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from ..engines import torch_threads
 from ..validation import ArgumentTypeError, check_device, check_int, check_number
-from .data import DATASETS, MAX_SEED, check_dataset, flip_labels, load_breast_cancer, task_split
-from .models import LastLayer, Prefix, after_attention, bert_last_layer, last_layer_cls, load_encoder, make_prefix
+from .data import DATASETS, MAX_SEED, Split, check_dataset, flip_labels, load_breast_cancer, task_split
+from .models import (LastLayer, Prefix, after_attention, bert_last_layer, last_layer, last_layer_cls, load_encoder,
+                     make_prefix, model_family)
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 NUM_CLASSES = {"trec": 6, "mnist": 5, "breast_cancer": 2}  # MNIST: digits 5-9 (data.task_split)
@@ -101,15 +102,16 @@ def _encode_texts(tokenizer, model, texts, batch_size=128):
     enc = tokenizer(list(texts), padding=True, return_tensors="pt")
     lens = enc["attention_mask"].sum(1)
     order = torch.argsort(lens, stable=True)
+    dev = next(model.parameters()).device
     prefixes, cls = [None] * len(texts), torch.empty(len(texts), model.config.hidden_size)
     for i in range(0, len(texts), batch_size):
         idx = order[i : i + batch_size]
         width = int(lens[idx].max())
-        out = model(input_ids=enc["input_ids"][idx, :width], attention_mask=enc["attention_mask"][idx, :width],
-                    output_hidden_states=True)
-        cls[idx] = out.last_hidden_state[:, 0]
+        out = model(input_ids=enc["input_ids"][idx, :width].to(dev),
+                    attention_mask=enc["attention_mask"][idx, :width].to(dev), output_hidden_states=True)
+        cls[idx] = out.last_hidden_state[:, 0].float().cpu()
         for j, k in enumerate(idx.tolist()):
-            prefixes[k] = out.hidden_states[-2][j, : int(lens[k])]
+            prefixes[k] = out.hidden_states[-2][j, : int(lens[k])].float().cpu()
     return prefixes, cls
 
 
@@ -201,6 +203,89 @@ def _prepare(dataset, root, pool_size, head_size, test_size, head_epochs, seed, 
     info["head_train_accuracy"] = float((F.linear(feats, head_w, head_b).argmax(1).numpy() == pool.y).mean())
     return Prepared(dataset, C, layer.to(device), head_w.to(device), head_b.to(device), prefix_pool.to(device),
                     pool.y[keep_idx], prefix_test.to(device), test.y, baseline, info)
+
+
+# ----------------------------------------------------------------------------- your own backbone and data
+@torch.no_grad()
+def _encode_images(model, images, processor, batch_size):
+    """Last-layer inputs (N×T×D) of a ViT for the float images (N×C×H×W), in batches."""
+    dev = next(model.parameters()).device
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = images[i : i + batch_size]
+        pixels = processor(batch) if processor is not None else torch.as_tensor(batch)
+        if not torch.is_tensor(pixels):
+            raise ArgumentTypeError(f"processor must return a torch tensor of pixel values, got {type(pixels).__name__}")
+        hidden = model(pixel_values=pixels.to(dev), output_hidden_states=True).hidden_states
+        out.append(hidden[-2].float().cpu())
+    return torch.cat(out)
+
+
+def _check_split(name, split, family):
+    if not isinstance(split, Split):
+        raise ArgumentTypeError(f"{name} must be a Split (from data.from_texts or data.from_images), "
+                                f"got {type(split).__name__}")
+    if family == "bert" and not isinstance(split.x, list):
+        raise ValueError(f"{name} must hold texts (data.from_texts) for a BERT-family model, got images")
+    if family == "vit" and not (isinstance(split.x, np.ndarray) and split.x.ndim == 4):
+        raise ValueError(f"{name} must hold images (data.from_images) for a ViT model, got texts")
+    return split
+
+
+def prepare_model(model, pool: Split, test: Split, tokenizer=None, processor=None, num_classes: int | None = None,
+                  name: str = "custom", head_epochs: int = 300, seed: int = 0, device: str = "cpu",
+                  threads: int | None = 1, batch_size: int = 64) -> Prepared:
+    """Step 1 of the protocol for *your own* backbone and data (chapter ``sec-own-backbone``).
+
+    ``model``: a Hugging Face BERT-family text encoder (with its ``tokenizer``) or ``ViTModel``; its
+    last layer is read by :func:`~benign_attention.realdata.models.last_layer`. ``pool`` (fine-tuning
+    pool) and ``test``: :class:`~benign_attention.realdata.data.Split` from ``data.from_texts`` or
+    ``data.from_images``. ``processor``: optional callable turning a float (b, C, H, W) numpy batch of
+    images into the model's ``pixel_values`` tensor (e.g. resizing to 224 and normalising; default:
+    the images as they are). ``num_classes``: default the largest label + 1. ``device``: where the
+    backbone runs once (``model`` is moved there and put in eval mode) and where the cached tensors
+    live (``"cuda"`` for large backbones). The frozen [CLS] features come from the cached last layer
+    with the pretrained query and key (equal to the model's forward pass, tested). Returns the
+    :class:`Prepared` that :func:`run` takes.
+    """
+    family = model_family(model)
+    if family == "encoder":
+        raise ArgumentTypeError("model: this repository's Encoder has its own data sets; use prepare(dataset)")
+    pool, test = _check_split("pool", pool, family), _check_split("test", test, family)
+    if family == "bert" and not callable(tokenizer):
+        raise ArgumentTypeError(f"tokenizer must be the model's tokenizer (callable), got {type(tokenizer).__name__}")
+    if processor is not None and not callable(processor):
+        raise ArgumentTypeError(f"processor must be None or a callable, got {type(processor).__name__}")
+    top = int(max(pool.y.max(), test.y.max())) + 1
+    num_classes = top if num_classes is None else check_int("num_classes", num_classes, max(2, top))
+    if num_classes < 2:
+        raise ValueError("pool and test labels must hold at least 2 classes (or pass num_classes >= 2)")
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, got {type(name).__name__}")
+    head_epochs, seed = check_int("head_epochs", head_epochs, 0), check_int("seed", seed, 0, MAX_SEED)
+    batch_size = check_int("batch_size", batch_size, 1)
+    device = check_device("device", device) or torch.device("cpu")
+    with torch_threads(threads):
+        torch.manual_seed(seed)
+        model = model.eval().to(device)
+        layer = last_layer(model)
+        with torch.no_grad():
+            if family == "bert":
+                pre = [_pad(_encode_texts(tokenizer, model, s.x, batch_size)[0]) for s in (pool, test)]
+            else:
+                pre = [(x, torch.ones(x.shape[:2], dtype=torch.bool))
+                       for x in (_encode_images(model, s.x, processor, batch_size) for s in (pool, test))]
+            layer = layer.to(torch.float32).to("cpu")
+            prefixes = [make_prefix(x, m, layer) for x, m in pre]
+            feats = [last_layer_cls(p, layer, layer.wq, layer.bq, layer.wk, layer.bk)[0] for p in prefixes]
+        head_w, head_b = _train_head(feats[0], pool.y, num_classes, epochs=head_epochs, seed=seed)
+    pred = [F.linear(f, head_w, head_b).argmax(1).numpy() for f in feats]
+    info = {"backbone": f"{type(model).__name__} ({getattr(model.config, 'name_or_path', '') or 'from a config'})",
+            "head_size": len(pool), "pool_size": len(pool), "test_size": len(test),
+            "head_train_accuracy": float((pred[0] == pool.y).mean())}
+    return Prepared(name, num_classes, layer.to(device), head_w.to(device), head_b.to(device),
+                    prefixes[0].to(device), pool.y, prefixes[1].to(device), test.y,
+                    float((pred[1] == test.y).mean()), info)
 
 
 # ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning

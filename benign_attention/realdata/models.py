@@ -6,7 +6,8 @@ and the last layer's fixed weights are computed once (:class:`Prefix`); an epoch
 the [CLS] query row, its attention over the tokens, and what depends on it (:func:`last_layer_cls`).
 
 Two layer layouts are supported: post-norm (BERT, MiniLM) and pre-norm with a final LayerNorm
-(the small ViT and tabular transformer defined here, which ``scripts/pretrain_vit.py`` pretrains).
+(the small ViT and tabular transformer defined here, which ``scripts/pretrain_vit.py`` pretrains,
+and Hugging Face ViTs). :func:`last_layer` reads either from a model (chapter ``sec-own-backbone``).
 """
 from __future__ import annotations
 
@@ -305,13 +306,24 @@ class Encoder(nn.Module):
         ).to(torch.float32)
 
 
+def _check_gelu(model):
+    act = getattr(model.config, "hidden_act", "gelu")
+    if act != "gelu":
+        raise ValueError(f"model.config.hidden_act must be 'gelu' (the cached layer uses exact GELU), got {act!r}")
+
+
 def bert_last_layer(model) -> LastLayer:
-    """The last layer of a Hugging Face ``BertModel`` (post-norm) as a :class:`LastLayer`."""
+    """The last layer of a Hugging Face BERT-family encoder (post-norm) as a :class:`LastLayer`.
+
+    Any model laid out like ``BertModel`` (``model.encoder.layer[-1].attention.self.query`` ...), e.g.
+    BERT, MiniLM or RoBERTa, with GELU feed-forward blocks (chapter ``sec-own-backbone``).
+    """
     try:
         lay = model.encoder.layer[-1]
         model.config.num_attention_heads, lay.attention.self.query  # noqa: B018 - the attributes we read
     except (AttributeError, TypeError, IndexError):
         raise ArgumentTypeError(f"model must be a Hugging Face BertModel, got {type(model).__name__}") from None
+    _check_gelu(model)
     a, s = lay.attention, lay.attention.self
     return LastLayer(
         num_heads=model.config.num_attention_heads, norm_first=False, eps=model.config.layer_norm_eps,
@@ -322,6 +334,98 @@ def bert_last_layer(model) -> LastLayer:
         w2=lay.output.dense.weight, b2=lay.output.dense.bias,
         ln2_w=lay.output.LayerNorm.weight, ln2_b=lay.output.LayerNorm.bias,
     ).to(torch.float32)
+
+
+def vit_last_layer(model) -> LastLayer:
+    """The last layer of a Hugging Face ``ViTModel`` (pre-norm, final LayerNorm) as a :class:`LastLayer`.
+
+    Reads both layouts of ``transformers``: ``model.layers[-1].attention.q_proj`` (version 5) and
+    ``model.encoder.layer[-1].attention.attention.query`` (version 4). The model's final
+    ``layernorm`` becomes ``lnf_*``, so the cached [CLS] output equals ``last_hidden_state[:, 0]``
+    (chapter ``sec-own-backbone``).
+    """
+    try:
+        if hasattr(model, "layers"):
+            lay = model.layers[-1]
+            at = lay.attention
+            q, k, v, o = at.q_proj, at.k_proj, at.v_proj, at.o_proj
+        else:
+            lay = model.encoder.layer[-1]
+            at = lay.attention
+            q, k, v, o = at.attention.query, at.attention.key, at.attention.value, at.output.dense
+        fc1 = lay.mlp.fc1 if hasattr(lay, "mlp") else lay.intermediate.dense
+        fc2 = lay.mlp.fc2 if hasattr(lay, "mlp") else lay.output.dense
+        ln1, ln2, lnf = lay.layernorm_before, lay.layernorm_after, model.layernorm
+        heads = model.config.num_attention_heads
+    except (AttributeError, TypeError, IndexError):
+        raise ArgumentTypeError(f"model must be a Hugging Face ViTModel, got {type(model).__name__}") from None
+    _check_gelu(model)
+    return LastLayer(
+        num_heads=heads, norm_first=True, eps=ln1.eps,
+        wq=q.weight, bq=q.bias, wk=k.weight, bk=k.bias, wv=v.weight, bv=v.bias, wo=o.weight, bo=o.bias,
+        ln1_w=ln1.weight, ln1_b=ln1.bias, w1=fc1.weight, b1=fc1.bias, w2=fc2.weight, b2=fc2.bias,
+        ln2_w=ln2.weight, ln2_b=ln2.bias, lnf_w=lnf.weight, lnf_b=lnf.bias,
+    ).to(torch.float32)
+
+
+def model_family(model) -> str:
+    """``'bert'`` (post-norm text encoder), ``'vit'`` (pre-norm image encoder) or ``'encoder'`` (this
+    repository's :class:`Encoder`); ArgumentTypeError for anything else."""
+    if isinstance(model, Encoder):
+        return "encoder"
+    enc = getattr(model, "encoder", None)
+    lays = getattr(enc, "layer", None)
+    if lays is not None and len(lays) and hasattr(getattr(lays[-1], "attention", None), "self"):
+        return "bert"
+    if hasattr(model, "layernorm") and (hasattr(model, "layers") or lays is not None):
+        return "vit"
+    raise ArgumentTypeError(f"model must be a Hugging Face BERT-family or ViT encoder (or an Encoder), "
+                            f"got {type(model).__name__}")
+
+
+def last_layer(model) -> LastLayer:
+    """The last layer of ``model`` as a :class:`LastLayer`, whatever its family (:func:`model_family`):
+    :func:`bert_last_layer`, :func:`vit_last_layer` or :meth:`Encoder.last_layer`."""
+    family = model_family(model)
+    if family == "encoder":
+        return model.last_layer()
+    return bert_last_layer(model) if family == "bert" else vit_last_layer(model)
+
+
+@torch.no_grad()
+def check_adapter(model, inputs: Mapping, seed: int = 0) -> float:
+    """How far the cached last layer is from the model's own forward pass (chapter ``sec-own-backbone``).
+
+    Every weight of a float64 copy of ``model`` is redrawn at random (a matrix N(0, 1/fan_in), a vector
+    such as a bias or a LayerNorm scale N(0, 1)), so that a weight read from the wrong place, or a
+    wrong layer layout, changes the result, and the attention is far from uniform. ``inputs`` (e.g.
+    a tokenizer's output, or ``{"pixel_values": x}``) go through the copy, and the [CLS] output of
+    :func:`last_layer_cls` on the cached prefix is compared with the model's ``last_hidden_state[:, 0]``.
+    Returns the largest absolute difference (about 1e-15 for a correct adapter). ``model`` itself is
+    not changed.
+    """
+    import copy
+
+    family = model_family(model)
+    if family == "encoder":
+        raise ArgumentTypeError("model must be a Hugging Face BERT-family or ViT model (an Encoder has no "
+                                "last_hidden_state); see tests/test_realdata.py for its check")
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise ArgumentTypeError(f"inputs must be the model's keyword inputs as a dict, got {type(inputs).__name__}")
+    seed = check_int("seed", seed, 0)
+    twin = copy.deepcopy(model).eval().double().cpu()
+    g = torch.Generator().manual_seed(seed)
+    for p in twin.parameters():  # float32 draws: LastLayer stores float32, so both paths see the same numbers
+        scale = 1.0 / math.sqrt(p[0].numel()) if p.dim() > 1 else 1.0
+        p.copy_((torch.randn(p.shape, generator=g) * scale).float())
+    kw = {key: (v.double() if torch.is_tensor(v) and v.is_floating_point() else v) for key, v in inputs.items()}
+    out = twin(**kw, output_hidden_states=True)
+    x = out.hidden_states[-2]
+    mask = kw.get("attention_mask", torch.ones(x.shape[:2], dtype=torch.bool))
+    layer = last_layer(twin).to(torch.float64)
+    cls, _ = last_layer_cls(make_prefix(x, torch.as_tensor(mask), layer), layer, layer.wq, layer.bq, layer.wk,
+                            layer.bk)
+    return float((cls - out.last_hidden_state[:, 0]).abs().max())
 
 
 # ----------------------------------------------------------------------------- weights on disk (npz, no pickle)
