@@ -720,7 +720,7 @@ def _plain_log_ticks(axis, values=None):
 def seed_spread(x, curves, xlabel, ylabel, xlog=True):
     """Mean over seeds with a min-max band, one curve per label; ``curves`` maps a label to an array
     (seeds, len(x)) (chapter ``sec-own-synthetic``)."""
-    fig, axes = _fig(1, width=5.0, height=3.4)
+    fig, axes = subplots(1, width=5.0, height=3.4)
     ax = axes[0, 0]
     for (label, values), color in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         band(ax, x, values, color, label=label)
@@ -737,7 +737,7 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
 def cost_growth(panels, ylabel="seconds per run"):
     """One log-log panel per knob: run time against the knob's value, with the fitted power law;
     ``panels`` maps an axis label to ``(values, seconds)`` (chapter ``sec-own-synthetic``)."""
-    fig, axes = _fig(len(panels), width=2.2, height=2.6, sharey=True)
+    fig, axes = subplots(len(panels), width=2.2, height=2.6, sharey=True)
     for ax, (label, (x, t)) in zip(axes[0], panels.items()):
         x, t = np.asarray(x, float), np.asarray(t, float)
         slope, icept = np.polyfit(np.log(x), np.log(t), 1)
