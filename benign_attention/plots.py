@@ -3,7 +3,8 @@
 Chapters show a figure with :func:`benign_attention.display.show` (the package's one display
 convention, explained there); the explorers' frames go through :func:`benign_attention.display.png`.
 
-Sections follow the chapters. Shared style (colours of token types and regimes) lives at the top.
+This module only draws: the numbers a figure shows come from :mod:`benign_attention.analysis`,
+:mod:`benign_attention.theory` or the runs themselves. Sections follow the chapters. Shared style (colours of token types and regimes) lives at the top.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import matplotlib  # noqa: F401
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import analysis  # noqa: E402
 from .metrics import TOKEN_GROUPS  # noqa: E402
 
 #: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure.
@@ -111,7 +113,7 @@ def token_noise(ds):
 def token_geometry(ds, samples=(0, 1, 2, 3)):
     """Chapter *The setting*: real tokens of a few training sequences (3 panels).
 
-    (a) projections (<x_t, mu_+>, <x_t, mu_->) / ||mu|| coloured by token type, marker by clean class;
+    (a) projections (<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu|| coloured by token type, marker by clean class;
     (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
     (c) head values y* nu^T x_t of all training tokens by type against +-1/sqrt(2), +-rho/sqrt(2)."""
     fig, axes = _fig(3, 1, width=4.0, height=3.4)
@@ -174,7 +176,7 @@ def selecting_query(ds, scale=60.0):
 
 
 def _half_planes(ax, lim):
-    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on (mu_-, mu_+) axes."""
+    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on (mu_{-}, mu_{+}) axes."""
     lo, hi = lim
     ax.fill_between([lo, hi], [lo, hi], [hi, hi], color="#1f77b4", alpha=0.08, lw=0)
     ax.fill_between([lo, hi], [lo, lo], [lo, hi], color="#d62728", alpha=0.08, lw=0)
@@ -187,7 +189,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
     """Chapter *A benign solution exists*: the paper's Figure 1 (train top, test bottom).
 
     For each sequence, the token with the largest score x_t . q under the construction q(c)
-    (``theory.existence_query``), projected on (mu_-, mu_+) / ||mu||^2; shaded: the head's two output
+    (``theory.existence_query``), projected on (mu_{-}, mu_{+}) / ||mu||^2; shaded: the head's two output
     half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""
     from .theory import evaluate_query, existence_query
@@ -281,81 +283,6 @@ def _shown_once(fig):
     return fig
 
 
-def sample_attention(run, i):
-    """(E, 4) attention of training sample ``i`` on x_1, x_2, x_3 and on all irrelevant tokens."""
-    A = np.asarray(run.history["train_attention"], float)[:, i]
-    return np.concatenate([A[:, :3], A[:, 3:].sum(-1, keepdims=True)], -1)
-
-
-def first_fit_step(run, key="train_acc"):
-    """First recorded step at which ``key`` (default: observed-label train accuracy) reaches 1; NaN if never."""
-    hit = np.flatnonzero(np.asarray(run.history[key]) >= 1 - 1e-12)
-    return float(run.steps[hit[0]]) if hit.size else float("nan")
-
-
-def selection_gaps(logits, noisy):
-    """Score gap a_u - max_{t != u} a_t of every training sample: (E, n) from logits (E, n, T).
-
-    Clean samples: u = x_1 (the paper's Lambda). Noisy samples: u = the token the sample attends
-    most at the last record (the paper's Gamma; usually x_3, sometimes an irrelevant token). Uses
-    :func:`benign_attention.theory.logit_gaps` once per selected token."""
-    from .theory import logit_gaps
-
-    a = np.asarray(logits, float)
-    noisy = np.asarray(noisy, bool)
-    last = a.reshape(-1, *a.shape[-2:])[-1]  # (n, T): the last record
-    u = np.where(noisy, last.argmax(-1), 0)
-    out = np.full(a.shape[:-1], np.nan)
-    for v in np.unique(u):
-        m = u == v
-        out[..., m] = logit_gaps(a, m, selected=int(v))[..., m]
-    return out
-
-
-def first_passage(steps, values, levels):
-    """First step at which ``values`` (E,) reaches each of ``levels``, linearly interpolated
-    between records; NaN where a level is never reached."""
-    steps, values = np.asarray(steps, float), np.asarray(values, float)
-    out = np.full(len(levels), np.nan)
-    for k, level in enumerate(levels):
-        hit = np.flatnonzero(values >= level)
-        if hit.size == 0:
-            continue
-        j = hit[0]
-        if j == 0:
-            out[k] = steps[0]
-        else:
-            w = (level - values[j - 1]) / (values[j] - values[j - 1])
-            out[k] = steps[j - 1] + w * (steps[j] - steps[j - 1])
-    return out
-
-
-def late_linear_fit(x, y, start, stop=np.inf):
-    """Least-squares line y = slope x + intercept on start <= x <= stop; returns (slope, intercept, R^2)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x >= start) & (x <= stop) & np.isfinite(y)
-    slope, intercept = np.polyfit(x[keep], y[keep], 1)
-    resid = y[keep] - (slope * x[keep] + intercept)
-    r2 = 1 - (resid ** 2).sum() / ((y[keep] - y[keep].mean()) ** 2).sum()
-    return float(slope), float(intercept), float(r2)
-
-
-def integrate_gap_ode(x0, c, T, taus):
-    """RK4 solution of dx/dtau = c s (1 - s), s = e^x / (e^x + T), reported at the increasing
-    times ``taus`` (starting at 0); the step grid refines ``taus`` 20-fold (chapter *Delayed
-    generalisation*)."""
-    taus = np.asarray(taus, float)
-    rate = lambda x: c / (2 + 2 * np.cosh(x - np.log(T)))  # c s (1 - s)
-    x, out = np.asarray(x0, float) + 0.0, [np.asarray(x0, float) + 0.0]
-    for t0, t1 in zip(taus[:-1], taus[1:]):
-        h = (t1 - t0) / 20
-        for _ in range(20):
-            k1 = rate(x); k2 = rate(x + h * k1 / 2); k3 = rate(x + h * k2 / 2); k4 = rate(x + h * k3)
-            x = x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
-        out.append(x)
-    return np.stack(out)
-
-
 def _runs_stack(runs, key, keep=slice(None)):
     return np.stack([np.asarray(r.history[key], float)[keep] for r in runs])
 
@@ -372,7 +299,7 @@ def dynamics_grid(settings, max_step=1000):
         x = runs[0].steps[keep]
         for r, kind in enumerate(("clean", "noisy")):
             idx = [int(np.flatnonzero(ds.noisy == (kind == "noisy"))[0]) for ds in datasets]
-            vals = np.stack([sample_attention(run, i)[keep] for run, i in zip(runs, idx)])
+            vals = np.stack([analysis.sample_attention(run, i)[keep] for run, i in zip(runs, idx)])
             ax = axes[r, c]
             for g, name in enumerate(TOKEN_GROUPS):
                 band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
@@ -439,7 +366,7 @@ def delayed_generalisation(runs, mark_fit=False):
     each panel marks the seed mean of the value at each seed's fitting step, so that the change
     before fitting and the change after it can be read off separately."""
     x = runs[0].steps[1:]
-    fits = np.array([first_fit_step(r) for r in runs])
+    fits = np.array([analysis.first_fit_step(r) for r in runs])
     fig, axes = _fig(3, 1, width=3.4, height=3.0)
     panels = [("test_loss", "test loss"), ("test_margin", "test margin $E[y f(X)]$"),
               ("attn_test", "test attention on $x_1$")]
@@ -468,7 +395,7 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
     steps = np.asarray(steps, float)
     for ax, vals, name in zip(axes[0], g_values, names):
         band(ax, steps, vals, "#1f77b4" if "clean" in name else "#d62728", name)
-        slope, intercept, r2 = late_linear_fit(steps, np.nanmean(vals, 0), start)
+        slope, intercept, r2 = analysis.late_linear_fit(steps, np.nanmean(vals, 0), start)
         late = steps >= start
         ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
                 label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
@@ -488,9 +415,9 @@ def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
     times = []
     for i in np.flatnonzero(np.asarray(mask, bool)):
         if start is None:
-            times.append(first_passage(steps, gaps[:, i], levels))
+            times.append(analysis.first_passage(steps, gaps[:, i], levels))
         else:
-            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start, stop)
+            slope, intercept, _ = analysis.late_linear_fit(steps, g(gaps[:, i], T), start, stop)
             times.append((g(np.asarray(levels, float), T) - intercept) / slope)
     with np.errstate(invalid="ignore"):
         return np.exp(np.log(np.stack(times)).mean(0))
@@ -534,27 +461,6 @@ def g_law(taus, x_numeric, x_theory, T):
 
 
 # --- The phase diagram, Under the hood ----------------------------------------------------------
-
-
-def boundary_crossing(values, levels, threshold, above=True):
-    """For each row of ``values`` (rows, len(levels)), the first level at which the row crosses
-    ``threshold`` (linear interpolation between grid points); NaN where it never does.
-
-    ``above=True`` looks for the first value >= threshold, else the first value < threshold."""
-    values, levels = np.asarray(values, float), np.asarray(levels, float)
-    out = np.full(values.shape[0], np.nan)
-    for i, row in enumerate(values):
-        hit = np.flatnonzero(row >= threshold if above else row < threshold)
-        if hit.size == 0:
-            continue
-        j = hit[0]
-        if j == 0:
-            out[i] = levels[0]
-        else:
-            a, b = row[j - 1], row[j]
-            w = 0.0 if b == a else (threshold - a) / (b - a)
-            out[i] = levels[j - 1] + w * (levels[j] - levels[j - 1])
-    return out
 
 
 def _edges(v):
@@ -768,7 +674,7 @@ def _label(ax, xlabel=None, ylabel=None, title=None):
 class RegimeFigure(_ExplorerFigure):
     """Chapter *Playground*, regime explorer: one run at a glance (3 panels, legends below).
 
-    :meth:`update` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
+    ``update()`` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
     ``train_loss``, ``test_loss`` and (E, 4) ``attn_clean`` / ``attn_noisy`` (a
     :class:`~benign_attention.engines.Run` history or one cell of a
     :class:`~benign_attention.sweeps.GridResult`). (a) accuracy, (b) loss, (c) mean attention by token
@@ -848,13 +754,13 @@ class SelectionFigure(_ExplorerFigure):
     """Chapter *Playground*, token-selection movie: what every sequence's attention reads.
 
     Each sequence is drawn at its *attended token* z = sum_t s_t x_t (s its attention), projected on
-    (mu_-1, mu_+1) / ||mu||^2. The head's output is nu^T z, so the diagonal is exactly the decision
+    (mu_{-1}, mu_{+1}) / ||mu||^2. The head's output is nu^T z, so the diagonal is exactly the decision
     boundary (shaded: the two output half-planes; blue: output +1, as in the paper's Figure 1).
     Hollow markers: the token-type landmarks, where a sequence sits when it attends to a single token
     of that type (x_1 at distance one along its class, x_3 at rho along the other class, noise at the
     origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
     so far), (b) a zoom on the weak-token corner of (a), (c) test sequences (colour: clean label).
-    :meth:`update` takes a frame dict of ``widgets.selection_frames``."""
+    ``update()`` takes a frame dict of ``widgets.selection_frames``."""
 
     def __init__(self, rho, lim=(-0.2, 1.2), zoom=None):
         from matplotlib.collections import LineCollection
