@@ -35,7 +35,7 @@ _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
 
 def head_vector(mu_pos, mu_neg):
-    """The fixed head nu = (mu_+ - mu_-) / ||mu_+ - mu_-|| / ||mu||, so nu . mu_{+-1} = +-1/sqrt(2)
+    """The fixed head nu = (mu_{+} - mu_{-}) / ||mu_{+} - mu_{-}|| / ||mu||, so nu . mu_{+-1} = +-1/sqrt(2)
     when the two signals are orthogonal with equal norm ||mu|| (the mean of the two norms is used)."""
     mu_pos = check_array("mu_pos", mu_pos, ndim=1)
     mu_neg = check_array("mu_neg", mu_neg, shape=mu_pos.shape)
@@ -119,8 +119,8 @@ class Dataset:
 
     @cached_property
     def fingerprint(self) -> str:
-        """A sha256 over every array (shape, dtype and bytes): two data sets with the same fingerprint
-        hold the same data. :func:`~benign_attention.engines.train` uses it to refuse resuming a run
+        """A sha256 over every array (its shape, dtype and bytes). Two data sets with the same
+        fingerprint hold the same data. :func:`~benign_attention.engines.train` uses it to refuse resuming a run
         on other data."""
         h = hashlib.sha256()
         for k in _ARRAY_FIELDS:

@@ -28,7 +28,7 @@ import numpy as np
 __all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "FigureWarning", "png", "show",
            "figure_problems", "glue"]
 
-#: CSS pixels per inch of figure size: a 7.2 in wide figure is laid out 720 CSS px wide, about the
+#: CSS pixels per inch of figure size. A 7.2 in wide figure is laid out 720 CSS px wide, about the
 #: width of the book's text column at 1280 px, so 9 pt text shows at 12.5 px.
 CSS_DPI = 100
 #: Device pixels per CSS pixel in every PNG the package makes (2 = sharp on "retina" screens).

@@ -12,7 +12,7 @@ from .validation import ArgumentTypeError
 
 __all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_by_type", "summarize"]
 
-#: Columns of the attention summaries: x_1 (relevant), x_2 (weak, true class), x_3 (weak, other
+#: Columns of the attention summaries. x_1 (relevant), x_2 (weak, true class), x_3 (weak, other
 #: class) and the total mass on the irrelevant tokens x_4..x_T.
 TOKEN_GROUPS = ("x1", "x2", "x3", "irrelevant")
 

@@ -66,7 +66,7 @@ def default_cache_dir():
 @dataclass(eq=False)
 class GridResult:
     """Results over a grid: ``axes`` (ordered knob -> values), ``steps`` record steps, and
-    ``data[key]`` arrays of shape (*grid shape, E, ...). ``diverged`` (grid shape, bool) marks the
+    ``data[key]`` arrays of shape ``(*grid_shape, E, ...)``. ``diverged`` (grid shape, bool) marks the
     cells whose gradient descent diverged: their metrics are NaN from the divergence on, and
     :func:`~benign_attention.theory.classify_regime` gives them no regime (NaN)."""
 
@@ -278,7 +278,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     ``~`` is expanded; checked before any work, see the module docstring).
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
-    Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`DivergenceWarning`).
+    Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`~benign_attention.engines.DivergenceWarning`).
     ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (its
     ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
     then ignored. Results (and the cache, written here as they arrive) are the same as locally.

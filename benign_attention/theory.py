@@ -110,7 +110,7 @@ def logit_gaps(logits, noisy, selected=2):
 
 
 def existence_query(ds: Dataset, c, rho=None):
-    """The existence construction with W = I: returns q = W p = p = mu_+ + mu_- + c (sum over clean
+    """The existence construction with W = I: returns q = W p = p = mu_{+} + mu_{-} + c (sum over clean
     samples of eps_1 + sum over noisy samples of eps_3), eps_t the noise of token t."""
     ds = _dataset(ds)
     c = check_number("c", c, 0.0)
