@@ -1,6 +1,6 @@
 """The paper's appendix model: a one-layer transformer encoder with every parameter trained.
 
-The architecture (chapter *A full transformer encoder*):
+The architecture (:ref:`sec-encoder-architecture`):
 
 * a learnable [CLS] token ``cls`` (initialised N(0, 1)) is prepended to the T data tokens;
 * pre-norm single-head attention: ``ln1`` -> one bias-free linear map ``qkv`` (d -> 3d) to q, k, v ->
@@ -77,7 +77,8 @@ def fast_forward(model, X):
     """The same function as ``model(X)`` on the [CLS] position only, in the cheaper contraction order.
 
     Returns ``(logits (n,), cls_attention (n, T + 1))``: the [CLS] row of the attention (position 0
-    is [CLS] itself)."""
+    is [CLS] itself). Why this is enough: :ref:`sec-encoder-cls`. Raises ValueError unless
+    ``model`` is an :class:`EncoderReference` and ``X`` has shape (n, T, d)."""
     if not isinstance(model, EncoderReference):
         raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
     d = model.d
@@ -138,6 +139,7 @@ class EncoderRun:
     config: dict = field(default_factory=dict)
 
     def final(self, key):
+        """History value ``key`` at the last record."""
         return self.history[key][-1]
 
 
@@ -154,7 +156,39 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
 
     ``ds`` a :class:`~benign_attention.data.Dataset`; records every ``record_every`` steps (and the
     last) the training metrics and attention, and the test metrics every ``test_every`` steps
-    (default ``record_every``; NaN in between). ``path`` 'fast' or 'reference' (same numbers)."""
+    (default ``record_every``; NaN in between). ``path`` 'fast' or 'reference' (same numbers).
+
+    The runs of :ref:`sec-encoder-dynamics`.
+
+    Parameters
+    ----------
+    ds : benign_attention.data.Dataset
+    steps : int
+        Gradient steps, >= 0.
+    lr : float
+        Learning rate, > 0.
+    record_every : int
+        Steps between records, >= 1.
+    mlp_dim : int
+        Width of the feed-forward block, >= 1.
+    seed : int
+        Seed of the initialisation (:func:`make_encoder`), >= 0.
+    dtype : str or torch.dtype
+        float32 or float64.
+    path : str
+        ``"fast"`` (:func:`fast_forward`) or ``"reference"`` (:class:`EncoderReference`).
+    test_every : int, optional
+        Steps between test evaluations.
+
+    Returns
+    -------
+    EncoderRun
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or of the wrong kind (the message names it).
+    """
     from .engines import check_dataset
     ds = check_dataset("ds", ds)
     steps = check_int("steps", steps, low=0)
@@ -292,7 +326,8 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
     shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the raw records.
-    Unreadable (partial) files are skipped."""
+    Unreadable (partial) files are skipped. The grid of :ref:`sec-encoder-grid`; raises ValueError
+    if ``folder`` is not an existing directory."""
     import json
     from pathlib import Path
     folder = Path(folder)
@@ -326,7 +361,8 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="f
     """Train one grid cell (``make_dataset(d=d, signal_norm=mu, seed=seed)``, paper defaults otherwise)
     and write its json into the folder ``out`` atomically (temporary file, then rename), with
     provenance (torch version, device, threads, date). Returns the record; a cell whose file
-    already exists is not computed again (its stored record is returned)."""
+    already exists is not computed again (its stored record is returned). One cell of
+    :ref:`sec-encoder-grid`; raises ValueError for an argument out of range."""
     import datetime
     import json
     import os
@@ -374,7 +410,8 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     skipped, so a stopped run resumes), cheapest first. ``executor``: a ``concurrent.futures``-style
     executor (e.g. a ``dask.distributed`` Client's ``get_executor()``) to run cells elsewhere; each
     cell writes its own file where it runs, so ``out`` must be reachable from there. ``progress``: a
-    callable given each new record. Returns the new records."""
+    callable given each new record. Returns the new records. The grid of :ref:`sec-encoder-grid`;
+    raises ValueError for an argument out of range."""
     from .sweeps import _check_executor
     executor = _check_executor("executor", executor)
     todo = [(int(d), float(mu)) for d in sorted(d_values) for mu in mu_values

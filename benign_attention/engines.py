@@ -1,4 +1,4 @@
-"""Full-batch gradient descent on the mean logistic loss, with two engines (chapter *Under the hood*).
+"""Full-batch gradient descent on the mean logistic loss, with two engines (:ref:`sec-exact-dynamics`).
 
 * ``dense`` - autograd on W (d x d) and p (d): the reference, obviously the paper's model.
 * ``exact`` - the same trajectory computed in the m <= nT (+2) dimensional span of the training tokens.
@@ -51,14 +51,21 @@ def _tensor(a, dtype, device=None):
 
 
 def record_schedule(steps, record_every=10):
-    """Steps 0, k, 2k, ... and always the final step."""
+    """Steps 0, k, 2k, ... and always the final step (``k = record_every`` >= 1, ``steps`` >= 0).
+
+    Returns an int64 array; raises ValueError for a knob out of range.
+    """
     steps = check_int("steps", steps, 0)
     k = check_int("record_every", record_every, 1)
     return np.unique(np.r_[np.arange(0, steps + 1, k), steps]).astype(np.int64)
 
 
 def log_schedule(steps, num=60):
-    """About ``num`` record steps spaced logarithmically in [0, steps] (for long runs)."""
+    """About ``num`` record steps spaced logarithmically in [0, steps] (for long runs, :ref:`sec-delay-long`).
+
+    Returns an int64 array that starts at 0 and ends at ``steps``; raises ValueError for a knob out
+    of range.
+    """
     steps = check_int("steps", steps, 0)
     num = check_int("num", num, 2)
     return np.unique(np.r_[0, np.geomspace(1, max(steps, 1), num).round(), steps]).astype(np.int64)
@@ -465,6 +472,9 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
 
     A run that diverges (lr too large) warns with :class:`DivergenceWarning`, records NaN metrics from
     then on (never accuracy 0) and has ``run.diverged`` set.
+
+    The training of :ref:`sec-dyn-settings`; the exact engine is :prf:ref:`prop-exact`. Returns a
+    :class:`Run`. Raises ValueError (naming the argument and its allowed range) for any bad argument.
     """
     dataset = check_dataset("dataset", dataset)
     steps, lr, rec = _check_train_args(steps, lr, "exact" if engine is None else engine, record_every,
@@ -516,7 +526,8 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
     token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
     most one of the two); other arguments as in :func:`train`. Runs that diverge warn once
-    (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set."""
+    (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set. Batching as in
+    :ref:`sec-exact-families`; raises ValueError (naming the argument) for any bad argument."""
     if isinstance(datasets, Dataset):
         raise ArgumentTypeError("datasets must be a list of Datasets, got a single Dataset (use train(), or "
                                 "pass [dataset])")

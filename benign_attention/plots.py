@@ -1,10 +1,13 @@
 """The book's figures: one function per figure, each returning a closed matplotlib Figure.
 
+The first is shown in :ref:`sec-welcome-picture`; each figure function names the section that shows it.
+
 Chapters show a figure with :func:`benign_attention.display.show` (the package's one display
 convention, explained there); the explorers' frames go through :func:`benign_attention.display.png`.
 
 This module only draws: the numbers a figure shows come from :mod:`benign_attention.analysis`,
-:mod:`benign_attention.theory` or the runs themselves. Sections follow the chapters. Shared style (colours of token types and regimes) lives at the top.
+:mod:`benign_attention.theory` or the runs themselves. Sections follow the chapters. Shared style
+(colours of token types and regimes) lives at the top.
 """
 from __future__ import annotations
 
@@ -82,7 +85,7 @@ def _stack_attention(ax, steps, attention, title):
 
 
 def welcome_overview(run, ds, clean_index=None, noisy_index=None):
-    """Chapter *Welcome*: one training run at a glance (2 x 2 panels).
+    """:ref:`sec-welcome-picture`: one training run at a glance (2 x 2 panels).
 
     Accuracy over steps (on the observed labels, on the clean labels, on the test set); training and
     test loss; the attention of one clean and one noisy training sample over steps by token type."""
@@ -104,14 +107,17 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
 
 
 def token_noise(ds):
-    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config)."""
+    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config).
+
+    Shown in :ref:`sec-setting-tokens`.
+    """
     from .data import signal_coefficients
     coef = signal_coefficients(ds.y_clean, ds.T, ds.config["rho"])
     return ds.X - (coef[..., :1] * ds.mu_pos + coef[..., 1:] * ds.mu_neg)
 
 
 def token_geometry(ds, samples=(0, 1, 2, 3)):
-    """Chapter *The setting*: real tokens of a few training sequences (3 panels).
+    """:ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
 
     (a) projections (<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu|| coloured by token type, marker by clean class;
     (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
@@ -159,7 +165,10 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
 
 
 def per_sample_loss_floor(ds, X=None, y=None):
-    """Proposition *loss floor*: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,)."""
+    """:prf:ref:`prop-loss-floor`: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,).
+
+    Shown in :ref:`sec-setting-floor`.
+    """
     X = ds.X if X is None else X
     y = ds.y if y is None else y
     return np.logaddexp(0.0, -(y[:, None] * (X @ ds.nu)).max(1))
@@ -167,7 +176,10 @@ def per_sample_loss_floor(ds, X=None, y=None):
 
 def selecting_query(ds, scale=60.0):
     """A query q with x_t^(i) . q = scale on each sample's best head token and 0 on the others
-    (least squares; exact when the n*T training tokens are linearly independent)."""
+    (least squares; exact when the n*T training tokens are linearly independent).
+
+    Shown in :ref:`sec-setting-floor`.
+    """
     best = (ds.y[:, None] * (ds.X @ ds.nu)).argmax(1)
     target = np.zeros((ds.n, ds.T))
     target[np.arange(ds.n), best] = scale
@@ -186,7 +198,7 @@ def _half_planes(ax, lim):
 
 
 def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
-    """Chapter *A benign solution exists*: the paper's Figure 1 (train top, test bottom).
+    """:prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
 
     For each sequence, the token with the largest score x_t . q under the construction q(c)
     (``theory.existence_query``), projected on (mu_{-}, mu_{+}) / ||mu||^2; shaded: the head's two output
@@ -221,7 +233,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
 
 
 def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
-    """Chapter *A benign solution exists*: train (observed and clean labels) and test accuracy of
+    """:ref:`sec-existence-sweep`: train (observed and clean labels) and test accuracy of
     the construction as c sweeps ``cs``; background: the regime of each c (``theory.classify_regime``);
     dashed lines: the scales c_low and c_high of the chapter's sketch."""
     from .theory import REGIMES, classify_regime, evaluate_query, existence_query
@@ -254,7 +266,10 @@ def existence_test_bound(ds, q, h=0.2):
     """Proposition *test guarantee*: for each class y, the bound
     sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))
     on the probability that a fresh test sequence of class y is misclassified by W = I, p = q;
-    returns the average over the two classes (balanced test labels)."""
+    returns the average over the two classes (balanced test labels).
+
+    Shown in :ref:`sec-existence-construction`.
+    """
     from math import erfc, log, sqrt
     phi_bar = lambda x: 0.5 * erfc(x / sqrt(2))
     rho, sigma, T = ds.config["rho"], ds.config.get("sigma", 1.0), ds.T
@@ -292,7 +307,10 @@ def dynamics_grid(settings, max_step=1000):
 
     Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
     each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
-    test loss. Lines are means over seeds, bands the min-max range."""
+    test loss. Lines are means over seeds, bands the min-max range.
+
+    Shown in :ref:`sec-dyn-settings`.
+    """
     fig, axes = _fig(len(settings), 4, width=3.3, height=2.35)
     for c, (title, (runs, datasets)) in enumerate(settings.items()):
         keep = runs[0].steps <= max_step
@@ -327,7 +345,10 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
     the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss.
     ``horizon``: a step to mark with a dotted vertical line in every panel (e.g. the end of the
-    paper's runs). ``title`` goes into the figure's alt text."""
+    paper's runs). ``title`` goes into the figure's alt text.
+
+    Shown in :ref:`sec-dyn-large-long`.
+    """
     x = runs[0].steps[1:]
     fig, axes = _fig(3, 1, width=3.4, height=4.0)
     ax = axes[0, 0]
@@ -364,7 +385,10 @@ def delayed_generalisation(runs, mark_fit=False):
     min-max band over seeds). The grey span covers the steps at which the seeds first fit every
     training label, the dashed line is their median. With ``mark_fit``, a dotted horizontal line in
     each panel marks the seed mean of the value at each seed's fitting step, so that the change
-    before fitting and the change after it can be read off separately."""
+    before fitting and the change after it can be read off separately.
+
+    Shown in :ref:`sec-delay-long`.
+    """
     x = runs[0].steps[1:]
     fits = np.array([analysis.first_fit_step(r) for r in runs])
     fig, axes = _fig(3, 1, width=3.4, height=3.0)
@@ -390,7 +414,10 @@ def delayed_generalisation(runs, mark_fit=False):
 
 def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
     """Mean over samples of g(gap) against the step (linear axes) for each array in ``g_values``
-    (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``."""
+    (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``.
+
+    Shown in :ref:`sec-delay-runs`.
+    """
     fig, axes = _fig(len(g_values), 1, width=3.9)
     steps = np.asarray(steps, float)
     for ax, vals, name in zip(axes[0], g_values, names):
@@ -409,7 +436,10 @@ def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
     """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
     (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
     ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
-    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope."""
+    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope.
+
+    Shown in :ref:`sec-delay-runs`.
+    """
     from .theory import g
 
     times = []
@@ -427,7 +457,10 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     """Steps for the gap to first reach L (log scale): measured (mean and range over seeds of the
     per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1 in
     log-time, time proportional to e^L (dotted), through the last measured point, and shaded the
-    ``window`` of steps (start, stop) the prediction was fitted on."""
+    ``window`` of steps (start, stop) the prediction was fitted on.
+
+    Shown in :ref:`sec-delay-runs`.
+    """
     fig, axes = _fig(1, 1, width=4.8)
     ax = axes[0, 0]
     if window is not None:
@@ -443,7 +476,10 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
 
 
 def g_law(taus, x_numeric, x_theory, T):
-    """The logit-gap ODE: numerical solutions (solid) and g^{-1}(g(x_0) + c tau) (dots), log time axis."""
+    """The logit-gap ODE: numerical solutions (solid) and g^{-1}(g(x_0) + c tau) (dots), log time axis.
+
+    Shown in :ref:`sec-delay-law`.
+    """
     fig, axes = _fig(2, 1, width=3.9)
     ax = axes[0, 0]
     xs = np.linspace(-4, 12, 400)
@@ -487,7 +523,10 @@ def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
 
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
-    its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel."""
+    its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel.
+
+    Shown in :ref:`sec-phase-grid`.
+    """
     fig, axes = _fig(len(maps), width=4.6, height=3.6)
     for ax, m, title in zip(axes[0], maps, titles):
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
@@ -501,7 +540,10 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
 
 def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, ylog=False):
     """Categorical maps of :func:`~benign_attention.theory.classify_regime` indices (each (len(x), len(y)))
-    in the book's regime colours."""
+    in the book's regime colours.
+
+    Shown in :ref:`sec-phase-regimes`.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -521,7 +563,10 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
 
 def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=True):
     """Two panels over a (x, y) plane: the test loss heat map and the regime map (indices of
-    :func:`~benign_attention.theory.classify_regime`), with optional overlaid ``curves``."""
+    :func:`~benign_attention.theory.classify_regime`), with optional overlaid ``curves``.
+
+    Shown in :ref:`sec-phase-in-time`.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -550,7 +595,10 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
     """Maps of the step from which every training label stays fitted
     (:func:`~benign_attention.theory.fitting_step`), one panel per dict with ``x``, ``y``, ``steps``
     ((len(x), len(y)), ``inf`` where never fitted), ``title``, ``xlabel``, ``ylabel`` and optional
-    ``xlog``. Shared logarithmic colour scale; cells not fitted within the run are grey."""
+    ``xlog``. Shared logarithmic colour scale; cells not fitted within the run are grey.
+
+    Shown in :ref:`sec-phase-not-yet`.
+    """
     from matplotlib.colors import ListedColormap, LogNorm
     from matplotlib.patches import Patch
 
@@ -579,7 +627,10 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
 
 def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
-    one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label)."""
+    one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label).
+
+    Shown in :ref:`sec-phase-in-time`.
+    """
     fig, axes = _fig(1, width=5.0, height=3.6)
     ax = axes[0, 0]
     steps = sorted(curves_by_step)
@@ -596,7 +647,10 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
 
 def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
-    (NaN where not measured)."""
+    (NaN where not measured).
+
+    Shown in :ref:`sec-exact-timing`.
+    """
     fig, axes = _fig(1, width=5.0, height=3.6)
     ax = axes[0, 0]
     for name, t in seconds_per_step.items():
@@ -672,7 +726,7 @@ def _label(ax, xlabel=None, ylabel=None, title=None):
 
 
 class RegimeFigure(_ExplorerFigure):
-    """Chapter *Playground*, regime explorer: one run at a glance (3 panels, legends below).
+    """:ref:`sec-play-regime`, regime explorer: one run at a glance (3 panels, legends below).
 
     ``update()`` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
     ``train_loss``, ``test_loss`` and (E, 4) ``attn_clean`` / ``attn_noisy`` (a
@@ -736,7 +790,7 @@ class RegimeFigure(_ExplorerFigure):
 
 
 def explorer_regime(steps, hist, regime=None, title=None):
-    """Chapter *Playground*, regime explorer: one closed Figure (see :class:`RegimeFigure`)."""
+    """:ref:`sec-play-regime`, regime explorer: one closed Figure (see :class:`RegimeFigure`)."""
     return RegimeFigure().update(steps, hist, regime, title)
 
 
@@ -751,7 +805,7 @@ _LANDMARK_STYLE = dict(x1=("*", 150, r"$x_1 = \mu_{y^*}$ (relevant)"),
 
 
 class SelectionFigure(_ExplorerFigure):
-    """Chapter *Playground*, token-selection movie: what every sequence's attention reads.
+    """:ref:`sec-play-selection`, token-selection movie: what every sequence's attention reads.
 
     Each sequence is drawn at its *attended token* z = sum_t s_t x_t (s its attention), projected on
     (mu_{-1}, mu_{+1}) / ||mu||^2. The head's output is nu^T z, so the diagonal is exactly the decision
@@ -833,7 +887,7 @@ class SelectionFigure(_ExplorerFigure):
 
 
 def explorer_selection(frame, title=None):
-    """Chapter *Playground*, token-selection movie: one closed Figure (see :class:`SelectionFigure`)."""
+    """:ref:`sec-play-selection`, token-selection movie: one closed Figure (see :class:`SelectionFigure`)."""
     return SelectionFigure(frame["knobs"]["rho"]).update(frame, title)
 
 
@@ -843,7 +897,7 @@ def _cell_edges(v, log):
 
 
 class PhaseFigure(_ExplorerFigure):
-    """Chapter *Playground*, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
+    """:ref:`sec-play-phase`, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
 
     (a) the regime of each cell (indices into ``theory.REGIMES``; legend below); (b) a per-cell value
     named ``panel`` (e.g. "test loss") on the fixed colour scale ``vlim``. Axes are logarithmic
@@ -895,5 +949,5 @@ class PhaseFigure(_ExplorerFigure):
 
 
 def explorer_phase(d_values, mu_values, regime, values, title=None, panel="test loss", vlim=(0.5, 1.0)):
-    """Chapter *Playground*, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`)."""
+    """:ref:`sec-play-phase`, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`)."""
     return PhaseFigure(d_values, mu_values, panel, vlim).update(regime, values, title)

@@ -1,5 +1,7 @@
 """Argument checks shared by every public entry point of the package (and of :mod:`benign_attention.realdata`).
 
+The convention is summarised in :ref:`api-reference`.
+
 Each public function checks what it is given here, in one place, before doing any work, and fails
 with an exception whose message starts with the argument's name and says what is allowed:
 

@@ -1,4 +1,4 @@
-"""Interactive explorers (chapter *Playground*): each exists twice, from one code path.
+"""Interactive explorers (:ref:`sec-play-regime` and the next sections): each exists twice, from one code path.
 
 * **live** (``static=False``): an ipywidgets panel that re-runs the exact engine on every change
   (needs a kernel: Binder, Colab, local Jupyter);
@@ -18,7 +18,7 @@ The three explorers:
     the token-selection "movie": where every training and test sequence's attention points (its
     attended token on the (mu_{-}, mu_{+}) plane) as training proceeds (time slider over recorded steps).
 :func:`phase_explorer`
-    the (d, ||mu||) regime map and the clean test loss (as in chapter *The phase diagram*), with a
+    the (d, ||mu||) regime map and the clean test loss (as in :ref:`sec-phase-regimes`), with a
     slider over the training step (one grid run records every step).
 
 Figures are drawn by the *Explorers* section of :mod:`benign_attention.plots`: one figure object per
@@ -507,7 +507,8 @@ _KNOB_NAMES = {"signal_norm": "‖μ‖", "eta": "η", "rho": "ρ", "d": "d", "n
 def regime_explorer(static=False, **kw):
     """The regime explorer. ``static=False``: a live ipywidgets panel (:class:`RegimeExplorer`; knobs
     as keyword defaults, each within its slider's range). ``static=True``: its :func:`regime_twin`
-    (keywords ``vary``, ``values``, ``start`` and fixed knobs)."""
+    (keywords ``vary``, ``values``, ``start`` and fixed knobs). Shown in :ref:`sec-play-regime`;
+    a knob outside its slider's range raises ValueError naming it."""
     return regime_twin(**kw) if static else RegimeExplorer(**kw)
 
 
@@ -639,7 +640,10 @@ def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, **knobs):
 
 
 def selection_explorer(static=False, **kw):
-    """The token-selection movie: live (:class:`SelectionExplorer`) or its :func:`selection_twin`."""
+    """The token-selection movie: live (:class:`SelectionExplorer`) or its :func:`selection_twin`.
+
+    Shown in :ref:`sec-play-selection`; a knob outside its slider's range raises ValueError naming it.
+    """
     return selection_twin(**kw) if static else SelectionExplorer(**kw)
 
 
@@ -734,7 +738,7 @@ def _phase_regime(grid, step, test_threshold=0.95):
 def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss", figure=None):
     """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
     ``panel``: the right panel, "test_loss" (colour scale over the whole grid and every recorded
-    step, so frames compare; the quantity of chapter *The phase diagram*) or "test_acc" (0.5..1).
+    step, so frames compare; the quantity of :ref:`sec-phase-regimes`) or "test_acc" (0.5..1).
     ``figure``: a :class:`~benign_attention.plots.PhaseFigure` of this grid to update in place (default: a new one,
     returned closed)."""
     _check_panel(panel)
@@ -829,5 +833,8 @@ def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", **
 
 
 def phase_explorer(static=False, **kw):
-    """The phase-diagram explorer: live (:class:`PhaseExplorer`) or its :func:`phase_twin`."""
+    """The phase-diagram explorer: live (:class:`PhaseExplorer`) or its :func:`phase_twin`.
+
+    Shown in :ref:`sec-play-phase`; a knob outside its slider's range raises ValueError naming it.
+    """
     return phase_twin(**kw) if static else PhaseExplorer(**kw)

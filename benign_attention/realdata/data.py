@@ -1,4 +1,4 @@
-"""Real data sets for the chapter *Benign overfitting in pretrained transformers* (book/08).
+"""Real data sets for the pretrained-transformer experiment (:ref:`sec-rd-protocol`).
 
 Readers for MNIST (IDX files), TREC question classification and scikit-learn's bundled
 breast-cancer (Wisconsin) table, the seeded splits the chapter uses, and the paper's label noise
@@ -219,7 +219,7 @@ MNIST_PRETRAIN_DIGITS = (0, 1, 2, 3, 4)
 
 
 def task_split(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
-    """The parts the chapter *Benign overfitting in pretrained transformers* uses.
+    """The parts the pretrained-transformer experiment uses (:ref:`sec-rd-backbones`).
 
     For MNIST, :func:`split_data`'s parts are cut by digit: ``pretrain`` keeps digits 0-4 of the
     pretraining part and ``pretrain_test`` digits 0-4 of the test part (to measure the pretraining);

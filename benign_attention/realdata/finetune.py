@@ -1,4 +1,4 @@
-"""The paper's real-data protocol, explained in the chapter *Benign overfitting in pretrained transformers*.
+"""The paper's real-data protocol, explained in :ref:`sec-rd-protocol`.
 
 1. :func:`prepare` — run the frozen pretrained backbone once: cache the last layer's input for the
    fine-tuning pool and the test set (:class:`~benign_attention.realdata.models.Prefix`), and train a

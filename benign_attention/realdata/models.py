@@ -1,4 +1,4 @@
-"""Backbones and the cached last layer, for the chapter *Benign overfitting in pretrained transformers*.
+"""Backbones and the cached last layer, for the pretrained-transformer experiment (:ref:`sec-rd-protocol`).
 
 Every backbone is seen as ``prefix → last encoder layer → [CLS] → linear head``. The protocol of the
 paper retrains only the last layer's query and key, so the prefix's output (the last layer's input)
