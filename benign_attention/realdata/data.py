@@ -140,7 +140,24 @@ def parse_trec(text: str, source: str | os.PathLike | None = None) -> tuple[list
 
 # ----------------------------------------------------------------------------- loaders
 def load_mnist(root: str | Path | None = None) -> Split:
-    """The 10,000 MNIST test images (uint8, 10000×28×28) with labels, verified."""
+    """The 10,000 MNIST test images (uint8, 10000×28×28) with labels, verified.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        The data folder (default :func:`data_dir`); files live under ``root/mnist``.
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    DataError
+        A file is missing and cannot be downloaded, or fails its checks (md5, shapes, label counts).
+    ValueError
+        ``root`` is not a folder path.
+    """
     paths = [_fetch("mnist", f, MNIST_URL + f, root) for f in MNIST_FILES]
     try:
         raw_images = gzip.decompress(paths[0].read_bytes())
@@ -161,7 +178,25 @@ def load_mnist(root: str | Path | None = None) -> Split:
 
 
 def load_trec(root: str | Path | None = None) -> dict[str, Split]:
-    """TREC train (5444) and TREC-10 test (499) questions with coarse labels 0..5, verified."""
+    """TREC train (5444) and TREC-10 test (499) questions with coarse labels 0..5, verified.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        The data folder (default :func:`data_dir`); files live under ``root/trec``.
+
+    Returns
+    -------
+    dict of Split
+        ``{"train": ..., "test": ...}``; ``x`` is a list of questions.
+
+    Raises
+    ------
+    DataError
+        A file is missing and cannot be downloaded, or has the wrong number of questions or classes.
+    ValueError
+        ``root`` is not a folder path.
+    """
     out = {}
     for part, (name, lines) in TREC_FILES.items():
         path = _fetch("trec", name, TREC_URL + name, root)
@@ -180,7 +215,10 @@ def load_trec(root: str | Path | None = None) -> dict[str, Split]:
 
 
 def load_breast_cancer() -> Split:
-    """scikit-learn's bundled breast-cancer (Wisconsin) table: 569×30 floats, labels 0/1."""
+    """scikit-learn's bundled breast-cancer (Wisconsin) table: 569×30 floats, labels 0/1.
+
+    Returns a :class:`Split`; raises :class:`DataError` if the bundled table has another shape.
+    """
     from sklearn.datasets import load_breast_cancer as _load
 
     d = _load()
@@ -200,6 +238,26 @@ def split_data(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
     MNIST (10,000 images) is cut 5000 / 3000 / 2000 and breast cancer (569 rows) 200 / 200 / 169 by a
     permutation with ``seed``; TREC has no pretraining part (MiniLM comes pretrained): its fine-tuning
     pool is the 5444 training questions and its test set TREC-10.
+
+    Parameters
+    ----------
+    dataset : str
+        One of :data:`DATASETS`.
+    root : str or pathlib.Path, optional
+        The data folder.
+    seed : int
+        Seed of the permutation, in [0, MAX_SEED].
+
+    Returns
+    -------
+    dict of Split
+
+    Raises
+    ------
+    ValueError
+        An unknown ``dataset`` or ``seed`` out of range.
+    DataError
+        The data cannot be read (see the loaders).
     """
     check_dataset(dataset)
     seed = check_int("seed", seed, 0, MAX_SEED)
@@ -225,6 +283,7 @@ def task_split(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
     pretraining part and ``pretrain_test`` digits 0-4 of the test part (to measure the pretraining);
     ``finetune`` and ``test`` keep digits 5-9, relabelled 0-4. The pretraining task and the
     experiment therefore share no class. Other data sets: :func:`split_data` unchanged.
+    Arguments and errors as in :func:`split_data`.
     """
     parts = split_data(dataset, root, seed)
     if dataset != "mnist":
@@ -253,7 +312,13 @@ def flip_labels(y, eta: float, num_classes: int, seed: int = 0) -> tuple[np.ndar
 
     Returns ``(noisy_labels, flipped_mask)``. A flipped label never equals the true one. ``y`` an
     integer array of labels in [0, num_classes - 1] (float or bool labels are refused, not truncated);
-    ``eta`` in [0, 1); ``num_classes`` an integer >= 2; ``seed`` an integer >= 0.
+    ``eta`` in [0, 1); ``num_classes`` an integer >= 2; ``seed`` an integer >= 0. The noise model of
+    :ref:`sec-rd-protocol`.
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or of the wrong kind (the message names it).
     """
     eta = check_number("eta", eta, 0.0, 1.0, high_open=True)
     num_classes = check_int("num_classes", num_classes, 2)

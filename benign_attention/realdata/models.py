@@ -123,11 +123,16 @@ class Prefix:
         return Prefix(self.x[idx], self.mask[idx], self.xn[idx], self.v[idx])
 
     def to(self, *args) -> "Prefix":
+        """A copy with every tensor moved/cast by ``Tensor.to(*args)`` (dtype or device)."""
         return Prefix(*(t.to(*args) for t in (self.x, self.mask, self.xn, self.v)))
 
 
 def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix:
-    """Cache what the last layer needs from its input ``x`` (N×T×D) once."""
+    """Cache what the last layer needs from its input ``x`` (N×T×D) once (:ref:`sec-rd-protocol`).
+
+    ``mask`` (N×T) marks the real tokens; ``layer`` a :class:`LastLayer`. Returns a :class:`Prefix`;
+    raises ValueError for a wrong type or shape.
+    """
     layer = _layer(layer)
     width = layer.wq.shape[0]
     x = _tensor("x", x, (None, None, width))
@@ -144,6 +149,8 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
     Only the [CLS] query row is computed. Per head h the score of token t is
     ``q_h · (W_k,h x_t + b_k,h) / √d_h = (W_k,hᵀ q_h) · x_t + q_h · b_k,h``, so the keys of all tokens
     are never formed: the cost per epoch is O(N·heads·T·D) instead of O(N·T·D²).
+
+    Returns ``(out (N×D), attention (N×heads×T))``; raises ValueError for a wrong type or shape.
     """
     if not isinstance(prefix, Prefix):
         raise ArgumentTypeError(f"prefix must be a Prefix (from make_prefix), got {type(prefix).__name__}")
@@ -295,6 +302,7 @@ class Encoder(nn.Module):
         return self.head(self.features(x))
 
     def last_layer(self) -> LastLayer:
+        """The last block's fixed weights (and the final LayerNorm) as a :class:`LastLayer`."""
         b = self.blocks[-1]
         return LastLayer(
             num_heads=b.heads, norm_first=True, eps=b.ln1.eps,
