@@ -457,14 +457,52 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
           progress=False, device=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
-    ``steps`` >= 0 GD steps with learning rate ``lr`` > 0; ``engine`` "exact" (default) or "dense";
-    ``W0`` an explicit (d, d) initial W (default: the paper's init drawn from ``init_seed``, which
-    defaults to the data set's seed; give at most one of the two); metrics recorded every
-    ``record_every`` steps (default 10) or at ``record_steps`` (integers in [0, steps]; not both).
-    ``dtype``: torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
-    ``device``: a torch device for the computation (default CPU; "cuda" where available - the book
-    never needs it).
+    The training of :ref:`sec-dyn-settings`; the exact engine is :prf:ref:`prop-exact`.
 
+    Parameters
+    ----------
+    dataset : benign_attention.data.Dataset
+        The training (and test) data.
+    steps : int
+        GD steps, >= 0.
+    lr : float
+        Learning rate, finite and > 0.
+    engine : str, optional
+        ``"exact"`` (default) or ``"dense"``.
+    W0 : array_like, optional
+        An explicit (d, d) initial W; default: the paper's initialisation drawn from ``init_seed``.
+    init_seed : int, optional
+        Seed of the default W0 (default: the data set's seed); give at most one of ``W0`` and
+        ``init_seed``.
+    record_every : int, optional
+        Record the metrics every this many steps (default 10) ...
+    record_steps : array_like of int, optional
+        ... or at these steps (integers in [0, steps]); not both.
+    dtype : torch.dtype or str, optional
+        torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
+    resume : Run, optional
+        A previous run of :func:`train` to continue (see below).
+    progress : bool
+        Show a progress bar.
+    device : str or torch.device, optional
+        Where to compute (default CPU; "cuda" where available - the book never needs it).
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ValueError
+        Any bad argument (the message names it and its allowed range).
+
+    Warns
+    -----
+    DivergenceWarning
+        If gradient descent diverges (see below).
+
+    Notes
+    -----
     ``resume`` continues a previous :func:`train` run for ``steps`` more steps (record steps count from
     the start of the resumed run, and ``lr`` may change). The contract: the same data set (checked by
     :attr:`~benign_attention.data.Dataset.fingerprint`), the run's own engine, dtype and device, and no
@@ -472,9 +510,6 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
 
     A run that diverges (lr too large) warns with :class:`DivergenceWarning`, records NaN metrics from
     then on (never accuracy 0) and has ``run.diverged`` set.
-
-    The training of :ref:`sec-dyn-settings`; the exact engine is :prf:ref:`prop-exact`. Returns a
-    :class:`Run`. Raises ValueError (naming the argument and its allowed range) for any bad argument.
     """
     dataset = check_dataset("dataset", dataset)
     steps, lr, rec = _check_train_args(steps, lr, "exact" if engine is None else engine, record_every,
