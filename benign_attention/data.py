@@ -310,7 +310,11 @@ def noisy_mask(y_clean, flip_order, eta):
     """Exactly ceil(eta*n) flips: ceil(k/2) positives and floor(k/2) negatives, nested in eta.
 
     ``eta`` is read by :func:`~benign_attention.validation.check_number`, so a float32 eta flips as many
-    labels as the decimal it stands for (np.float32(0.3) flips 3 of 10, like 0.3).
+    labels as the decimal it stands for (np.float32(0.3) flips 3 of 10, like 0.3). The rule of
+    :prf:ref:`def-label-noise`.
+
+    Raises ValueError for ``eta`` outside [0, 0.5), labels that are not +-1, or a ``flip_order`` of
+    another shape.
     """
     eta = check_number("eta", eta, 0.0, 0.5, high_open=True)
     if np.ndim(y_clean) != 1:

@@ -42,7 +42,9 @@ class EncoderReference(nn.Module):
     """The one-layer encoder, literally: every position goes through every block.
 
     ``forward(X)`` takes X of shape (n, T, d) and returns ``(logits (n,), attention (n, T + 1, T + 1))``
-    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens)."""
+    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens).
+    See :ref:`sec-encoder-architecture`. ``d`` and ``mlp_dim`` integers >= 1; raises ValueError
+    otherwise."""
 
     def __init__(self, d, mlp_dim=2000):
         super().__init__()
@@ -100,7 +102,8 @@ def fast_forward(model, X):
 def make_encoder(d, mlp_dim=2000, seed=0, dtype="float32"):
     """An :class:`EncoderReference` with PyTorch's default initialisation drawn from ``seed``
     (in float64, then cast, so that float32 and float64 models start from the same numbers). The
-    global torch random state is left untouched."""
+    global torch random state is left untouched. ``d`` and ``mlp_dim`` >= 1, ``seed`` >= 0,
+    ``dtype`` float32 or float64; raises ValueError (naming the argument) otherwise."""
     seed = check_int("seed", seed, low=0)
     dtype = check_dtype("dtype", dtype)
     with torch.random.fork_rng(devices=[]):
@@ -118,7 +121,10 @@ def step_flops(n, T, d, mlp_dim, path="fast"):
     """Multiply-adds of one forward pass on the training set (the backward costs about twice that).
 
     reference: n (T+1) (3 d^2 + 2 d mlp_dim) + 2 n (T+1)^2 d;
-    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes)."""
+    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes).
+
+    The costs compared in :ref:`sec-encoder-cls`. Sizes must be integers >= 1 and ``path``
+    ``"fast"`` or ``"reference"``; raises ValueError otherwise."""
     n, T, d, mlp_dim = (check_int(k, v, low=1) for k, v in (("n", n), ("T", T), ("d", d), ("mlp_dim", mlp_dim)))
     path = check_choice("path", path, ("fast", "reference"))
     if path == "reference":
@@ -244,7 +250,10 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
 
 def attention_by_type(run, mask):
     """(E, 5) mean over the training samples in ``mask`` of the [CLS] attention on x_1, x_2, x_3, on
-    all irrelevant tokens together, and on [CLS] itself (1 minus the rest)."""
+    all irrelevant tokens together, and on [CLS] itself (1 minus the rest).
+
+    ``run`` an :class:`EncoderRun`, ``mask`` a boolean mask over its training samples; raises
+    ValueError otherwise. Shown in :ref:`sec-encoder-dynamics`."""
     if not isinstance(run, EncoderRun):
         raise TypeError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
     A = np.asarray(run.history["train_attention"], float)

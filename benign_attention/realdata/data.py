@@ -62,7 +62,7 @@ class Split:
 
 # ----------------------------------------------------------------------------- data folder
 def data_dir() -> Path:
-    """The data folder: ``$BENIGN_ATTENTION_DATA`` or ``~/.cache/benign_attention``."""
+    """The data folder: ``$BENIGN_ATTENTION_DATA`` or ``~/.cache/benign_attention`` (not created here)."""
     env = os.environ.get("BENIGN_ATTENTION_DATA")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "benign_attention"
 
@@ -92,7 +92,9 @@ def _fetch(subdir: str, name: str, url: str, root: Path | None) -> Path:
 # ----------------------------------------------------------------------------- parsers
 def parse_idx(raw: bytes, source: str | os.PathLike | None = None) -> np.ndarray:
     """Parse an (uncompressed) IDX file: magic 0x0000 08 ndim, big-endian dims, uint8 data.
-    ``source`` (the file) is named in every error message."""
+    ``source`` (the file) is named in every error message.
+
+    Raises :class:`DataError` for a malformed file (ValueError if ``raw`` is not bytes)."""
     where = f"{source}: " if source is not None else "IDX data: "
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise ArgumentTypeError(f"raw must be the bytes of an IDX file, got {type(raw).__name__}")
@@ -119,7 +121,8 @@ def parse_trec(text: str, source: str | os.PathLike | None = None) -> tuple[list
     """Parse ``COARSE:fine question`` lines into (coarse labels, fine labels, questions).
 
     The label and the question may be separated by any whitespace (space or tab); blank lines are
-    skipped. ``source`` (the file) is named in every error message."""
+    skipped. ``source`` (the file) is named in every error message. Raises :class:`DataError` for
+    a line of another form (ValueError if ``text`` is not a str)."""
     if not isinstance(text, str):
         raise ArgumentTypeError(f"text must be a str (decode the file first), got {type(text).__name__}")
     where = f"{source}: " if source is not None else ""

@@ -67,7 +67,8 @@ class Prepared:
 @contextlib.contextmanager
 def torch_threads(threads: int | None):
     """Temporarily set torch's CPU thread count (None: leave it). On a busy machine one thread
-    avoids OpenMP spin-waiting, which made these small workloads up to 10x slower in our runs."""
+    avoids OpenMP spin-waiting, which made these small workloads up to 10x slower in our runs.
+    A context manager; raises ValueError unless ``threads`` is None or an integer >= 1."""
     threads = None if threads is None else check_int("threads", threads, 1)
     old = torch.get_num_threads()
     if threads is not None:
@@ -103,7 +104,11 @@ def load_minilm():
 
 
 def load_pretrained(dataset: str):
-    """The repo's pretrained encoder for ``mnist`` or ``breast_cancer`` and its extra arrays."""
+    """The repo's pretrained encoder for ``mnist`` or ``breast_cancer`` and its extra arrays.
+
+    Returns ``(Encoder, extra arrays)`` (:ref:`sec-rd-backbones`); raises ValueError for another
+    ``dataset``.
+    """
     import json
 
     check_dataset(dataset)
@@ -255,7 +260,11 @@ def _prepare(dataset, root, pool_size, head_size, test_size, head_epochs, seed, 
 
 # ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning
 def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
-    """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded."""
+    """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded.
+
+    Returns ``(wq, bq, wk, bk)`` shaped like ``layer``'s; raises ValueError unless ``layer`` is a
+    :class:`~benign_attention.realdata.models.LastLayer`, ``seed`` >= 0 and ``std`` >= 0.
+    """
     if not isinstance(layer, LastLayer):
         raise ArgumentTypeError(f"layer must be a LastLayer, got {type(layer).__name__}")
     seed = check_int("seed", seed, 0, MAX_SEED)

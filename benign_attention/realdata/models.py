@@ -172,7 +172,8 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
 
 def after_attention(x_cls, ctx, layer: LastLayer):
     """The rest of the last layer (residual, FFN, norms) given the attention context ``ctx`` of the
-    positions ``x_cls`` (any leading shape; the cached path passes only the [CLS] position)."""
+    positions ``x_cls`` (any leading shape; the cached path passes only the [CLS] position).
+    Raises ValueError for a wrong type or shape."""
     width = _layer(layer).wq.shape[0]
     _tensor("x_cls", x_cls)
     if x_cls.dim() < 1 or x_cls.shape[-1] != width:
@@ -193,7 +194,11 @@ def after_attention(x_cls, ctx, layer: LastLayer):
 
 
 def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
-    """The same layer computed the ordinary way, from scratch, for all tokens (reference/benchmark)."""
+    """The same layer computed the ordinary way, from scratch, for all tokens (reference/benchmark).
+
+    Arguments as in :func:`make_prefix` and :func:`last_layer_cls`; raises ValueError for a wrong
+    type or shape.
+    """
     width = _check_qk(_layer(layer), wq, bq, wk, bk)
     n, t, d = _tensor("x", x, (None, None, width)).shape
     _check_mask(mask, n, t)
@@ -212,7 +217,10 @@ def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
 
 # ----------------------------------------------------------------------------- the repo's small encoders
 class Block(nn.Module):
-    """A pre-norm transformer encoder layer (multi-head self-attention + GELU MLP)."""
+    """A pre-norm transformer encoder layer (multi-head self-attention + GELU MLP).
+
+    ``dim`` a multiple of ``heads``, all integers >= 1; raises ValueError otherwise.
+    """
 
     def __init__(self, dim: int, heads: int, mlp: int):
         super().__init__()
@@ -241,6 +249,10 @@ class Encoder(nn.Module):
     ViT: a 28×28 image is cut into ``patch``×``patch`` patches, each linearly embedded
     (Dosovitskiy et al., 2021). Tabular: one token per feature, ``value × e_j + p_j`` with a learned
     value embedding ``e_j`` and feature-id embedding ``p_j`` of feature j.
+
+    The backbones of MNIST and breast cancer (:ref:`sec-rd-backbones`), pretrained by
+    ``scripts/pretrain_vit.py``. ``num_classes`` >= 2, sizes >= 1, ``dim`` a multiple of ``heads``
+    and ``patch`` a divisor of 28; raises ValueError otherwise.
     """
 
     def __init__(self, kind: str, num_classes: int, dim: int = 64, depth: int = 4, heads: int = 4,
@@ -314,7 +326,11 @@ class Encoder(nn.Module):
 
 
 def bert_last_layer(model) -> LastLayer:
-    """The last layer of a Hugging Face ``BertModel`` (post-norm) as a :class:`LastLayer`."""
+    """The last layer of a Hugging Face ``BertModel`` (post-norm) as a :class:`LastLayer`.
+
+    Used for MiniLM on TREC (:ref:`sec-rd-backbones`); raises ValueError unless ``model`` is a
+    ``BertModel``.
+    """
     try:
         lay = model.encoder.layer[-1]
         model.config.num_attention_heads, lay.attention.self.query  # noqa: B018 - the attributes we read
@@ -334,7 +350,11 @@ def bert_last_layer(model) -> LastLayer:
 
 # ----------------------------------------------------------------------------- weights on disk (npz, no pickle)
 def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
-    """Save weights (and ``extra`` arrays such as feature means) as .npz — no pickle."""
+    """Save weights (and ``extra`` arrays such as feature means) as .npz — no pickle.
+
+    Raises ValueError unless ``model`` is an :class:`Encoder`, ``extra`` a dict or None and
+    ``path`` a path.
+    """
     if not isinstance(model, Encoder):
         raise ArgumentTypeError(f"model must be an Encoder, got {type(model).__name__}")
     if extra is not None and not isinstance(extra, Mapping):
@@ -346,7 +366,12 @@ def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
 
 
 def load_encoder(path, config: dict) -> tuple[Encoder, dict]:
-    """Load an :class:`Encoder` saved by :func:`save_encoder` (``allow_pickle=False``)."""
+    """Load an :class:`Encoder` saved by :func:`save_encoder` (``allow_pickle=False``).
+
+    ``config`` the :class:`Encoder` arguments the weights were saved with. Returns ``(encoder,
+    extra arrays)``; raises ValueError for a missing or unreadable file, or weights that do not fit
+    ``config``.
+    """
     path = check_path("path", path)
     if not isinstance(config, Mapping):
         raise ArgumentTypeError(f"config must be the dict of Encoder arguments, got {type(config).__name__}")
