@@ -29,7 +29,7 @@ PACKAGE = ROOT / "benign_attention"
 
 CITE = re.compile(r":(?:prf:)?ref:`(?:[^`<]*<)?([^`<>]+?)>?`")
 LABEL = re.compile(r"^\s*\(([^()\s]+)\)=\s*$|^\s*:label:\s*(\S+)\s*$", re.M)
-DIRECTIVE = re.compile(r"^\.\. (automodule|currentmodule|autofunction|autoclass|autoexception|autodata)::\s*(\S+)", re.M)
+DIRECTIVE = re.compile(r"^\.\. (automodule|currentmodule|autofunction|autoclass|autoexception|autodata)::\s*([\w.]+)", re.M)
 
 
 def _modules() -> list[str]:
