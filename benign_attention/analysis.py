@@ -88,7 +88,7 @@ def sample_attention(run, i):
 
 
 def selection_gaps(logits, noisy):
-    """Score gap a_u - max_{t != u} a_t of every training sample, at every record.
+    """Score gap ``a_u - max_{t != u} a_t`` of every training sample, at every record.
 
     Clean samples: u = x_1 (the paper's Lambda). Noisy samples: u = the token the sample attends
     most at the last record (the paper's Gamma; usually x_3, sometimes an irrelevant token). The

@@ -2,12 +2,12 @@
 
 A sample is a sequence X = (x_1, ..., x_T) of T tokens in R^d with a clean label Y* in {+1, -1}:
 
-* x_1 = mu_{Y*} + eps            relevant token
-* x_2 = rho * mu_{Y*} + eps      weakly relevant, aligned with the true class
-* x_3 = rho * mu_{-Y*} + eps     weakly relevant, aligned with the other class
-* x_4, ..., x_T = eps            irrelevant tokens
+* ``x_1 = mu_{Y*} + eps``: relevant token
+* ``x_2 = rho * mu_{Y*} + eps``: weakly relevant, aligned with the true class
+* ``x_3 = rho * mu_{-Y*} + eps``: weakly relevant, aligned with the other class
+* ``x_4, ..., x_T = eps``: irrelevant tokens
 
-with mu_{+1} = signal_norm * e_1, mu_{-1} = signal_norm * e_2 and eps ~ N(0, sigma^2 I_d) drawn
+with ``mu_{+1} = signal_norm * e_1``, ``mu_{-1} = signal_norm * e_2`` and eps ~ N(0, sigma^2 I_d) drawn
 independently for every token. Training labels are exactly balanced and exactly ceil(eta * n) of
 them are flipped, as evenly as possible between the two classes (:ref:`sec-setting-labels`). The test set is clean and drawn
 from its own random stream, so it is independent of the training draw.
@@ -35,9 +35,9 @@ _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
 
 def head_vector(mu_pos, mu_neg):
-    """The fixed head nu = (mu_{+} - mu_{-}) / ||mu_{+} - mu_{-}|| / ||mu|| of :prf:ref:`def-model`.
+    """The fixed head ``nu = (mu_{+} - mu_{-}) / ||mu_{+} - mu_{-}|| / ||mu||`` of :prf:ref:`def-model`.
 
-    With orthogonal signals of equal norm ||mu||, nu . mu_{+-1} = +-1/sqrt(2).
+    With orthogonal signals of equal norm ||mu||, ``nu . mu_{+-1} = +-1/sqrt(2)``.
 
     Parameters
     ----------
@@ -85,7 +85,7 @@ class Dataset:
     X_test, y_test : numpy.ndarray or None
         The clean test set, shapes (n_test, T, d) and (n_test,) (``X_test`` may be None).
     mu_pos, mu_neg : numpy.ndarray
-        The class signals mu_{+1} and mu_{-1}, shape (d,).
+        The class signals ``mu_{+1}`` and ``mu_{-1}``, shape (d,).
     config : dict
         The knobs the data set was drawn with.
 

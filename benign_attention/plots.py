@@ -119,7 +119,7 @@ def token_noise(ds):
 def token_geometry(ds, samples=(0, 1, 2, 3)):
     """:ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
 
-    (a) projections (<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu|| coloured by token type, marker by clean class;
+    (a) projections ``(<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu||`` coloured by token type, marker by clean class;
     (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
     (c) head values y* nu^T x_t of all training tokens by type against +-1/sqrt(2), +-rho/sqrt(2)."""
     fig, axes = _fig(3, 1, width=4.0, height=3.4)
@@ -188,7 +188,7 @@ def selecting_query(ds, scale=60.0):
 
 
 def _half_planes(ax, lim):
-    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on (mu_{-}, mu_{+}) axes."""
+    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on ``(mu_{-}, mu_{+})`` axes."""
     lo, hi = lim
     ax.fill_between([lo, hi], [lo, hi], [hi, hi], color="#1f77b4", alpha=0.08, lw=0)
     ax.fill_between([lo, hi], [lo, lo], [lo, hi], color="#d62728", alpha=0.08, lw=0)
@@ -201,7 +201,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
     """:prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
 
     For each sequence, the token with the largest score x_t . q under the construction q(c)
-    (``theory.existence_query``), projected on (mu_{-}, mu_{+}) / ||mu||^2; shaded: the head's two output
+    (``theory.existence_query``), projected on ``(mu_{-}, mu_{+}) / ||mu||^2``; shaded: the head's two output
     half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""
     from .theory import evaluate_query, existence_query
@@ -263,8 +263,8 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
 
 
 def existence_test_bound(ds, q, h=0.2):
-    """Proposition *test guarantee*: for each class y, the bound
-    sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))
+    """:prf:ref:`prop-test-guarantee`: for each class y, the bound
+    ``sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))``
     on the probability that a fresh test sequence of class y is misclassified by W = I, p = q;
     returns the average over the two classes (balanced test labels).
 
@@ -476,7 +476,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
 
 
 def g_law(taus, x_numeric, x_theory, T):
-    """The logit-gap ODE: numerical solutions (solid) and g^{-1}(g(x_0) + c tau) (dots), log time axis.
+    """The logit-gap ODE: numerical solutions (solid) and ``g^{-1}(g(x_0) + c tau)`` (dots), log time axis.
 
     Shown in :ref:`sec-delay-law`.
     """
@@ -525,7 +525,7 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
     its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel.
 
-    Shown in :ref:`sec-phase-grid`.
+    Shown in :ref:`the phase diagram's grid <sec-phase-grid>`.
     """
     fig, axes = _fig(len(maps), width=4.6, height=3.6)
     for ax, m, title in zip(axes[0], maps, titles):
@@ -649,7 +649,7 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
     (NaN where not measured).
 
-    Shown in :ref:`sec-exact-timing`.
+    Shown in :ref:`the timing section <sec-exact-timing>`.
     """
     fig, axes = _fig(1, width=5.0, height=3.6)
     ax = axes[0, 0]
@@ -808,7 +808,7 @@ class SelectionFigure(_ExplorerFigure):
     """:ref:`sec-play-selection`, token-selection movie: what every sequence's attention reads.
 
     Each sequence is drawn at its *attended token* z = sum_t s_t x_t (s its attention), projected on
-    (mu_{-1}, mu_{+1}) / ||mu||^2. The head's output is nu^T z, so the diagonal is exactly the decision
+    ``(mu_{-1}, mu_{+1}) / ||mu||^2``. The head's output is nu^T z, so the diagonal is exactly the decision
     boundary (shaded: the two output half-planes; blue: output +1, as in the paper's Figure 1).
     Hollow markers: the token-type landmarks, where a sequence sits when it attends to a single token
     of that type (x_1 at distance one along its class, x_3 at rho along the other class, noise at the

@@ -1,4 +1,4 @@
-"""Grids of runs: batched, cached on disk, resumable (:ref:`sec-phase-grid`, :ref:`sec-exact-families`).
+"""Grids of runs: batched, cached on disk, resumable (:ref:`the (d, ||mu||) grid <sec-phase-grid>`, :ref:`sec-exact-families`).
 
 Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise draw and W_0 (see
 :mod:`benign_attention.data`), hence the token span: they form one :class:`~benign_attention.engines.Family`
@@ -271,7 +271,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
              device=None, executor=None) -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
     (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine (the grids of
-    :ref:`sec-phase-grid`). Returns a :class:`GridResult`; a bad argument raises ValueError naming it.
+    :ref:`the phase diagram <sec-phase-grid>`). Returns a :class:`GridResult`; a bad argument raises ValueError naming it.
 
     Knobs: n, T, d, sigma, n_test, seed, signal_norm, rho, eta (each knob in ``grid`` or ``base``, not
     both). By default only the final step is recorded (``record_every``/``record_steps`` as in

@@ -83,7 +83,7 @@ def snr(signal_norm, d, sigma=1.0):
 
 
 def snr_upper_order(n):
-    """The order n^{-1/2} above which noisy samples are not fitted (an order, not a constant).
+    """The order ``n^{-1/2}`` above which noisy samples are not fitted (an order, not a constant).
 
     See :prf:ref:`rem-phase-orders`. ``n`` > 0 (number or array); raises ValueError otherwise.
     """
@@ -91,7 +91,7 @@ def snr_upper_order(n):
 
 
 def snr_lower_order(d):
-    """The order d^{-1/4} below which overfitting turns harmful (an order, not a constant).
+    """The order ``d^{-1/4}`` below which overfitting turns harmful (an order, not a constant).
 
     See :prf:ref:`rem-phase-orders`. ``d`` > 0 (number or array); raises ValueError otherwise.
     """
@@ -147,8 +147,8 @@ def g_inverse(y, T, iters=100):
 def logit_gaps(logits, noisy, selected=2):
     """Per-sample score gaps between the token a sample should select and its best competitor.
 
-    Clean samples: a_{x_1} - max_{t != 1} a_t (the paper's Lambda); noisy samples: a_u - max_{t != u} a_t
-    with u = x_{selected+1} (default x_3, the paper's Gamma). The gaps of :prf:ref:`prop-gaps`;
+    Clean samples: ``a_{x_1} - max_{t != 1} a_t`` (the paper's Lambda); noisy samples:
+    ``a_u - max_{t != u} a_t`` with ``u = x_{selected+1}`` (default x_3, the paper's Gamma). The gaps of :prf:ref:`prop-gaps`;
     :func:`benign_attention.analysis.selection_gaps` picks the selected token per sample.
 
     Parameters
@@ -188,8 +188,8 @@ def logit_gaps(logits, noisy, selected=2):
 def existence_query(ds: Dataset, c, rho=None):
     """The existence construction of :prf:ref:`def-construction` with W = I.
 
-    Returns q = W p = p = mu_{+} + mu_{-} + c (sum over clean samples of eps_1 + sum over noisy
-    samples of eps_3), eps_t the noise of token t.
+    Returns ``q = W p = p = mu_{+} + mu_{-} + c S`` with S the sum over clean samples of eps_1 plus
+    the sum over noisy samples of eps_3, eps_t the noise of token t.
 
     Parameters
     ----------

@@ -34,6 +34,7 @@ MNIST_LABELS_MD5 = "27ae3e4e09519cfbb04c329615203637"
 MNIST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 TREC_FILES = {"train": ("train_5500.label", 5444), "test": ("TREC_10.label", 499)}
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+#: Names of the three real data sets (TREC, MNIST, breast cancer), as every function here takes them.
 DATASETS = ("trec", "mnist", "breast_cancer")
 #: largest seed accepted by the real-data functions (torch and numpy generators both take it)
 MAX_SEED = 2**32 - 1 - 10_000
