@@ -7,6 +7,7 @@ The paper: K. Sakamoto and I. Sato, ICML 2025 (arXiv:2409.17625). Chapters impor
 * :mod:`.engines` - full-batch GD, ``dense`` and ``exact`` engines (``train``, ``train_many``)
 * :mod:`.metrics` - what a run records
 * :mod:`.theory` - SNR, g(x), logit gaps, the existence construction, regimes
+* :mod:`.analysis` - numbers read off recorded runs and grids (fitting steps, gaps, boundaries)
 * :mod:`.sweeps` - cached, resumable grids of runs (``run_grid``)
 * :mod:`.validation` - the argument checks every public entry point uses
 * :mod:`.display` - the one display convention for figures (``show``) and glued numbers (``glue``)

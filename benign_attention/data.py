@@ -1,15 +1,15 @@
-"""The paper's token-sequence distribution (chapter *The setting*).
+"""The paper's token-sequence distribution, defined in :ref:`sec-setting-tokens` (:prf:ref:`def-data`).
 
 A sample is a sequence X = (x_1, ..., x_T) of T tokens in R^d with a clean label Y* in {+1, -1}:
 
-* x_1 = mu_{Y*} + eps            relevant token
-* x_2 = rho * mu_{Y*} + eps      weakly relevant, aligned with the true class
-* x_3 = rho * mu_{-Y*} + eps     weakly relevant, aligned with the other class
-* x_4, ..., x_T = eps            irrelevant tokens
+* ``x_1 = mu_{Y*} + eps``: relevant token
+* ``x_2 = rho * mu_{Y*} + eps``: weakly relevant, aligned with the true class
+* ``x_3 = rho * mu_{-Y*} + eps``: weakly relevant, aligned with the other class
+* ``x_4, ..., x_T = eps``: irrelevant tokens
 
-with mu_{+1} = signal_norm * e_1, mu_{-1} = signal_norm * e_2 and eps ~ N(0, sigma^2 I_d) drawn
+with ``mu_{+1} = signal_norm * e_1``, ``mu_{-1} = signal_norm * e_2`` and eps ~ N(0, sigma^2 I_d) drawn
 independently for every token. Training labels are exactly balanced and exactly ceil(eta * n) of
-them are flipped, as evenly as possible between the two classes. The test set is clean and drawn
+them are flipped, as evenly as possible between the two classes (:ref:`sec-setting-labels`). The test set is clean and drawn
 from its own random stream, so it is independent of the training draw.
 
 Random streams are split with :class:`numpy.random.SeedSequence`, and the noise is drawn before
@@ -35,8 +35,25 @@ _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
 
 def head_vector(mu_pos, mu_neg):
-    """The fixed head nu = (mu_+ - mu_-) / ||mu_+ - mu_-|| / ||mu||, so nu . mu_{+-1} = +-1/sqrt(2)
-    when the two signals are orthogonal with equal norm ||mu|| (the mean of the two norms is used)."""
+    """The fixed head ``nu = (mu_{+} - mu_{-}) / ||mu_{+} - mu_{-}|| / ||mu||`` of :prf:ref:`def-model`.
+
+    With orthogonal signals of equal norm ||mu||, ``nu . mu_{+-1} = +-1/sqrt(2)``.
+
+    Parameters
+    ----------
+    mu_pos, mu_neg : array_like
+        The two class signals, shape (d,), real and finite. ||mu|| is the mean of their norms.
+
+    Returns
+    -------
+    numpy.ndarray
+        nu, shape (d,).
+
+    Raises
+    ------
+    ValueError
+        The signals are not 1-d arrays of the same shape, not finite, or equal.
+    """
     mu_pos = check_array("mu_pos", mu_pos, ndim=1)
     mu_neg = check_array("mu_neg", mu_neg, shape=mu_pos.shape)
     diff = mu_pos - mu_neg
@@ -53,10 +70,27 @@ _ARRAY_FIELDS = ("X", "y", "y_clean", "noisy", "X_test", "y_test", "mu_pos", "mu
 class Dataset:
     """Training and test sequences with their labels (arrays are read-only float64 numpy).
 
-    Attributes: ``X`` (n, T, d) training tokens; ``y`` observed labels (+-1); ``y_clean`` clean labels;
-    ``noisy`` boolean mask of flipped samples; ``X_test`` (n_test, T, d) and ``y_test`` the clean test
-    set (``X_test`` may be None); ``mu_pos``/``mu_neg`` the class signals; ``config`` the knobs used.
+    The data of :prf:ref:`def-data` with the label noise of :prf:ref:`def-label-noise`.
 
+    Attributes
+    ----------
+    X : numpy.ndarray
+        Training tokens, shape (n, T, d).
+    y : numpy.ndarray
+        Observed training labels (+1 or -1), shape (n,); the flipped ones included.
+    y_clean : numpy.ndarray
+        Clean training labels, shape (n,).
+    noisy : numpy.ndarray
+        Boolean mask of the flipped samples, shape (n,).
+    X_test, y_test : numpy.ndarray or None
+        The clean test set, shapes (n_test, T, d) and (n_test,) (``X_test`` may be None).
+    mu_pos, mu_neg : numpy.ndarray
+        The class signals ``mu_{+1}`` and ``mu_{-1}``, shape (d,).
+    config : dict
+        The knobs the data set was drawn with.
+
+    Notes
+    -----
     The arrays are validated once and then frozen (read-only copies), so a data set cannot change
     after it was checked; :attr:`fingerprint` identifies its contents. Build one with
     :func:`make_dataset` or :meth:`from_arrays` (calling ``Dataset(...)`` directly validates and copies
@@ -98,18 +132,22 @@ class Dataset:
 
     @property
     def n(self):
+        """Number of training sequences."""
         return self.X.shape[0]
 
     @property
     def T(self):
+        """Number of tokens per sequence."""
         return self.X.shape[1]
 
     @property
     def d(self):
+        """Token dimension."""
         return self.X.shape[2]
 
     @property
     def n_test(self):
+        """Number of test sequences (0 without a test set)."""
         return 0 if self.X_test is None else self.X_test.shape[0]
 
     @property
@@ -119,8 +157,8 @@ class Dataset:
 
     @cached_property
     def fingerprint(self) -> str:
-        """A sha256 over every array (shape, dtype and bytes): two data sets with the same fingerprint
-        hold the same data. :func:`~benign_attention.engines.train` uses it to refuse resuming a run
+        """A sha256 over every array (its shape, dtype and bytes). Two data sets with the same
+        fingerprint hold the same data. :func:`~benign_attention.engines.train` uses it to refuse resuming a run
         on other data."""
         h = hashlib.sha256()
         for k in _ARRAY_FIELDS:
@@ -137,11 +175,32 @@ class Dataset:
     def from_arrays(cls, X, y, mu_pos, mu_neg, noisy=None, X_test=None, y_test=None, config=None):
         """Build a data set from your own arrays (e.g. to reproduce an external run exactly).
 
-        ``X`` (n, T, d) with n >= 2, T >= 3 and d >= 2, ``y`` observed labels in {+1, -1}, ``noisy`` the
-        boolean mask of flipped samples (default: none), ``mu_pos``/``mu_neg`` the two class signals
-        (d,), and an optional clean test set ``X_test`` (n_test, T, d) with labels ``y_test``. Arrays
-        may be numpy arrays, nested lists or torch tensors; they must be real and finite. They are
-        copied: changing your arrays afterwards does not change the data set.
+        Arrays may be numpy arrays, nested lists or torch tensors; they must be real and finite.
+        They are copied: changing your arrays afterwards does not change the data set.
+
+        Parameters
+        ----------
+        X : array_like
+            Training tokens (n, T, d) with n >= 2, T >= 3 and d >= 2.
+        y : array_like
+            Observed labels in {+1, -1}, shape (n,).
+        mu_pos, mu_neg : array_like
+            The two class signals, shape (d,).
+        noisy : array_like of bool, optional
+            Mask of the flipped samples (default: none flipped).
+        X_test, y_test : array_like, optional
+            A clean test set (n_test, T, d) and its labels (n_test,); both or neither.
+        config : dict, optional
+            Knobs to record in :attr:`config` (``source="arrays"`` is added).
+
+        Returns
+        -------
+        Dataset
+
+        Raises
+        ------
+        ValueError
+            An array has the wrong shape, is not real and finite, or labels are not +-1.
         """
         checked = _check_arrays(X, y, mu_pos, mu_neg, noisy, X_test, y_test, config)
         y_clean = np.where(checked["noisy"], -checked["y"], checked["y"])
@@ -186,7 +245,13 @@ def _check_arrays(X, y, mu_pos, mu_neg, noisy, X_test, y_test, config):
 
 
 def validate_config(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
-    """Check every knob of :func:`make_dataset`; return them normalised as a dict."""
+    """Check every knob of :func:`make_dataset`; return them normalised as a dict.
+
+    Raises
+    ------
+    ValueError
+        A knob is out of its range (see :func:`make_dataset`).
+    """
     return dict(
         n=check_int("n", n, 2),
         T=check_int("T", T, 3),
@@ -218,7 +283,11 @@ class NoiseDraw:
 
 
 def draw_noise(n, T, d, sigma, n_test, seed):
-    """Draw labels, flip order and token noise; independent of signal_norm, rho and eta."""
+    """Draw labels, flip order and token noise; independent of signal_norm, rho and eta.
+
+    Knobs as in :func:`make_dataset`. Returns a :class:`NoiseDraw`; :func:`assemble` adds the
+    signals. Raises ValueError for a knob out of range.
+    """
     n, T, d = check_int("n", n, 2), check_int("T", T, 3), check_int("d", d, 2)
     sigma = check_number("sigma", sigma, 0.0, low_open=True)
     n_test, seed = check_int("n_test", n_test, 1), check_int("seed", seed, 0)
@@ -241,7 +310,11 @@ def noisy_mask(y_clean, flip_order, eta):
     """Exactly ceil(eta*n) flips: ceil(k/2) positives and floor(k/2) negatives, nested in eta.
 
     ``eta`` is read by :func:`~benign_attention.validation.check_number`, so a float32 eta flips as many
-    labels as the decimal it stands for (np.float32(0.3) flips 3 of 10, like 0.3).
+    labels as the decimal it stands for (np.float32(0.3) flips 3 of 10, like 0.3). The rule of
+    :prf:ref:`def-label-noise`.
+
+    Raises ValueError for ``eta`` outside [0, 0.5), labels that are not +-1, or a ``flip_order`` of
+    another shape.
     """
     eta = check_number("eta", eta, 0.0, 0.5, high_open=True)
     if np.ndim(y_clean) != 1:
@@ -258,7 +331,11 @@ def noisy_mask(y_clean, flip_order, eta):
 
 
 def signal_coefficients(labels, T, rho):
-    """Signal part of each token as coefficients on (e_1, e_2), in units of signal_norm: (N, T, 2)."""
+    """Signal part of each token as coefficients on (e_1, e_2), in units of signal_norm.
+
+    ``labels`` (N,) clean labels, ``T`` >= 3 tokens, ``rho`` >= 0; returns shape (N, T, 2)
+    (:prf:ref:`def-data`). Raises ValueError for a knob out of range.
+    """
     T, rho = check_int("T", T, 3), check_number("rho", rho, 0.0)
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -275,7 +352,11 @@ def signal_coefficients(labels, T, rho):
 
 
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
-    """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns."""
+    """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns.
+
+    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` > 0, ``rho`` >= 0 and ``eta`` in [0, 0.5) as in
+    :func:`make_dataset`; ``config`` the knobs to record. Raises ValueError otherwise.
+    """
     if not isinstance(draw, NoiseDraw):
         raise ArgumentTypeError(f"draw must be a NoiseDraw (from draw_noise), got {type(draw).__name__}")
     signal_norm = check_number("signal_norm", signal_norm, 0.0, low_open=True)
@@ -295,11 +376,39 @@ def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
 
 
 def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
-    """Draw the paper's data set (defaults: the paper's default setting).
+    """Draw the paper's data set (:prf:ref:`def-data`, :prf:ref:`def-label-noise`).
 
-    n training sequences of T tokens in R^d; rho weak-signal factor; signal_norm = ||mu||; sigma noise
-    scale; eta label-noise rate in [0, 0.5) (exactly ceil(eta*n) flips); n_test clean test sequences
-    from an independent stream; seed an integer >= 0. Same seed -> identical arrays.
+    The defaults are the paper's default setting. Same seed -> identical arrays.
+
+    Parameters
+    ----------
+    n : int
+        Training sequences, >= 2.
+    T : int
+        Tokens per sequence, >= 3.
+    d : int
+        Token dimension, >= 2.
+    rho : float
+        Weak-signal factor of x_2 and x_3, >= 0.
+    signal_norm : float
+        ||mu||, the norm of both class signals, > 0.
+    sigma : float
+        Standard deviation of the token noise, > 0.
+    eta : float
+        Label-noise rate in [0, 0.5): exactly ceil(eta * n) training labels are flipped.
+    n_test : int
+        Clean test sequences, >= 1, drawn from a stream independent of the training draw.
+    seed : int
+        Random seed, >= 0.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        A knob is out of its range or of the wrong kind (the message names it).
     """
     cfg = validate_config(n, T, d, rho, signal_norm, sigma, eta, n_test, seed)
     draw = draw_noise(cfg["n"], cfg["T"], cfg["d"], cfg["sigma"], cfg["n_test"], cfg["seed"])
@@ -309,7 +418,27 @@ def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.
 def init_W(d, seed, dtype=np.float64):
     """The paper's initialisation of W: entries U(-1/sqrt(d), 1/sqrt(d)) (kaiming-uniform, a=sqrt(5)).
 
-    ``dtype``: numpy float32 or float64 (or the strings / torch dtypes of those)."""
+    See :prf:ref:`def-model`; drawn from its own stream of ``seed``, independent of the data.
+
+    Parameters
+    ----------
+    d : int
+        Token dimension, >= 2.
+    seed : int
+        Random seed, >= 0.
+    dtype : numpy.dtype, str or torch.dtype
+        float32 or float64 (numpy, torch or their names).
+
+    Returns
+    -------
+    numpy.ndarray
+        W, shape (d, d).
+
+    Raises
+    ------
+    ValueError
+        ``d`` or ``seed`` out of range, or another ``dtype``.
+    """
     d = check_int("d", d, 2)
     dtype = np.float32 if str(check_dtype("dtype", dtype)) == "torch.float32" else np.float64
     ss = np.random.SeedSequence(check_int("seed", seed, 0)).spawn(5)[_INIT]

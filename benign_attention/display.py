@@ -1,4 +1,4 @@
-"""How the book shows things: the package's one display convention.
+"""How the book shows things: the package's one display convention (first used in :ref:`sec-welcome-picture`).
 
 **Figures.** Every function in :mod:`benign_attention.plots` builds a matplotlib Figure, *closes*
 it and returns it. A closed figure is never shown by a plotting backend on its own, so nothing
@@ -28,7 +28,7 @@ import numpy as np
 __all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "FigureWarning", "png", "show",
            "figure_problems", "glue"]
 
-#: CSS pixels per inch of figure size: a 7.2 in wide figure is laid out 720 CSS px wide, about the
+#: CSS pixels per inch of figure size. A 7.2 in wide figure is laid out 720 CSS px wide, about the
 #: width of the book's text column at 1280 px, so 9 pt text shows at 12.5 px.
 CSS_DPI = 100
 #: Device pixels per CSS pixel in every PNG the package makes (2 = sharp on "retina" screens).
@@ -53,9 +53,25 @@ def _check_figure(fig):
 def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
     """PNG of a matplotlib figure at ``CSS_DPI * pixel_ratio`` dots per inch.
 
-    Returns ``(data, (css_width, css_height))``: the PNG bytes and the size in CSS pixels at which
-    it is meant to be shown (its pixel size divided by ``pixel_ratio``). The figure is closed
-    unless ``close=False``."""
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    pixel_ratio : float
+        Device pixels per CSS pixel, in [0.5, 4] (default :data:`PIXEL_RATIO`).
+    close : bool
+        Close the figure afterwards (default True).
+
+    Returns
+    -------
+    tuple
+        ``(data, (css_width, css_height))``: the PNG bytes and the size in CSS pixels at which it
+        is meant to be shown (its pixel size divided by ``pixel_ratio``).
+
+    Raises
+    ------
+    ValueError
+        ``fig`` is not a matplotlib Figure or ``pixel_ratio`` is out of range.
+    """
     import matplotlib.pyplot as plt
 
     _check_figure(fig)
@@ -76,7 +92,25 @@ def show(fig, alt=None):
     In a Jupyter kernel (JupyterLab, Binder, Colab, nbmake, the book build) the PNG is published
     as a display output whose ``text/plain`` part is ``alt`` (default: the figure's axes titles).
     Outside IPython nothing is displayed. The figure is closed either way; returns None, so a
-    cell ending in ``show(...)`` adds no second output."""
+    cell ending in ``show(...)`` adds no second output.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        A figure, e.g. one returned by a function of :mod:`benign_attention.plots`.
+    alt : str, optional
+        Text alternative of the image.
+
+    Raises
+    ------
+    ValueError
+        ``fig`` is not a matplotlib Figure.
+
+    Warns
+    -----
+    FigureWarning
+        For each problem :func:`figure_problems` finds.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
@@ -217,7 +251,20 @@ def glue(name, value):
     """Hand ``value`` to the prose under ``name`` (MyST-NB ``{glue:text}`name```), not displayed.
 
     numpy and torch scalars become Python ``int``/``float``/``bool`` first (their ``repr`` would
-    otherwise leak into the text as ``np.float64(0.5)``). Does nothing where MyST-NB is absent."""
+    otherwise leak into the text as ``np.float64(0.5)``). Does nothing where MyST-NB is absent.
+
+    Parameters
+    ----------
+    name : str
+        The key the prose uses, non-empty.
+    value : object
+        Typically a number.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a non-empty string.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue name must be a non-empty string, got {name!r}")
     item = getattr(value, "item", None)

@@ -1,6 +1,6 @@
 """The paper's appendix model: a one-layer transformer encoder with every parameter trained.
 
-The architecture (chapter *A full transformer encoder*):
+The architecture (:ref:`sec-encoder-architecture`):
 
 * a learnable [CLS] token ``cls`` (initialised N(0, 1)) is prepended to the T data tokens;
 * pre-norm single-head attention: ``ln1`` -> one bias-free linear map ``qkv`` (d -> 3d) to q, k, v ->
@@ -42,7 +42,9 @@ class EncoderReference(nn.Module):
     """The one-layer encoder, literally: every position goes through every block.
 
     ``forward(X)`` takes X of shape (n, T, d) and returns ``(logits (n,), attention (n, T + 1, T + 1))``
-    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens)."""
+    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens).
+    See :ref:`sec-encoder-architecture`. ``d`` and ``mlp_dim`` integers >= 1; raises ValueError
+    otherwise."""
 
     def __init__(self, d, mlp_dim=2000):
         super().__init__()
@@ -77,7 +79,8 @@ def fast_forward(model, X):
     """The same function as ``model(X)`` on the [CLS] position only, in the cheaper contraction order.
 
     Returns ``(logits (n,), cls_attention (n, T + 1))``: the [CLS] row of the attention (position 0
-    is [CLS] itself)."""
+    is [CLS] itself). Why this is enough: :ref:`sec-encoder-cls`. Raises ValueError unless
+    ``model`` is an :class:`EncoderReference` and ``X`` has shape (n, T, d)."""
     if not isinstance(model, EncoderReference):
         raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
     d = model.d
@@ -99,7 +102,8 @@ def fast_forward(model, X):
 def make_encoder(d, mlp_dim=2000, seed=0, dtype="float32"):
     """An :class:`EncoderReference` with PyTorch's default initialisation drawn from ``seed``
     (in float64, then cast, so that float32 and float64 models start from the same numbers). The
-    global torch random state is left untouched."""
+    global torch random state is left untouched. ``d`` and ``mlp_dim`` >= 1, ``seed`` >= 0,
+    ``dtype`` float32 or float64; raises ValueError (naming the argument) otherwise."""
     seed = check_int("seed", seed, low=0)
     dtype = check_dtype("dtype", dtype)
     with torch.random.fork_rng(devices=[]):
@@ -117,7 +121,10 @@ def step_flops(n, T, d, mlp_dim, path="fast"):
     """Multiply-adds of one forward pass on the training set (the backward costs about twice that).
 
     reference: n (T+1) (3 d^2 + 2 d mlp_dim) + 2 n (T+1)^2 d;
-    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes)."""
+    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes).
+
+    The costs compared in :ref:`sec-encoder-cls`. Sizes must be integers >= 1 and ``path``
+    ``"fast"`` or ``"reference"``; raises ValueError otherwise."""
     n, T, d, mlp_dim = (check_int(k, v, low=1) for k, v in (("n", n), ("T", T), ("d", d), ("mlp_dim", mlp_dim)))
     path = check_choice("path", path, ("fast", "reference"))
     if path == "reference":
@@ -167,7 +174,39 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
 
     ``ds`` a :class:`~benign_attention.data.Dataset`; records every ``record_every`` steps (and the
     last) the training metrics and attention, and the test metrics every ``test_every`` steps
-    (default ``record_every``; NaN in between). ``path`` 'fast' or 'reference' (same numbers)."""
+    (default ``record_every``; NaN in between). ``path`` 'fast' or 'reference' (same numbers).
+
+    The runs of :ref:`sec-encoder-dynamics`.
+
+    Parameters
+    ----------
+    ds : benign_attention.data.Dataset
+    steps : int
+        Gradient steps, >= 0.
+    lr : float
+        Learning rate, > 0.
+    record_every : int
+        Steps between records, >= 1.
+    mlp_dim : int
+        Width of the feed-forward block, >= 1.
+    seed : int
+        Seed of the initialisation (:func:`make_encoder`), >= 0.
+    dtype : str or torch.dtype
+        float32 or float64.
+    path : str
+        ``"fast"`` (:func:`fast_forward`) or ``"reference"`` (:class:`EncoderReference`).
+    test_every : int, optional
+        Steps between test evaluations.
+
+    Returns
+    -------
+    EncoderRun
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or of the wrong kind (the message names it).
+    """
     from .engines import check_dataset
     ds = check_dataset("ds", ds)
     steps = check_int("steps", steps, low=0)
@@ -223,7 +262,10 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
 
 def attention_by_type(run, mask):
     """(E, 5) mean over the training samples in ``mask`` of the [CLS] attention on x_1, x_2, x_3, on
-    all irrelevant tokens together, and on [CLS] itself (1 minus the rest)."""
+    all irrelevant tokens together, and on [CLS] itself (1 minus the rest).
+
+    ``run`` an :class:`EncoderRun`, ``mask`` a boolean mask over its training samples; raises
+    ValueError otherwise. Shown in :ref:`sec-encoder-dynamics`."""
     if not isinstance(run, EncoderRun):
         raise TypeError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
     A = np.asarray(run.history["train_attention"], float)
@@ -307,7 +349,7 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
     shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the records (each with
     its ``provenance``). Partial or corrupt files are left out with a
-    :class:`~benign_attention.cache.CacheWarning`."""
+    :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`."""
     from .cache import CellCache
     from .validation import check_path
     folder = check_path("folder", folder)

@@ -1,4 +1,4 @@
-"""Full-batch gradient descent on the mean logistic loss, with two engines (chapter *Under the hood*).
+"""Full-batch gradient descent on the mean logistic loss, with two engines (:ref:`sec-exact-dynamics`).
 
 * ``dense`` - autograd on W (d x d) and p (d): the reference, obviously the paper's model.
 * ``exact`` - the same trajectory computed in the m <= nT (+2) dimensional span of the training tokens.
@@ -60,14 +60,21 @@ def _tensor(a, dtype, device=None):
 
 
 def record_schedule(steps, record_every=10):
-    """Steps 0, k, 2k, ... and always the final step."""
+    """Steps 0, k, 2k, ... and always the final step (``k = record_every`` >= 1, ``steps`` >= 0).
+
+    Returns an int64 array; raises ValueError for a knob out of range.
+    """
     steps = check_int("steps", steps, 0)
     k = check_int("record_every", record_every, 1)
     return np.unique(np.r_[np.arange(0, steps + 1, k), steps]).astype(np.int64)
 
 
 def log_schedule(steps, num=60):
-    """About ``num`` record steps spaced logarithmically in [0, steps] (for long runs)."""
+    """About ``num`` record steps spaced logarithmically in [0, steps] (for long runs, :ref:`sec-delay-long`).
+
+    Returns an int64 array that starts at 0 and ends at ``steps``; raises ValueError for a knob out
+    of range.
+    """
     steps = check_int("steps", steps, 0)
     num = check_int("num", num, 2)
     return np.unique(np.r_[0, np.geomspace(1, max(steps, 1), num).round(), steps]).astype(np.int64)
@@ -461,16 +468,53 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
           progress=None, device=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
-    ``steps`` >= 0 GD steps with learning rate ``lr`` > 0; ``engine`` "exact" (default) or "dense";
-    ``W0`` an explicit (d, d) initial W (default: the paper's init drawn from ``init_seed``, which
-    defaults to the data set's seed; give at most one of the two); metrics recorded every
-    ``record_every`` steps (default 10) or at ``record_steps`` (integers in [0, steps]; not both).
-    ``dtype``: torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
-    ``device``: a torch device for the computation (default CPU; "cuda" where available - the book
-    never needs it). ``progress``: a progress bar: True, False or None (the default: automatic - a
-    bar only on a terminal and only once the work has run for 2 s; see
-    :func:`~benign_attention.validation.check_progress`).
+    The training of :ref:`sec-dyn-settings`; the exact engine is :prf:ref:`prop-exact`.
 
+    Parameters
+    ----------
+    dataset : benign_attention.data.Dataset
+        The training (and test) data.
+    steps : int
+        GD steps, >= 0.
+    lr : float
+        Learning rate, finite and > 0.
+    engine : str, optional
+        ``"exact"`` (default) or ``"dense"``.
+    W0 : array_like, optional
+        An explicit (d, d) initial W; default: the paper's initialisation drawn from ``init_seed``.
+    init_seed : int, optional
+        Seed of the default W0 (default: the data set's seed); give at most one of ``W0`` and
+        ``init_seed``.
+    record_every : int, optional
+        Record the metrics every this many steps (default 10) ...
+    record_steps : array_like of int, optional
+        ... or at these steps (integers in [0, steps]); not both.
+    dtype : torch.dtype or str, optional
+        torch.float64 (default) or torch.float32 (or the strings "float64"/"float32").
+    resume : Run, optional
+        A previous run of :func:`train` to continue (see below).
+    progress : bool or None, optional
+        A progress bar: True, False or None (the default: automatic - a bar only on a terminal and
+        only once the work has run for 2 s; see :func:`~benign_attention.validation.check_progress`).
+    device : str or torch.device, optional
+        Where to compute (default CPU; "cuda" where available - the book never needs it).
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ValueError
+        Any bad argument (the message names it and its allowed range).
+
+    Warns
+    -----
+    DivergenceWarning
+        If gradient descent diverges (see below).
+
+    Notes
+    -----
     ``resume`` continues a previous :func:`train` run for ``steps`` more steps (record steps count from
     the start of the resumed run, and ``lr`` may change). The contract: the same data set (checked by
     :attr:`~benign_attention.data.Dataset.fingerprint`), the run's own engine, dtype and device, and no
@@ -529,7 +573,8 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
     token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
     most one of the two); other arguments (``progress`` included) as in :func:`train`. Runs that diverge warn once
-    (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set."""
+    (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set. Batching as in
+    :ref:`sec-exact-families`; raises ValueError (naming the argument) for any bad argument."""
     if isinstance(datasets, Dataset):
         raise ArgumentTypeError("datasets must be a list of Datasets, got a single Dataset (use train(), or "
                                 "pass [dataset])")

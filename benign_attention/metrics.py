@@ -1,4 +1,4 @@
-"""What a run records, computed from token scores (chapter *Training dynamics and the three regimes*).
+"""What a run records, computed from token scores (:ref:`sec-dyn-gradient`, :ref:`sec-dyn-settings`).
 
 Everything here works on torch tensors with arbitrary leading (batch, time) axes (numpy arrays are
 accepted and converted). A sequence whose output is not finite (a diverged run) gets NaN accuracy, never 0.
@@ -12,7 +12,7 @@ from .validation import ArgumentTypeError
 
 __all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_by_type", "summarize"]
 
-#: Columns of the attention summaries: x_1 (relevant), x_2 (weak, true class), x_3 (weak, other
+#: Columns of the attention summaries. x_1 (relevant), x_2 (weak, true class), x_3 (weak, other
 #: class) and the total mass on the irrelevant tokens x_4..x_T.
 TOKEN_GROUPS = ("x1", "x2", "x3", "irrelevant")
 
@@ -44,7 +44,28 @@ def _broadcast(name_a, a, name_b, b):
 
 
 def outputs_and_attention(logits, z):
-    """f = sum_t softmax(logits)_t z_t for token scores ``logits`` (..., T) and head values z (..., T)."""
+    """Outputs f = sum_t softmax(logits)_t z_t and the attention softmax(logits).
+
+    The model of :prf:ref:`def-model` written with token scores a_t = x_t^T W p and head values
+    z_t = nu^T x_t (:prf:ref:`def-dyn-notation`).
+
+    Parameters
+    ----------
+    logits : torch.Tensor or array_like
+        Token scores (..., T).
+    z : torch.Tensor or array_like
+        Head values, broadcastable to ``logits``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(f (...,), attention (..., T))``.
+
+    Raises
+    ------
+    ValueError
+        An argument is not real or the shapes do not broadcast.
+    """
     logits, z = _as_tensor("logits", logits), _as_tensor("z", z)
     if logits.dim() < 1 or logits.shape[-1] < 1:
         raise ValueError(f"logits must have a token axis (..., T), got shape {tuple(logits.shape)}")
@@ -54,14 +75,47 @@ def outputs_and_attention(logits, z):
 
 
 def logistic_loss(outputs, y):
-    """Numerically stable log(1 + exp(-y f)), elementwise."""
+    """Numerically stable log(1 + exp(-y f)), elementwise (:prf:ref:`def-dyn-notation`).
+
+    Parameters
+    ----------
+    outputs : torch.Tensor or array_like
+        Model outputs f.
+    y : torch.Tensor or array_like
+        Labels (+-1), broadcastable to ``outputs``.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Raises
+    ------
+    ValueError
+        An argument is not real or the shapes do not broadcast.
+    """
     outputs, y = _as_tensor("outputs", outputs), _as_tensor("y", y)
     _broadcast("outputs", outputs, "y", y)
     return torch.nn.functional.softplus(-y * outputs)
 
 
 def attention_by_type(attention):
-    """(..., T) attention -> (..., 4): mass on x_1, x_2, x_3 and on all irrelevant tokens together."""
+    """Attention mass on x_1, x_2, x_3 and on all irrelevant tokens together (:data:`TOKEN_GROUPS`).
+
+    Parameters
+    ----------
+    attention : torch.Tensor or array_like
+        Attention (..., T) with T >= 3.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (..., 4).
+
+    Raises
+    ------
+    ValueError
+        ``attention`` is not real or has fewer than 3 tokens.
+    """
     attention = _as_tensor("attention", attention)
     if attention.dim() < 1 or attention.shape[-1] < 3:
         raise ValueError(f"attention must have T >= 3 tokens on its last axis, got shape {tuple(attention.shape)}")
@@ -80,10 +134,34 @@ def _masked_mean(values, mask):
 def summarize(logits, z, y, y_clean=None, noisy=None, prefix="train"):
     """Loss, accuracy, margin and attention summaries of a batch of sequences.
 
-    ``logits`` (..., N, T) token scores, ``z`` (N, T) or broadcastable head values nu^T x_t, ``y`` (N,)
-    the labels the loss uses. With ``noisy`` given (training set): also accuracy against the clean
-    labels and attention means for clean and noisy samples separately. Returns a dict of tensors with
-    the leading axes of ``logits`` (minus N, T).
+    What :class:`~benign_attention.engines.Run` records (:ref:`sec-dyn-settings`).
+
+    Parameters
+    ----------
+    logits : torch.Tensor or array_like
+        Token scores (..., N, T).
+    z : torch.Tensor or array_like
+        Head values nu^T x_t, (N, T) or broadcastable to ``logits``.
+    y : torch.Tensor or array_like
+        The labels the loss uses, (N,).
+    y_clean, noisy : optional
+        Training set only, both or neither: clean labels (N,) and the boolean mask (N,) of flipped
+        samples. Adds the accuracy on the clean labels and attention means for clean and noisy
+        samples separately.
+    prefix : str
+        Key prefix, e.g. ``"train"`` or ``"test"``.
+
+    Returns
+    -------
+    dict of torch.Tensor
+        ``{prefix}_loss``, ``{prefix}_acc`` and (test) ``{prefix}_margin``, ``attn_{prefix}`` or
+        (training) ``{prefix}_clean_acc``, ``attn_clean``, ``attn_noisy`` and the per-sample
+        outputs, attention and logits; leading axes those of ``logits`` minus (N, T).
+
+    Raises
+    ------
+    ValueError
+        Shapes disagree, only one of ``y_clean``/``noisy`` is given, or ``prefix`` is empty.
     """
     if not isinstance(prefix, str) or not prefix:
         raise ArgumentTypeError(f"prefix must be a non-empty string, got {prefix!r}")

@@ -1,4 +1,4 @@
-"""The one-head attention model f(X) = nu^T X^T softmax(X W p) (chapter *The setting*).
+"""The one-head attention model f(X) = nu^T X^T softmax(X W p) of :ref:`sec-setting-model`.
 
 ``p`` plays a trainable [CLS]/query token, ``W`` the key-query matrix (the official code's W, i.e.
 the paper's W^T), ``nu`` the fixed head. Initialisation as in the paper: W ~ U(-1/sqrt(d), 1/sqrt(d)),
@@ -16,10 +16,30 @@ __all__ = ["AttentionModel"]
 
 
 class AttentionModel(torch.nn.Module):
-    """f(X) = nu^T X^T softmax(X W p); ``forward`` returns (outputs (N,), attention (N, T)).
+    """f(X) = nu^T X^T softmax(X W p) (:prf:ref:`def-model`) as a torch module with a fixed head.
 
-    ``nu`` the head (d,) with d >= 2; ``W`` (d, d) (default: the paper's init from ``seed``); ``p`` (d,)
-    (default 0); ``dtype`` torch.float64 (default) or torch.float32. All must be real and finite.
+    ``model(X)`` (``forward``) takes tokens X of shape (N, T, d) (array or tensor) and returns
+    ``(outputs (N,), attention (N, T))``. The dense engine of :func:`~benign_attention.engines.train`
+    trains ``W`` and ``p`` of this module by autograd.
+
+    Parameters
+    ----------
+    nu : array_like
+        The fixed head, shape (d,) with d >= 2 (e.g. ``Dataset.nu``).
+    W : array_like, optional
+        Key-query matrix (d, d); default: the paper's initialisation
+        (:func:`~benign_attention.data.init_W`) drawn from ``seed``.
+    p : array_like, optional
+        Query token (d,); default 0, so attention starts uniform.
+    seed : int
+        Seed of the default ``W``, >= 0.
+    dtype : torch.dtype or str
+        torch.float64 (default) or torch.float32.
+
+    Raises
+    ------
+    ValueError
+        An array has the wrong shape or is not real and finite, or ``dtype`` is another precision.
     """
 
     def __init__(self, nu, W=None, p=None, seed=0, dtype=torch.float64):
@@ -49,7 +69,10 @@ class AttentionModel(torch.nn.Module):
         return torch.tensor(check_array("X", X, shape=(None, None, d)), dtype=self.nu.dtype)
 
     def logits(self, X):
-        """Token scores X W p, shape (N, T). Computed as X (W p): O(d^2 + N T d)."""
+        """Token scores X W p, shape (N, T). Computed as X (W p): O(d^2 + N T d).
+
+        Raises ValueError unless ``X`` is real with shape (N, T, d).
+        """
         return self._tokens(X) @ (self.W @ self.p)
 
     def forward(self, X):

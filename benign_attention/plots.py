@@ -1,9 +1,13 @@
 """The book's figures: one function per figure, each returning a closed matplotlib Figure.
 
+The first is shown in :ref:`sec-welcome-picture`; each figure function names the section that shows it.
+
 Chapters show a figure with :func:`benign_attention.display.show` (the package's one display
 convention, explained there); the explorers' frames go through :func:`benign_attention.display.png`.
 
-Sections follow the chapters. Shared style (colours of token types and regimes) lives at the top.
+This module only draws: the numbers a figure shows come from :mod:`benign_attention.analysis`,
+:mod:`benign_attention.theory` or the runs themselves. Sections follow the chapters. Shared style
+(colours of token types and regimes) lives at the top.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import matplotlib  # noqa: F401
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import analysis  # noqa: E402
 from .metrics import TOKEN_GROUPS  # noqa: E402
 
 #: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure.
@@ -80,7 +85,7 @@ def _stack_attention(ax, steps, attention, title):
 
 
 def welcome_overview(run, ds, clean_index=None, noisy_index=None):
-    """Chapter *Welcome*: one training run at a glance (2 x 2 panels).
+    """:ref:`sec-welcome-picture`: one training run at a glance (2 x 2 panels).
 
     Accuracy over steps (on the observed labels, on the clean labels, on the test set); training and
     test loss; the attention of one clean and one noisy training sample over steps by token type."""
@@ -102,16 +107,19 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
 
 
 def token_noise(ds):
-    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config)."""
+    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config).
+
+    Shown in :ref:`sec-setting-tokens`.
+    """
     from .data import signal_coefficients
     coef = signal_coefficients(ds.y_clean, ds.T, ds.config["rho"])
     return ds.X - (coef[..., :1] * ds.mu_pos + coef[..., 1:] * ds.mu_neg)
 
 
 def token_geometry(ds, samples=(0, 1, 2, 3)):
-    """Chapter *The setting*: real tokens of a few training sequences (3 panels).
+    """:ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
 
-    (a) projections (<x_t, mu_+>, <x_t, mu_->) / ||mu|| coloured by token type, marker by clean class;
+    (a) projections ``(<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu||`` coloured by token type, marker by clean class;
     (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
     (c) head values y* nu^T x_t of all training tokens by type against +-1/sqrt(2), +-rho/sqrt(2)."""
     fig, axes = subplots(3, 1, width=4.0, height=3.4)
@@ -157,7 +165,10 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
 
 
 def per_sample_loss_floor(ds, X=None, y=None):
-    """Proposition *loss floor*: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,)."""
+    """:prf:ref:`prop-loss-floor`: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,).
+
+    Shown in :ref:`sec-setting-floor`.
+    """
     X = ds.X if X is None else X
     y = ds.y if y is None else y
     return np.logaddexp(0.0, -(y[:, None] * (X @ ds.nu)).max(1))
@@ -165,7 +176,10 @@ def per_sample_loss_floor(ds, X=None, y=None):
 
 def selecting_query(ds, scale=60.0):
     """A query q with x_t^(i) . q = scale on each sample's best head token and 0 on the others
-    (least squares; exact when the n*T training tokens are linearly independent)."""
+    (least squares; exact when the n*T training tokens are linearly independent).
+
+    Shown in :ref:`sec-setting-floor`.
+    """
     best = (ds.y[:, None] * (ds.X @ ds.nu)).argmax(1)
     target = np.zeros((ds.n, ds.T))
     target[np.arange(ds.n), best] = scale
@@ -174,7 +188,7 @@ def selecting_query(ds, scale=60.0):
 
 
 def _half_planes(ax, lim):
-    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on (mu_-, mu_+) axes."""
+    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on ``(mu_{-}, mu_{+})`` axes."""
     lo, hi = lim
     ax.fill_between([lo, hi], [lo, hi], [hi, hi], color="#1f77b4", alpha=0.08, lw=0)
     ax.fill_between([lo, hi], [lo, lo], [lo, hi], color="#d62728", alpha=0.08, lw=0)
@@ -184,10 +198,10 @@ def _half_planes(ax, lim):
 
 
 def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
-    """Chapter *A benign solution exists*: the paper's Figure 1 (train top, test bottom).
+    """:prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
 
     For each sequence, the token with the largest score x_t . q under the construction q(c)
-    (``theory.existence_query``), projected on (mu_-, mu_+) / ||mu||^2; shaded: the head's two output
+    (``theory.existence_query``), projected on ``(mu_{-}, mu_{+}) / ||mu||^2``; shaded: the head's two output
     half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""
     from .theory import evaluate_query, existence_query
@@ -219,7 +233,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
 
 
 def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
-    """Chapter *A benign solution exists*: train (observed and clean labels) and test accuracy of
+    """:ref:`sec-existence-sweep`: train (observed and clean labels) and test accuracy of
     the construction as c sweeps ``cs``; background: the regime of each c (``theory.classify_regime``);
     dashed lines: the scales c_low and c_high of the chapter's sketch."""
     from .theory import REGIMES, classify_regime, evaluate_query, existence_query
@@ -249,10 +263,13 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
 
 
 def existence_test_bound(ds, q, h=0.2):
-    """Proposition *test guarantee*: for each class y, the bound
-    sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))
+    """:prf:ref:`prop-test-guarantee`: for each class y, the bound
+    ``sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))``
     on the probability that a fresh test sequence of class y is misclassified by W = I, p = q;
-    returns the average over the two classes (balanced test labels)."""
+    returns the average over the two classes (balanced test labels).
+
+    Shown in :ref:`sec-existence-construction`.
+    """
     from math import erfc, log, sqrt
     phi_bar = lambda x: 0.5 * erfc(x / sqrt(2))
     rho, sigma, T = ds.config["rho"], ds.config.get("sigma", 1.0), ds.T
@@ -281,81 +298,6 @@ def _shown_once(fig):
     return fig
 
 
-def sample_attention(run, i):
-    """(E, 4) attention of training sample ``i`` on x_1, x_2, x_3 and on all irrelevant tokens."""
-    A = np.asarray(run.history["train_attention"], float)[:, i]
-    return np.concatenate([A[:, :3], A[:, 3:].sum(-1, keepdims=True)], -1)
-
-
-def first_fit_step(run, key="train_acc"):
-    """First recorded step at which ``key`` (default: observed-label train accuracy) reaches 1; NaN if never."""
-    hit = np.flatnonzero(np.asarray(run.history[key]) >= 1 - 1e-12)
-    return float(run.steps[hit[0]]) if hit.size else float("nan")
-
-
-def selection_gaps(logits, noisy):
-    """Score gap a_u - max_{t != u} a_t of every training sample: (E, n) from logits (E, n, T).
-
-    Clean samples: u = x_1 (the paper's Lambda). Noisy samples: u = the token the sample attends
-    most at the last record (the paper's Gamma; usually x_3, sometimes an irrelevant token). Uses
-    :func:`benign_attention.theory.logit_gaps` once per selected token."""
-    from .theory import logit_gaps
-
-    a = np.asarray(logits, float)
-    noisy = np.asarray(noisy, bool)
-    last = a.reshape(-1, *a.shape[-2:])[-1]  # (n, T): the last record
-    u = np.where(noisy, last.argmax(-1), 0)
-    out = np.full(a.shape[:-1], np.nan)
-    for v in np.unique(u):
-        m = u == v
-        out[..., m] = logit_gaps(a, m, selected=int(v))[..., m]
-    return out
-
-
-def first_passage(steps, values, levels):
-    """First step at which ``values`` (E,) reaches each of ``levels``, linearly interpolated
-    between records; NaN where a level is never reached."""
-    steps, values = np.asarray(steps, float), np.asarray(values, float)
-    out = np.full(len(levels), np.nan)
-    for k, level in enumerate(levels):
-        hit = np.flatnonzero(values >= level)
-        if hit.size == 0:
-            continue
-        j = hit[0]
-        if j == 0:
-            out[k] = steps[0]
-        else:
-            w = (level - values[j - 1]) / (values[j] - values[j - 1])
-            out[k] = steps[j - 1] + w * (steps[j] - steps[j - 1])
-    return out
-
-
-def late_linear_fit(x, y, start, stop=np.inf):
-    """Least-squares line y = slope x + intercept on start <= x <= stop; returns (slope, intercept, R^2)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x >= start) & (x <= stop) & np.isfinite(y)
-    slope, intercept = np.polyfit(x[keep], y[keep], 1)
-    resid = y[keep] - (slope * x[keep] + intercept)
-    r2 = 1 - (resid ** 2).sum() / ((y[keep] - y[keep].mean()) ** 2).sum()
-    return float(slope), float(intercept), float(r2)
-
-
-def integrate_gap_ode(x0, c, T, taus):
-    """RK4 solution of dx/dtau = c s (1 - s), s = e^x / (e^x + T), reported at the increasing
-    times ``taus`` (starting at 0); the step grid refines ``taus`` 20-fold (chapter *Delayed
-    generalisation*)."""
-    taus = np.asarray(taus, float)
-    rate = lambda x: c / (2 + 2 * np.cosh(x - np.log(T)))  # c s (1 - s)
-    x, out = np.asarray(x0, float) + 0.0, [np.asarray(x0, float) + 0.0]
-    for t0, t1 in zip(taus[:-1], taus[1:]):
-        h = (t1 - t0) / 20
-        for _ in range(20):
-            k1 = rate(x); k2 = rate(x + h * k1 / 2); k3 = rate(x + h * k2 / 2); k4 = rate(x + h * k3)
-            x = x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
-        out.append(x)
-    return np.stack(out)
-
-
 def _runs_stack(runs, key, keep=slice(None)):
     return np.stack([np.asarray(r.history[key], float)[keep] for r in runs])
 
@@ -365,14 +307,17 @@ def dynamics_grid(settings, max_step=1000):
 
     Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
     each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
-    test loss. Lines are means over seeds, bands the min-max range."""
+    test loss. Lines are means over seeds, bands the min-max range.
+
+    Shown in :ref:`sec-dyn-settings`.
+    """
     fig, axes = subplots(len(settings), 4, width=3.3, height=2.35)
     for c, (title, (runs, datasets)) in enumerate(settings.items()):
         keep = runs[0].steps <= max_step
         x = runs[0].steps[keep]
         for r, kind in enumerate(("clean", "noisy")):
             idx = [int(np.flatnonzero(ds.noisy == (kind == "noisy"))[0]) for ds in datasets]
-            vals = np.stack([sample_attention(run, i)[keep] for run, i in zip(runs, idx)])
+            vals = np.stack([analysis.sample_attention(run, i)[keep] for run, i in zip(runs, idx)])
             ax = axes[r, c]
             for g, name in enumerate(TOKEN_GROUPS):
                 band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
@@ -400,7 +345,10 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
     the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss.
     ``horizon``: a step to mark with a dotted vertical line in every panel (e.g. the end of the
-    paper's runs). ``title`` goes into the figure's alt text."""
+    paper's runs). ``title`` goes into the figure's alt text.
+
+    Shown in :ref:`sec-dyn-large-long`.
+    """
     x = runs[0].steps[1:]
     fig, axes = subplots(3, 1, width=3.4, height=4.0)
     ax = axes[0, 0]
@@ -437,9 +385,12 @@ def delayed_generalisation(runs, mark_fit=False):
     min-max band over seeds). The grey span covers the steps at which the seeds first fit every
     training label, the dashed line is their median. With ``mark_fit``, a dotted horizontal line in
     each panel marks the seed mean of the value at each seed's fitting step, so that the change
-    before fitting and the change after it can be read off separately."""
+    before fitting and the change after it can be read off separately.
+
+    Shown in :ref:`sec-delay-long`.
+    """
     x = runs[0].steps[1:]
-    fits = np.array([first_fit_step(r) for r in runs])
+    fits = np.array([analysis.first_fit_step(r) for r in runs])
     fig, axes = subplots(3, 1, width=3.4, height=3.0)
     panels = [("test_loss", "test loss"), ("test_margin", "test margin $E[y f(X)]$"),
               ("attn_test", "test attention on $x_1$")]
@@ -463,12 +414,15 @@ def delayed_generalisation(runs, mark_fit=False):
 
 def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
     """Mean over samples of g(gap) against the step (linear axes) for each array in ``g_values``
-    (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``."""
+    (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``.
+
+    Shown in :ref:`sec-delay-runs`.
+    """
     fig, axes = subplots(len(g_values), 1, width=3.9)
     steps = np.asarray(steps, float)
     for ax, vals, name in zip(axes[0], g_values, names):
         band(ax, steps, vals, "#1f77b4" if "clean" in name else "#d62728", name)
-        slope, intercept, r2 = late_linear_fit(steps, np.nanmean(vals, 0), start)
+        slope, intercept, r2 = analysis.late_linear_fit(steps, np.nanmean(vals, 0), start)
         late = steps >= start
         ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
                 label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
@@ -482,15 +436,18 @@ def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
     """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
     (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
     ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
-    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope."""
+    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope.
+
+    Shown in :ref:`sec-delay-runs`.
+    """
     from .theory import g
 
     times = []
     for i in np.flatnonzero(np.asarray(mask, bool)):
         if start is None:
-            times.append(first_passage(steps, gaps[:, i], levels))
+            times.append(analysis.first_passage(steps, gaps[:, i], levels))
         else:
-            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start, stop)
+            slope, intercept, _ = analysis.late_linear_fit(steps, g(gaps[:, i], T), start, stop)
             times.append((g(np.asarray(levels, float), T) - intercept) / slope)
     with np.errstate(invalid="ignore"):
         return np.exp(np.log(np.stack(times)).mean(0))
@@ -500,7 +457,10 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     """Steps for the gap to first reach L (log scale): measured (mean and range over seeds of the
     per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1 in
     log-time, time proportional to e^L (dotted), through the last measured point, and shaded the
-    ``window`` of steps (start, stop) the prediction was fitted on."""
+    ``window`` of steps (start, stop) the prediction was fitted on.
+
+    Shown in :ref:`sec-delay-runs`.
+    """
     fig, axes = subplots(1, 1, width=4.8)
     ax = axes[0, 0]
     if window is not None:
@@ -516,7 +476,10 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
 
 
 def g_law(taus, x_numeric, x_theory, T):
-    """The logit-gap ODE: numerical solutions (solid) and g^{-1}(g(x_0) + c tau) (dots), log time axis."""
+    """The logit-gap ODE: numerical solutions (solid) and ``g^{-1}(g(x_0) + c tau)`` (dots), log time axis.
+
+    Shown in :ref:`sec-delay-law`.
+    """
     fig, axes = subplots(2, 1, width=3.9)
     ax = axes[0, 0]
     xs = np.linspace(-4, 12, 400)
@@ -534,27 +497,6 @@ def g_law(taus, x_numeric, x_theory, T):
 
 
 # --- The phase diagram, Under the hood ----------------------------------------------------------
-
-
-def boundary_crossing(values, levels, threshold, above=True):
-    """For each row of ``values`` (rows, len(levels)), the first level at which the row crosses
-    ``threshold`` (linear interpolation between grid points); NaN where it never does.
-
-    ``above=True`` looks for the first value >= threshold, else the first value < threshold."""
-    values, levels = np.asarray(values, float), np.asarray(levels, float)
-    out = np.full(values.shape[0], np.nan)
-    for i, row in enumerate(values):
-        hit = np.flatnonzero(row >= threshold if above else row < threshold)
-        if hit.size == 0:
-            continue
-        j = hit[0]
-        if j == 0:
-            out[i] = levels[0]
-        else:
-            a, b = row[j - 1], row[j]
-            w = 0.0 if b == a else (threshold - a) / (b - a)
-            out[i] = levels[j - 1] + w * (levels[j] - levels[j - 1])
-    return out
 
 
 def _edges(v):
@@ -581,7 +523,10 @@ def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
 
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
-    its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel."""
+    its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel.
+
+    Shown in :ref:`the phase diagram's grid <sec-phase-grid>`.
+    """
     fig, axes = subplots(len(maps), width=4.6, height=3.6)
     for ax, m, title in zip(axes[0], maps, titles):
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
@@ -595,7 +540,10 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
 
 def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, ylog=False):
     """Categorical maps of :func:`~benign_attention.theory.classify_regime` indices (each (len(x), len(y)))
-    in the book's regime colours."""
+    in the book's regime colours.
+
+    Shown in :ref:`sec-phase-regimes`.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -615,7 +563,10 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
 
 def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=True):
     """Two panels over a (x, y) plane: the test loss heat map and the regime map (indices of
-    :func:`~benign_attention.theory.classify_regime`), with optional overlaid ``curves``."""
+    :func:`~benign_attention.theory.classify_regime`), with optional overlaid ``curves``.
+
+    Shown in :ref:`sec-phase-time`.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -644,7 +595,10 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
     """Maps of the step from which every training label stays fitted
     (:func:`~benign_attention.theory.fitting_step`), one panel per dict with ``x``, ``y``, ``steps``
     ((len(x), len(y)), ``inf`` where never fitted), ``title``, ``xlabel``, ``ylabel`` and optional
-    ``xlog``. Shared logarithmic colour scale; cells not fitted within the run are grey."""
+    ``xlog``. Shared logarithmic colour scale; cells not fitted within the run are grey.
+
+    Shown in :ref:`sec-phase-not-yet`.
+    """
     from matplotlib.colors import ListedColormap, LogNorm
     from matplotlib.patches import Patch
 
@@ -673,7 +627,10 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
 
 def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
-    one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label)."""
+    one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label).
+
+    Shown in :ref:`sec-phase-time`.
+    """
     fig, axes = subplots(1, width=5.0, height=3.6)
     ax = axes[0, 0]
     steps = sorted(curves_by_step)
@@ -690,7 +647,10 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
 
 def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
-    (NaN where not measured)."""
+    (NaN where not measured).
+
+    Shown in :ref:`the timing section <sec-exact-speed>`.
+    """
     fig, axes = subplots(1, width=5.0, height=3.6)
     ax = axes[0, 0]
     for name, t in seconds_per_step.items():
@@ -815,9 +775,9 @@ def _label(ax, xlabel=None, ylabel=None, title=None):
 
 
 class RegimeFigure(_ExplorerFigure):
-    """Chapter *Playground*, regime explorer: one run at a glance (3 panels, legends below).
+    """:ref:`sec-playground-regime`, regime explorer: one run at a glance (3 panels, legends below).
 
-    :meth:`update` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
+    ``update()`` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
     ``train_loss``, ``test_loss`` and (E, 4) ``attn_clean`` / ``attn_noisy`` (a
     :class:`~benign_attention.engines.Run` history or one cell of a
     :class:`~benign_attention.sweeps.GridResult`). (a) accuracy, (b) loss, (c) mean attention by token
@@ -879,7 +839,7 @@ class RegimeFigure(_ExplorerFigure):
 
 
 def explorer_regime(steps, hist, regime=None, title=None):
-    """Chapter *Playground*, regime explorer: one closed Figure (see :class:`RegimeFigure`)."""
+    """:ref:`sec-playground-regime`, regime explorer: one closed Figure (see :class:`RegimeFigure`)."""
     return RegimeFigure().update(steps, hist, regime, title)
 
 
@@ -894,16 +854,16 @@ _LANDMARK_STYLE = dict(x1=("*", 150, r"$x_1 = \mu_{y^*}$ (relevant)"),
 
 
 class SelectionFigure(_ExplorerFigure):
-    """Chapter *Playground*, token-selection movie: what every sequence's attention reads.
+    """:ref:`sec-playground-movie`, token-selection movie: what every sequence's attention reads.
 
     Each sequence is drawn at its *attended token* z = sum_t s_t x_t (s its attention), projected on
-    (mu_-1, mu_+1) / ||mu||^2. The head's output is nu^T z, so the diagonal is exactly the decision
+    ``(mu_{-1}, mu_{+1}) / ||mu||^2``. The head's output is nu^T z, so the diagonal is exactly the decision
     boundary (shaded: the two output half-planes; blue: output +1, as in the paper's Figure 1).
     Hollow markers: the token-type landmarks, where a sequence sits when it attends to a single token
     of that type (x_1 at distance one along its class, x_3 at rho along the other class, noise at the
     origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
     so far), (b) a zoom on the weak-token corner of (a), (c) test sequences (colour: clean label).
-    :meth:`update` takes a frame dict of ``widgets.selection_frames``."""
+    ``update()`` takes a frame dict of ``widgets.selection_frames``."""
 
     def __init__(self, rho, lim=(-0.2, 1.2), zoom=None):
         from matplotlib.collections import LineCollection
@@ -976,7 +936,7 @@ class SelectionFigure(_ExplorerFigure):
 
 
 def explorer_selection(frame, title=None):
-    """Chapter *Playground*, token-selection movie: one closed Figure (see :class:`SelectionFigure`)."""
+    """:ref:`sec-playground-movie`, token-selection movie: one closed Figure (see :class:`SelectionFigure`)."""
     return SelectionFigure(frame["knobs"]["rho"]).update(frame, title)
 
 
@@ -986,7 +946,7 @@ def _cell_edges(v, log):
 
 
 class PhaseFigure(_ExplorerFigure):
-    """Chapter *Playground*, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
+    """:ref:`sec-playground-phase`, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
 
     (a) the regime of each cell (indices into ``theory.REGIMES``; legend below); (b) a per-cell value
     named ``panel`` (e.g. "test loss") on the fixed colour scale ``vlim``. Axes are logarithmic
@@ -1038,5 +998,5 @@ class PhaseFigure(_ExplorerFigure):
 
 
 def explorer_phase(d_values, mu_values, regime, values, title=None, panel="test loss", vlim=(0.5, 1.0)):
-    """Chapter *Playground*, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`)."""
+    """:ref:`sec-playground-phase`, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`)."""
     return PhaseFigure(d_values, mu_values, panel, vlim).update(regime, values, title)

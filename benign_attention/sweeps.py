@@ -1,4 +1,4 @@
-"""Grids of runs: batched, cached on disk, resumable (chapter *The phase diagram*).
+"""Grids of runs: batched, cached on disk, resumable (:ref:`the (d, ||mu||) grid <sec-phase-grid>`, :ref:`sec-exact-families`).
 
 Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise draw and W_0 (see
 :mod:`benign_attention.data`), hence the token span: they form one :class:`~benign_attention.engines.Family`
@@ -61,7 +61,7 @@ def default_cache_dir():
 @dataclass(eq=False)
 class GridResult:
     """Results over a grid: ``axes`` (ordered knob -> values), ``steps`` record steps, and
-    ``data[key]`` arrays of shape (*grid shape, E, ...). ``diverged`` (grid shape, bool) marks the
+    ``data[key]`` arrays of shape ``(*grid_shape, E, ...)``. ``diverged`` (grid shape, bool) marks the
     cells whose gradient descent diverged: their metrics are NaN from the divergence on, and
     :func:`~benign_attention.theory.classify_regime` gives them no regime (NaN)."""
 
@@ -167,7 +167,8 @@ def _check_knobs(name, knobs):
 def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
     """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
     draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
-    only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers).
+    only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers of
+    :ref:`sec-playground-regime`).
     Knobs as in :func:`~benign_attention.data.make_dataset`; a diverged run warns and is marked as in
     :func:`~benign_attention.engines.train`."""
     _check_knobs("train_cell", knobs)
@@ -222,7 +223,8 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
              record_steps=None, dtype=torch.float32, cache_dir=None, progress=None, workers=None,
              device=None, executor=None) -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
-    (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine.
+    (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine (the grids of
+    :ref:`the phase diagram <sec-phase-grid>`). Returns a :class:`GridResult`; a bad argument raises ValueError naming it.
 
     Knobs: n, T, d, sigma, n_test, seed, signal_norm, rho, eta (each knob in ``grid`` or ``base``, not
     both). By default only the final step is recorded (``record_every``/``record_steps`` as in
@@ -233,7 +235,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     (:class:`CacheWarning`) and its family is computed again.
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
-    Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`DivergenceWarning`).
+    Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`~benign_attention.engines.DivergenceWarning`).
     ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (its
     ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
     then ignored. Results (and the cache, written here as they arrive, so the workers need no shared

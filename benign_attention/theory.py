@@ -1,5 +1,10 @@
-"""Closed forms the book proves and checks (chapters *A benign solution exists*, *Training dynamics*,
-*Delayed generalisation*, *The phase diagram*)."""
+"""Closed forms the book proves and checks.
+
+The SNR (:prf:ref:`def-snr`), the existence construction (:ref:`sec-existence-construction`), the
+gradient structure (:prf:ref:`prop-gradient-structure`), the growth law g (:prf:ref:`prop-g-law`),
+the regimes at a finite time (:prf:ref:`def-regime-finite`) and the fixed head's baselines
+(:ref:`sec-setting-baseline`).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -13,6 +18,8 @@ __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_q
            "analytic_gradients", "classify_regime", "fit_exponential_time", "REGIMES", "DIVERGED",
            "snr_upper_order", "snr_lower_order", "fitting_step"]
 
+#: Names of the three regimes (:prf:ref:`def-regime-finite`), in the order of the indices
+#: :func:`classify_regime` returns for arrays.
 REGIMES = ("not overfitting", "benign", "harmful")
 #: What :func:`classify_regime` returns for a run whose accuracies are NaN (it diverged): the name
 #: for a scalar; array results hold NaN in those cells (so they are never coloured or counted).
@@ -46,7 +53,27 @@ def _out(a):
 
 
 def snr(signal_norm, d, sigma=1.0):
-    """Signal-to-noise ratio ||mu|| / (sigma sqrt(d)) (elementwise; signal_norm >= 0, d > 0, sigma > 0)."""
+    """Signal-to-noise ratio ||mu|| / (sigma sqrt(d)) of :prf:ref:`def-snr`, elementwise.
+
+    Parameters
+    ----------
+    signal_norm : float or array_like
+        ||mu||, >= 0.
+    d : float or array_like
+        Token dimension, > 0.
+    sigma : float or array_like
+        Noise scale, > 0.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        The broadcast SNR.
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range, not finite, or the shapes do not broadcast.
+    """
     mu = _real("signal_norm", signal_norm)
     if mu.size and np.min(mu) < 0:
         raise ValueError("signal_norm must be >= 0")
@@ -56,17 +83,42 @@ def snr(signal_norm, d, sigma=1.0):
 
 
 def snr_upper_order(n):
-    """The order n^{-1/2} above which noisy samples are not fitted (an order, not a constant)."""
+    """The order ``n^{-1/2}`` above which noisy samples are not fitted (an order, not a constant).
+
+    See :prf:ref:`rem-phase-orders`. ``n`` > 0 (number or array); raises ValueError otherwise.
+    """
     return _out(np.asarray(_real("n", n, positive=True) ** -0.5))
 
 
 def snr_lower_order(d):
-    """The order d^{-1/4} below which overfitting turns harmful (an order, not a constant)."""
+    """The order ``d^{-1/4}`` below which overfitting turns harmful (an order, not a constant).
+
+    See :prf:ref:`rem-phase-orders`. ``d`` > 0 (number or array); raises ValueError otherwise.
+    """
     return _out(np.asarray(_real("d", d, positive=True) ** -0.25))
 
 
 def g(x, T):
-    """g(x) = 2x + 2 sinh(x - log T); g'(x) = 1 / (s(1-s)) with s = e^x / (e^x + T). ``T`` > 0."""
+    """The growth function g(x) = 2x + 2 sinh(x - log T) of :prf:ref:`prop-g-law`, elementwise.
+
+    g'(x) = 1 / (s(1-s)) with s = e^x / (e^x + T).
+
+    Parameters
+    ----------
+    x : float or array_like
+        Score gaps.
+    T : float or array_like
+        Number of tokens, > 0.
+
+    Returns
+    -------
+    float or numpy.ndarray
+
+    Raises
+    ------
+    ValueError
+        ``T`` <= 0, or an argument is not real.
+    """
     x = _real("x", x, finite=False)
     T = _real("T", T, positive=True)
     _broadcast(x=x, T=T)
@@ -74,7 +126,11 @@ def g(x, T):
 
 
 def g_inverse(y, T, iters=100):
-    """Solve g(x) = y for x (g is strictly increasing), elementwise, by safeguarded Newton steps."""
+    """Solve g(x) = y for x (g is strictly increasing), elementwise, by safeguarded Newton steps.
+
+    The inverse of :func:`g` (:prf:ref:`prop-g-law`). ``y`` finite numbers, ``T`` > 0, ``iters``
+    >= 1 Newton steps; raises ValueError otherwise.
+    """
     y = _real("y", y, finite=False)
     T = _real("T", T, positive=True)
     _broadcast(y=y, T=T)
@@ -91,8 +147,28 @@ def g_inverse(y, T, iters=100):
 def logit_gaps(logits, noisy, selected=2):
     """Per-sample score gaps between the token a sample should select and its best competitor.
 
-    Clean samples: a_{x_1} - max_{t != 1} a_t (the paper's Lambda); noisy samples: a_u - max_{t != u} a_t
-    with u = x_{selected+1} (default x_3, the paper's Gamma). ``logits`` (..., n, T), ``noisy`` (n,).
+    Clean samples: ``a_{x_1} - max_{t != 1} a_t`` (the paper's Lambda); noisy samples:
+    ``a_u - max_{t != u} a_t`` with ``u = x_{selected+1}`` (default x_3, the paper's Gamma). The gaps of :prf:ref:`prop-gaps`;
+    :func:`benign_attention.analysis.selection_gaps` picks the selected token per sample.
+
+    Parameters
+    ----------
+    logits : array_like
+        Token scores (..., n, T), T >= 2; NaN allowed.
+    noisy : array_like of bool
+        Mask (n,) of the flipped samples.
+    selected : int
+        Index in [0, T - 1] of the token the noisy samples should select (default 2, x_3).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (..., n).
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, a non-boolean mask, or ``selected`` out of range.
     """
     a = _real("logits", logits, finite=False)
     if a.ndim < 2 or a.shape[-1] < 2:
@@ -110,8 +186,30 @@ def logit_gaps(logits, noisy, selected=2):
 
 
 def existence_query(ds: Dataset, c, rho=None):
-    """The existence construction with W = I: returns q = W p = p = mu_+ + mu_- + c (sum over clean
-    samples of eps_1 + sum over noisy samples of eps_3), eps_t the noise of token t."""
+    """The existence construction of :prf:ref:`def-construction` with W = I.
+
+    Returns ``q = W p = p = mu_{+} + mu_{-} + c S`` with S the sum over clean samples of eps_1 plus
+    the sum over noisy samples of eps_3, eps_t the noise of token t.
+
+    Parameters
+    ----------
+    ds : benign_attention.data.Dataset
+        The training set.
+    c : float
+        Memorisation weight, >= 0.
+    rho : float, optional
+        Weak-signal factor used to strip the signals from the tokens (default ``ds.config["rho"]``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The query q, shape (d,).
+
+    Raises
+    ------
+    ValueError
+        ``ds`` is not a data set, or ``c``/``rho`` are out of range.
+    """
     ds = _dataset(ds)
     c = check_number("c", c, 0.0)
     rho = ds.config.get("rho") if rho is None else rho
@@ -127,7 +225,26 @@ def existence_query(ds: Dataset, c, rho=None):
 
 
 def evaluate_query(ds: Dataset, q):
-    """Metrics of the model with fixed query q = W p on the training and test sets (numpy dict)."""
+    """Metrics of the model with fixed query q = W p on the training and test sets.
+
+    Used to check the construction of :ref:`sec-existence-construction`.
+
+    Parameters
+    ----------
+    ds : benign_attention.data.Dataset
+    q : array_like
+        The query W p, shape (d,), finite.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        The keys of :func:`~benign_attention.metrics.summarize` for ``train`` and ``test``.
+
+    Raises
+    ------
+    ValueError
+        ``ds`` is not a data set or ``q`` has the wrong shape or is not finite.
+    """
     ds = _dataset(ds)
     q = check_array("q", q, shape=(ds.d,))
     t = lambda a: shared_tensor(a, torch.float64)
@@ -141,8 +258,29 @@ def evaluate_query(ds: Dataset, q):
 
 
 def analytic_gradients(ds: Dataset, W, p):
-    """Gradients of the mean logistic loss from the closed form: dL/da_it = (1/n) l'_i s_it (z_it - f_i),
-    u = sum_it dL/da_it x_it, grad_W = u p^T (rank one), grad_p = W^T u."""
+    """Gradients of the mean logistic loss from the closed form of :prf:ref:`prop-gradient-structure`.
+
+    dL/da_it = (1/n) l'_i s_it (z_it - f_i), u = sum_it dL/da_it x_it, grad_W = u p^T (rank one),
+    grad_p = W^T u.
+
+    Parameters
+    ----------
+    ds : benign_attention.data.Dataset
+    W : array_like
+        Key-query matrix (d, d).
+    p : array_like
+        Query token (d,).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(grad_W (d, d), grad_p (d,))``.
+
+    Raises
+    ------
+    ValueError
+        ``ds`` is not a data set, or ``W``/``p`` have the wrong shape or are not finite.
+    """
     ds = _dataset(ds)
     X, y, nu = (np.asarray(a, float) for a in (ds.X, ds.y, ds.nu))
     W, p = check_array("W", W, shape=(ds.d, ds.d)), check_array("p", p, shape=(ds.d,))
@@ -165,7 +303,27 @@ def classify_regime(train_acc, test_acc, test_threshold=0.95):
     for arrays. A run whose accuracy is NaN diverged and has no regime: a scalar gives
     :data:`DIVERGED` ("diverged"); an array with such cells is returned as floats with NaN there (so
     the cell is neither coloured by a plot nor counted by ``np.bincount``). Accuracies must lie in
-    [0, 1] (or be NaN).
+    [0, 1] (or be NaN). The regimes at a finite time of :prf:ref:`def-regime-finite`.
+
+    Parameters
+    ----------
+    train_acc : float or array_like
+        Accuracy on the observed training labels.
+    test_acc : float or array_like
+        Clean test accuracy, broadcastable with ``train_acc``.
+    test_threshold : float
+        In [0, 1]: the test accuracy below which overfitting counts as harmful.
+
+    Returns
+    -------
+    str or numpy.ndarray
+        A regime name (scalars) or indices into :data:`REGIMES` (arrays; float with NaN where a
+        run diverged).
+
+    Raises
+    ------
+    ValueError
+        An accuracy outside [0, 1], shapes that do not broadcast, or ``test_threshold`` out of range.
     """
     test_threshold = check_number("test_threshold", test_threshold, 0.0, 1.0)
     tr = _real("train_acc", train_acc, finite=False)
@@ -184,8 +342,26 @@ def classify_regime(train_acc, test_acc, test_threshold=0.95):
 
 
 def fit_exponential_time(gaps, times):
-    """Least-squares slope of log(time) against gap: time ~ exp(slope * gap). Pairs with a non-finite
-    gap or a time that is not a finite positive number are left out; at least two must remain."""
+    """Least-squares slope of log(time) against gap: time ~ exp(slope * gap).
+
+    Pairs with a non-finite gap or a time that is not a finite positive number are left out; at
+    least two with distinct gaps must remain. Checks the exponential delay of :prf:ref:`prop-g-law`.
+
+    Parameters
+    ----------
+    gaps, times : array_like
+        1-d arrays of the same length.
+
+    Returns
+    -------
+    float
+        The slope.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ or fewer than two usable pairs remain.
+    """
     gaps, times = _real("gaps", gaps, finite=False), _real("times", times, finite=False)
     if gaps.ndim != 1 or gaps.shape != times.shape:
         raise ValueError(f"gaps and times must be 1-d arrays of the same length, got {gaps.shape} and {times.shape}")
@@ -207,10 +383,33 @@ def _normal_cdf(x):
 
 
 def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
-    """Proposition *prop-fixed-attention*: probability that a fresh clean sequence is classified
-    correctly when the attention weights ``weights`` (T,) are fixed (do not depend on the tokens):
+    """Accuracy of the head under fixed attention weights (:prf:ref:`prop-fixed-attention`).
+
+    The probability that a fresh clean sequence is classified correctly when the attention weights
+    s = ``weights`` are fixed (do not depend on the tokens):
     Phi((s_1 + rho (s_2 - s_3)) ||mu|| / (sigma sqrt(2) ||s||)). Uniform weights (p = 0) give
-    Phi(||mu|| / (sigma sqrt(2T))); all weight on x_1 gives Phi(||mu|| / (sigma sqrt 2))."""
+    Phi(||mu|| / (sigma sqrt(2T))); all weight on x_1 gives Phi(||mu|| / (sigma sqrt 2)).
+
+    Parameters
+    ----------
+    weights : array_like
+        T >= 3 non-negative weights summing to 1.
+    rho : float
+        Weak-signal factor, >= 0.
+    signal_norm : float
+        ||mu||, >= 0.
+    sigma : float
+        Noise scale, >= 0.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        ``weights`` is not a probability vector over T >= 3 tokens, or a knob is out of range.
+    """
     s = np.asarray(weights, float)
     if s.ndim != 1 or s.size < 3 or np.any(s < 0) or not np.isclose(s.sum(), 1):
         raise ValueError("weights must be T >= 3 non-negative numbers summing to 1")
@@ -227,8 +426,32 @@ def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
 
     The signed head values are independent normals with sd sigma/||mu|| and means -1/sqrt2 (x_1),
     -rho/sqrt2 (x_2), +rho/sqrt2 (x_3) and 0 (the T-3 irrelevant tokens); each probability is a
-    one-dimensional integral, computed by the trapezoid rule. Returns {"x1", "x2", "x3", "irrelevant"}
-    (the last summed over the irrelevant tokens)."""
+    one-dimensional integral, computed by the trapezoid rule (:ref:`sec-setting-floor`).
+
+    Parameters
+    ----------
+    rho : float
+        Weak-signal factor, >= 0.
+    signal_norm : float
+        ||mu||, >= 0.
+    T : int
+        Tokens per sequence, >= 3.
+    sigma : float
+        Noise scale, >= 0.
+    grid : int
+        Points of the trapezoid rule.
+
+    Returns
+    -------
+    dict
+        Probabilities ``{"x1", "x2", "x3", "irrelevant"}`` (the last summed over the irrelevant
+        tokens).
+
+    Raises
+    ------
+    ValueError
+        A knob is out of range.
+    """
     rho = check_number("rho", rho, 0.0)
     signal_norm = check_number("signal_norm", signal_norm, 0.0)
     sigma = check_number("sigma", sigma, 0.0)
@@ -253,7 +476,31 @@ def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
 def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
     """Train (observed and clean labels) and test accuracy of the existence construction for every
     memorisation weight in ``cs`` at once (scores are affine in c). ``clean=False`` memorises only
-    the noisy samples' x_3 noise (drops the clean samples' x_1 noise from the query)."""
+    the noisy samples' x_3 noise (drops the clean samples' x_1 noise from the query).
+
+    The sweep of :ref:`sec-existence-sweep`.
+
+    Parameters
+    ----------
+    ds : benign_attention.data.Dataset
+        A data set with a test set.
+    cs : float or array_like
+        Memorisation weights (1-d), finite.
+    clean : bool
+        Whether the query also memorises the clean samples' x_1 noise.
+    rho : float, optional
+        As in :func:`existence_query`.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``train_acc``, ``train_clean_acc`` and ``test_acc``, each of shape (len(cs),).
+
+    Raises
+    ------
+    ValueError
+        ``ds`` is not a data set or ``cs`` is not a finite 1-d array.
+    """
     ds = _dataset(ds)
     cs = _real("cs", cs)
     if cs.ndim > 1:
@@ -283,8 +530,25 @@ def fitting_step(steps, train_acc):
     """First recorded step from which every observed training label stays fitted (train accuracy 1
     at that record and all later ones); ``inf`` where the last record still has an unfitted label.
 
-    ``steps`` (E,) record steps, ``train_acc`` (..., E). Used in *The phase diagram* to tell "not
-    overfitting" apart from "not yet fitted"."""
+    Used in :ref:`sec-phase-not-yet` to tell "not overfitting" apart from "not yet fitted".
+
+    Parameters
+    ----------
+    steps : array_like
+        Record steps (E,).
+    train_acc : array_like
+        Observed-label training accuracy (..., E).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (...,): the step, or inf.
+
+    Raises
+    ------
+    ValueError
+        ``train_acc`` does not end with the E record steps.
+    """
     steps, acc = _real("steps", steps), _real("train_acc", train_acc, finite=False)
     if steps.ndim != 1 or acc.ndim < 1 or acc.shape[-1] != steps.shape[0]:
         raise ValueError(f"train_acc must end with the {steps.shape[0]} record steps, got shape {acc.shape}")

@@ -1,4 +1,6 @@
-"""Argument checks shared by every public entry point of the package (and of :mod:`.realdata`).
+"""Argument checks shared by every public entry point of the package (and of :mod:`benign_attention.realdata`).
+
+The convention is summarised in :ref:`api-reference`.
 
 Each public function checks what it is given here, in one place, before doing any work, and fails
 with an exception whose message starts with the argument's name and says what is allowed:
@@ -67,6 +69,11 @@ def as_scalar(name, value, what="a number"):
     0-d torch tensors of those. Rejects bools, complex numbers, strings, ``None`` and arrays with more
     than one element (:class:`ArgumentTypeError`). float32 values become the shortest decimal that
     rounds to them; other floats keep their exact value.
+
+    Raises
+    ------
+    ArgumentTypeError
+        ``value`` is not a real scalar; the message names ``name`` and says ``what`` is expected.
     """
     v = value
     if _is_tensor(v):
@@ -143,7 +150,10 @@ def check_int(name, value, low=None, high=None):
 
 
 def check_bool(name, value):
-    """Return ``value`` as a bool: True/False (Python or numpy) or the integers 0 and 1."""
+    """Return ``value`` as a bool: True/False (Python or numpy) or the integers 0 and 1.
+
+    Raises :class:`ArgumentTypeError` naming ``name`` for anything else.
+    """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)) and value in (0, 1):
@@ -207,7 +217,11 @@ _DTYPE_NAMES = {"float32": "float32", "float": "float32", "single": "float32",
 
 def check_dtype(name, value, allowed=("float32", "float64")):
     """Return the torch dtype named by ``value``: a torch dtype, a numpy float dtype, or a string
-    such as ``"float32"``/``"torch.float64"``; only the ``allowed`` precisions are accepted."""
+    such as ``"float32"``/``"torch.float64"``; only the ``allowed`` precisions are accepted.
+
+    Raises ValueError naming ``name`` and the allowed precisions (:class:`ArgumentTypeError` for a value that is not a
+    dtype at all).
+    """
     torch = _torch()
     allowed_text = " or ".join(f"torch.{a}" for a in allowed) + " (or the strings " + ", ".join(
         repr(a) for a in allowed) + ")"
@@ -232,7 +246,11 @@ def check_dtype(name, value, allowed=("float32", "float64")):
 
 
 def check_device(name, value):
-    """Return ``value`` as a ``torch.device`` that exists here (None stays None: the CPU default)."""
+    """Return ``value`` as a ``torch.device`` that exists here (None stays None: the CPU default).
+
+    Raises ValueError naming ``name`` for an unknown or unavailable device (:class:`ArgumentTypeError` for a value that
+    is not a device name).
+    """
     if value is None:
         return None
     torch = _torch()
@@ -323,7 +341,8 @@ def readonly(a):
 
 def shared_tensor(a, dtype=None, device=None):
     """A torch tensor of the array ``a``; a read-only view made by :func:`readonly` shares its memory
-    (no copy, no warning), any other read-only array is copied. The package only reads such tensors."""
+    (no copy, no warning), any other read-only array is copied. The package only reads such tensors.
+    ``dtype``/``device`` as in ``torch.as_tensor``; raises :class:`ArgumentTypeError` for a non-numeric array."""
     torch = _torch()
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
@@ -340,7 +359,10 @@ def shared_tensor(a, dtype=None, device=None):
 
 
 def check_labels(name, value, n, values=(-1, 1)):
-    """Return a read-only float copy of a label vector of shape (n,) whose entries are in ``values``."""
+    """Return a read-only float copy of a label vector of shape (n,) whose entries are in ``values``.
+
+    Raises ValueError naming ``name`` for a wrong shape or another label (:class:`ArgumentTypeError` for non-numbers).
+    """
     a = _to_numpy(name, value)
     if a.dtype.kind not in "iuf":
         raise ArgumentTypeError(f"{name} must hold the labels {values}, got dtype {a.dtype}")
@@ -353,7 +375,11 @@ def check_labels(name, value, n, values=(-1, 1)):
 
 def check_int_array(name, value, low=None, high=None, ndim=1, nonempty=True):
     """Return an int64 array (read-only) of integer values in [low, high]; fractional values, bools,
-    NaN, complex and strings are rejected (not truncated)."""
+    NaN, complex and strings are rejected (not truncated).
+
+    ``ndim`` the required rank, ``nonempty`` whether an empty array is refused. Raises ValueError
+    naming ``name`` for values out of range or a wrong shape (:class:`ArgumentTypeError` for non-integers).
+    """
     if isinstance(value, (numbers.Number, np.generic)) or (isinstance(value, np.ndarray) and value.ndim == 0):
         raise ArgumentTypeError(f"{name} must be a list of integers, got the single value {value!r}")
     a = _to_numpy(name, value)
@@ -381,7 +407,10 @@ def check_int_array(name, value, low=None, high=None, ndim=1, nonempty=True):
 
 
 def check_path(name, value):
-    """Return ``value`` as a ``Path`` with ``~`` expanded; '' and non-path types are rejected."""
+    """Return ``value`` as a ``Path`` with ``~`` expanded; '' and non-path types are rejected.
+
+    Raises ValueError naming ``name`` for '' (:class:`ArgumentTypeError` for a value that is not a str or path).
+    """
     if isinstance(value, bytes):
         value = os.fsdecode(value)
     if not isinstance(value, (str, os.PathLike)):
@@ -395,7 +424,7 @@ def check_path(name, value):
 
 
 def dir_is_writable(path):
-    """True if a file can be created in the existing folder ``path``."""
+    """True if a file can be created in the existing folder ``path`` (tried, then removed); False on an OSError."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path, suffix=".probe")
     except OSError:

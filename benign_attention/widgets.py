@@ -1,4 +1,4 @@
-"""Interactive explorers (chapter *Playground*): each exists twice, from one code path.
+"""Interactive explorers (:ref:`sec-playground-regime` and the next sections): each exists twice, from one code path.
 
 * **live** (``static=False``): an ipywidgets panel that re-runs the exact engine on every change
   (needs a kernel: Binder, Colab, local Jupyter);
@@ -16,9 +16,9 @@ The three explorers:
     low-dimensional loop.
 :func:`selection_explorer`
     the token-selection "movie": where every training and test sequence's attention points (its
-    attended token on the (mu_-, mu_+) plane) as training proceeds (time slider over recorded steps).
+    attended token on the ``(mu_{-}, mu_{+})`` plane) as training proceeds (time slider over recorded steps).
 :func:`phase_explorer`
-    the (d, ||mu||) regime map and the clean test loss (as in chapter *The phase diagram*), with a
+    the (d, ||mu||) regime map and the clean test loss (as in :ref:`sec-phase-regimes`), with a
     slider over the training step (one grid run records every step).
 
 Figures are drawn by the *Explorers* section of :mod:`benign_attention.plots`: one figure object per
@@ -55,13 +55,13 @@ __all__ = ["StaticTwin", "regime_explorer", "selection_explorer", "phase_explore
 
 #: Defaults of the live regime explorer (the paper's default setting; n_test=200 keeps updates fast).
 REGIME_DEFAULTS = dict(signal_norm=20.0, d=2000, n=20, eta=0.2, rho=0.1, T=8, steps=1000, seed=0, n_test=200)
-#: Defaults of the token-selection movie: rho = 0.2 as in the paper's Figure 1 (at rho = 0.1 the weak
+#: Defaults of the token-selection movie. rho = 0.2 as in the paper's Figure 1 (at rho = 0.1 the weak
 #: token x_3 sits within two noise standard deviations 1/||mu|| of the noise tokens), n = 40 so that
 #: eight flipped sequences move, d = 3000 (fits them within 500 steps; d = 10000 as in Figure 1
 #: needs a 0.8 GB W_0), frames over the 2000 steps in which the flipped sequences are fitted.
 SELECTION_DEFAULTS = dict(signal_norm=20.0, d=3000, n=40, eta=0.2, rho=0.2, T=8, seed=0, n_test=200,
                           frames=(0, 50, 100, 200, 300, 400, 500, 1000, 2000))
-#: Defaults of the phase-diagram explorer: a coarse (d, ||mu||) grid, steps recorded for the slider.
+#: Defaults of the phase-diagram explorer. A coarse (d, ||mu||) grid, steps recorded for the slider.
 PHASE_DEFAULTS = dict(d=(100, 200, 500, 1000, 2000, 4000), signal_norm=(2, 4, 8, 16, 32, 64, 128),
                       eta=0.2, n=20, T=8, rho=0.1, seed=0, n_test=200, frames=(25, 50, 100, 200, 400, 700, 1000))
 
@@ -421,7 +421,7 @@ def _regime_text(knobs, regime, tr, te):
 
 
 def regime_result(record_every=10, **knobs):
-    """Run one cell with :func:`train_cell`; returns (steps, history, regime name, knobs)."""
+    """Run one cell with :func:`~benign_attention.sweeps.train_cell`; returns (steps, history, regime name, knobs)."""
     knobs = dict(REGIME_DEFAULTS, **knobs)
     steps = knobs.pop("steps")
     run = train_cell(steps=steps, record_every=record_every, **knobs)
@@ -435,7 +435,7 @@ def _regime_title(knobs):
 
 
 def regime_figure(steps, hist, regime, knobs):
-    """One closed regime-explorer Figure (:class:`plots.RegimeFigure`)."""
+    """One closed regime-explorer Figure (:class:`~benign_attention.plots.RegimeFigure`)."""
     return plots.explorer_regime(steps, hist, regime, title=_regime_title(knobs))
 
 
@@ -479,7 +479,7 @@ class RegimeExplorer(_Live):
 
 def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, alt=None, **knobs):
     """Static twin of the regime explorer: one frame per value of knob ``vary`` (a member knob,
-    signal_norm/rho/eta, runs as one batched :func:`run_grid`; other knobs one cell each).
+    signal_norm/rho/eta, runs as one batched :func:`~benign_attention.sweeps.run_grid`; other knobs one cell each).
     ``alt``: the image's alt text (default: a generic description of the panels)."""
     if vary not in _KNOB_NAMES or vary == "step":
         raise ValueError(f"vary must be one of {[k for k in _KNOB_NAMES if k != 'step']}, got {vary!r}")
@@ -508,7 +508,8 @@ _KNOB_NAMES = {"signal_norm": "‖μ‖", "eta": "η", "rho": "ρ", "d": "d", "n
 def regime_explorer(static=False, **kw):
     """The regime explorer. ``static=False``: a live ipywidgets panel (:class:`RegimeExplorer`; knobs
     as keyword defaults, each within its slider's range). ``static=True``: its :func:`regime_twin`
-    (keywords ``vary``, ``values``, ``start`` and fixed knobs)."""
+    (keywords ``vary``, ``values``, ``start`` and fixed knobs). Shown in :ref:`sec-playground-regime`;
+    a knob outside its slider's range raises ValueError naming it."""
     return regime_twin(**kw) if static else RegimeExplorer(**kw)
 
 
@@ -541,11 +542,11 @@ _SELECTION_CACHE: "OrderedDict[tuple, list]" = OrderedDict()
 def selection_frames(frames=SELECTION_DEFAULTS["frames"], **knobs):
     """Train once, in chunks ending at each step of ``frames`` (``train(..., resume=run)``), and
     record per frame where every sequence's attention points: its *attended token*
-    z = sum_t s_t x_t (s its attention) projected on (mu_-1, mu_+1) / ||mu||^2, for the training
+    z = sum_t s_t x_t (s its attention) projected on ``(mu_{-1}, mu_{+1}) / ||mu||^2``, for the training
     sequences (from the run's attention) and the test sequences (softmax of x_t . q with q = W p from
     the run's state, computed in the token span: O(d m) per frame, never the d x d matrix).
 
-    Returns a list of frame dicts for :class:`plots.SelectionFigure`: ``step``, ``train_xy`` (n, 2),
+    Returns a list of frame dicts for :class:`~benign_attention.plots.SelectionFigure`: ``step``, ``train_xy`` (n, 2),
     ``train_path`` (frames so far, n, 2), ``train_y`` (observed), ``noisy``, ``test_xy``, ``test_y``,
     accuracies, ``noisy_fitted`` (flipped labels fitted), ``noisy_x3`` (mean attention of the flipped
     sequences on x_3), ``test_x1`` (mean test attention on x_1) and ``knobs``. The last two results are cached (the live movie reuses the twin's)."""
@@ -641,7 +642,10 @@ def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, alt=None, **
 
 
 def selection_explorer(static=False, **kw):
-    """The token-selection movie: live (:class:`SelectionExplorer`) or its :func:`selection_twin`."""
+    """The token-selection movie: live (:class:`SelectionExplorer`) or its :func:`selection_twin`.
+
+    Shown in :ref:`sec-playground-movie`; a knob outside its slider's range raises ValueError naming it.
+    """
     return selection_twin(**kw) if static else SelectionExplorer(**kw)
 
 
@@ -655,7 +659,7 @@ _PHASE_KNOBS = dict(d=("values", 2, None), signal_norm=("values", 0.0, None, Tru
 
 def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"], frames=PHASE_DEFAULTS["frames"],
                cache_dir=None, **knobs):
-    """One :func:`run_grid` over (d, ||mu||) recording every step of ``frames``."""
+    """One :func:`~benign_attention.sweeps.run_grid` over (d, ||mu||) recording every step of ``frames``."""
     base = {k: v for k, v in dict(PHASE_DEFAULTS, **knobs).items() if k not in ("d", "signal_norm", "frames")}
     frames = _check_steps("frames", frames, 1)
     return run_grid({"d": list(d), "signal_norm": list(signal_norm)}, base=base, steps=frames[-1],
@@ -736,8 +740,8 @@ def _phase_regime(grid, step, test_threshold=0.95):
 def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss", figure=None):
     """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
     ``panel``: the right panel, "test_loss" (colour scale over the whole grid and every recorded
-    step, so frames compare; the quantity of chapter *The phase diagram*) or "test_acc" (0.5..1).
-    ``figure``: a :class:`plots.PhaseFigure` of this grid to update in place (default: a new one,
+    step, so frames compare; the quantity of :ref:`sec-phase-regimes`) or "test_acc" (0.5..1).
+    ``figure``: a :class:`~benign_attention.plots.PhaseFigure` of this grid to update in place (default: a new one,
     returned closed)."""
     _check_panel(panel)
     i, regime = _phase_regime(grid, step, test_threshold)
@@ -832,5 +836,8 @@ def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", al
 
 
 def phase_explorer(static=False, **kw):
-    """The phase-diagram explorer: live (:class:`PhaseExplorer`) or its :func:`phase_twin`."""
+    """The phase-diagram explorer: live (:class:`PhaseExplorer`) or its :func:`phase_twin`.
+
+    Shown in :ref:`sec-playground-phase`; a knob outside its slider's range raises ValueError naming it.
+    """
     return phase_twin(**kw) if static else PhaseExplorer(**kw)

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import benign_attention as ba
 from benign_attention import display, encoder
-from benign_attention import cache, data, engines, metrics, model, sweeps, theory, validation
+from benign_attention import analysis, cache, data, engines, metrics, model, sweeps, theory, validation
 from benign_attention.engines import DivergenceWarning
 from benign_attention.realdata import data as rd
 from benign_attention.realdata import finetune as ft
@@ -552,6 +552,38 @@ raises("theory.fitting_step", lambda e: theory.fitting_step([0, 10], [[1, 1, 1]]
 raises("theory.fitting_step", lambda e: theory.fitting_step([[0, 10]], [1, 1]), V, "train_acc")
 ok("theory.fitting_step", lambda e: theory.fitting_step([0, 10, 20], [[0.8, 1, 1], [1, 0.9, 1], [1, 1, 0.9]]),
    lambda x: list(x[:2]) == [10, 20] and np.isinf(x[2]))
+# analysis: numbers read off runs and grids
+raises("analysis.first_fit_step", lambda e: analysis.first_fit_step(DS()), T, "run")
+raises("analysis.first_fit_step", lambda e: analysis.first_fit_step(RUN(), key="accuracy"), V, "key")
+ok("analysis.first_fit_step", lambda e: analysis.first_fit_step(RUN()),
+   lambda s: np.isnan(s) or s in RUN().steps)
+raises("analysis.sample_attention", lambda e: analysis.sample_attention(RUN(), 6), V, "i")
+raises("analysis.sample_attention", lambda e: analysis.sample_attention(RUN(), 0.5), V, "i")
+ok("analysis.sample_attention", lambda e: analysis.sample_attention(RUN(), 0),
+   lambda a: a.shape == (len(RUN().steps), 4) and np.allclose(a.sum(-1), 1))
+raises("analysis.selection_gaps", lambda e: analysis.selection_gaps(np.zeros(4), [True]), V, "logits")
+raises("analysis.selection_gaps", lambda e: analysis.selection_gaps(np.zeros((2, 6, 4)), [True, False]), V, "noisy")
+ok("analysis.selection_gaps", lambda e: analysis.selection_gaps([[[2.0, 0, 0], [0, 0, 3.0]]], [False, True]),
+   lambda x: np.allclose(x, [[2.0, 3.0]]))
+raises("analysis.first_passage", lambda e: analysis.first_passage([0, 1], [0, 1, 2], [0.5]), V, "values")
+raises("analysis.first_passage", lambda e: analysis.first_passage([0, 1], [0, 1], [np.nan]), V, "levels")
+ok("analysis.first_passage", lambda e: analysis.first_passage([0, 10, 20], [0, 1, 2], [0.5, 2, 3]),
+   lambda t: np.allclose(t[:2], [5, 20]) and np.isnan(t[2]))
+raises("analysis.late_linear_fit", lambda e: analysis.late_linear_fit([0, 1, 2], [0, 1], 0), V, "y")
+raises("analysis.late_linear_fit", lambda e: analysis.late_linear_fit([0, 1, 2], [0, 1, 2], 2), V, "start")
+raises("analysis.late_linear_fit", lambda e: analysis.late_linear_fit([0, 1, 2], [0, 1, 2], "late"), T, "start")
+ok("analysis.late_linear_fit", lambda e: analysis.late_linear_fit([0, 1, 2, 3], [1, 3, 5, np.nan], 0),
+   lambda f: np.allclose(f, (2, 1, 1)))
+raises("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0], 1.0, 0, [0, 1]), V, "T")
+raises("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0], -1.0, 8, [0, 1]), V, "c")
+raises("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0], 1.0, 8, [1, 0]), V, "taus")
+ok("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0, 1.0], 2.0, 8, [0, 1, 5]),
+   lambda x: x.shape == (3, 2) and np.allclose(theory.g(x, 8) - theory.g(x[0], 8), [[0, 0], [2, 2], [10, 10]]))
+raises("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([1, 0], [1, 2], 0.5), V, "values")
+raises("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([[1, 0]], [1, 2], np.nan), V, "threshold")
+raises("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([[1, 0]], [1, 2], 0.5, above="no"), T, "above")
+ok("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([[1, 0], [1, 1]], [1, 2], 0.5, above=False),
+   lambda x: np.allclose(x[0], 1.5) and np.isnan(x[1]))
 raises("theory.snr", lambda e: theory.snr(-1, 100), V, "signal_norm")
 raises("theory.snr", lambda e: theory.snr(10, 0), V, "d")
 raises("theory.snr", lambda e: theory.snr(10, 100, sigma=0), V, "sigma")
@@ -872,7 +904,7 @@ EXEMPT = {
     "engines.history_to_numpy": "internal API (sweeps, widgets): a tensor-dict conversion",
     "sweeps.grid_family": "internal API (widgets): builds the Family of a grid's cells, via run_grid",
 }
-MODULES = {"cache": cache, "encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
+MODULES = {"analysis": analysis, "cache": cache, "encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
            "validation": validation, "realdata.data": rd, "realdata.finetune": ft, "realdata.grid": rg,
            "realdata.models": rm}
 

@@ -1,4 +1,4 @@
-"""Real data: the paper's pretrained-transformer experiment (chapter *Benign overfitting in pretrained transformers*).
+"""Real data: the paper's pretrained-transformer experiment (:ref:`sec-realdata-protocol`).
 
 Loaders (:mod:`.data`), backbones and the cached last layer (:mod:`.models`), the protocol
 (:mod:`.finetune`) and the resumable grid (:mod:`.grid`).

@@ -1,4 +1,4 @@
-"""Real data sets for the chapter *Benign overfitting in pretrained transformers* (book/08).
+"""Real data sets for the pretrained-transformer experiment (:ref:`sec-realdata-protocol`).
 
 Readers for MNIST (IDX files), TREC question classification and scikit-learn's bundled
 breast-cancer (Wisconsin) table, the seeded splits the chapter uses, and the paper's label noise
@@ -34,6 +34,7 @@ MNIST_LABELS_MD5 = "27ae3e4e09519cfbb04c329615203637"
 MNIST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 TREC_FILES = {"train": ("train_5500.label", 5444), "test": ("TREC_10.label", 499)}
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+#: Names of the three real data sets (TREC, MNIST, breast cancer), as every function here takes them.
 DATASETS = ("trec", "mnist", "breast_cancer")
 #: largest seed accepted by the real-data functions (torch and numpy generators both take it)
 MAX_SEED = 2**32 - 1 - 10_000
@@ -62,7 +63,7 @@ class Split:
 
 # ----------------------------------------------------------------------------- data folder
 def data_dir() -> Path:
-    """The data folder: ``$BENIGN_ATTENTION_DATA`` or ``~/.cache/benign_attention``."""
+    """The data folder: ``$BENIGN_ATTENTION_DATA`` or ``~/.cache/benign_attention`` (not created here)."""
     env = os.environ.get("BENIGN_ATTENTION_DATA")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "benign_attention"
 
@@ -92,7 +93,9 @@ def _fetch(subdir: str, name: str, url: str, root: Path | None) -> Path:
 # ----------------------------------------------------------------------------- parsers
 def parse_idx(raw: bytes, source: str | os.PathLike | None = None) -> np.ndarray:
     """Parse an (uncompressed) IDX file: magic 0x0000 08 ndim, big-endian dims, uint8 data.
-    ``source`` (the file) is named in every error message."""
+    ``source`` (the file) is named in every error message.
+
+    Raises :class:`DataError` for a malformed file (ValueError if ``raw`` is not bytes)."""
     where = f"{source}: " if source is not None else "IDX data: "
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise ArgumentTypeError(f"raw must be the bytes of an IDX file, got {type(raw).__name__}")
@@ -119,7 +122,8 @@ def parse_trec(text: str, source: str | os.PathLike | None = None) -> tuple[list
     """Parse ``COARSE:fine question`` lines into (coarse labels, fine labels, questions).
 
     The label and the question may be separated by any whitespace (space or tab); blank lines are
-    skipped. ``source`` (the file) is named in every error message."""
+    skipped. ``source`` (the file) is named in every error message. Raises :class:`DataError` for
+    a line of another form (ValueError if ``text`` is not a str)."""
     if not isinstance(text, str):
         raise ArgumentTypeError(f"text must be a str (decode the file first), got {type(text).__name__}")
     where = f"{source}: " if source is not None else ""
@@ -140,7 +144,24 @@ def parse_trec(text: str, source: str | os.PathLike | None = None) -> tuple[list
 
 # ----------------------------------------------------------------------------- loaders
 def load_mnist(root: str | Path | None = None) -> Split:
-    """The 10,000 MNIST test images (uint8, 10000×28×28) with labels, verified."""
+    """The 10,000 MNIST test images (uint8, 10000×28×28) with labels, verified.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        The data folder (default :func:`data_dir`); files live under ``root/mnist``.
+
+    Returns
+    -------
+    Split
+
+    Raises
+    ------
+    DataError
+        A file is missing and cannot be downloaded, or fails its checks (md5, shapes, label counts).
+    ValueError
+        ``root`` is not a folder path.
+    """
     paths = [_fetch("mnist", f, MNIST_URL + f, root) for f in MNIST_FILES]
     try:
         raw_images = gzip.decompress(paths[0].read_bytes())
@@ -161,7 +182,25 @@ def load_mnist(root: str | Path | None = None) -> Split:
 
 
 def load_trec(root: str | Path | None = None) -> dict[str, Split]:
-    """TREC train (5444) and TREC-10 test (499) questions with coarse labels 0..5, verified."""
+    """TREC train (5444) and TREC-10 test (499) questions with coarse labels 0..5, verified.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path, optional
+        The data folder (default :func:`data_dir`); files live under ``root/trec``.
+
+    Returns
+    -------
+    dict of Split
+        ``{"train": ..., "test": ...}``; ``x`` is a list of questions.
+
+    Raises
+    ------
+    DataError
+        A file is missing and cannot be downloaded, or has the wrong number of questions or classes.
+    ValueError
+        ``root`` is not a folder path.
+    """
     out = {}
     for part, (name, lines) in TREC_FILES.items():
         path = _fetch("trec", name, TREC_URL + name, root)
@@ -180,7 +219,10 @@ def load_trec(root: str | Path | None = None) -> dict[str, Split]:
 
 
 def load_breast_cancer() -> Split:
-    """scikit-learn's bundled breast-cancer (Wisconsin) table: 569×30 floats, labels 0/1."""
+    """scikit-learn's bundled breast-cancer (Wisconsin) table: 569×30 floats, labels 0/1.
+
+    Returns a :class:`Split`; raises :class:`DataError` if the bundled table has another shape.
+    """
     from sklearn.datasets import load_breast_cancer as _load
 
     d = _load()
@@ -200,6 +242,26 @@ def split_data(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
     MNIST (10,000 images) is cut 5000 / 3000 / 2000 and breast cancer (569 rows) 200 / 200 / 169 by a
     permutation with ``seed``; TREC has no pretraining part (MiniLM comes pretrained): its fine-tuning
     pool is the 5444 training questions and its test set TREC-10.
+
+    Parameters
+    ----------
+    dataset : str
+        One of :data:`DATASETS`.
+    root : str or pathlib.Path, optional
+        The data folder.
+    seed : int
+        Seed of the permutation, in [0, MAX_SEED].
+
+    Returns
+    -------
+    dict of Split
+
+    Raises
+    ------
+    ValueError
+        An unknown ``dataset`` or ``seed`` out of range.
+    DataError
+        The data cannot be read (see the loaders).
     """
     check_dataset(dataset)
     seed = check_int("seed", seed, 0, MAX_SEED)
@@ -219,12 +281,13 @@ MNIST_PRETRAIN_DIGITS = (0, 1, 2, 3, 4)
 
 
 def task_split(dataset: str, root=None, seed: int = 0) -> dict[str, Split]:
-    """The parts the chapter *Benign overfitting in pretrained transformers* uses.
+    """The parts the pretrained-transformer experiment uses (:ref:`sec-realdata-step1`).
 
     For MNIST, :func:`split_data`'s parts are cut by digit: ``pretrain`` keeps digits 0-4 of the
     pretraining part and ``pretrain_test`` digits 0-4 of the test part (to measure the pretraining);
     ``finetune`` and ``test`` keep digits 5-9, relabelled 0-4. The pretraining task and the
     experiment therefore share no class. Other data sets: :func:`split_data` unchanged.
+    Arguments and errors as in :func:`split_data`.
     """
     parts = split_data(dataset, root, seed)
     if dataset != "mnist":
@@ -316,7 +379,13 @@ def flip_labels(y, eta: float, num_classes: int, seed: int = 0) -> tuple[np.ndar
 
     Returns ``(noisy_labels, flipped_mask)``. A flipped label never equals the true one. ``y`` an
     integer array of labels in [0, num_classes - 1] (float or bool labels are refused, not truncated);
-    ``eta`` in [0, 1); ``num_classes`` an integer >= 2; ``seed`` an integer >= 0.
+    ``eta`` in [0, 1); ``num_classes`` an integer >= 2; ``seed`` an integer >= 0. The noise model of
+    :ref:`sec-realdata-protocol`.
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or of the wrong kind (the message names it).
     """
     eta = check_number("eta", eta, 0.0, 1.0, high_open=True)
     num_classes = check_int("num_classes", num_classes, 2)

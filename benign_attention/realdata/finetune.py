@@ -1,4 +1,4 @@
-"""The paper's real-data protocol, explained in the chapter *Benign overfitting in pretrained transformers*.
+"""The paper's real-data protocol, explained in :ref:`sec-realdata-protocol`.
 
 1. :func:`prepare` — run the frozen pretrained backbone once: cache the last layer's input for the
    fine-tuning pool and the test set (:class:`~benign_attention.realdata.models.Prefix`), and train a
@@ -40,7 +40,13 @@ INIT_STD = 0.02
 
 @dataclass
 class Prepared:
-    """Everything a fine-tuning run needs, computed once per data set by :func:`prepare`."""
+    """Everything a fine-tuning run needs, computed once per data set by :func:`prepare`.
+
+    ``layer`` the last layer's fixed weights, ``head_w``/``head_b`` the clean classifier head,
+    ``pool``/``test`` the cached prefixes (:class:`~benign_attention.realdata.models.Prefix`) with
+    labels ``pool_y``/``test_y``, ``baseline`` the head's clean test accuracy
+    (:ref:`sec-realdata-step1`) and ``info`` sizes and timings.
+    """
 
     dataset: str
     num_classes: int
@@ -55,6 +61,7 @@ class Prepared:
     info: dict = field(default_factory=dict)
 
     def logits(self, prefix: Prefix, wq, bq, wk, bk):
+        """Class logits (N, classes) and [CLS] attention of ``prefix`` for query/key ``wq, bq, wk, bk``."""
         out, attn = last_layer_cls(prefix, self.layer, wq, bq, wk, bk)
         return F.linear(out, self.head_w, self.head_b), attn
 
@@ -84,7 +91,11 @@ def load_minilm():
 
 
 def load_pretrained(dataset: str):
-    """The repo's pretrained encoder for ``mnist`` or ``breast_cancer`` and its extra arrays."""
+    """The repo's pretrained encoder for ``mnist`` or ``breast_cancer`` and its extra arrays.
+
+    Returns ``(Encoder, extra arrays)`` (:ref:`sec-realdata-step1`); raises ValueError for another
+    ``dataset``.
+    """
     import json
 
     check_dataset(dataset)
@@ -149,6 +160,36 @@ def prepare(dataset: str, root=None, pool_size: int | None = None, head_size: in
     subset; TREC default 2000, which bounds memory). ``root``: the data folder. ``device``: where
     the cached tensors live for fine-tuning (the backbone itself always runs on the CPU).
     ``threads``: torch CPU threads meanwhile (see :func:`torch_threads`).
+
+    Step 1 of :ref:`sec-realdata-protocol`, run in :ref:`sec-realdata-step1`.
+
+    Parameters
+    ----------
+    dataset : str
+        ``"trec"``, ``"mnist"`` or ``"breast_cancer"``.
+    root : str or pathlib.Path, optional
+        The data folder.
+    pool_size, head_size, test_size : int, optional
+        Caps (>= 1) as described above.
+    head_epochs : int
+        Epochs of the head's training, >= 0.
+    seed : int
+        Seed of the subsets and the head, >= 0.
+    device : str or torch.device
+        Where the cached tensors live.
+    threads : int, optional
+        Torch CPU threads meanwhile.
+
+    Returns
+    -------
+    Prepared
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or of the wrong kind (the message names it).
+    DataError
+        The data cannot be read.
     """
     check_dataset(dataset)
     pool_size, head_size, test_size = (None if v is None else check_int(k, v, 1) for k, v in (
@@ -290,7 +331,11 @@ def prepare_model(model, pool: Split, test: Split, tokenizer=None, processor=Non
 
 # ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning
 def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
-    """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded."""
+    """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded.
+
+    Returns ``(wq, bq, wk, bk)`` shaped like ``layer``'s; raises ValueError unless ``layer`` is a
+    :class:`~benign_attention.realdata.models.LastLayer`, ``seed`` >= 0 and ``std`` >= 0.
+    """
     if not isinstance(layer, LastLayer):
         raise ArgumentTypeError(f"layer must be a LastLayer, got {type(layer).__name__}")
     seed = check_int("seed", seed, 0, MAX_SEED)
@@ -319,6 +364,37 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
     setting). The per-epoch operations are small, and with one thread they do not suffer from
     OpenMP spin-waiting on a busy machine (measured: 2.4 s instead of 33 s for a small TREC run on a
     loaded 2-core machine; see :func:`torch_threads`).
+
+    Step 2 of :ref:`sec-realdata-protocol`, run in :ref:`sec-realdata-step2`.
+
+    Parameters
+    ----------
+    prep : Prepared
+        From :func:`prepare`.
+    n : int
+        Training samples, in [1, pool size].
+    eta : float
+        Label-noise probability (:eq:`eq-rd-noise`), in [0, 1).
+    seed : int
+        Seed of the sample, the noise and the initial query/key, >= 0.
+    epochs : int
+        Full-batch Adam epochs, >= 0.
+    lr : float
+        Learning rate, > 0.
+    log_every, eval_every : int
+        Epochs between training and test records, >= 1.
+    threads : int, optional
+        Torch CPU threads during the run.
+
+    Returns
+    -------
+    dict
+        The cell: parameters, logged metrics and timings.
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range or of the wrong kind (the message names it).
     """
     prep = _check_prepared(prep)
     try:
@@ -393,7 +469,8 @@ def single_token_probe(prep: Prepared, num: int = 300, seed: int = 0) -> dict:
     For ``num`` pool samples and every real token t, all heads put attention 1 on t and the head's
     prediction is recorded. Returns the fraction of samples for which some token yields a class other
     than the true one (``can_flip``), and the mean number of distinct reachable classes. A probe,
-    not a bound: mixtures over tokens and heads can reach more.
+    not a bound: mixtures over tokens and heads can reach more. Used in :ref:`sec-realdata-grid`; raises
+    ValueError for ``prep`` not from :func:`prepare` or ``num``/``seed`` out of range.
     """
     prep = _check_prepared(prep)
     num, seed = check_int("num", num, 1), check_int("seed", seed, 0, MAX_SEED)

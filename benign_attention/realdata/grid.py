@@ -1,4 +1,4 @@
-"""The full real-data grid of the chapter *Benign overfitting in pretrained transformers* — resumable.
+"""The full real-data grid of :ref:`sec-realdata-grid` — resumable.
 
     python -m benign_attention.realdata.grid --out results/realdata
 

@@ -1,4 +1,4 @@
-"""Backbones and the cached last layer, for the chapter *Benign overfitting in pretrained transformers*.
+"""Backbones and the cached last layer, for the pretrained-transformer experiment (:ref:`sec-realdata-protocol`).
 
 Every backbone is seen as ``prefix → last encoder layer → [CLS] → linear head``. The protocol of the
 paper retrains only the last layer's query and key, so the prefix's output (the last layer's input)
@@ -124,11 +124,16 @@ class Prefix:
         return Prefix(self.x[idx], self.mask[idx], self.xn[idx], self.v[idx])
 
     def to(self, *args) -> "Prefix":
+        """A copy with every tensor moved/cast by ``Tensor.to(*args)`` (dtype or device)."""
         return Prefix(*(t.to(*args) for t in (self.x, self.mask, self.xn, self.v)))
 
 
 def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix:
-    """Cache what the last layer needs from its input ``x`` (N×T×D) once."""
+    """Cache what the last layer needs from its input ``x`` (N×T×D) once (:ref:`sec-realdata-protocol`).
+
+    ``mask`` (N×T) marks the real tokens; ``layer`` a :class:`LastLayer`. Returns a :class:`Prefix`;
+    raises ValueError for a wrong type or shape.
+    """
     layer = _layer(layer)
     width = layer.wq.shape[0]
     x = _tensor("x", x, (None, None, width))
@@ -145,6 +150,8 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
     Only the [CLS] query row is computed. Per head h the score of token t is
     ``q_h · (W_k,h x_t + b_k,h) / √d_h = (W_k,hᵀ q_h) · x_t + q_h · b_k,h``, so the keys of all tokens
     are never formed: the cost per epoch is O(N·heads·T·D) instead of O(N·T·D²).
+
+    Returns ``(out (N×D), attention (N×heads×T))``; raises ValueError for a wrong type or shape.
     """
     if not isinstance(prefix, Prefix):
         raise ArgumentTypeError(f"prefix must be a Prefix (from make_prefix), got {type(prefix).__name__}")
@@ -166,7 +173,8 @@ def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
 
 def after_attention(x_cls, ctx, layer: LastLayer):
     """The rest of the last layer (residual, FFN, norms) given the attention context ``ctx`` of the
-    positions ``x_cls`` (any leading shape; the cached path passes only the [CLS] position)."""
+    positions ``x_cls`` (any leading shape; the cached path passes only the [CLS] position).
+    Raises ValueError for a wrong type or shape."""
     width = _layer(layer).wq.shape[0]
     _tensor("x_cls", x_cls)
     if x_cls.dim() < 1 or x_cls.shape[-1] != width:
@@ -187,7 +195,11 @@ def after_attention(x_cls, ctx, layer: LastLayer):
 
 
 def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
-    """The same layer computed the ordinary way, from scratch, for all tokens (reference/benchmark)."""
+    """The same layer computed the ordinary way, from scratch, for all tokens (reference/benchmark).
+
+    Arguments as in :func:`make_prefix` and :func:`last_layer_cls`; raises ValueError for a wrong
+    type or shape.
+    """
     width = _check_qk(_layer(layer), wq, bq, wk, bk)
     n, t, d = _tensor("x", x, (None, None, width)).shape
     _check_mask(mask, n, t)
@@ -206,7 +218,10 @@ def last_layer_uncached(x, mask, layer: LastLayer, wq, bq, wk, bk):
 
 # ----------------------------------------------------------------------------- the repo's small encoders
 class Block(nn.Module):
-    """A pre-norm transformer encoder layer (multi-head self-attention + GELU MLP)."""
+    """A pre-norm transformer encoder layer (multi-head self-attention + GELU MLP).
+
+    ``dim`` a multiple of ``heads``, all integers >= 1; raises ValueError otherwise.
+    """
 
     def __init__(self, dim: int, heads: int, mlp: int):
         super().__init__()
@@ -235,6 +250,10 @@ class Encoder(nn.Module):
     ViT: a 28×28 image is cut into ``patch``×``patch`` patches, each linearly embedded
     (Dosovitskiy et al., 2021). Tabular: one token per feature, ``value × e_j + p_j`` with a learned
     value embedding ``e_j`` and feature-id embedding ``p_j`` of feature j.
+
+    The backbones of MNIST and breast cancer (:ref:`sec-realdata-step1`), pretrained by
+    ``scripts/pretrain_vit.py``. ``num_classes`` >= 2, sizes >= 1, ``dim`` a multiple of ``heads``
+    and ``patch`` a divisor of 28; raises ValueError otherwise.
     """
 
     def __init__(self, kind: str, num_classes: int, dim: int = 64, depth: int = 4, heads: int = 4,
@@ -296,6 +315,7 @@ class Encoder(nn.Module):
         return self.head(self.features(x))
 
     def last_layer(self) -> LastLayer:
+        """The last block's fixed weights (and the final LayerNorm) as a :class:`LastLayer`."""
         b = self.blocks[-1]
         return LastLayer(
             num_heads=b.heads, norm_first=True, eps=b.ln1.eps,
@@ -316,7 +336,7 @@ def bert_last_layer(model) -> LastLayer:
     """The last layer of a Hugging Face BERT-family encoder (post-norm) as a :class:`LastLayer`.
 
     Any model laid out like ``BertModel`` (``model.encoder.layer[-1].attention.self.query`` ...), e.g.
-    BERT, MiniLM or RoBERTa, with GELU feed-forward blocks (chapter ``sec-own-backbone``).
+    BERT, MiniLM or RoBERTa, with GELU feed-forward blocks (:ref:`sec-own-backbone`); used for MiniLM on TREC (:ref:`sec-realdata-step1`).
     """
     try:
         lay = model.encoder.layer[-1]
@@ -430,7 +450,11 @@ def check_adapter(model, inputs: Mapping, seed: int = 0) -> float:
 
 # ----------------------------------------------------------------------------- weights on disk (npz, no pickle)
 def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
-    """Save weights (and ``extra`` arrays such as feature means) as .npz — no pickle."""
+    """Save weights (and ``extra`` arrays such as feature means) as .npz — no pickle.
+
+    Raises ValueError unless ``model`` is an :class:`Encoder`, ``extra`` a dict or None and
+    ``path`` a path.
+    """
     if not isinstance(model, Encoder):
         raise ArgumentTypeError(f"model must be an Encoder, got {type(model).__name__}")
     if extra is not None and not isinstance(extra, Mapping):
@@ -442,7 +466,12 @@ def save_encoder(model: Encoder, path, extra: dict | None = None) -> None:
 
 
 def load_encoder(path, config: dict) -> tuple[Encoder, dict]:
-    """Load an :class:`Encoder` saved by :func:`save_encoder` (``allow_pickle=False``)."""
+    """Load an :class:`Encoder` saved by :func:`save_encoder` (``allow_pickle=False``).
+
+    ``config`` the :class:`Encoder` arguments the weights were saved with. Returns ``(encoder,
+    extra arrays)``; raises ValueError for a missing or unreadable file, or weights that do not fit
+    ``config``.
+    """
     path = check_path("path", path)
     if not isinstance(config, Mapping):
         raise ArgumentTypeError(f"config must be the dict of Encoder arguments, got {type(config).__name__}")

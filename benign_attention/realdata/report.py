@@ -1,4 +1,4 @@
-"""Tables and figures of the chapter *Benign overfitting in pretrained transformers* (book/08).
+"""Tables and figures of the pretrained-transformer experiment (:ref:`sec-realdata-grid`, :ref:`sec-realdata-attention`).
 
 All functions take the cell dicts returned by :func:`benign_attention.realdata.finetune.run` (or
 read by :func:`benign_attention.realdata.grid.load_results`) or the rows of

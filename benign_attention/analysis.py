@@ -1,0 +1,301 @@
+"""Reading recorded runs: fitting times, score gaps, passage times, fitted lines and boundaries.
+
+These helpers turn what a run or a grid recorded into the numbers the chapters reason about: when
+the training labels are fitted (:ref:`sec-dyn-benign`), the selection gaps Lambda and Gamma and the
+times at which they pass given levels (:prf:ref:`prop-g-law`), the gap ODE of
+:ref:`sec-delay-law`, and where a regime boundary crosses a grid (:ref:`sec-phase-regimes`).
+They compute and never draw; the figures built from them are in :mod:`benign_attention.plots`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .validation import ArgumentTypeError, check_array, check_bool, check_choice, check_int, check_number
+
+__all__ = ["first_fit_step", "sample_attention", "selection_gaps", "first_passage", "late_linear_fit",
+           "integrate_gap_ode", "boundary_crossing"]
+
+
+def _check_run(name, run):
+    """``run`` must carry ``steps`` and a ``history`` dict (a :class:`~benign_attention.engines.Run`)."""
+    if not (hasattr(run, "steps") and isinstance(getattr(run, "history", None), Mapping)):
+        raise ArgumentTypeError(f"{name} must be a training run (benign_attention.engines.Run), got "
+                                f"{type(run).__name__}")
+    return run
+
+
+def first_fit_step(run, key="train_acc"):
+    """First recorded step at which a run's accuracy ``key`` reaches 1.
+
+    Used for the fitting times of :ref:`sec-dyn-benign` and :ref:`sec-delay-runs`.
+
+    Parameters
+    ----------
+    run : benign_attention.engines.Run
+        A run returned by :func:`~benign_attention.engines.train` or
+        :func:`~benign_attention.engines.train_many`.
+    key : str
+        A history key holding an accuracy over records; default ``"train_acc"`` (accuracy on the
+        observed, possibly flipped, training labels).
+
+    Returns
+    -------
+    float
+        The step, or NaN if the accuracy never reaches 1 at a recorded step.
+
+    Raises
+    ------
+    ValueError
+        ``run`` is not a run (:class:`~benign_attention.validation.ArgumentTypeError`) or ``key``
+        is not one of its history keys.
+    """
+    _check_run("run", run)
+    check_choice("key", key, tuple(run.history))
+    hit = np.flatnonzero(np.asarray(run.history[key]) >= 1 - 1e-12)
+    return float(run.steps[hit[0]]) if hit.size else float("nan")
+
+
+def sample_attention(run, i):
+    """Attention of one training sample on x_1, x_2, x_3 and on all irrelevant tokens together.
+
+    The quantity of :ref:`sec-dyn-benign` and :ref:`sec-dyn-harmful`.
+
+    Parameters
+    ----------
+    run : benign_attention.engines.Run
+        A run whose history holds ``train_attention`` (E, n, T).
+    i : int
+        Index of the training sample, in [0, n - 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (E, 4): one row per record.
+
+    Raises
+    ------
+    ValueError
+        ``run`` is not a run or lacks ``train_attention``; ``i`` is not an integer in [0, n - 1].
+    """
+    _check_run("run", run)
+    check_choice("run.history key", "train_attention", tuple(run.history))
+    A = np.asarray(run.history["train_attention"], float)
+    i = check_int("i", i, 0, A.shape[1] - 1)
+    A = A[:, i]
+    return np.concatenate([A[:, :3], A[:, 3:].sum(-1, keepdims=True)], -1)
+
+
+def selection_gaps(logits, noisy):
+    """Score gap ``a_u - max_{t != u} a_t`` of every training sample, at every record.
+
+    Clean samples: u = x_1 (the paper's Lambda). Noisy samples: u = the token the sample attends
+    most at the last record (the paper's Gamma; usually x_3, sometimes an irrelevant token). The
+    gaps of :prf:ref:`prop-g-law`; computed with :func:`benign_attention.theory.logit_gaps` once
+    per selected token.
+
+    Parameters
+    ----------
+    logits : array_like
+        Token scores of shape (..., n, T), e.g. a run's ``history["train_logits"]`` (E, n, T).
+        NaN (a diverged run) is allowed and gives NaN gaps.
+    noisy : array_like of bool
+        Shape (n,): which training labels were flipped (``Dataset.noisy``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (..., n): the gap of each sample.
+
+    Raises
+    ------
+    ValueError
+        ``logits`` has fewer than two axes or holds non-numbers; ``noisy`` is not a boolean mask of
+        shape (n,).
+    """
+    from .theory import logit_gaps
+
+    a = check_array("logits", logits, finite=False)
+    if a.ndim < 2:
+        raise ValueError(f"logits must have shape (..., n, T), got shape {a.shape}")
+    noisy = np.asarray(check_array("noisy", noisy, shape=(a.shape[-2],), allow_bool=True)).astype(bool)
+    last = a.reshape(-1, *a.shape[-2:])[-1]  # (n, T): the last record
+    u = np.where(noisy, last.argmax(-1), 0)
+    out = np.full(a.shape[:-1], np.nan)
+    for v in np.unique(u):
+        m = u == v
+        out[..., m] = logit_gaps(a, m, selected=int(v))[..., m]
+    return out
+
+
+def first_passage(steps, values, levels):
+    """First step at which a recorded quantity reaches each of several levels.
+
+    Linear interpolation between records; the passage times of :prf:ref:`prop-g-law`.
+
+    Parameters
+    ----------
+    steps : array_like
+        Record steps (E,), finite.
+    values : array_like
+        The quantity at each record (E,); NaN never reaches a level.
+    levels : array_like
+        The levels (L,), finite.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (L,): the passage step per level, NaN where a level is never reached.
+
+    Raises
+    ------
+    ValueError
+        An argument is not a 1-d array of numbers, or ``values`` and ``steps`` differ in length.
+    """
+    steps = check_array("steps", steps, ndim=1)
+    values = check_array("values", values, shape=(len(steps),), finite=False)
+    levels = check_array("levels", levels, ndim=1)
+    out = np.full(len(levels), np.nan)
+    for k, level in enumerate(levels):
+        hit = np.flatnonzero(values >= level)
+        if hit.size == 0:
+            continue
+        j = hit[0]
+        if j == 0:
+            out[k] = steps[0]
+        else:
+            w = (level - values[j - 1]) / (values[j] - values[j - 1])
+            out[k] = steps[j - 1] + w * (steps[j] - steps[j - 1])
+    return out
+
+
+def late_linear_fit(x, y, start, stop=np.inf):
+    """Least-squares line y = slope x + intercept through the points with start <= x <= stop.
+
+    Fits the late, linear growth of g(gap) in :prf:ref:`prop-g-law` (its slope is the speed
+    constant beta). Points where ``y`` is not finite are left out.
+
+    Parameters
+    ----------
+    x, y : array_like
+        The points (N,); ``x`` finite.
+    start : float
+        First ``x`` of the window.
+    stop : float
+        Last ``x`` of the window (default: no end).
+
+    Returns
+    -------
+    tuple of float
+        ``(slope, intercept, r2)``, r2 the coefficient of determination of the fit.
+
+    Raises
+    ------
+    ValueError
+        ``x``/``y`` are not 1-d arrays of the same length, ``start``/``stop`` are not numbers, or
+        fewer than two finite points lie in the window.
+    """
+    x = check_array("x", x, ndim=1)
+    y = check_array("y", y, shape=(len(x),), finite=False)
+    start = check_number("start", start)
+    stop = np.inf if isinstance(stop, (float, np.floating)) and stop == np.inf else check_number("stop", stop)
+    keep = (x >= start) & (x <= stop) & np.isfinite(y)
+    if keep.sum() < 2:
+        raise ValueError(f"start/stop must leave at least two finite points to fit, got {int(keep.sum())} "
+                         f"in [{start:g}, {stop:g}]")
+    slope, intercept = np.polyfit(x[keep], y[keep], 1)
+    resid = y[keep] - (slope * x[keep] + intercept)
+    r2 = 1 - (resid ** 2).sum() / ((y[keep] - y[keep].mean()) ** 2).sum()
+    return float(slope), float(intercept), float(r2)
+
+
+def integrate_gap_ode(x0, c, T, taus):
+    """RK4 solution of the gap ODE dx/dtau = c s (1 - s), s = e^x / (e^x + T).
+
+    The ODE behind :prf:ref:`prop-g-law` (:ref:`sec-delay-law`); its exact solution is
+    g(x(tau)) = g(x0) + c tau. The step grid refines ``taus`` 20-fold.
+
+    Parameters
+    ----------
+    x0 : array_like
+        Initial gaps (any shape), finite.
+    c : float
+        Speed constant, >= 0.
+    T : float
+        Number of tokens, > 0 (``T - 1`` for equal competitors, :prf:ref:`rem-equal-competitors`).
+    taus : array_like
+        Non-decreasing times (K,); the first is the time of ``x0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (K, \\*x0.shape): the gaps at ``taus``.
+
+    Raises
+    ------
+    ValueError
+        An argument is out of range, not finite, or ``taus`` is not a non-decreasing 1-d array.
+    """
+    x0 = check_array("x0", x0)
+    c = check_number("c", c, low=0)
+    T = check_number("T", T, low=0, low_open=True)
+    taus = check_array("taus", taus, ndim=1)
+    if taus.size == 0 or np.any(np.diff(taus) < 0):
+        raise ValueError("taus must be a non-empty, non-decreasing 1-d array of times")
+    rate = lambda x: c / (2 + 2 * np.cosh(x - np.log(T)))  # c s (1 - s)
+    x, out = x0 + 0.0, [x0 + 0.0]
+    for t0, t1 in zip(taus[:-1], taus[1:]):
+        h = (t1 - t0) / 20
+        for _ in range(20):
+            k1 = rate(x); k2 = rate(x + h * k1 / 2); k3 = rate(x + h * k2 / 2); k4 = rate(x + h * k3)
+            x = x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
+        out.append(x)
+    return np.stack(out)
+
+
+def boundary_crossing(values, levels, threshold, above=True):
+    """For each row of a grid, the first level at which the row crosses ``threshold``.
+
+    Locates a regime boundary on a grid (:ref:`sec-phase-regimes`), e.g. the signal strength at
+    which the clean test loss drops below 1/2, by linear interpolation between grid points.
+
+    Parameters
+    ----------
+    values : array_like
+        Shape (rows, len(levels)); NaN (a diverged cell) never crosses.
+    levels : array_like
+        The grid values along each row (finite, 1-d).
+    threshold : float
+        The level to cross.
+    above : bool
+        True: the first value >= threshold; False: the first value < threshold.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (rows,): the crossing level per row, NaN where a row never crosses.
+
+    Raises
+    ------
+    ValueError
+        ``values`` is not 2-d with ``len(levels)`` columns, ``threshold`` is not a finite number or
+        ``above`` not a bool.
+    """
+    levels = check_array("levels", levels, ndim=1)
+    values = check_array("values", values, shape=(None, len(levels)), finite=False)
+    threshold = check_number("threshold", threshold)
+    above = check_bool("above", above)
+    out = np.full(values.shape[0], np.nan)
+    for i, row in enumerate(values):
+        hit = np.flatnonzero(row >= threshold if above else row < threshold)
+        if hit.size == 0:
+            continue
+        j = hit[0]
+        if j == 0:
+            out[i] = levels[0]
+        else:
+            a, b = row[j - 1], row[j]
+            w = 0.0 if b == a else (threshold - a) / (b - a)
+            out[i] = levels[j - 1] + w * (levels[j] - levels[j - 1])
+    return out
