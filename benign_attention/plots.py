@@ -32,7 +32,7 @@ MAX_WIDTH = 7.2
 
 
 def subplots(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
-    """``plt.subplots`` with panels of ``width`` x ``height`` inches, shrunk to :data:`MAX_WIDTH`."""
+    """``plt.subplots`` with panels of ``width`` x ``height`` inches, shrunk to ``MAX_WIDTH`` (7.2 in)."""
     shrink = min(1.0, MAX_WIDTH / (width * ncols))
     return plt.subplots(nrows, ncols, figsize=(width * ncols * shrink, height * nrows * max(shrink, 0.75)),
                         squeeze=False, constrained_layout=True, **kw)

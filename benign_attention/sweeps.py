@@ -15,7 +15,7 @@ batch and agree with this grid's batch to that rounding.)
 
 The cache folder is checked before any work: ``~`` is expanded, '' is refused, a path that is a file
 or cannot be created raises ValueError, and so does a read-only folder when cells remain to be computed.
-Writing a finished cell never raises: a failure warns (:class:`CacheWarning`) and the result is kept.
+Writing a finished cell never raises: a failure warns (:class:`~benign_attention.cache.CacheWarning`) and the result is kept.
 Cells whose gradient descent diverged (NaN loss) hold NaN metrics and are marked in
 :attr:`GridResult.diverged`; the call warns (:class:`~benign_attention.engines.DivergenceWarning`).
 """
@@ -75,12 +75,12 @@ class GridResult:
             self.diverged = ~np.isfinite(self.data["train_loss"]).all(-1)
 
     def final(self, key):
-        """``data[key]`` at the last recorded step, shape (*grid shape, ...) (the same verb as
+        """``data[key]`` at the last recorded step, shape ``(*grid_shape, ...)`` (the same verb as
         :meth:`Run.final <benign_attention.engines.Run.final>`)."""
         return self._pick(key, -1)
 
     def at(self, key, step):
-        """``data[key]`` at the recorded step closest to ``step``, shape (*grid shape, ...) (the same
+        """``data[key]`` at the recorded step closest to ``step``, shape ``(*grid_shape, ...)`` (the same
         verb as :meth:`Run.at <benign_attention.engines.Run.at>`)."""
         step = check_number("step", step)
         return self._pick(key, int(np.argmin(np.abs(self.steps - step))))
@@ -232,7 +232,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     ``cache_dir``: a folder for per-cell results in the book's one cell cache
     (:class:`~benign_attention.cache.CellCache`; None: no cache; "default": :func:`default_cache_dir`;
     ``~`` is expanded; checked before any work, see the module docstring). A corrupt cell file warns
-    (:class:`CacheWarning`) and its family is computed again.
+    (:class:`~benign_attention.cache.CacheWarning`) and its family is computed again.
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
     Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`~benign_attention.engines.DivergenceWarning`).

@@ -179,7 +179,7 @@ def check_progress(name, value):
 
     ``True``: a bar from the start (a widget in Jupyter). ``False``: none. ``None`` (the default
     everywhere): automatic - a bar only on an interactive terminal (stderr is a tty), and only once
-    the work has run for :data:`PROGRESS_DELAY` seconds, so short calls stay quiet and notebooks,
+    the work has run for ``PROGRESS_DELAY`` seconds, so short calls stay quiet and notebooks,
     book builds and logs never get one."""
     if value is None:
         isatty = getattr(sys.stderr, "isatty", None)

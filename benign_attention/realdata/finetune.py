@@ -159,7 +159,7 @@ def prepare(dataset: str, root=None, pool_size: int | None = None, head_size: in
     ``pool_size`` caps how many of them keep their cached prefix for noisy fine-tuning (a seeded
     subset; TREC default 2000, which bounds memory). ``root``: the data folder. ``device``: where
     the cached tensors live for fine-tuning (the backbone itself always runs on the CPU).
-    ``threads``: torch CPU threads meanwhile (see :func:`torch_threads`).
+    ``threads``: torch CPU threads meanwhile (see :func:`~benign_attention.engines.torch_threads`).
 
     Step 1 of :ref:`sec-realdata-protocol`, run in :ref:`sec-realdata-step1`.
 
@@ -363,7 +363,7 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
     ``threads``: torch CPU threads during the run (restored afterwards; None keeps the current
     setting). The per-epoch operations are small, and with one thread they do not suffer from
     OpenMP spin-waiting on a busy machine (measured: 2.4 s instead of 33 s for a small TREC run on a
-    loaded 2-core machine; see :func:`torch_threads`).
+    loaded 2-core machine; see :func:`~benign_attention.engines.torch_threads`).
 
     Step 2 of :ref:`sec-realdata-protocol`, run in :ref:`sec-realdata-step2`.
 
