@@ -147,3 +147,20 @@ def test_top_level_exports_are_documented():
                 home = next(m for m in MODULES if m.startswith(pkg.__name__) and name in
                             getattr(importlib.import_module(m), "__all__", vars(importlib.import_module(m))))
             assert f"{home}.{name}" in documented, f"{pkg.__name__}.{name} ({home}) has no reference entry"
+
+
+def test_bare_section_links_do_not_point_at_headings_with_math():
+    """A bare {ref}`sec-x` takes the heading's text as link text, and Sphinx drops the math
+    rendering there: the page would show raw TeX (``\\|\\mu\\|``). Such links need explicit text."""
+    pages = sorted(BOOK.rglob("*.md"))
+    headings = {}
+    for md in pages:
+        lines = md.read_text(encoding="utf-8").splitlines()
+        for k, line in enumerate(lines[:-1]):
+            m = re.match(r"^\((sec-[\w-]+)\)=$", line)
+            if m:
+                headings[m.group(1)] = lines[k + 1]
+    bad = [f"{md.name}: {label} -> {headings[label]!r}" for md in pages
+           for label in re.findall(r"\{ref\}`(sec-[\w-]+)`", md.read_text(encoding="utf-8"))
+           if "$" in headings.get(label, "")]
+    assert not bad, f"bare links to headings with math (give them link text): {bad}"
