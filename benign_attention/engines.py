@@ -60,7 +60,9 @@ def _tensor(a, dtype, device=None):
 
 
 def record_schedule(steps, record_every=10):
-    """Steps 0, k, 2k, ... and always the final step (``k = record_every`` >= 1, ``steps`` >= 0).
+    """The recorded steps: every ``record_every``-th step from 0, and always the final step.
+
+    ``record_every`` (k >= 1) and ``steps`` (>= 0) are integers: the steps are 0, k, 2k, and ``steps``.
 
     Returns an int64 array; raises ValueError for a knob out of range.
     """
@@ -649,8 +651,9 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
 
 
 def exact_gd(ds, W0, steps, lr=5e-3):
-    """The exact engine's recursion in plain numpy, for one data set (shown in chapter
-    ``07_exact_engine``): ``steps`` >= 0 GD steps with ``lr`` > 0 from W = ``W0`` (d, d), p = 0.
+    """The exact engine's recursion in plain numpy, for one data set (:ref:`sec-exact-dynamics`).
+
+    ``steps`` >= 0 GD steps with ``lr`` > 0 from W = ``W0`` (d, d), p = 0.
     Returns the final training scores (n, T), query q = W p (d,), and W rebuilt from (alpha, Z)."""
     ds = check_dataset("ds", ds)
     W0 = check_array("W0", W0, shape=(ds.d, ds.d))

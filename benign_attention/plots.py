@@ -175,8 +175,8 @@ def per_sample_loss_floor(ds, X=None, y=None):
 
 
 def selecting_query(ds, scale=60.0):
-    """A query q with x_t^(i) . q = scale on each sample's best head token and 0 on the others
-    (least squares; exact when the n*T training tokens are linearly independent).
+    """A query that selects each sample's best head token: ``x_t^(i) . q = scale`` on that token and
+    0 on the others (least squares; exact when the n*T training tokens are linearly independent).
 
     Shown in :ref:`sec-setting-floor`.
     """
@@ -679,7 +679,7 @@ def _plain_log_ticks(axis, values=None):
 
 def seed_spread(x, curves, xlabel, ylabel, xlog=True):
     """Mean over seeds with a min-max band, one curve per label; ``curves`` maps a label to an array
-    (seeds, len(x)) (chapter ``sec-own-synthetic``)."""
+    (seeds, len(x)) (:ref:`sec-own-synthetic`)."""
     fig, axes = subplots(1, width=5.0, height=3.4)
     ax = axes[0, 0]
     for (label, values), color in zip(curves.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
@@ -696,7 +696,7 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
 
 def cost_growth(panels, ylabel="seconds per run"):
     """One log-log panel per knob: run time against the knob's value, with the fitted power law;
-    ``panels`` maps an axis label to ``(values, seconds)`` (chapter ``sec-own-synthetic``)."""
+    ``panels`` maps an axis label to ``(values, seconds)`` (:ref:`sec-own-synthetic`)."""
     fig, axes = subplots(len(panels), width=2.2, height=2.6, sharey=True)
     for ax, (label, (x, t)) in zip(axes[0], panels.items()):
         x, t = np.asarray(x, float), np.asarray(t, float)

@@ -13,7 +13,7 @@ or corrupt, the whole family of the grid is recomputed and rewritten, so a repai
 clean one. (Cells cached by an earlier grid whose family held other members were computed in another
 batch and agree with this grid's batch to that rounding.)
 
-The cache folder is checked before any work: ``~`` is expanded, '' is refused, a path that is a file
+The cache folder is checked before any work: ``~`` is expanded, ``''`` is refused, a path that is a file
 or cannot be created raises ValueError, and so does a read-only folder when cells remain to be computed.
 Writing a finished cell never raises: a failure warns (:class:`~benign_attention.cache.CacheWarning`) and the result is kept.
 Cells whose gradient descent diverged (NaN loss) hold NaN metrics and are marked in
@@ -66,9 +66,13 @@ class GridResult:
     :func:`~benign_attention.theory.classify_regime` gives them no regime (NaN)."""
 
     axes: dict
+    """Ordered knob name -> the values it takes (the grid's axes, in the order of the array axes)."""
     steps: np.ndarray
+    """The recorded steps (length E)."""
     data: dict
+    """Metric name -> array of shape ``(*grid_shape, E, ...)``."""
     diverged: np.ndarray | None = None
+    """Boolean array of the grid's shape: the cells whose gradient descent diverged."""
 
     def __post_init__(self):
         if self.diverged is None and "train_loss" in self.data:

@@ -21,8 +21,8 @@ __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_q
 #: Names of the three regimes (:prf:ref:`def-regime-finite`), in the order of the indices
 #: :func:`classify_regime` returns for arrays.
 REGIMES = ("not overfitting", "benign", "harmful")
-#: What :func:`classify_regime` returns for a run whose accuracies are NaN (it diverged): the name
-#: for a scalar; array results hold NaN in those cells (so they are never coloured or counted).
+#: The regime name of a diverged run: :func:`classify_regime` returns it for a scalar whose
+#: accuracies are NaN; array results hold NaN in those cells (so they are never coloured or counted).
 DIVERGED = "diverged"
 
 

@@ -184,6 +184,7 @@ def test_chapter_has_overview_summary_and_exercises_in_order(md: Path):
     assert not missing, f"{md.name}: no `## {missing[0]}` section (chapter shape: {' -> '.join(SHAPE)})"
     where = [titles.index(name) for name in SHAPE]
     assert where == sorted(where), f"{md.name}: sections must come in the order {' -> '.join(SHAPE)}"
+    assert titles[-2:] == ["Summary", "Exercises"], f"{md.name}: Summary and Exercises must end the chapter"
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))

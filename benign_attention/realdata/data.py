@@ -333,7 +333,7 @@ def _class_labels(labels, n, num_classes):
 
 
 def from_texts(texts, labels, num_classes: int | None = None) -> Split:
-    """Your own texts with integer class labels as a :class:`Split` (chapter ``sec-own-data``).
+    """Your own texts with integer class labels as a :class:`Split` (:ref:`sec-own-data`).
 
     ``texts``: a list of n >= 2 non-empty strings; ``labels``: n integers in [0, num_classes - 1]
     (``num_classes`` defaults to the largest label + 1 and must be >= 2).
@@ -352,7 +352,7 @@ def from_texts(texts, labels, num_classes: int | None = None) -> Split:
 
 
 def from_images(images, labels, num_classes: int | None = None) -> Split:
-    """Your own images with integer class labels as a :class:`Split` (chapter ``sec-own-data``).
+    """Your own images with integer class labels as a :class:`Split` (:ref:`sec-own-data`).
 
     ``images``: n >= 2 images as an array (n, H, W) (grey) or (n, C, H, W) (channels first, as a
     ``ViTModel`` takes ``pixel_values``), real and finite; uint8 images are scaled to [0, 1].

@@ -276,7 +276,7 @@ def _check_split(name, split, family):
 def prepare_model(model, pool: Split, test: Split, tokenizer=None, processor=None, num_classes: int | None = None,
                   name: str = "custom", head_epochs: int = 300, seed: int = 0, device: str = "cpu",
                   threads: int | None = 1, batch_size: int = 64) -> Prepared:
-    """Step 1 of the protocol for *your own* backbone and data (chapter ``sec-own-backbone``).
+    """Step 1 of the protocol for *your own* backbone and data (:ref:`sec-own-backbone`).
 
     ``model``: a Hugging Face BERT-family text encoder (with its ``tokenizer``) or ``ViTModel``; its
     last layer is read by :func:`~benign_attention.realdata.models.last_layer`. ``pool`` (fine-tuning

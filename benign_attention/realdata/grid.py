@@ -1,4 +1,4 @@
-"""The full real-data grid of :ref:`sec-realdata-grid` — resumable.
+"""The full real-data grid of :ref:`sec-realdata-grid` — resumable::
 
     python -m benign_attention.realdata.grid --out results/realdata
 
@@ -226,6 +226,8 @@ def summarize(cells) -> list[dict]:
 
 
 def main(argv=None):
+    """The command line of the module docstring (``--out``, the grid's axes, ``--device``,
+    ``--scheduler``): runs or resumes the grid and prints one summary line per setting."""
     ap = argparse.ArgumentParser(description="Run the real-data grid (resumable, one file per cell).")
     ap.add_argument("--out", default="results/realdata")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)

@@ -7,7 +7,7 @@ the [CLS] query row, its attention over the tokens, and what depends on it (:fun
 
 Two layer layouts are supported: post-norm (BERT, MiniLM) and pre-norm with a final LayerNorm
 (the small ViT and tabular transformer defined here, which ``scripts/pretrain_vit.py`` pretrains,
-and Hugging Face ViTs). :func:`last_layer` reads either from a model (chapter ``sec-own-backbone``).
+and Hugging Face ViTs). :func:`last_layer` reads either from a model (:ref:`sec-own-backbone`).
 """
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """A small pre-norm encoder with a [CLS] token: ``kind='vit'`` (image patches) or ``'tabular'``.
 
-    ViT: a 28×28 image is cut into ``patch``×``patch`` patches, each linearly embedded
+    ViT: a 28×28 image is cut into ``patch`` × ``patch`` patches, each linearly embedded
     (Dosovitskiy et al., 2021). Tabular: one token per feature, ``value × e_j + p_j`` with a learned
     value embedding ``e_j`` and feature-id embedding ``p_j`` of feature j.
 
@@ -362,7 +362,7 @@ def vit_last_layer(model) -> LastLayer:
     Reads both layouts of ``transformers``: ``model.layers[-1].attention.q_proj`` (version 5) and
     ``model.encoder.layer[-1].attention.attention.query`` (version 4). The model's final
     ``layernorm`` becomes ``lnf_*``, so the cached [CLS] output equals ``last_hidden_state[:, 0]``
-    (chapter ``sec-own-backbone``).
+    (:ref:`sec-own-backbone`).
     """
     try:
         if hasattr(model, "layers"):
@@ -414,7 +414,7 @@ def last_layer(model) -> LastLayer:
 
 @torch.no_grad()
 def check_adapter(model, inputs: Mapping, seed: int = 0) -> float:
-    """How far the cached last layer is from the model's own forward pass (chapter ``sec-own-backbone``).
+    """How far the cached last layer is from the model's own forward pass (:ref:`sec-own-backbone`).
 
     Every weight of a float64 copy of ``model`` is redrawn at random (a matrix N(0, 1/fan_in), a vector
     such as a bias or a LayerNorm scale N(0, 1)), so that a weight read from the wrong place, or a
