@@ -178,8 +178,10 @@ def late_linear_fit(x, y, start, stop=np.inf):
 
     Parameters
     ----------
-    x, y : array_like
-        The points (N,); ``x`` finite.
+    x : array_like
+        The abscissae (N,), finite.
+    y : array_like
+        The values (N,); points where ``y`` is not finite are left out.
     start : float
         First ``x`` of the window.
     stop : float

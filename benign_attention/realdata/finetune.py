@@ -374,7 +374,7 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
     n : int
         Training samples, in [1, pool size].
     eta : float
-        Label-noise probability (:eq:`eq-rd-noise`), in [0, 1).
+        Label-noise probability, in [0, 1); see equation :eq:`eq-rd-noise`.
     seed : int
         Seed of the sample, the noise and the initial query/key, >= 0.
     epochs : int
