@@ -175,8 +175,9 @@ def per_sample_loss_floor(ds, X=None, y=None):
 
 
 def selecting_query(ds, scale=60.0):
-    """A query that selects each sample's best head token: ``x_t^(i) . q = scale`` on that token and
-    0 on the others (least squares; exact when the n*T training tokens are linearly independent).
+    """A query that selects each sample's best head token, with score ``scale`` on that token and
+    0 on the others (``x_t^(i)·q``, least squares; exact when the n*T training tokens are
+    linearly independent).
 
     Shown in :ref:`sec-setting-floor`.
     """
@@ -200,7 +201,7 @@ def _half_planes(ax, lim):
 def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
     """:prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
 
-    For each sequence, the token with the largest score x_t . q under the construction q(c)
+    For each sequence, the token with the largest score x_t·q under the construction q(c)
     (``theory.existence_query``), projected on ``(mu_{-}, mu_{+}) / ||mu||^2``; shaded: the head's two output
     half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""

@@ -72,7 +72,7 @@ class GridResult:
     data: dict
     """Metric name -> array of shape ``(*grid_shape, E, ...)``."""
     diverged: np.ndarray | None = None
-    """Boolean array of the grid's shape: the cells whose gradient descent diverged."""
+    """Boolean array, one entry per cell, True where gradient descent diverged."""
 
     def __post_init__(self):
         if self.diverged is None and "train_loss" in self.data:

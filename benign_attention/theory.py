@@ -21,7 +21,7 @@ __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_q
 #: Names of the three regimes (:prf:ref:`def-regime-finite`), in the order of the indices
 #: :func:`classify_regime` returns for arrays.
 REGIMES = ("not overfitting", "benign", "harmful")
-#: The regime name of a diverged run: :func:`classify_regime` returns it for a scalar whose
+#: The regime name of a diverged run, which :func:`classify_regime` returns for a scalar whose
 #: accuracies are NaN; array results hold NaN in those cells (so they are never coloured or counted).
 DIVERGED = "diverged"
 

@@ -164,3 +164,25 @@ def test_bare_section_links_do_not_point_at_headings_with_math():
            for label in re.findall(r"\{ref\}`(sec-[\w-]+)`", md.read_text(encoding="utf-8"))
            if "$" in headings.get(label, "")]
     assert not bad, f"bare links to headings with math (give them link text): {bad}"
+
+
+def test_reference_summaries_are_whole_sentences():
+    """The reference's summary tables show each docstring's first sentence, which autosummary cuts
+    at the first ". ": a cut inside inline code (``x . q``) broke the build, and one at "..." read
+    as a fragment ("Steps 0, k, 2k, .")."""
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+    from sphinx.ext.autosummary import extract_summary
+
+    document = new_document("summary", get_default_settings(Parser))
+    bad = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for attr, obj in vars(module).items():
+            if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            summary = extract_summary((inspect.getdoc(obj) or "").splitlines(), document)
+            if summary.count("``") % 2 or summary.endswith((" .", "...")):
+                bad.append(f"{name}.{attr}: {summary!r}")
+    assert not bad, f"summaries cut in the wrong place: {bad}"
