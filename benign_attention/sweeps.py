@@ -37,8 +37,8 @@ from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
                       run_family, torch_threads, warn_diverged)
-from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype, check_executor, check_int,
-                         check_lr_dtype, check_number, check_path, check_progress, dir_is_writable)
+from .validation import (ArgumentTypeError, check_cache_dir, check_device, check_dtype, check_executor, check_int,
+                         check_lr_dtype, check_number, check_progress, dir_is_writable)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
 

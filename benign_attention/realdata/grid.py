@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..cache import CacheWarning, CellCache, provenance
-from ..validation import (ArgumentTypeError, check_bool, check_cache_dir, check_executor, check_int, check_int_array,
+from ..validation import (ArgumentTypeError, check_cache_dir, check_executor, check_int, check_int_array,
                           check_number, check_path, check_progress, dir_is_writable)
 from .data import DATASETS, MAX_SEED, check_dataset
 
