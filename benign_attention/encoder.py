@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from .validation import check_choice, check_dtype, check_int, check_number
 
-__all__ = ["EncoderReference", "fast_forward", "make_encoder", "train_encoder", "EncoderRun",
+__all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder", "EncoderRun",
            "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid"]
 
 
@@ -83,20 +83,114 @@ def fast_forward(model, X):
     ``model`` is an :class:`EncoderReference` and ``X`` has shape (n, T, d)."""
     if not isinstance(model, EncoderReference):
         raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
+    if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[2] != model.d:
+        raise ValueError(f"X must be a tensor of shape (n, T, d={model.d}), got "
+                         f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+    return _cls_forward(model, X, lr=None)
+
+
+def _cls_forward(model, X, lr):
+    # lr None: plain products, autograd computes every gradient. lr a number: the five d x d products
+    # go through _SGDMatmul, whose backward takes the SGD step on its weight in place.
     d = model.d
-    W = model.qkv.weight
-    Wq, Wk, Wv = W.view(3, d, d).unbind(0)       # one gradient buffer for W, not three zero-padded ones
+    Wq, Wk, Wv = model.qkv.weight.view(3, d, d).unbind(0)   # row blocks of one (3d, d) weight
     h0 = _ln(model.ln1, model.cls)                   # (d,)   LN of [CLS], the same for every sample
     H = _ln(model.ln1, X)                            # (n, T, d)
-    q = Wq @ h0                                      # (d,)   the one query that reaches the loss
-    kq = Wk.t() @ q / math.sqrt(d)                   # (d,)   W_k^T q / sqrt(d)
+    q = _matmul(h0, Wq, lr)                          # (d,)   W_q h0: the one query that reaches the loss
+    kq = _matmul(q, Wk, lr, transposed=True) / math.sqrt(d)   # (d,)   W_k^T q / sqrt(d)
     scores = torch.cat([(h0 @ kq).expand(X.shape[0], 1), H @ kq], dim=1)   # (n, T+1)
     s = torch.softmax(scores, dim=-1)
     pooled = s[:, :1] * h0 + torch.einsum("nt,ntd->nd", s[:, 1:], H)      # sum_t s_t LN(z_t)
-    z = model.cls + pooled @ Wv.t()                                       # (n, d)
-    z = z + model.fc2(F.gelu(model.fc1(_ln(model.ln2, z))))
+    z = model.cls + _matmul(pooled, Wv, lr)                              # (n, d)
+    a = _matmul(_ln(model.ln2, z), model.fc1.weight, lr) + model.fc1.bias
+    z = z + _matmul(F.gelu(a), model.fc2.weight, lr) + model.fc2.bias
     logits = model.head(_ln(model.ln_f, z))[:, 0]
     return logits, s
+
+
+#: Whether the float32 fast step (:func:`sgd_step`) computes its matrix products with oneDNN
+#: (``torch.ops.mkldnn._linear_pointwise``) rather than torch's default float32 matmul (MKL on x86).
+#: True where this torch build has oneDNN. Set it to False to compare; see :ref:`sec-encoder-cls`.
+ONEDNN = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _xwt(x, W):
+    """x @ W^T for x of shape (d_in,) or (r, d_in) and W (d_out, d_in)."""
+    if ONEDNN and x.dtype == torch.float32:
+        # At r = n = 20 rows (and r = 1), oneDNN runs these products about twice as fast as the
+        # default float32 matmul on the machine we measured (benchmarks/bench_encoder.py).
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), W, None, "none", [], "")
+        return y.reshape(W.shape[0]) if x.dim() == 1 else y
+    return torch.mv(W, x) if x.dim() == 1 else x @ W.t()
+
+
+class _SGDMatmul(torch.autograd.Function):
+    """``x @ W^T`` (or ``x @ W`` when transposed) whose backward returns the gradient for ``x`` and
+    then takes the SGD step on ``W`` in place: ``W -= lr * dW``, with ``dW`` applied in its factored
+    form (rank <= rows of ``x``) by one ``addmm_``, never materialised.
+
+    Safe because every weight enters the [CLS] forward exactly once, so no later backward node reads
+    it. W is kept on ``ctx`` (not saved): three of the five weights are views of one tensor, and an
+    update of one would otherwise trip autograd's version check on the others."""
+
+    @staticmethod
+    def forward(ctx, x, W, transposed, lr):
+        ctx.save_for_backward(x)
+        ctx.W, ctx.transposed, ctx.lr = W, transposed, lr
+        return _xwt(x, W.t() if transposed else W)
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,), W, lr = ctx.saved_tensors, ctx.W, ctx.lr
+        dx = _xwt(dy, W if ctx.transposed else W.t())
+        U, V = (x, dy) if ctx.transposed else (dy, x)   # dW = U^T V (an outer product for vectors)
+        with torch.no_grad():
+            if x.dim() == 1:
+                W.addr_(U, V, alpha=-lr)
+            else:
+                W.addmm_(U.t(), V, alpha=-lr)
+        return dx, None, None, None
+
+
+def _matmul(x, W, lr, transposed=False):
+    if lr is None:
+        return x @ W if transposed else x @ W.t()
+    return _SGDMatmul.apply(x, W, transposed, lr)
+
+
+_BIG = ("qkv.weight", "fc1.weight", "fc2.weight")
+
+
+def sgd_step(model, X, y, lr):
+    """One full-batch SGD step on every parameter of ``model`` (logistic loss on labels ``y``), on the
+    [CLS]-only path; returns ``(loss, logits, cls_attention)`` before the step.
+
+    The same step as ``torch.optim.SGD`` on the loss of :func:`fast_forward` (tested to round-off),
+    but faster: the gradients of the three big weights (``qkv``, ``fc1``, ``fc2``: all but about 24
+    thousand of the 20 M parameters at paper scale) have rank at most ``n``, and each is applied in place during the
+    backward pass, while its weight is still in cache, instead of being materialised and then read
+    again by the optimizer. The small parameters take their step after the backward pass. See
+    :ref:`sec-encoder-cls`.
+
+    Raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X`` of shape (n, T, d),
+    ``y`` of shape (n,) and ``lr`` > 0."""
+    if not isinstance(model, EncoderReference):
+        raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
+    if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[2] != model.d:
+        raise ValueError(f"X must be a tensor of shape (n, T, d={model.d}), got "
+                         f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+    if not isinstance(y, torch.Tensor) or y.shape != X.shape[:1]:
+        raise ValueError(f"y must be a tensor of shape (n,) = ({X.shape[0]},), got "
+                         f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    lr = check_number("lr", lr, low=0, low_open=True)
+    small = [p for k, p in model.named_parameters() if k not in _BIG]
+    logits, s = _cls_forward(model, X, lr)
+    loss = F.softplus(-y * logits).mean()
+    grads = torch.autograd.grad(loss, small)   # the big weights step inside this call
+    with torch.no_grad():
+        for p, g in zip(small, grads):
+            p.add_(g, alpha=-lr)
+    return loss.detach(), logits.detach(), s.detach()
 
 
 def make_encoder(d, mlp_dim=2000, seed=0, dtype="float32"):
@@ -194,7 +288,9 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
     dtype : str or torch.dtype
         float32 or float64.
     path : str
-        ``"fast"`` (:func:`fast_forward`) or ``"reference"`` (:class:`EncoderReference`).
+        ``"fast"`` (:func:`sgd_step`: the [CLS]-only path with in-place factored updates) or
+        ``"reference"`` (:class:`EncoderReference` and ``torch.optim.SGD``); the same numbers to
+        round-off.
     test_every : int, optional
         Steps between test evaluations.
 
@@ -222,35 +318,39 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
     has_test = ds.X_test is not None
     if has_test:
         Xt, yt = torch.tensor(np.asarray(ds.X_test), dtype=tdt), torch.tensor(np.asarray(ds.y_test), dtype=tdt)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = torch.optim.SGD(model.parameters(), lr=lr) if path == "reference" else None
     keys = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc")
     hist = {k: [] for k in keys + ("train_attention", "test_attention")}
     rec = []
     start = time.perf_counter()
     for step in range(steps + 1):
-        logits, s = _forward(model, X, path)
-        loss = F.softplus(-y * logits).mean()
-        if step % record_every == 0 or step == steps:
+        record = step % record_every == 0 or step == steps
+        if record and has_test and (step % test_every == 0 or step == steps):
+            with torch.no_grad():   # before this step's update, like the training metrics
+                lt, st = fast_forward(model, Xt)
+                test = (F.softplus(-yt * lt).mean().item(), (torch.sign(lt) == yt).to(tdt).mean().item(),
+                        st[:, 1:].mean(0).double().numpy())
+        elif record:
+            test = (np.nan, np.nan, np.full(ds.T, np.nan))
+        if path == "fast" and step < steps:
+            loss, logits, s = sgd_step(model, X, y, lr)   # metrics of the parameters before the step
+        else:
+            with torch.set_grad_enabled(step < steps):
+                logits, s = _forward(model, X, path)
+                loss = F.softplus(-y * logits).mean()
+            if step < steps:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        if record:
             rec.append(step)
             with torch.no_grad():
                 hist["train_loss"].append(loss.item())
                 hist["train_acc"].append((torch.sign(logits) == y).to(tdt).mean().item())
                 hist["train_clean_acc"].append((torch.sign(logits) == y_clean).to(tdt).mean().item())
                 hist["train_attention"].append(s[:, 1:].detach().double().numpy().copy())
-                if has_test and (step % test_every == 0 or step == steps):
-                    lt, st = fast_forward(model, Xt)
-                    hist["test_loss"].append(F.softplus(-yt * lt).mean().item())
-                    hist["test_acc"].append((torch.sign(lt) == yt).to(tdt).mean().item())
-                    hist["test_attention"].append(st[:, 1:].mean(0).double().numpy())
-                else:
-                    hist["test_loss"].append(np.nan)
-                    hist["test_acc"].append(np.nan)
-                    hist["test_attention"].append(np.full(ds.T, np.nan))
-        if step == steps:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+            for k, v in zip(("test_loss", "test_acc", "test_attention"), test):
+                hist[k].append(v)
     seconds = time.perf_counter() - start
     history = {k: np.asarray(v, float) for k, v in hist.items()}
     config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)

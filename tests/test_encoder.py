@@ -93,3 +93,52 @@ def test_encoder_grid_resumes(tmp_path):
     assert D.tolist() == [6] and MU.tolist() == [5.0, 20.0] and np.isfinite(maps["test_loss"]).all()
     with pytest.raises(ValueError, match="executor"):
         run_encoder_grid([6], [5.0], tmp_path, executor=object())
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("onednn", [True, False])
+def test_sgd_step_equals_optimizer_step(dtype, tol, onednn, monkeypatch):
+    """Five fused steps (factored in-place updates of the big weights) against five steps of
+    torch.optim.SGD on the reference module: every parameter and loss, float64 and float32, with and
+    without oneDNN products."""
+    from benign_attention import encoder
+    if onednn and not encoder.ONEDNN:
+        pytest.skip("this torch build has no oneDNN")
+    monkeypatch.setattr(encoder, "ONEDNN", onednn)
+    tdt = getattr(torch, dtype)
+    ds = make_dataset(n=7, T=5, d=24, n_test=1, seed=3, signal_norm=5.0)
+    X, y = torch.tensor(ds.X, dtype=tdt), torch.tensor(ds.y, dtype=tdt)
+    ref, fast = make_encoder(24, 40, seed=1, dtype=dtype), make_encoder(24, 40, seed=1, dtype=dtype)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05)
+    for _ in range(5):
+        loss_ref = torch.nn.functional.softplus(-y * ref(X)[0]).mean()
+        opt.zero_grad()
+        loss_ref.backward()
+        opt.step()
+        loss, logits, s = encoder.sgd_step(fast, X, y, 0.05)
+        assert abs(loss.item() - loss_ref.item()) < tol
+        assert logits.shape == (7,) and s.shape == (7, 6) and not loss.requires_grad
+    moved = 0.0
+    for (k, p), q, p0 in zip(ref.named_parameters(), fast.parameters(), make_encoder(24, 40, seed=1).parameters()):
+        scale = max(1.0, p.abs().max().item())
+        np.testing.assert_allclose(q.detach(), p.detach(), rtol=0, atol=tol * scale, err_msg=k)
+        moved = max(moved, (p.detach().float() - p0).abs().max().item())
+    assert moved > 1e-3  # the steps did move the parameters
+
+
+def test_sgd_step_non_contiguous_input_and_validation():
+    from benign_attention.encoder import sgd_step
+    model, twin = make_encoder(6, 5, seed=0), make_encoder(6, 5, seed=0)
+    X = torch.randn(3, 4, 12)[:, :, ::2]                       # a strided view, shape (3, 4, 6)
+    y = torch.tensor([1.0, -1.0, 1.0])
+    a = sgd_step(model, X, y, 0.1)
+    b = sgd_step(twin, X.contiguous(), y, 0.1)
+    assert torch.equal(a[0], b[0])
+    with pytest.raises(ValueError, match="lr"):
+        sgd_step(model, X, y, 0)
+    with pytest.raises(ValueError, match="y"):
+        sgd_step(model, X, y[:2], 0.1)
+    with pytest.raises(ValueError, match="X"):
+        sgd_step(model, X[:, :, :5], y, 0.1)
+    with pytest.raises(ValueError, match="model"):
+        sgd_step(torch.nn.Linear(2, 2), X, y, 0.1)
