@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from .validation import check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder", "EncoderRun",
-           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid"]
+           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid", "save_run", "load_runs"]
 
 
 class EncoderReference(nn.Module):
@@ -355,6 +355,36 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
     history = {k: np.asarray(v, float) for k, v in hist.items()}
     config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
     return EncoderRun(np.asarray(rec), history, seconds, config)
+
+
+def save_run(run, out, name):
+    """Store ``run`` (an :class:`EncoderRun`) as the cell file ``<name>.json`` in the folder ``out``,
+    through the book's one cell cache (:class:`~benign_attention.cache.CellCache`: atomic,
+    checksummed, with provenance); its ``config`` is the cell's parameters. Returns the file's path.
+    :func:`load_runs` reads it back, bit for bit. The stored runs of :ref:`sec-encoder-paper-scale`."""
+    from .cache import CellCache
+    if not isinstance(run, EncoderRun):
+        raise ValueError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
+    arrays = {"steps": np.asarray(run.steps), **{f"history.{k}": np.asarray(v) for k, v in run.history.items()}}
+    return CellCache(out, "out").save(name, dict(run.config), record={"seconds": float(run.seconds)}, arrays=arrays)
+
+
+def load_runs(folder):
+    """``{name: EncoderRun}`` for every run that :func:`save_run` stored in ``folder`` (sorted by
+    name; corrupt files are left out with a :class:`~benign_attention.cache.CacheWarning`). Raises
+    ValueError if ``folder`` is not an existing directory."""
+    from .cache import CellCache
+    from .validation import check_path
+    folder = check_path("folder", folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
+    runs = {}
+    for cell in CellCache(folder, "folder").cells():
+        if "steps" not in cell.arrays:
+            continue
+        history = {k.split(".", 1)[1]: v for k, v in cell.arrays.items() if k.startswith("history.")}
+        runs[cell.path.stem] = EncoderRun(cell.arrays["steps"], history, cell.record["seconds"], dict(cell.params))
+    return runs
 
 
 # --- Figures (chapter *A full transformer encoder*) ---------------------------------------------

@@ -3,7 +3,10 @@
 One json per cell in results/encoder/ (atomic write, resumable: finished cells are skipped), with
 provenance (torch version, device, threads, date, wall time). Cells run from the cheapest (small d).
 
-Run locally:    .venv/bin/python scripts/encoder_grid.py --d 250 500 1000 2000 --mu 5 7 10 12 15 17 20 25 30 40 50 70 100
+The stored grid (the defaults): d in {250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000} and
+||mu|| in {5, 7.5, ..., 50, 60, 70, 80, 100}, 230 cells on the paper's lattice, about an hour on 2 cores.
+
+Run locally:    .venv/bin/python scripts/encoder_grid.py [--d ... --mu ...]
 On a Dask cluster (the output folder must be shared with the workers):
                 .venv/bin/python scripts/encoder_grid.py --scheduler tcp://HOST:8786 --d $(seq 250 125 5000) ...
 """
@@ -19,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1] / "results" / "encoder"
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--d", type=int, nargs="+", default=[250, 500, 1000, 2000])
-    ap.add_argument("--mu", type=float, nargs="+", default=[5, 7, 10, 12, 15, 17, 20, 25, 30, 40, 50, 70, 100])
+    ap.add_argument("--d", type=int, nargs="+", default=[250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000])
+    ap.add_argument("--mu", type=float, nargs="+", default=[5 + 2.5 * i for i in range(19)] + [60, 70, 80, 100])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per cell")

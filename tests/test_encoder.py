@@ -142,3 +142,23 @@ def test_sgd_step_non_contiguous_input_and_validation():
         sgd_step(model, X[:, :, :5], y, 0.1)
     with pytest.raises(ValueError, match="model"):
         sgd_step(torch.nn.Linear(2, 2), X, y, 0.1)
+
+
+def test_save_and_load_runs(tmp_path):
+    from benign_attention.encoder import load_runs, save_run
+    ds = make_dataset(n=6, T=4, d=12, n_test=5, seed=1)
+    run = train_encoder(ds, steps=6, record_every=2, test_every=4, mlp_dim=8)
+    save_run(run, tmp_path, "small")
+    (tmp_path / "not_a_run.json").write_text("{}")   # corrupt: warned about and left out
+    with pytest.warns(UserWarning, match="corrupt"):
+        back = load_runs(tmp_path)
+    assert list(back) == ["small"]
+    b = back["small"]
+    np.testing.assert_array_equal(b.steps, run.steps)
+    assert set(b.history) == set(run.history) and b.seconds == run.seconds and b.config == run.config
+    for k, v in run.history.items():   # NaN (test metrics between evaluations) included
+        np.testing.assert_array_equal(b.history[k], v, err_msg=k)
+    with pytest.raises(ValueError, match="run"):
+        save_run({"steps": []}, tmp_path, "x")
+    with pytest.raises(ValueError, match="folder"):
+        load_runs(tmp_path / "missing")
