@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .validation import check_choice, check_dtype, check_int, check_number
+from .validation import ArgumentTypeError, check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder", "EncoderRun",
            "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid", "save_run", "load_runs"]
@@ -81,12 +81,17 @@ def fast_forward(model, X):
     Returns ``(logits (n,), cls_attention (n, T + 1))``: the [CLS] row of the attention (position 0
     is [CLS] itself). Why this is enough: :ref:`sec-encoder-cls`. Raises ValueError unless
     ``model`` is an :class:`EncoderReference` and ``X`` has shape (n, T, d)."""
-    if not isinstance(model, EncoderReference):
-        raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
-    if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[2] != model.d:
-        raise ValueError(f"X must be a tensor of shape (n, T, d={model.d}), got "
-                         f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+    _check_model_X(model, X)
     return _cls_forward(model, X, lr=None)
+
+
+def _check_model_X(model, X):
+    if not isinstance(model, EncoderReference):
+        raise ArgumentTypeError(f"model must be an EncoderReference, got {type(model).__name__}")
+    if not isinstance(X, torch.Tensor):
+        raise ArgumentTypeError(f"X must be a torch tensor of shape (n, T, d={model.d}), got {type(X).__name__}")
+    if X.dim() != 3 or X.shape[2] != model.d:
+        raise ValueError(f"X must have shape (n, T, d={model.d}), got {tuple(X.shape)}")
 
 
 def _cls_forward(model, X, lr):
@@ -174,11 +179,7 @@ def sgd_step(model, X, y, lr):
 
     Raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X`` of shape (n, T, d),
     ``y`` of shape (n,) and ``lr`` > 0."""
-    if not isinstance(model, EncoderReference):
-        raise ValueError(f"model must be an EncoderReference, got {type(model).__name__}")
-    if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[2] != model.d:
-        raise ValueError(f"X must be a tensor of shape (n, T, d={model.d}), got "
-                         f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+    _check_model_X(model, X)
     if not isinstance(y, torch.Tensor) or y.shape != X.shape[:1]:
         raise ValueError(f"y must be a tensor of shape (n,) = ({X.shape[0]},), got "
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
@@ -364,7 +365,7 @@ def save_run(run, out, name):
     :func:`load_runs` reads it back, bit for bit. The stored runs of :ref:`sec-encoder-paper-scale`."""
     from .cache import CellCache
     if not isinstance(run, EncoderRun):
-        raise ValueError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
+        raise ArgumentTypeError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
     arrays = {"steps": np.asarray(run.steps), **{f"history.{k}": np.asarray(v) for k, v in run.history.items()}}
     return CellCache(out, "out").save(name, dict(run.config), record={"seconds": float(run.seconds)}, arrays=arrays)
 

@@ -527,6 +527,15 @@ raises("encoder.attention_by_type", lambda e: encoder.attention_by_type(
 raises("encoder.load_grid", lambda e: encoder.load_grid("/nonexistent/benign-attention"), V, "folder")
 raises("encoder.encoder_cell", lambda e: encoder.encoder_cell(d=0, mu=5.0, out=e.tmp), V, "d")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([0], [5.0], e.tmp), V, "d_values")
+raises("encoder.sgd_step", lambda e: encoder.sgd_step(None, torch.zeros(2, 3, 8), torch.ones(2), 0.1), T, "model")
+raises("encoder.sgd_step", lambda e: encoder.sgd_step(encoder.make_encoder(8, 4), torch.zeros(2, 3, 8),
+                                                      torch.ones(2), -1.0), V, "lr")
+raises("encoder.sgd_step", lambda e: encoder.sgd_step(encoder.make_encoder(8, 4), torch.zeros(2, 3, 7),
+                                                      torch.ones(2), 0.1), V, "X")
+ok("encoder.sgd_step", lambda e: encoder.sgd_step(encoder.make_encoder(8, 4), torch.ones(2, 3, 8),
+                                                  torch.tensor([1.0, -1.0]), 0.1), lambda r: len(r) == 3)
+raises("encoder.save_run", lambda e: encoder.save_run({"steps": [0]}, e.tmp, "x"), T, "run")
+raises("encoder.load_runs", lambda e: encoder.load_runs("/nonexistent/benign-attention"), V, "folder")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [-1.0], e.tmp), V, "mu_values[0]")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [5.0], e.tmp, progress=1), V, "progress")
 raises("encoder.grid_figure", lambda e: encoder.grid_figure([1, 2], [1, 2], np.zeros((3, 3)), np.zeros((3, 3))),
