@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from .validation import ArgumentTypeError, check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder", "EncoderRun",
-           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "encoder_cell", "run_encoder_grid", "save_run", "load_runs"]
+           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "boundary_figure", "encoder_cell", "run_encoder_grid", "save_run", "load_runs"]
 
 
 class EncoderReference(nn.Module):
@@ -121,11 +121,16 @@ ONEDNN = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn,
 
 def _xwt(x, W):
     """x @ W^T for x of shape (d_in,) or (r, d_in) and W (d_out, d_in)."""
-    if ONEDNN and x.dtype == torch.float32:
+    global ONEDNN
+    if ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu":
         # At r = n = 20 rows (and r = 1), oneDNN runs these products about twice as fast as the
         # default float32 matmul on the machine we measured (benchmarks/bench_encoder.py).
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), W, None, "none", [], "")
-        return y.reshape(W.shape[0]) if x.dim() == 1 else y
+        try:
+            y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), W, None, "none", [], "")
+        except (RuntimeError, NotImplementedError):   # a build whose oneDNN lacks this op: never again
+            ONEDNN = False
+        else:
+            return y.reshape(W.shape[0]) if x.dim() == 1 else y
     return torch.mv(W, x) if x.dim() == 1 else x @ W.t()
 
 
@@ -473,9 +478,33 @@ def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
     return fig
 
 
-def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds")):
-    """Read the encoder grid's cell files (``d*_mu*_seed*.json``, see :func:`run_encoder_grid`) from
-    ``folder``.
+def boundary_figure(d_values, boundaries, threshold=0.1):
+    """The signal strength at which the test loss crosses ``threshold``, against d: ``boundaries``
+    is ``{label: values}`` with one value per entry of ``d_values`` (NaN where not computed), one line
+    with markers per label (e.g. per seed). Shown in :ref:`sec-encoder-grid`."""
+    import matplotlib.pyplot as plt
+    from .plots import legend_below, subplots
+    d_values = np.asarray(d_values, float)
+    if not isinstance(boundaries, dict) or not boundaries:
+        raise ValueError("boundaries must be a non-empty dict {label: one value per d}")
+    for label, b in boundaries.items():
+        if np.shape(b) != d_values.shape:
+            raise ValueError(f"boundaries[{label!r}] must have one value per d ({len(d_values)}), got shape {np.shape(b)}")
+    fig, axes = subplots(1, width=4.2, height=2.8)
+    ax = axes[0, 0]
+    for (label, b), marker in zip(boundaries.items(), "os^vDP"):
+        b = np.asarray(b, float)
+        ok = np.isfinite(b)
+        ax.plot(d_values[ok], b[ok], marker=marker, ms=5, lw=1, label=label)
+    ax.set(xlabel="$d$", ylabel=rf"$\|\mu\|$ where test loss = {threshold:g}")
+    legend_below(fig, *ax.get_legend_handles_labels(), ncol=len(boundaries), fontsize=8)
+    plt.close(fig)  # the display convention: see benign_attention.display
+    return fig
+
+
+def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0):
+    """Read the encoder grid's cell files of one ``seed`` (``d*_mu*_seed<seed>.json``, see
+    :func:`run_encoder_grid`) from ``folder``.
 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
     shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the records (each with
@@ -484,9 +513,11 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
     from .cache import CellCache
     from .validation import check_path
     folder = check_path("folder", folder)
+    seed = check_int("seed", seed, low=0)
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
-    recs = [dict(c.record, provenance=c.provenance) for c in CellCache(folder, "folder").cells("d*_mu*_seed*.json")]
+    cells = CellCache(folder, "folder").cells(f"d*_mu*_seed{seed}.json")
+    recs = [dict(c.record, provenance=c.provenance) for c in cells]
     d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
     mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
     maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}

@@ -91,6 +91,10 @@ def test_encoder_grid_resumes(tmp_path):
     assert [r["signal_norm"] for r in again] == [20.0] and again[0]["test_loss"] == first[1]["test_loss"]
     D, MU, maps, recs = load_grid(tmp_path)
     assert D.tolist() == [6] and MU.tolist() == [5.0, 20.0] and np.isfinite(maps["test_loss"]).all()
+    run_encoder_grid([6, 7], [5.0], tmp_path, seed=1, steps=3)   # another seed: kept apart
+    assert load_grid(tmp_path)[0].tolist() == [6] and len(load_grid(tmp_path)[3]) == 2
+    D1, MU1, maps1, recs1 = load_grid(tmp_path, seed=1)
+    assert D1.tolist() == [6, 7] and MU1.tolist() == [5.0] and {r["seed"] for r in recs1} == {1}
     with pytest.raises(ValueError, match="executor"):
         run_encoder_grid([6], [5.0], tmp_path, executor=object())
 
@@ -162,3 +166,20 @@ def test_save_and_load_runs(tmp_path):
         save_run({"steps": []}, tmp_path, "x")
     with pytest.raises(ValueError, match="folder"):
         load_runs(tmp_path / "missing")
+
+
+def test_onednn_failure_falls_back_to_the_default_matmul(monkeypatch):
+    from benign_attention import encoder
+    if not encoder.ONEDNN:
+        pytest.skip("this torch build has no oneDNN")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such kernel here")
+
+    monkeypatch.setattr(encoder, "ONEDNN", True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
+    X, y = torch.randn(3, 4, 6), torch.tensor([1.0, -1.0, 1.0])
+    a, b = make_encoder(6, 5, seed=0), make_encoder(6, 5, seed=0)
+    loss = encoder.sgd_step(a, X, y, 0.1)[0]
+    assert encoder.ONEDNN is False   # switched off for the rest of the session
+    assert torch.equal(loss, encoder.sgd_step(b, X, y, 0.1)[0])

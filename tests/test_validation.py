@@ -536,6 +536,11 @@ ok("encoder.sgd_step", lambda e: encoder.sgd_step(encoder.make_encoder(8, 4), to
                                                   torch.tensor([1.0, -1.0]), 0.1), lambda r: len(r) == 3)
 raises("encoder.save_run", lambda e: encoder.save_run({"steps": [0]}, e.tmp, "x"), T, "run")
 raises("encoder.load_runs", lambda e: encoder.load_runs("/nonexistent/benign-attention"), V, "folder")
+raises("encoder.boundary_figure", lambda e: encoder.boundary_figure([250, 500], {"seed 0": [1.0]}), V, "boundaries")
+raises("encoder.boundary_figure", lambda e: encoder.boundary_figure([250], {}), V, "boundaries")
+ok("encoder.boundary_figure", lambda e: encoder.boundary_figure([250, 500], {"a": [10.0, np.nan]}),
+   lambda fig: len(fig.axes) == 1)
+raises("encoder.load_grid", lambda e: encoder.load_grid(e.tmp, seed=-1), V, "seed")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [-1.0], e.tmp), V, "mu_values[0]")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [5.0], e.tmp, progress=1), V, "progress")
 raises("encoder.grid_figure", lambda e: encoder.grid_figure([1, 2], [1, 2], np.zeros((3, 3)), np.zeros((3, 3))),
