@@ -158,6 +158,9 @@ def main():
         "cpu": next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                      if ln.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown",
         "onednn_available": ONEDNN,
+        # the library behind torch's default float32 matmul in this build (e.g. mkl, openblas)
+        "blas": next((w.split("=", 1)[1].rstrip(",") for w in torch.__config__.show().split()
+                      if w.startswith("BLAS_INFO=")), "unknown"),
         "load_average_at_start": load, "load_average_at_end": os.getloadavg()[0],
         "copy_bandwidth_gb_s_before_after": bandwidth,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -19,7 +19,10 @@ It is built twice on the same parameters:
   per sample instead of one per token. O(d^2 + n (d^2 + 2 d mlp_dim) + n T d) per step. Autograd
   follows the same contraction order, so gradients are cheap too.
 
-:func:`train_encoder` trains either path with full-batch SGD on the logistic loss, as the paper does.
+:func:`sgd_step` is the training step on the fast path: the five d x d blocks' gradients have rank at
+most n, and each block takes its SGD step in place during the backward pass, so no gradient of a big
+weight is ever formed. :func:`train_encoder` trains either path with full-batch SGD on the logistic
+loss, as the paper does.
 """
 from __future__ import annotations
 
