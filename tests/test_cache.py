@@ -3,6 +3,7 @@ detected, safe under concurrent writers of the same cell."""
 import json
 import multiprocessing as mp
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,19 @@ def test_concurrent_writers_of_one_cell(tmp_path):
         assert p.exitcode == 0
     assert CellCache(tmp_path).load("c", PARAMS).record["value"] in {0.0, 1.0, 2.0}
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"] and len(seen) >= 2
+
+
+def test_every_stored_result_passes_its_checksum():
+    """What the chapters read from results/: every cell file loads, verified, with its provenance."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    assert {p.name for p in folders} >= {"encoder", "encoder_dynamics", "realdata"}
+    for folder in folders:
+        files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")   # a corrupt file would warn: fail instead
+            cells = CellCache(folder).cells()
+        assert len(cells) == len(files) > 0, folder.name
+        for cell in cells:
+            assert {"package", "torch", "threads", "date"} <= set(cell.provenance), cell.path
+        assert not list(folder.glob(".*.tmp")), f"{folder.name}: a temporary file of an interrupted write"
