@@ -37,8 +37,9 @@ from torch.nn import functional as F
 
 from .validation import ArgumentTypeError, check_choice, check_dtype, check_int, check_number
 
-__all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder", "EncoderRun",
-           "step_flops", "attention_by_type", "dynamics_figure", "grid_figure", "load_grid", "boundary_figure", "encoder_cell", "run_encoder_grid", "save_run", "load_runs"]
+__all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder",
+           "EncoderRun", "step_flops", "attention_by_type", "dynamics_figure", "grid_figure",
+           "boundary_figure", "load_grid", "encoder_cell", "run_encoder_grid", "save_run", "load_runs"]
 
 
 class EncoderReference(nn.Module):
@@ -126,8 +127,8 @@ def _xwt(x, W):
     """x @ W^T for x of shape (d_in,) or (r, d_in) and W (d_out, d_in)."""
     global ONEDNN
     if ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu":
-        # At r = n = 20 rows (and r = 1), oneDNN runs these products about twice as fast as the
-        # default float32 matmul on the machine we measured (benchmarks/bench_encoder.py).
+        # At r = n = 20 rows (and r = 1) oneDNN runs these products faster than the default float32
+        # matmul on the machine we measured (benchmarks/bench_encoder.py: fast vs fast_default_matmul).
         try:
             y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), W, None, "none", [], "")
         except (RuntimeError, NotImplementedError):   # a build whose oneDNN lacks this op: never again
@@ -179,11 +180,11 @@ def sgd_step(model, X, y, lr):
     [CLS]-only path; returns ``(loss, logits, cls_attention)`` before the step.
 
     The same step as ``torch.optim.SGD`` on the loss of :func:`fast_forward` (tested to round-off),
-    but faster: the gradients of the three big weights (``qkv``, ``fc1``, ``fc2``: all but about 24
-    thousand of the 20 M parameters at paper scale) have rank at most ``n``, and each is applied in place during the
-    backward pass, while its weight is still in cache, instead of being materialised and then read
-    again by the optimizer. The small parameters take their step after the backward pass. See
-    :ref:`sec-encoder-cls`.
+    but faster: the gradients of the five d x d blocks (the three of ``qkv``, and ``fc1``, ``fc2``;
+    all but about 20 thousand of the 20 M parameters at paper scale) have rank at most ``n``, and each
+    is applied in place during the backward pass, just after the block was read for its input's
+    gradient, instead of being materialised and then read again by the optimizer. The small
+    parameters take their step after the backward pass. See :ref:`sec-encoder-cls`.
 
     Raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X`` of shape (n, T, d),
     ``y`` of shape (n,) and ``lr`` > 0."""
@@ -475,7 +476,8 @@ def grid_figure(d_values, mu_values, train_loss, test_loss, title=""):
                            np.ma.masked_invalid(np.asarray(m, float).T), cmap="viridis", shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
         ax.set_xticks(xi, [str(int(v)) for v in d_values], fontsize=8, rotation=90)
-        ax.set_yticks(yi, [f"{v:g}" for v in mu_values], fontsize=8)
+        every = 1 if len(mu_values) <= 14 else 2   # labels that do not run together
+        ax.set_yticks(yi[::every], [f"{v:g}" for v in mu_values][::every], fontsize=8)
         ax.set(xlabel="$d$", ylabel=r"$\|\mu\|$", title=f"{name}{title}")
     plt.close(fig)  # the display convention: see benign_attention.display
     return fig
@@ -607,9 +609,10 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
 
     Parameters
     ----------
-    d_values, mu_values : list
-        The grid: every d (integer >= 1) with every ||mu|| (number >= 0); cells run cheapest (small d)
-        first.
+    d_values : list
+        The grid's values of d (integers >= 1); cells run cheapest (small d) first.
+    mu_values : list
+        The grid's signal norms ||mu|| (numbers >= 0); every d runs with every one.
     out : str or Path
         The cell folder (the book's one cell cache, :class:`~benign_attention.cache.CellCache`).
         Cells stored there with the same parameters are skipped, so a stopped run resumes; corrupt
