@@ -14,7 +14,11 @@ SHELL := bash
 
 PYTHON        ?= python3
 VENV          ?= .venv
-TORCH_VERSION ?= 2.13.0
+LOCK          := requirements.lock
+# PyTorch's release is the one the lock records (`make lock TORCH_VERSION=...` changes it).
+TORCH_VERSION ?= $(shell sed -n 's/^torch==\([0-9][^ ;\\]*\).*/\1/p' $(LOCK))
+UV_VERSION    ?= 0.13.9
+LATEST_VENV   ?= .venv-latest
 TORCH_PIP_ARGS ?=
 NB_TIMEOUT    ?= 300
 PYTEST_ARGS   ?=
@@ -50,7 +54,7 @@ define stage
 	 exit $$rc
 endef
 
-.PHONY: help venv vendor book test test-unit test-notebooks test-browser shots sync bench clean distclean
+.PHONY: help venv lock test-latest vendor book test test-unit test-notebooks test-browser shots sync bench clean distclean
 
 help:
 	@echo "make book   build the HTML book into _build/html (index.html)"
@@ -59,22 +63,44 @@ help:
 	@echo "            build) full length at 1280 and 390 px -> artifacts/shots/<page>-<width>.png"
 	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb), clear notebook outputs"
 	@echo "make bench  run benchmarks/*.py"
-	@echo "make venv   create .venv and install torch, then the package with extras book,test,realdata"
+	@echo "make venv   create .venv: torch first (its own build), then every package at the lock's version"
+	@echo "make lock   regenerate requirements.lock, environment.yml and the chapters' Colab cell (PyPI, uv)"
+	@echo "make test-latest  the tests in $(LATEST_VENV) with the newest releases the ranges allow (no lock)"
 	@echo "make clean  remove build outputs (make distclean also removes .venv and vendored JS)"
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@if $(PY) -c "import torch" 2>/dev/null; then \
-	    echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
-	 else \
-	    $(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS); \
-	 fi
-	$(PY) -m pip install -e ".[book,test,realdata]"
+	@# 1. PyTorch on its own, at the lock's release, from the index TORCH_PIP_ARGS names.
+	@have=$$($(PY) -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || true); \
+	 if [ "$$have" = "$(TORCH_VERSION)" ]; then echo "torch $$have already installed"; \
+	 else $(PY) -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS); fi
+	@# 2. Everything else exactly as locked (hashes checked, nothing resolved), then the package.
+	$(PY) -m pip install --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@# JupyterLab from this venv saves the paired chapter notebooks without outputs (README).
 	$(PY) -m benign_attention._jupyter_hooks --install-config
 	@touch $@
+
+# Refresh the lock from pyproject.toml's ranges (newest releases they allow; PyTorch stays at
+# TORCH_VERSION), Binder's environment.yml and the chapters' Colab cell. Then run `make test`.
+# uv goes beside the venv, not into it (the venv holds exactly the lock).
+lock: venv
+	$(PY) -m pip install -q --upgrade --target $(VENV)/lock-tools "uv==$(UV_VERSION)"
+	PYTHONPATH=$(CURDIR)/$(VENV)/lock-tools $(PY) scripts/lock.py --torch "$(TORCH_VERSION)"
+
+# Early warning, not part of `make test`/CI: the tests with the newest releases the ranges allow,
+# resolved by pip without the lock, in $(LATEST_VENV) (PyTorch stays at the lock's release).
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(LATEST_VENV)/bin/python -m pip install --upgrade --upgrade-strategy eager -e ".[book,test,realdata]"
+	$(LATEST_VENV)/bin/python -m benign_attention._jupyter_hooks --install-config
+	touch $(LATEST_VENV)/.installed
+	BENIGN_ATTENTION_UNLOCKED=1 $(MAKE) --no-print-directory test VENV=$(LATEST_VENV)
 
 vendor: $(VENDOR_STAMP)
 
@@ -132,4 +158,4 @@ clean:
 	find . \( -path ./$(VENV) -o -path ./$(VENDOR_DIR) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(VENDOR_DIR)
+	rm -rf $(VENV) $(LATEST_VENV) $(VENDOR_DIR) build dist

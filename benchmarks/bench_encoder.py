@@ -21,7 +21,7 @@ The host's memory bandwidth itself varied (a 160 MB copy ran at about 42 or abou
 process also records it, before and after its rounds. The script repeats the whole measurement in --processes fresh processes and records each
 one's ratios with their median, minimum and maximum.
 
-Run: .venv/bin/python benchmarks/bench_encoder.py [--threads 2] [--processes 5] [--out benchmarks/results/encoder_2core.json]
+Run: .venv/bin/python benchmarks/bench_encoder.py [--threads 2] [--processes 5] [--out benign_attention/results/benchmarks/encoder_2core.json]
 """
 import argparse
 import datetime
@@ -132,7 +132,7 @@ def main():
     ap.add_argument("--ref-steps", type=int, default=4, help="timed reference steps per round")
     ap.add_argument("--fast-steps", type=int, default=30, help="timed fast steps per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "encoder_2core.json"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "benign_attention" / "results" / "benchmarks" / "encoder_2core.json"))
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--processes", type=int, default=5, help="fresh processes, each a whole measurement")
     args = ap.parse_args()

@@ -36,7 +36,11 @@ import numpy as np
 from . import __version__
 from .validation import ArgumentTypeError, check_path
 
-__all__ = ["CellCache", "Cell", "CacheWarning", "provenance", "cell_key"]
+__all__ = ["CellCache", "Cell", "CacheWarning", "provenance", "cell_key", "stored", "STORED"]
+
+#: The stored results the book shows (long computations made by ``scripts/`` and ``benchmarks/``),
+#: shipped inside the package so that a chapter finds them without the repository (Colab).
+STORED = Path(__file__).resolve().parent / "results"
 
 #: Bumped when the cell file layout changes (files of another format are then recomputed, not misread).
 FORMAT = 1
@@ -180,3 +184,13 @@ class CellCache:
             raise ValueError(f"{self.what} {str(self.folder)!r} is a file, not a folder of cell files")
         found = (self._read(p) for p in sorted(self.folder.glob(pattern)) if not p.name.startswith("."))
         return [c for c in found if c is not None]
+
+
+def stored(name: str) -> Path:
+    """The folder (or file) ``name`` of the stored results shipped with the package, e.g.
+    ``stored("encoder")`` for the encoder grid; raises ``ValueError`` for a name that is not there."""
+    path = STORED / name
+    if not isinstance(name, str) or not name or not path.exists():
+        have = sorted(p.name for p in STORED.iterdir())
+        raise ValueError(f"stored: no stored result {name!r}; allowed: {have}")
+    return path

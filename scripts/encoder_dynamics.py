@@ -1,7 +1,7 @@
 """The encoder's dynamics in the paper's three settings at paper scale (mlp_dim = 2000, 1000 SGD steps,
 metrics and attention every 10 steps, test loss on 1000 clean samples every 10 steps).
 
-One cell file per setting in results/encoder_dynamics/ (atomic, checksummed, with provenance); a
+One cell file per setting in benign_attention/results/encoder_dynamics/ (atomic, checksummed, with provenance); a
 setting already stored with the same parameters is skipped. Chapter 07b shows them.
 
 Run: .venv/bin/python scripts/encoder_dynamics.py [--threads 2]
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benign_attention import make_dataset  # noqa: E402
 from benign_attention.encoder import load_runs, save_run, train_encoder  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1] / "results" / "encoder_dynamics"
+ROOT = Path(__file__).resolve().parents[1] / "benign_attention" / "results" / "encoder_dynamics"
 # The paper's notes: (2000, 20) benign, (5000, 5) harmful, (1000, 100) large signal.
 SETTINGS = {"benign": (2000, 20.0), "harmful": (5000, 5.0), "large_signal": (1000, 100.0)}
 

@@ -1,6 +1,6 @@
 """Train/test loss of the one-layer encoder after 1000 SGD steps over a (d, ||mu||) grid.
 
-One json per cell in results/encoder/ (atomic write, resumable: finished cells are skipped), with
+One json per cell in benign_attention/results/encoder/ (atomic write, resumable: finished cells are skipped), with
 provenance (torch version, device, threads, date, wall time). Cells run from the cheapest (small d).
 
 The stored grid (the defaults): d in {250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000} and
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benign_attention.encoder import run_encoder_grid  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1] / "results" / "encoder"
+ROOT = Path(__file__).resolve().parents[1] / "benign_attention" / "results" / "encoder"
 
 
 def main(argv=None):

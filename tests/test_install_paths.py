@@ -5,9 +5,9 @@
   copy of the repository's files; then a chapter's ``.ipynb`` runs in that environment.
 * **Colab**: an sdist and a wheel are built from the repository's files; the wheel is installed with
   the chapters' Colab cell's own pip command (its GitHub URL swapped for the local wheel) into a
-  fresh environment that holds only what Colab provides (PyTorch, a kernel); two chapters' ``.ipynb``
-  run from a temporary directory, with none of the Makefile's environment and the real data in the
-  loaders' download folder.
+  fresh environment that holds only what Colab provides (PyTorch, a kernel); every chapter's
+  ``.ipynb`` runs alone in an empty temporary folder, with none of the Makefile's environment and
+  the real data in the loaders' download folder (stored results come with the package).
 * **Local JupyterLab** (``make venv``, then ``.venv/bin/jupyter lab book/``): the command exists,
   the MyST and jupytext extensions are enabled, and a JupyterLab save of a chapter that ran leaves
   both files of the pair byte for byte as they were. (Every chapter also runs in that environment:
@@ -32,11 +32,18 @@ import zipfile
 import tarfile
 from pathlib import Path
 
+import importlib.util
+import tomllib
+
 import jupytext
 import pytest
 import yaml
 
 from benign_attention import _jupyter_hooks
+
+_spec = importlib.util.spec_from_file_location("lockfile", Path(__file__).resolve().parents[1] / "scripts" / "lock.py")
+lockfile = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lockfile)
 
 install = pytest.mark.install  # builds environments or starts servers: `-m "not install"` skips them
 
@@ -52,9 +59,7 @@ NB_TIMEOUT = 600  # seconds for one chapter (the book's own target is 60)
 
 # ----------------------------------------------------------------------------- helpers
 def _torch_version() -> str:
-    match = re.search(r"^TORCH_VERSION\s*\?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
-    assert match, "Makefile has no TORCH_VERSION"
-    return match.group(1)
+    return lockfile.torch_version()
 
 
 def _environment() -> dict:
@@ -233,28 +238,34 @@ def test_local_reference_check_catches_what_repo2docker_cannot_install():
     assert local_references(good, ROOT, "benign-attention") == []
 
 
-def test_environment_lists_the_package_requirements_and_the_cpu_torch():
-    """environment.yml's pip list is the package's requirements with the extras postBuild asks for
-    (so postBuild adds nothing but the package, and Binder's cached layer holds everything)."""
-    import tomllib
+def test_environment_pins_the_lock_versions_and_the_cpu_torch():
+    """environment.yml's pip list is the package's requirements with the extras postBuild asks for,
+    every one at the lock's version (so postBuild adds nothing but the package, and Binder's cached
+    layer holds everything), with PyTorch's CPU index for the lock's torch."""
     from packaging.requirements import Requirement
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = re.search(r'-e\s+"?\.\[([\w,]+)\]', POSTBUILD.read_text())
-    assert extras, "postBuild must install the package with its extras: pip install -e \".[...]\""
-    wanted = {}
-    for req in project["dependencies"] + [r for e in extras.group(1).split(",")
-                                           for r in project["optional-dependencies"][e]]:
-        req = Requirement(req)
-        if req.name != project["name"]:
-            wanted[req.name.lower()] = req.specifier
+    lock = lockfile.read_lock()
     lines = _pip_lines(_environment())
     options = [line for line in lines if line.startswith("-")]
     assert options == [f"--extra-index-url {CPU_INDEX}"], f"pip options {options}: keep only the CPU index"
-    have = {Requirement(line).name.lower(): Requirement(line).specifier for line in lines if not line.startswith("-")}
-    assert str(have.pop("torch", "")) == f"=={_torch_version()}", "torch must be pinned as in the Makefile"
-    wanted.pop("torch")
-    assert have == wanted, f"environment.yml pip list {have} != package requirements {wanted}"
+    have = {}
+    for line in lines:
+        if not line.startswith("-"):
+            req = Requirement(line)
+            spec = list(req.specifier)
+            assert len(spec) == 1 and spec[0].operator == "==", f"environment.yml: {line} is not pinned with =="
+            have[lockfile.canon(req.name)] = spec[0].version
+    wrong = {k: (v, lock.get(k)) for k, v in have.items() if v not in lock.get(k, "").split(",")}
+    assert not wrong, f"environment.yml versions differ from requirements.lock ((env, lock)): {wrong}; run make lock"
+    assert have.get("torch") == _torch_version(), "torch must be the lock's release"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = re.search(r'-e\s+"?\.\[([\w,]+)\]', POSTBUILD.read_text())
+    wanted = {lockfile.canon(Requirement(r).name) for r in project["dependencies"]}
+    for extra in lockfile.BINDER_EXTRAS:
+        wanted |= {lockfile.canon(Requirement(r).name) for r in project["optional-dependencies"][extra]}
+    assert extras is None, "postBuild installs the package with --no-deps: environment.yml holds the extras"
+    missing = wanted - set(have) - {lockfile.canon(project["name"])}
+    assert not missing, f"environment.yml lacks requirements of the package or its Binder extras: {missing}"
 
 
 def test_postbuild_is_an_executable_script():
@@ -301,6 +312,8 @@ def test_binder_environment_then_postbuild_runs_a_chapter(binder):
     extra = [p for p in installed[-1].split() if not p.startswith("benign-attention-")]
     assert not extra, f"postBuild installed more than the package (add them to environment.yml): {extra}"
     _run([python, "-c", "import jupytext, jupyterlab_myst, ipykernel"], cwd=repo, env=_venv_env(python))
+    config = python.parent.parent / _jupyter_hooks.CONFIG_NAME
+    assert config.exists(), "postBuild must enable the pre-save hook (saving would write outputs)"
     t0 = time.time()
     nb, package = _execute(repo / "book" / f"{SYNTHETIC}.ipynb", python, repo / "book", _venv_env(python))
     _check_executed(nb, SYNTHETIC)
@@ -326,12 +339,21 @@ def _colab_pip_args() -> list[str]:
     return shlex.split(pip_lines[0].split("#", 1)[0])[1:]
 
 
-def test_colab_cell_installs_the_package_from_the_repository():
+def test_colab_cell_installs_the_release_and_the_lock_versions():
+    """Every chapter's Colab cell is the one `make lock` writes: the package from _config.yml's
+    repository at the release tag v<version>, and the lock's versions of what Colab lacks."""
     args = _colab_pip_args()
     assert args[0] == "install", args
     reqs = [a for a in args[1:] if not a.startswith("-")]
-    assert len(reqs) == 1 and re.match(r"benign-attention\[[\w,]*realdata[\w,]*\] @ git\+https://", reqs[0]), (
-        f"the Colab cell should install benign-attention[realdata] from the repository: {args}")
+    assert reqs == lockfile.colab_requirements(), (
+        f"the Colab cell {reqs} is not what `make lock` writes {lockfile.colab_requirements()}")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert reqs[0].endswith(f"@ git+{config['repository']['url'].rstrip('/')}@v{version}"), reqs[0]
+    lock = lockfile.read_lock()
+    for req in reqs[1:]:
+        name, version = req.split("==")
+        assert version in lock[lockfile.canon(name)].split(","), f"{req}: the lock has {lock.get(name)}"
 
 
 @pytest.fixture(scope="module")
@@ -391,17 +413,17 @@ def test_colab_install_has_every_module_a_chapter_imports(colab):
 
 
 @install
-@pytest.mark.parametrize("chapter", [SYNTHETIC, REALDATA])
-def test_colab_runs_a_chapter_from_a_temporary_directory(colab, chapter, tmp_path):
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in BOOK.glob("*.ipynb")))
+def test_colab_runs_every_chapter_alone_in_an_empty_folder(colab, chapter, tmp_path):
     python, _, install_seconds = colab
     home = tmp_path / "home"
     env = _venv_env(python, HOME=str(home))
-    if chapter == REALDATA:
-        data = os.environ.get("BENIGN_ATTENTION_DATA") or str(ROOT.parent / "shared" / "data")
-        if not Path(data, "trec").is_dir():
-            pytest.skip(f"no real data at {data} (set BENIGN_ATTENTION_DATA)")
+    data = os.environ.get("BENIGN_ATTENTION_DATA") or str(ROOT.parent / "shared" / "data")
+    if Path(data, "trec").is_dir():
         # As if downloaded: the loaders' default folder in the reader's home.
         shutil.copytree(data, home / ".cache" / "benign_attention")
+    elif chapter == REALDATA:
+        pytest.skip(f"no real data at {data} (set BENIGN_ATTENTION_DATA)")
     home.mkdir(exist_ok=True)
     work = tmp_path / "content"  # Colab's working directory; nothing of the checkout beside it
     work.mkdir()

@@ -1,6 +1,6 @@
 """The full real-data grid of :ref:`sec-realdata-grid` — resumable::
 
-    python -m benign_attention.realdata.grid --out results/realdata
+    python -m benign_attention.realdata.grid --out benign_attention/results/realdata
 
 runs every data set × n ∈ {20, 200, 1000} (where the fine-tuning pool is large enough) ×
 η ∈ {0, 0.1, 0.2} × seeds {0, 1, 2} for 2000 epochs (full-batch Adam, lr 1e-3) and stores one file
@@ -229,7 +229,7 @@ def main(argv=None):
     """The command line of the module docstring (``--out``, the grid's axes, ``--device``,
     ``--scheduler``): runs or resumes the grid and prints one summary line per setting."""
     ap = argparse.ArgumentParser(description="Run the real-data grid (resumable, one file per cell).")
-    ap.add_argument("--out", default="results/realdata")
+    ap.add_argument("--out", default="benign_attention/results/realdata")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--ns", nargs="+", type=int, default=list(DEFAULTS["ns"]))
     ap.add_argument("--etas", nargs="+", type=float, default=list(DEFAULTS["etas"]))
