@@ -30,8 +30,10 @@ from pathlib import Path
 
 #: Notebook metadata that a kernel or JupyterLab adds when a notebook runs.
 RUN_NOTEBOOK_METADATA = ("language_info", "widgets", "toc-autonumbering")
-#: Cell metadata that JupyterLab or Jupyter adds when a cell runs or is scrolled.
-RUN_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled", "trusted", "autoscroll")
+#: Cell metadata that JupyterLab or Jupyter adds when a cell runs or is scrolled (jupyterlab-myst
+#: keeps the values of a markdown cell's inline {eval} expressions in "user_expressions").
+RUN_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled", "trusted", "autoscroll",
+                     "user_expressions")
 #: Where ``--install-config`` writes the server configuration, under the environment's prefix.
 CONFIG_NAME = "etc/jupyter/jupyter_server_config.d/benign-attention.json"
 HOOK_MODULE = "benign_attention._jupyter_hooks"  # (not __name__: that is __main__ under -m)

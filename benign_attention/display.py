@@ -14,9 +14,16 @@ metadata asks for a CSS width of ``figure width in inches x`` :data:`CSS_DPI`; p
 down, never up, when the column is narrower. The static twins of :mod:`benign_attention.widgets`
 use the same :func:`png` for their frames.
 
-**Numbers.** :func:`glue` hands a number to the prose (MyST-NB's ``{glue:text}`` role) as a plain
-Python value. Where MyST-NB is not installed (a bare Colab kernel) it does nothing, so a chapter
-runs anywhere.
+**Numbers.** :func:`glue` hands a number to the prose as a plain Python value, under a name. The
+prose reads it with an inline expression on :data:`G` in MyST's ``eval`` role, e.g.
+``f"{G.noise_mean:.1f}"`` (or ``G.name`` unformatted). Every place a reader opens a chapter shows the number:
+
+* the built book: MyST-NB glues the value when the chapter is executed, and the book's ``eval``
+  role (``book/_ext/bookfixes.py``) reads these two forms as the glued value with that format;
+* JupyterLab (Binder, ``make venv``): jupyterlab-myst evaluates the expression in the kernel when
+  the markdown cell runs (*Run All*), so the text shows the value this kernel computed.
+
+Where MyST-NB is not installed (a bare Colab kernel) :func:`glue` still fills :data:`G`.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import warnings
 import numpy as np
 
 __all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "FigureWarning", "png", "show",
-           "figure_problems", "glue"]
+           "figure_problems", "glue", "G"]
 
 #: CSS pixels per inch of figure size. A 7.2 in wide figure is laid out 720 CSS px wide, about the
 #: width of the book's text column at 1280 px, so 9 pt text shows at 12.5 px.
@@ -247,31 +254,58 @@ def figure_problems(fig):
     return problems
 
 
+class Glued:
+    """The values :func:`glue` handed to the prose, by name: ``G.name`` (see the module docstring).
+
+    A name that nothing has glued yet raises ``AttributeError`` saying so (in JupyterLab, run the
+    cells above the paragraph first)."""
+
+    def __init__(self):
+        object.__setattr__(self, "_values", {})
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(f"nothing is glued under {name!r} yet: run the cells above this text first")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("G is filled by glue(name, value), not by assignment")
+
+    def __dir__(self):
+        return sorted(object.__getattribute__(self, "_values"))
+
+
+#: Every glued value of this kernel, by name: the prose's ``{eval}`` expressions read it.
+G = Glued()
+
+
 def glue(name, value):
-    """Hand ``value`` to the prose under ``name`` (MyST-NB ``{glue:text}`name```), not displayed.
+    """Hand ``value`` to the prose under ``name`` (read there as ``G.name``), not displayed.
 
     numpy and torch scalars become Python ``int``/``float``/``bool`` first (their ``repr`` would
-    otherwise leak into the text as ``np.float64(0.5)``). Does nothing where MyST-NB is absent.
+    otherwise leak into the text as ``np.float64(0.5)``). Where MyST-NB is absent it only fills :data:`G`.
 
     Parameters
     ----------
     name : str
-        The key the prose uses, non-empty.
+        The key the prose uses, a Python identifier.
     value : object
         Typically a number.
 
     Raises
     ------
     ValueError
-        ``name`` is not a non-empty string.
+        ``name`` is not a Python identifier.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"glue name must be a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"glue name must be a Python identifier (the prose reads G.<name>), got {name!r}")
     item = getattr(value, "item", None)
     if item is not None:
         size = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)
         if size == 1:
             value = item()
+    G._values[name] = value
     try:
         from myst_nb import glue as _myst_glue
     except ImportError:

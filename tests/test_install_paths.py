@@ -160,19 +160,43 @@ def _copy_repository(dest: Path) -> Path:
 
 # A notebook driver that runs outside the environment under test, as Colab's and JupyterLab's
 # front ends do: nbclient here, the kernel in that environment (a kernelspec naming its python).
-# A last cell reports the kernel's sys.prefix and where it imported the package from, so the test
-# sees which environment ran and which copy of the package the chapter used.
+# Markdown cells are "run" as jupyterlab-myst runs them in a Run All: their inline {eval}
+# expressions are evaluated in the kernel at that point (user_expressions), and any that fails
+# (a name glued only further down, an error) is reported. A last cell reports the kernel's
+# sys.prefix and where it imported the package from, so the test sees which environment ran and
+# which copy of the package the chapter used.
 DRIVER = r"""
-import sys, nbformat
+import json, re, sys, nbformat
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 src, out, kernel, timeout = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 nb = nbformat.read(src, as_version=4)
 nb.cells.append(nbformat.v4.new_code_cell(
     "import sys; print('KERNEL_PREFIX=' + sys.prefix); "
     "print('PACKAGE=' + getattr(sys.modules.get('benign_attention'), '__file__', 'not imported'))"))
-NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=False,
-               resources={"metadata": {"path": "."}}).execute()
+client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=False,
+                        resources={"metadata": {"path": "."}})
+evals = []
+with client.setup_kernel():
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            client.execute_cell(cell, index)
+            continue
+        exprs = dict(enumerate(re.findall(r"\{eval\}`([^`]+)`", cell.source)))
+        if not exprs:
+            continue
+        msg_id = client.kc.execute("", silent=True, store_history=False,
+                                   user_expressions={str(k): e for k, e in exprs.items()})
+        while True:
+            reply = run_sync(client.kc.get_shell_msg)(timeout=60)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        for k, result in sorted(reply["content"]["user_expressions"].items(), key=lambda kv: int(kv[0])):
+            text = result.get("data", {}).get("text/plain") if result["status"] == "ok" else (
+                f"{result.get('ename')}: {result.get('evalue')}")
+            evals.append({"cell": index, "expr": exprs[int(k)], "ok": result["status"] == "ok", "text": text})
 nbformat.write(nb, out)
+print("EVALS=" + json.dumps(evals))
 """
 
 
@@ -189,8 +213,11 @@ def _execute(notebook: Path, python: Path, workdir: Path, env: dict, timeout=NB_
     out = workdir / (notebook.stem + ".executed.ipynb")
     env = dict(env, JUPYTER_PATH=str(specs), JUPYTER_RUNTIME_DIR=str(workdir.parent / "runtime"))
     # The driver itself runs in the test runner's environment (nbclient), from ``workdir``.
-    _run([sys.executable, "-c", DRIVER, notebook.name, out.name, "under-test", timeout], cwd=workdir,
-         env=env, timeout=timeout + 120)
+    log = _run([sys.executable, "-c", DRIVER, notebook.name, out.name, "under-test", timeout], cwd=workdir,
+               env=env, timeout=timeout + 120)
+    evals = json.loads(log.split("EVALS=", 1)[1].splitlines()[0])
+    bad = [e for e in evals if not e["ok"] or re.search(r"np\.|tensor\(|^'|^\"", e["text"] or "")]
+    assert not bad, f"{notebook.name}: inline expressions a JupyterLab reader would see fail or show a repr: {bad[:5]}"
     nb = json.loads(out.read_text(encoding="utf-8"))
     report = "".join("".join(o.get("text", "")) for o in nb["cells"][-1].get("outputs", []))
     assert f"KERNEL_PREFIX={python.parent.parent}" in report, f"the kernel was not the venv's: {report!r}"
@@ -490,10 +517,14 @@ def _api(url, token, path, method="GET", body=None):
 
 def _as_if_run(nb: dict) -> dict:
     """What JupyterLab sends when it saves a notebook that has run: outputs, execution counts,
-    the kernel's language_info, timing and scroll metadata."""
+    the kernel's language_info, timing and scroll metadata, and jupyterlab-myst's values of the
+    markdown cells' inline expressions."""
     nb = json.loads(json.dumps(nb))
     nb["metadata"]["language_info"] = {"name": "python", "version": sys.version.split()[0]}
     for k, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "markdown" and "{eval}" in "".join(cell["source"]):
+            cell["metadata"]["user_expressions"] = [
+                {"expression": "G.x", "result": {"status": "ok", "data": {"text/plain": "1"}}}]
         if cell["cell_type"] == "code":
             cell["execution_count"] = k + 1
             cell["outputs"] = [
