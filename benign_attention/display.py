@@ -276,7 +276,7 @@ class Glued:
         return sorted(object.__getattribute__(self, "_values"))
 
 
-#: Every glued value of this kernel, by name: the prose's ``{eval}`` expressions read it.
+#: Every glued value of this kernel, by name (the prose reads it in inline expressions).
 G = Glued()
 
 
