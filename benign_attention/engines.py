@@ -74,12 +74,13 @@ def record_schedule(steps, record_every=10):
 def log_schedule(steps, num=60):
     """About ``num`` record steps spaced logarithmically in [0, steps] (for long runs, :ref:`sec-delay-long`).
 
-    Returns an int64 array that starts at 0 and ends at ``steps``; raises ValueError for a knob out
-    of range.
+    Returns a strictly increasing int64 array in [0, steps] that starts at 0 and ends at ``steps``
+    (``[0]`` for ``steps`` = 0); raises ValueError for a knob out of range.
     """
     steps = check_int("steps", steps, 0)
     num = check_int("num", num, 2)
-    return np.unique(np.r_[0, np.geomspace(1, max(steps, 1), num).round(), steps]).astype(np.int64)
+    r = np.unique(np.r_[0, np.geomspace(1, max(steps, 1), num).round(), steps]).astype(np.int64)
+    return r[r <= steps]   # steps = 0: just [0]
 
 
 def _check_record_steps(record_steps, steps):
