@@ -604,6 +604,16 @@ def _encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="
     return dict(rec, provenance=prov)
 
 
+def _check_cell_record(rec, d, mu, seed, steps):
+    """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``rec`` is the record of the
+    cell (d, mu, seed, steps) (what an executor returned for that cell's job)."""
+    from .parallel import ExecutorError
+    want = {"d": d, "signal_norm": float(mu), "seed": seed, "steps": steps}
+    if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in want.items()):
+        got = {k: rec.get(k) for k in want} if isinstance(rec, dict) else type(rec).__name__
+        raise ExecutorError(f"executor: the job of the cell {want} returned the result of {got}")
+
+
 def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None):
     """Compute the missing cells of the encoder's (d, ||mu||) grid into the folder ``out``.
 
@@ -621,7 +631,7 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
         As in :func:`encoder_cell`.
     executor : concurrent.futures.Executor, optional
         Where the cells run: None runs them here, one after the other; any ``concurrent.futures``-style
-        executor with a ``map`` (a ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's
+        executor (``submit`` returning futures: :func:`~benign_attention.parallel.process_pool`, or a ``dask.distributed`` Client's
         ``get_executor()``) runs them there. Each cell writes its own file where it runs, so ``out``
         must be a folder that the workers share. See :ref:`sec-encoder-cluster`.
     progress : callable, optional
@@ -647,9 +657,14 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     todo = [(d, mu) for d in sorted(d_values) for mu in mu_values
             if cache.load(_cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, 5e-3, 2000, "float32")) is None]
     cell = partial(_encoder_cell, out=str(cache.folder), seed=seed, steps=steps, threads=threads, quiet=True)
-    results = (executor.map if executor is not None else map)(cell, [d for d, _ in todo], [mu for _, mu in todo])
+    if executor is not None:
+        from .parallel import run_jobs
+        results = run_jobs(cell, todo, executor)
+    else:
+        results = (cell(d, mu) for d, mu in todo)
     records = []
-    for rec in results:
+    for (d, mu), rec in zip(todo, results):
+        _check_cell_record(rec, d, mu, seed, steps)
         records.append(rec)
         if progress is not None:
             progress(rec)

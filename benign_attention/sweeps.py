@@ -35,6 +35,7 @@ import torch
 from . import __version__
 from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
+from .parallel import ExecutorError, run_jobs
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
                       run_family, torch_threads, warn_diverged)
 from .validation import (ArgumentTypeError, check_cache_dir, check_device, check_dtype, check_executor, check_int,
@@ -145,9 +146,9 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
 def _map(fn, jobs, workers, executor=None):
     """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
     random generators release the GIL, so independent families run side by side), or through
-    ``executor.map`` when an executor is given (see :func:`~benign_attention.validation.check_executor`)."""
+    ``executor`` when one is given, one future per job (:func:`~benign_attention.parallel.run_jobs`)."""
     if executor is not None:
-        yield from executor.map(fn, *zip(*jobs)) if jobs else ()
+        yield from run_jobs(fn, jobs, executor)
         return
     if workers == 1 or len(jobs) < 2:
         yield from (fn(*job) for job in jobs)
@@ -156,6 +157,21 @@ def _map(fn, jobs, workers, executor=None):
 
     with torch_threads(1), ThreadPoolExecutor(workers) as pool:
         yield from pool.map(lambda job: fn(*job), jobs)
+
+
+def _check_family_result(arrays_list, members, rec):
+    """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``arrays_list`` is one family's
+    result: one dict per member cell, each with every sweep key over the ``rec`` record steps."""
+    what = f"the family of {len(members)} cells starting at {dict(members[0][1])}"
+    if not isinstance(arrays_list, (list, tuple)) or len(arrays_list) != len(members):
+        got = f"{len(arrays_list)} results" if isinstance(arrays_list, (list, tuple)) else type(arrays_list).__name__
+        raise ExecutorError(f"executor: {what} came back as {got}, expected {len(members)} cell results")
+    for arrays in arrays_list:
+        ok = isinstance(arrays, Mapping) and set(SWEEP_KEYS) <= set(arrays) and "diverged_at" in arrays
+        ok = ok and all(isinstance(arrays[k], np.ndarray) and arrays[k].shape[:1] == (len(rec),) for k in SWEEP_KEYS)
+        if not ok:
+            raise ExecutorError(f"executor: {what} came back with a result that is not a cell's history "
+                                f"({len(rec)} records of {SWEEP_KEYS})")
 
 
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -240,8 +256,8 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
     Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`~benign_attention.engines.DivergenceWarning`).
-    ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (its
-    ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
+    ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (one
+    ``submit`` per family; :func:`~benign_attention.parallel.process_pool` for processes), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
     then ignored. Results (and the cache, written here as they arrive, so the workers need no shared
     folder) are the same as locally, bit for bit when the local run also gives each family one torch
     thread (``workers`` >= 2). See :ref:`sec-encoder-cluster`.
@@ -295,6 +311,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
         prov.update(threads=None, executor=type(executor).__name__)
     jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
     for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers, executor)):
+        _check_family_result(arrays_list, members, rec)
         for (idx, cfg, name, params), arrays in zip(members, arrays_list):
             results[idx] = arrays
             if store is not None:
