@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .engines import divergence_rule
 from .validation import ArgumentTypeError, check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder",
@@ -247,6 +248,14 @@ class EncoderRun:
     history: dict
     seconds: float
     config: dict = field(default_factory=dict)
+    #: None, or the step by which SGD diverged: every metric is NaN from there on (the package's one
+    #: rule, :func:`~benign_attention.engines.divergence_rule`; the run warns DivergenceWarning)
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """True if the loss or the parameters became NaN or inf (metrics from then on are NaN)."""
+        return self.diverged_at is not None
 
     def final(self, key):
         """History value at the last recorded step (the same verb as
@@ -314,6 +323,7 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
         An argument is out of range or of the wrong kind (the message names it).
     """
     from .engines import check_dataset
+    from .validation import check_lr_dtype
     ds = check_dataset("ds", ds)
     steps = check_int("steps", steps, low=0)
     lr = check_number("lr", lr, low=0, low_open=True)
@@ -321,6 +331,8 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
     test_every = record_every if test_every is None else check_int("test_every", test_every, low=1)
     path = check_choice("path", path, ("fast", "reference"))
     tdt = check_dtype("dtype", dtype)
+    check_lr_dtype(lr, tdt)
+    mlp_dim = check_int("mlp_dim", mlp_dim, low=1)
     dtype_name = str(tdt).replace("torch.", "")
     model = make_encoder(ds.d, mlp_dim, seed, dtype_name)
     X, y = torch.tensor(np.asarray(ds.X), dtype=tdt), torch.tensor(np.asarray(ds.y), dtype=tdt)
@@ -363,8 +375,9 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
                 hist[k].append(v)
     seconds = time.perf_counter() - start
     history = {k: np.asarray(v, float) for k, v in hist.items()}
+    at = divergence_rule("train_encoder", lr, rec, history, state=[p.detach() for p in model.parameters()])
     config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
-    return EncoderRun(np.asarray(rec), history, seconds, config)
+    return EncoderRun(np.asarray(rec), history, seconds, config, at)
 
 
 def save_run(run, out, name):
@@ -597,7 +610,7 @@ def _encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="
         **{k: float(run.history[k][-1]) for k in ("train_loss", "train_acc", "train_clean_acc", "test_loss",
                                                    "test_acc")},
         "noisy_attention_x3": float(att[ds.noisy, 2].mean()), "clean_attention_x1": float(att[~ds.noisy, 0].mean()),
-        "seconds": run.seconds,
+        "seconds": run.seconds, "diverged_at": run.diverged_at,
     }
     prov = provenance("cpu", used)
     cache.save(name, params, record=rec, provenance=prov)
@@ -668,4 +681,18 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
         records.append(rec)
         if progress is not None:
             progress(rec)
+    _warn_diverged_cells("run_encoder_grid", [(f"d={r['d']}, mu={r['signal_norm']:g}", r) for r in records], 5e-3)
     return records
+
+
+def _warn_diverged_cells(what, labelled, lr):
+    """One DivergenceWarning for the cells (label, record) whose record has a ``diverged_at`` (their
+    own warning was given where they ran, perhaps in another process)."""
+    import warnings
+
+    from .engines import DivergenceWarning
+    bad = [label for label, r in labelled if isinstance(r, dict) and r.get("diverged_at") is not None]
+    if bad:
+        warnings.warn(DivergenceWarning(f"{what}: training diverged (NaN/inf loss) in {len(bad)} of {len(labelled)} "
+                                        f"cells (e.g. {bad[0]}, lr={lr:g}); their metrics are NaN. Lower lr."),
+                      stacklevel=3)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from ..cache import CacheWarning, CellCache, provenance
+from ..engines import DivergenceWarning
 from ..parallel import ExecutorError, run_jobs
 from ..validation import (ArgumentTypeError, check_cache_dir, check_executor, check_int, check_int_array,
                           check_number, check_path, check_progress, dir_is_writable)
@@ -196,6 +197,11 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         bar.close()
     results = [dict(stored[c].record, provenance=stored[c].provenance) if stored[c] is not None else new[c]
                for c in cells]
+    bad = [c for c, r in zip(cells, results) if r is not None and r.get("diverged_at") is not None]
+    if bad:
+        warnings.warn(DivergenceWarning(f"realdata.grid.run_grid: training diverged (NaN/inf loss) with lr={lr:g} in "
+                                        f"{len(bad)} of {len(cells)} cells (e.g. {bad[0]}); their metrics are NaN. "
+                                        f"Lower lr."), stacklevel=2)
     return [r for r in results if r is not None]
 
 
