@@ -97,6 +97,9 @@ def _check_model_X(model, X):
         raise ArgumentTypeError(f"X must be a torch tensor of shape (n, T, d={model.d}), got {type(X).__name__}")
     if X.dim() != 3 or X.shape[2] != model.d:
         raise ValueError(f"X must have shape (n, T, d={model.d}), got {tuple(X.shape)}")
+    dtype = model.qkv.weight.dtype
+    if X.dtype != dtype:
+        raise ArgumentTypeError(f"X must have the model's dtype {dtype}, got {X.dtype} (convert it with .to({dtype}))")
 
 
 def _cls_forward(model, X, lr):
@@ -187,13 +190,27 @@ def sgd_step(model, X, y, lr):
     gradient, instead of being materialised and then read again by the optimizer. The small
     parameters take their step after the backward pass. See :ref:`sec-encoder-cls`.
 
-    Raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X`` of shape (n, T, d),
-    ``y`` of shape (n,) and ``lr`` > 0."""
+    Everything is checked before the model is touched (a bad input never changes a parameter):
+    raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X``
+    a finite tensor of shape (n, T, d) and the model's dtype, ``y`` a tensor of shape (n,) and that
+    dtype holding only the labels -1 and +1, and ``lr`` > 0 and representable in that dtype
+    (:class:`~benign_attention.validation.ArgumentTypeError` for a wrong kind or dtype)."""
+    from .validation import check_lr_dtype
     _check_model_X(model, X)
     if not isinstance(y, torch.Tensor) or y.shape != X.shape[:1]:
         raise ValueError(f"y must be a tensor of shape (n,) = ({X.shape[0]},), got "
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
     lr = check_number("lr", lr, low=0, low_open=True)
+    dtype = model.qkv.weight.dtype
+    for name, t in (("y", y),):
+        if t.dtype != dtype:
+            raise ArgumentTypeError(f"{name} must have the model's dtype {dtype}, got {t.dtype} (convert it with "
+                                    f".to({dtype}))")
+    check_lr_dtype(lr, dtype)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"X must be finite (no NaN or inf): {int((~torch.isfinite(X)).sum())} non-finite value(s)")
+    if not bool(((y == 1) | (y == -1)).all()):
+        raise ValueError("y must contain only the labels -1 and +1")
     small = [p for k, p in model.named_parameters() if k not in _BIG]
     logits, s = _cls_forward(model, X, lr)
     loss = F.softplus(-y * logits).mean()
