@@ -406,7 +406,8 @@ def save_run(run, out, name):
     if not isinstance(run, EncoderRun):
         raise ArgumentTypeError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
     arrays = {"steps": np.asarray(run.steps), **{f"history.{k}": np.asarray(v) for k, v in run.history.items()}}
-    return CellCache(out, "out").save(name, dict(run.config), record={"seconds": float(run.seconds)}, arrays=arrays)
+    return CellCache(out, "out").save(name, dict(run.config), record={"seconds": float(run.seconds),
+                                                                      "diverged_at": run.diverged_at}, arrays=arrays)
 
 
 def load_runs(folder):
@@ -418,12 +419,26 @@ def load_runs(folder):
     folder = check_path("folder", folder)
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
+    import warnings
+
+    from .cache import CacheWarning
     runs = {}
     for cell in CellCache(folder, "folder").cells():
         if "steps" not in cell.arrays:
-            continue
+            continue   # another kind of cell (a grid cell): not a stored run
+        steps = cell.arrays["steps"]
         history = {k.split(".", 1)[1]: v for k, v in cell.arrays.items() if k.startswith("history.")}
-        runs[cell.path.stem] = EncoderRun(cell.arrays["steps"], history, cell.record["seconds"], dict(cell.params))
+        seconds = cell.record.get("seconds")
+        ok = (steps.ndim == 1 and "train_loss" in history and isinstance(seconds, (int, float))
+              and all(v.shape[:1] == steps.shape for v in history.values()))
+        if not ok:
+            warnings.warn(CacheWarning(f"folder: {str(cell.path)!r} is not a run stored by save_run (its arrays do "
+                                       f"not match its {len(steps)} steps, or it has no train_loss or seconds); "
+                                       f"it is left out"), stacklevel=2)
+            continue
+        at = cell.record.get("diverged_at")
+        runs[cell.path.stem] = EncoderRun(steps, history, seconds, dict(cell.params),
+                                          at if isinstance(at, int) else None)
     return runs
 
 
@@ -537,29 +552,64 @@ def boundary_figure(d_values, boundaries, threshold=0.1):
     return fig
 
 
-def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0):
+#: The numeric results every encoder cell record holds (the ``keys`` :func:`load_grid` can map).
+RECORD_KEYS = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc", "noisy_attention_x3",
+               "clean_attention_x1", "seconds")
+#: The training settings of a cell besides (d, ||mu||, seed): one grid map holds one setting only.
+SETTING_KEYS = ("steps", "lr", "mlp_dim", "dtype")
+
+
+def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0, steps=None):
     """Read the encoder grid's cell files of one ``seed`` (``d*_mu*_seed<seed>.json``, see
     :func:`run_encoder_grid`) from ``folder``.
 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
     shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the records (each with
-    its ``provenance``). Partial or corrupt files are left out with a
-    :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`."""
-    from .cache import CellCache
+    its ``provenance``). Partial or corrupt files, and files that are not encoder cells, are left out
+    with a :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`.
+
+    ``keys``: a list of names from :data:`RECORD_KEYS`. ``steps``: keep only the cells trained for
+    that many steps (None: all). The cells mapped must share one training setting (steps, lr,
+    mlp_dim, dtype): cells of different settings are never merged into one map; a folder that mixes
+    them raises ValueError naming the settings found (pass ``steps`` to pick one)."""
+    import warnings
+
+    from .cache import CacheWarning, CellCache
     from .validation import check_path
     folder = check_path("folder", folder)
     seed = check_int("seed", seed, low=0)
+    steps = None if steps is None else check_int("steps", steps, low=0)
+    if isinstance(keys, str) or not hasattr(keys, "__iter__"):
+        raise ArgumentTypeError(f"keys must be a list of record names from {RECORD_KEYS}, got {keys!r}")
+    keys = list(keys)
+    for k in keys:
+        if not isinstance(k, str) or k not in RECORD_KEYS:
+            raise ValueError(f"keys must name results of an encoder cell {RECORD_KEYS}, got {k!r}")
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
-    cells = CellCache(folder, "folder").cells(f"d*_mu*_seed{seed}.json")
-    recs = [dict(c.record, provenance=c.provenance) for c in cells]
+    recs = []
+    for c in CellCache(folder, "folder").cells(f"d*_mu*_seed{seed}.json"):
+        r = c.record
+        ok = (c.params.get("experiment") == "encoder" and all(k in r for k in ("d", "signal_norm") + SETTING_KEYS)
+              and all(isinstance(r.get(k), (int, float)) for k in RECORD_KEYS if k in r))
+        if not ok:
+            warnings.warn(CacheWarning(f"folder: {str(c.path)!r} is not an encoder grid cell; it is left out"),
+                          stacklevel=2)
+            continue
+        if steps is None or r["steps"] == steps:
+            recs.append(dict(r, provenance=c.provenance))
+    settings = sorted({tuple(r[k] for k in SETTING_KEYS) for r in recs}, key=str)
+    if len(settings) > 1:
+        found = "; ".join(", ".join(f"{k}={v}" for k, v in zip(SETTING_KEYS, st)) for st in settings)
+        raise ValueError(f"folder {str(folder)!r} holds cells of {len(settings)} training settings ({found}); "
+                         f"one map holds one setting: pass steps= to choose")
     d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
     mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
     maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}
     for r in recs:
         i, j = np.searchsorted(d_values, r["d"]), np.searchsorted(mu_values, r["signal_norm"])
         for k in keys:
-            maps[k][i, j] = r[k]
+            maps[k][i, j] = r.get(k, np.nan)
     return d_values, mu_values, maps, recs
 
 
@@ -630,7 +680,11 @@ def _encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="
         "seconds": run.seconds, "diverged_at": run.diverged_at,
     }
     prov = provenance("cpu", used)
-    cache.save(name, params, record=rec, provenance=prov)
+    try:
+        cache.save(name, params, record=rec, provenance=prov)
+    except OSError as err:   # as the other grids: warn and keep the finished result
+        warnings.warn(CacheWarning(f"out: could not write the cell file {str(cache.path(name))!r} ({err}); the "
+                                   f"cell is returned but not stored"), stacklevel=2)
     return dict(rec, provenance=prov)
 
 
@@ -652,7 +706,9 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     d_values : list
         The grid's values of d (integers >= 1); cells run cheapest (small d) first.
     mu_values : list
-        The grid's signal norms ||mu|| (numbers >= 0); every d runs with every one.
+        The grid's signal norms ||mu|| (numbers >= 0); every d runs with every one. A value given
+        twice (in either list) is one cell, computed and returned once; two values whose cell files
+        would share a name (equal to 6 significant digits) raise ValueError.
     out : str or Path
         The cell folder (the book's one cell cache, :class:`~benign_attention.cache.CellCache`).
         Cells stored there with the same parameters are skipped, so a stopped run resumes; corrupt
@@ -679,12 +735,27 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     executor = check_executor("executor", executor)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be None or a callable, got {type(progress).__name__}")
-    d_values = [int(d) for d in check_int_array("d_values", d_values, 1)]
-    mu_values = [check_number(f"mu_values[{i}]", mu, low=0) for i, mu in enumerate(np.atleast_1d(mu_values))]
+    d_values = sorted({int(d) for d in check_int_array("d_values", d_values, 1)})   # a repeated value: one cell
+    if (isinstance(mu_values, (str, bytes, dict)) or not hasattr(mu_values, "__iter__")
+            or (isinstance(mu_values, (np.ndarray, torch.Tensor)) and mu_values.ndim != 1)):
+        raise ArgumentTypeError(f"mu_values must be a list of numbers >= 0, got {mu_values!r}")
+    mus = [check_number(f"mu_values[{i}]", mu, low=0) for i, mu in enumerate(mu_values)]
+    if not mus:
+        raise ValueError("mu_values must list at least one value")
+    mu_values, names = [], {}
+    for mu in mus:
+        name = _cell_name(1, mu, 0)
+        if name in names and names[name] != mu:
+            raise ValueError(f"mu_values {names[name]!r} and {mu!r} would share one cell file ({name}...: its name keeps "
+                             f"6 significant digits); give values that differ within 6 digits")
+        if name not in names:
+            names[name] = mu
+            mu_values.append(mu)
     seed, steps = check_int("seed", seed, low=0), check_int("steps", steps, low=0)
     threads = check_int("threads", threads, low=1)
     cache = CellCache(out, "out")
-    todo = [(d, mu) for d in sorted(d_values) for mu in mu_values
+    cache.clean()   # temporary files of writes killed halfway
+    todo = [(d, mu) for d in d_values for mu in mu_values
             if cache.load(_cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, 5e-3, 2000, "float32")) is None]
     cell = partial(_encoder_cell, out=str(cache.folder), seed=seed, steps=steps, threads=threads, quiet=True)
     if executor is not None:

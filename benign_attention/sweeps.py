@@ -159,6 +159,19 @@ def _map(fn, jobs, workers, executor=None):
         yield from pool.map(lambda job: fn(*job), jobs)
 
 
+#: The shape of each stored sweep array after its leading record axis (E,).
+_TAIL = {k: (4,) if k.startswith("attn_") else () for k in SWEEP_KEYS}
+
+
+def _cell_ok(arrays, rec):
+    """True if ``arrays`` is one sweep cell's result over the record steps ``rec``: every sweep key
+    with shape (E,) or (E, 4) for attention, and a scalar ``diverged_at``."""
+    if not isinstance(arrays, Mapping) or not set(SWEEP_KEYS) <= set(arrays) or "diverged_at" not in arrays:
+        return False
+    return (all(isinstance(arrays[k], np.ndarray) and arrays[k].shape == (len(rec),) + _TAIL[k] for k in SWEEP_KEYS)
+            and np.shape(arrays["diverged_at"]) == ())
+
+
 def _check_family_result(arrays_list, members, rec):
     """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``arrays_list`` is one family's
     result: one dict per member cell, each with every sweep key over the ``rec`` record steps."""
@@ -167,9 +180,7 @@ def _check_family_result(arrays_list, members, rec):
         got = f"{len(arrays_list)} results" if isinstance(arrays_list, (list, tuple)) else type(arrays_list).__name__
         raise ExecutorError(f"executor: {what} came back as {got}, expected {len(members)} cell results")
     for arrays in arrays_list:
-        ok = isinstance(arrays, Mapping) and set(SWEEP_KEYS) <= set(arrays) and "diverged_at" in arrays
-        ok = ok and all(isinstance(arrays[k], np.ndarray) and arrays[k].shape[:1] == (len(rec),) for k in SWEEP_KEYS)
-        if not ok:
+        if not _cell_ok(arrays, rec):
             raise ExecutorError(f"executor: {what} came back with a result that is not a cell's history "
                                 f"({len(rec)} records of {SWEEP_KEYS})")
 
@@ -288,10 +299,16 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
 
     results, families = {}, {}
     store = None if cache is None else CellCache(cache, "cache_dir")
+    if store is not None:
+        store.clean()   # temporary files of writes killed halfway
     for idx, cfg in cells:
         params = _cell_params(cfg, steps, lr, rec, dtype)
         name = cell_key(params)
         got = store.load(name, params) if store is not None else None
+        if got is not None and not _cell_ok(got.arrays, rec):
+            warnings.warn(CacheWarning(f"cache_dir: the cell file {str(got.path)!r} passes its checksum but does not "
+                                       f"hold a cell's {len(rec)} records; it is computed again"), stacklevel=2)
+            got = None
         if got is not None:
             results[idx] = got.arrays
         families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg, name, params))

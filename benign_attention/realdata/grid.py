@@ -173,6 +173,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         if k not in PREPARE_KW:
             raise ValueError(f"prepare_kw key {k!r} unknown; allowed: {PREPARE_KW}")
     cache = CellCache(out, "out")
+    cache.clean()   # temporary files of writes killed halfway
     cells = [(d, n, float(e), s) for d in datasets for n in ns for e in etas for s in seeds]
     stored = {c: cache.load(_cell_name(*c), _cell_params(*c, epochs, lr, prepare_kw)) for c in cells}
     todo = [c for c in cells if stored[c] is None]
