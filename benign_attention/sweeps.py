@@ -143,6 +143,12 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
+def _family_job(cfgs, *args):
+    """A job of :func:`run_grid`: the family's cell configs with their results (so that the caller can
+    check that a result is the one of the cells it asked for, wherever it was computed)."""
+    return {"cells": [dict(c) for c in cfgs], "results": _compute_family(cfgs, *args)}
+
+
 def _map(fn, jobs, workers, executor=None):
     """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
     random generators release the GIL, so independent families run side by side), or through
@@ -172,10 +178,17 @@ def _cell_ok(arrays, rec):
             and np.shape(arrays["diverged_at"]) == ())
 
 
-def _check_family_result(arrays_list, members, rec):
-    """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``arrays_list`` is one family's
-    result: one dict per member cell, each with every sweep key over the ``rec`` record steps."""
+def _check_family_result(job, members, rec):
+    """The member cells' results from ``job`` (what :func:`_family_job` returned for ``members``), or
+    :class:`~benign_attention.parallel.ExecutorError` unless it is the result of exactly these cells:
+    one dict per member cell, each with every sweep key over the ``rec`` record steps."""
     what = f"the family of {len(members)} cells starting at {dict(members[0][1])}"
+    if not isinstance(job, Mapping) or "cells" not in job or "results" not in job:
+        raise ExecutorError(f"executor: the job of {what} returned {type(job).__name__}, not the family's result")
+    if list(job["cells"]) != [cfg for _, cfg, _, _ in members]:
+        raise ExecutorError(f"executor: the job of {what} returned the result of other cells "
+                            f"(starting at {dict(job['cells'][0]) if job['cells'] else None})")
+    arrays_list = job["results"]
     if not isinstance(arrays_list, (list, tuple)) or len(arrays_list) != len(members):
         got = f"{len(arrays_list)} results" if isinstance(arrays_list, (list, tuple)) else type(arrays_list).__name__
         raise ExecutorError(f"executor: {what} came back as {got}, expected {len(members)} cell results")
@@ -183,6 +196,7 @@ def _check_family_result(arrays_list, members, rec):
         if not _cell_ok(arrays, rec):
             raise ExecutorError(f"executor: {what} came back with a result that is not a cell's history "
                                 f"({len(rec)} records of {SWEEP_KEYS})")
+    return arrays_list
 
 
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -327,8 +341,8 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     if executor is not None:  # computed elsewhere: the threads there are not known here
         prov.update(threads=None, executor=type(executor).__name__)
     jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
-    for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers, executor)):
-        _check_family_result(arrays_list, members, rec)
+    for members, job in zip(todo, _map(_family_job, jobs, workers, executor)):
+        arrays_list = _check_family_result(job, members, rec)
         for (idx, cfg, name, params), arrays in zip(members, arrays_list):
             results[idx] = arrays
             if store is not None:
