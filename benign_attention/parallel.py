@@ -1,4 +1,4 @@
-"""Running cells elsewhere: the one mechanism every grid uses to hand work to an executor.
+"""Running cells elsewhere: the one mechanism every grid uses to hand work to an executor (:ref:`sec-encoder-cluster`).
 
 The three grids (:func:`benign_attention.sweeps.run_grid`, :func:`benign_attention.encoder.run_encoder_grid`,
 :func:`benign_attention.realdata.grid.run_grid`) accept any ``concurrent.futures``-style executor (an object with
@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import threading
 
-__all__ = ["process_pool", "fork_is_safe", "run_jobs", "ExecutorError"]
+__all__ = ["process_pool", "start_method", "fork_is_safe", "forks", "run_jobs", "ExecutorError"]
 
 #: Seconds :func:`fork_is_safe` waits for its probe (a healthy one takes well under a second).
 PROBE_TIMEOUT = 5.0
