@@ -14,7 +14,9 @@ folder, through :class:`CellCache`. A cell file holds
 
 Writes go to a unique temporary file in the same folder and then ``os.replace`` it, so a reader sees
 the old file or the new one, never a partial one, and two processes writing the same cell at once both
-succeed (the last rename wins; both wrote the same result). A file that does not parse or fails its
+succeed (the last rename wins; both wrote the same result). A temporary file left by a write that was
+killed halfway is removed by :meth:`CellCache.clean` (every grid calls it) once it is older than
+``STALE_SECONDS``. A file that does not parse or fails its
 checksum, or one made with other parameters, warns (:class:`CacheWarning`) and is computed again.
 The book explains the grids that use it in :ref:`sec-encoder-cluster`.
 """

@@ -366,7 +366,7 @@ def signal_coefficients(labels, T, rho):
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
     """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns.
 
-    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` >= :data:`MIN_SIGNAL_NORM`, ``rho`` >= 0 and ``eta`` in [0, 0.5) as in
+    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` >= ``MIN_SIGNAL_NORM``, ``rho`` >= 0 and ``eta`` in [0, 0.5) as in
     :func:`make_dataset`; ``config`` the knobs to record. Raises ValueError otherwise.
     """
     if not isinstance(draw, NoiseDraw):
@@ -403,7 +403,7 @@ def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.
     rho : float
         Weak-signal factor of x_2 and x_3, >= 0.
     signal_norm : float
-        ||mu||, the norm of both class signals, >= :data:`MIN_SIGNAL_NORM` (1e-6; the head has
+        ||mu||, the norm of both class signals, >= ``MIN_SIGNAL_NORM`` (1e-6; the head has
         norm 1/||mu||).
     sigma : float
         Standard deviation of the token noise, > 0.

@@ -568,7 +568,7 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
     its ``provenance``). Partial or corrupt files, and files that are not encoder cells, are left out
     with a :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`.
 
-    ``keys``: a list of names from :data:`RECORD_KEYS`. ``steps``: keep only the cells trained for
+    ``keys``: a list of names from ``RECORD_KEYS``. ``steps``: keep only the cells trained for
     that many steps (None: all). The cells mapped must share one training setting (steps, lr,
     mlp_dim, dtype): cells of different settings are never merged into one map; a folder that mixes
     them raises ValueError naming the settings found (pass ``steps`` to pick one)."""
