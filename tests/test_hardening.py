@@ -231,7 +231,16 @@ def _broken():
 
 
 def _grid(ex):
-    return lambda: ba.run_grid(GRID, BASE, steps=4, progress=False, executor=ex() if callable(ex) else ex)
+    def call():
+        executor = ex() if callable(ex) else ex
+        try:
+            return ba.run_grid(GRID, BASE, steps=4, progress=False, executor=executor)
+        finally:   # no job left running into the next test (warnings.catch_warnings is process-global)
+            if callable(getattr(executor, "shutdown", None)) and not isinstance(executor, multiprocessing.pool.Pool):
+                executor.shutdown(wait=True)
+            elif isinstance(executor, multiprocessing.pool.Pool):
+                executor.terminate()
+    return call
 
 
 EXECUTOR_CASES = [
@@ -263,8 +272,8 @@ def test_encoder_grid_swapped_results_are_caught(tmp_path):
         def submit(self, fn, d, mu):
             return super().submit(fn, d, 20.0 if mu == 5.0 else 5.0)
 
-    with pytest.raises(ExecutorError, match="returned the result of"):
-        encoder.run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=1, executor=Swap(1))
+    with Swap(1) as ex, pytest.raises(ExecutorError, match="returned the result of"):
+        encoder.run_encoder_grid([6], [5.0, 20.0], tmp_path, steps=1, executor=ex)
 
 
 # ------------------------------------------------------------------------------------------------
