@@ -137,9 +137,11 @@ def first_passage(steps, values, levels):
     Parameters
     ----------
     steps : array_like
-        Record steps (E,), finite.
+        Record steps (E,), finite and strictly increasing (the order they were recorded in).
     values : array_like
-        The quantity at each record (E,); NaN never reaches a level.
+        The quantity at each record (E,). NaN (a diverged record) never reaches a level and is
+        skipped: the passage is interpolated between the two finite records around it, or is the
+        first finite record at or above the level when none precedes it.
     levels : array_like
         The levels (L,), finite.
 
@@ -151,22 +153,46 @@ def first_passage(steps, values, levels):
     Raises
     ------
     ValueError
-        An argument is not a 1-d array of numbers, or ``values`` and ``steps`` differ in length.
+        An argument is not a 1-d array of numbers, ``values`` and ``steps`` differ in length, or
+        ``steps`` is not strictly increasing.
     """
-    steps = check_array("steps", steps, ndim=1)
+    steps = _increasing("steps", check_array("steps", steps, ndim=1))
     values = check_array("values", values, shape=(len(steps),), finite=False)
     levels = check_array("levels", levels, ndim=1)
-    out = np.full(len(levels), np.nan)
-    for k, level in enumerate(levels):
-        hit = np.flatnonzero(values >= level)
-        if hit.size == 0:
-            continue
-        j = hit[0]
-        if j == 0:
-            out[k] = steps[0]
-        else:
-            w = (level - values[j - 1]) / (values[j] - values[j - 1])
-            out[k] = steps[j - 1] + w * (steps[j] - steps[j - 1])
+    return _crossings(values[None], steps, levels, above=True)[0]
+
+
+def _increasing(name, a):
+    """``a`` (a checked 1-d array) if it is strictly increasing, else a ValueError naming ``name``."""
+    if a.size > 1 and not np.all(np.diff(a) > 0):
+        i = int(np.argmax(~(np.diff(a) > 0)))
+        raise ValueError(f"{name} must be strictly increasing (sort the records first), got {name}[{i}] = "
+                         f"{a[i]:g} followed by {a[i + 1]:g}")
+    return a
+
+
+def _crossings(values, where, thresholds, above):
+    """The shared rule of :func:`first_passage` and :func:`boundary_crossing`: for each row of
+    ``values`` (rows, E) over the increasing positions ``where`` (E,) and each threshold (L,), the
+    first position at which the row reaches it (>=, or < when not ``above``), linearly interpolated
+    from the last finite value before it; NaN values are skipped, NaN where it is never reached."""
+    out = np.full((values.shape[0], len(thresholds)), np.nan)
+    for i, row in enumerate(values):
+        ok = np.flatnonzero(~np.isnan(row))
+        for k, level in enumerate(thresholds):
+            reached = row[ok] >= level if above else row[ok] < level
+            hit = np.flatnonzero(reached)
+            if hit.size == 0:
+                continue
+            h = hit[0]
+            j = ok[h]
+            if h == 0:
+                out[i, k] = where[j]
+                continue
+            jp = ok[h - 1]
+            a, b = row[jp], row[j]
+            w = (level - a) / (b - a) if np.isfinite(a) and np.isfinite(b) and b != a else 1.0
+            out[i, k] = where[jp] + min(max(w, 0.0), 1.0) * (where[j] - where[jp])
     return out
 
 
@@ -190,13 +216,14 @@ def late_linear_fit(x, y, start, stop=np.inf):
     Returns
     -------
     tuple of float
-        ``(slope, intercept, r2)``, r2 the coefficient of determination of the fit.
+        ``(slope, intercept, r2)``, r2 the coefficient of determination of the fit (1 when ``y`` is
+        constant in the window: the horizontal line fits it exactly).
 
     Raises
     ------
     ValueError
         ``x``/``y`` are not 1-d arrays of the same length, ``start``/``stop`` are not numbers, or
-        fewer than two finite points lie in the window.
+        fewer than two finite points (with distinct ``x``) lie in the window.
     """
     x = check_array("x", x, ndim=1)
     y = check_array("y", y, shape=(len(x),), finite=False)
@@ -206,9 +233,15 @@ def late_linear_fit(x, y, start, stop=np.inf):
     if keep.sum() < 2:
         raise ValueError(f"start/stop must leave at least two finite points to fit, got {int(keep.sum())} "
                          f"in [{start:g}, {stop:g}]")
+    if np.ptp(x[keep]) == 0:
+        raise ValueError(f"start/stop must leave at least two distinct x values to fit a line, got x = "
+                         f"{x[keep][0]:g} only")
     slope, intercept = np.polyfit(x[keep], y[keep], 1)
     resid = y[keep] - (slope * x[keep] + intercept)
-    r2 = 1 - (resid ** 2).sum() / ((y[keep] - y[keep].mean()) ** 2).sum()
+    total = ((y[keep] - y[keep].mean()) ** 2).sum()
+    # constant y: the horizontal line fits exactly, r2 = 1 (not 1 - 0/0)
+    flat = total <= keep.sum() * (1e-13 * float(np.abs(y[keep]).max())) ** 2
+    r2 = 1.0 if flat else 1 - (resid ** 2).sum() / total
     return float(slope), float(intercept), float(r2)
 
 
@@ -265,9 +298,11 @@ def boundary_crossing(values, levels, threshold, above=True):
     Parameters
     ----------
     values : array_like
-        Shape (rows, len(levels)); NaN (a diverged cell) never crosses.
+        Shape (rows, len(levels)). NaN (a diverged cell) never crosses and is skipped: a crossing
+        just after it is interpolated from the last finite cell before it (or is the crossing
+        cell's level when there is none).
     levels : array_like
-        The grid values along each row (finite, 1-d).
+        The grid values along each row (finite, 1-d, strictly increasing).
     threshold : float
         The level to cross.
     above : bool
@@ -281,23 +316,11 @@ def boundary_crossing(values, levels, threshold, above=True):
     Raises
     ------
     ValueError
-        ``values`` is not 2-d with ``len(levels)`` columns, ``threshold`` is not a finite number or
-        ``above`` not a bool.
+        ``values`` is not 2-d with ``len(levels)`` columns, ``levels`` is not strictly increasing,
+        ``threshold`` is not a finite number or ``above`` not a bool.
     """
-    levels = check_array("levels", levels, ndim=1)
+    levels = _increasing("levels", check_array("levels", levels, ndim=1))
     values = check_array("values", values, shape=(None, len(levels)), finite=False)
     threshold = check_number("threshold", threshold)
     above = check_bool("above", above)
-    out = np.full(values.shape[0], np.nan)
-    for i, row in enumerate(values):
-        hit = np.flatnonzero(row >= threshold if above else row < threshold)
-        if hit.size == 0:
-            continue
-        j = hit[0]
-        if j == 0:
-            out[i] = levels[0]
-        else:
-            a, b = row[j - 1], row[j]
-            w = 0.0 if b == a else (threshold - a) / (b - a)
-            out[i] = levels[j - 1] + w * (levels[j] - levels[j - 1])
-    return out
+    return _crossings(values, levels, np.array([threshold]), above)[:, 0]

@@ -14,7 +14,9 @@ folder, through :class:`CellCache`. A cell file holds
 
 Writes go to a unique temporary file in the same folder and then ``os.replace`` it, so a reader sees
 the old file or the new one, never a partial one, and two processes writing the same cell at once both
-succeed (the last rename wins; both wrote the same result). A file that does not parse or fails its
+succeed (the last rename wins; both wrote the same result). A temporary file left by a write that was
+killed halfway is removed by :meth:`CellCache.clean` (every grid calls it) once it is older than
+``STALE_SECONDS``. A file that does not parse or fails its
 checksum, or one made with other parameters, warns (:class:`CacheWarning`) and is computed again.
 The book explains the grids that use it in :ref:`sec-encoder-cluster`.
 """
@@ -34,13 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .validation import ArgumentTypeError, check_path
+from .validation import ArgumentTypeError, check_number, check_path
 
 __all__ = ["CellCache", "Cell", "CacheWarning", "provenance", "cell_key", "stored", "STORED"]
 
 #: The stored results the book shows (long computations made by ``scripts/`` and ``benchmarks/``),
 #: shipped inside the package so that a chapter finds them without the repository (Colab).
 STORED = Path(__file__).resolve().parent / "results"
+
+#: Seconds after which a temporary file of an unfinished write counts as abandoned (:meth:`CellCache.clean`).
+STALE_SECONDS = 600.0
 
 #: Bumped when the cell file layout changes (files of another format are then recomputed, not misread).
 FORMAT = 1
@@ -176,6 +181,27 @@ class CellCache:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return path
+
+    def clean(self, max_age=STALE_SECONDS) -> int:
+        """Remove the temporary files that writes killed halfway left behind (``.<name>.json.*.tmp``
+        older than ``max_age`` seconds: a write takes milliseconds, so an older one has no writer any
+        more, on any machine sharing the folder). Returns how many were removed; a file that cannot
+        be removed is left (this never raises for the folder's state). Every grid calls it before it
+        writes."""
+        import time
+
+        max_age = check_number("max_age", max_age, 0)
+        if not self.folder.is_dir():
+            return 0
+        removed, now = 0, time.time()
+        for tmp in self.folder.glob(".*.json.*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime >= max_age:
+                    tmp.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def cells(self, pattern="*.json") -> list[Cell]:
         """Every verified cell file in the folder whose name matches ``pattern`` (sorted by name; none if

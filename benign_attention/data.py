@@ -30,6 +30,10 @@ from .validation import ArgumentTypeError, check_array, check_dtype, check_int, 
 
 __all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"]
 
+#: The smallest allowed ||mu||: the head nu has norm 1/||mu||, and below this the outputs (of order
+#: sigma sqrt(d) / ||mu||) leave float32's range of useful numbers; the book's grids start far above it.
+MIN_SIGNAL_NORM = 1e-6
+
 # Stream indices of SeedSequence(seed).spawn(5)
 _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
@@ -52,15 +56,23 @@ def head_vector(mu_pos, mu_neg):
     Raises
     ------
     ValueError
-        The signals are not 1-d arrays of the same shape, not finite, or equal.
+        The signals are not 1-d arrays of the same shape, not finite, or equal, or so small that
+        1/||mu|| overflows.
     """
     mu_pos = check_array("mu_pos", mu_pos, ndim=1)
     mu_neg = check_array("mu_neg", mu_neg, shape=mu_pos.shape)
     diff = mu_pos - mu_neg
     if not np.any(diff):
         raise ValueError("mu_pos and mu_neg must differ (the head is their normalised difference)")
-    scale = 0.5 * (np.linalg.norm(mu_pos) + np.linalg.norm(mu_neg))
-    return diff / (np.linalg.norm(diff) * scale)
+    # scaled norms: no underflow of the squares for tiny signals, no overflow for huge ones
+    big = max(np.abs(mu_pos).max(), np.abs(mu_neg).max())
+    scale = 0.5 * big * (np.linalg.norm(mu_pos / big) + np.linalg.norm(mu_neg / big))
+    unit = diff / np.abs(diff).max()
+    with np.errstate(over="ignore", divide="ignore"):
+        nu = unit / np.linalg.norm(unit) / scale
+    if not np.all(np.isfinite(nu)):
+        raise ValueError(f"mu_pos and mu_neg have norms too small: the head 1/||mu|| overflows (||mu|| = {scale:g})")
+    return nu
 
 
 _ARRAY_FIELDS = ("X", "y", "y_clean", "noisy", "X_test", "y_test", "mu_pos", "mu_neg")
@@ -257,7 +269,7 @@ def validate_config(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta
         T=check_int("T", T, 3),
         d=check_int("d", d, 2),
         rho=check_number("rho", rho, 0.0),
-        signal_norm=check_number("signal_norm", signal_norm, 0.0, low_open=True),
+        signal_norm=check_number("signal_norm", signal_norm, MIN_SIGNAL_NORM),
         sigma=check_number("sigma", sigma, 0.0, low_open=True),
         eta=check_number("eta", eta, 0.0, 0.5, high_open=True),
         n_test=check_int("n_test", n_test, 1),
@@ -354,12 +366,12 @@ def signal_coefficients(labels, T, rho):
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
     """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns.
 
-    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` > 0, ``rho`` >= 0 and ``eta`` in [0, 0.5) as in
+    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` >= ``MIN_SIGNAL_NORM``, ``rho`` >= 0 and ``eta`` in [0, 0.5) as in
     :func:`make_dataset`; ``config`` the knobs to record. Raises ValueError otherwise.
     """
     if not isinstance(draw, NoiseDraw):
         raise ArgumentTypeError(f"draw must be a NoiseDraw (from draw_noise), got {type(draw).__name__}")
-    signal_norm = check_number("signal_norm", signal_norm, 0.0, low_open=True)
+    signal_norm = check_number("signal_norm", signal_norm, MIN_SIGNAL_NORM)
     n, T, d = draw.eps.shape
     X = draw.eps.copy()
     X[:, :, :2] += signal_norm * signal_coefficients(draw.y_clean, T, rho)
@@ -391,7 +403,8 @@ def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.
     rho : float
         Weak-signal factor of x_2 and x_3, >= 0.
     signal_norm : float
-        ||mu||, the norm of both class signals, > 0.
+        ||mu||, the norm of both class signals, >= ``MIN_SIGNAL_NORM`` (1e-6; the head has
+        norm 1/||mu||).
     sigma : float
         Standard deviation of the token noise, > 0.
     eta : float

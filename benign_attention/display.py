@@ -32,6 +32,8 @@ import warnings
 
 import numpy as np
 
+from .validation import ArgumentTypeError, check_bool, check_number
+
 __all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "FigureWarning", "png", "show",
            "figure_problems", "glue", "G"]
 
@@ -54,7 +56,7 @@ def _check_figure(fig):
     from matplotlib.figure import Figure
 
     if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+        raise ArgumentTypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
 
 
 def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
@@ -64,9 +66,10 @@ def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
     ----------
     fig : matplotlib.figure.Figure
     pixel_ratio : float
-        Device pixels per CSS pixel, in [0.5, 4] (default :data:`PIXEL_RATIO`).
+        Device pixels per CSS pixel, a number in [0.5, 4] (default :data:`PIXEL_RATIO`; numpy and
+        torch scalars are accepted, bools are not).
     close : bool
-        Close the figure afterwards (default True).
+        Close the figure afterwards (default True): True or False (or 1/0), nothing else.
 
     Returns
     -------
@@ -77,13 +80,14 @@ def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
     Raises
     ------
     ValueError
-        ``fig`` is not a matplotlib Figure or ``pixel_ratio`` is out of range.
+        ``fig`` is not a matplotlib Figure, ``pixel_ratio`` is out of range or ``close`` is not a
+        bool (:class:`~benign_attention.validation.ArgumentTypeError` for a wrong kind).
     """
     import matplotlib.pyplot as plt
 
     _check_figure(fig)
-    if not (isinstance(pixel_ratio, (int, float)) and 0.5 <= pixel_ratio <= 4):
-        raise ValueError(f"pixel_ratio must be a number in [0.5, 4], got {pixel_ratio!r}")
+    pixel_ratio = check_number("pixel_ratio", pixel_ratio, 0.5, 4)   # any real number type; never a bool
+    close = check_bool("close", close)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=CSS_DPI * pixel_ratio, facecolor="white")
     if close:
@@ -111,7 +115,8 @@ def show(fig, alt=None):
     Raises
     ------
     ValueError
-        ``fig`` is not a matplotlib Figure.
+        ``fig`` is not a matplotlib Figure or ``alt`` not a string
+        (:class:`~benign_attention.validation.ArgumentTypeError`).
 
     Warns
     -----
@@ -122,6 +127,8 @@ def show(fig, alt=None):
     from matplotlib.figure import Figure
 
     _check_figure(fig)
+    if alt is not None and not isinstance(alt, str):
+        raise ArgumentTypeError(f"alt must be a string or None, got {type(alt).__name__}")
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with the book extra
@@ -298,7 +305,9 @@ def glue(name, value):
     ValueError
         ``name`` is not a Python identifier.
     """
-    if not isinstance(name, str) or not name.isidentifier():
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"glue name must be a string, got {type(name).__name__} {name!r}")
+    if not name.isidentifier():
         raise ValueError(f"glue name must be a Python identifier (the prose reads G.<name>), got {name!r}")
     item = getattr(value, "item", None)
     if item is not None:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .engines import divergence_rule
 from .validation import ArgumentTypeError, check_choice, check_dtype, check_int, check_number
 
 __all__ = ["EncoderReference", "fast_forward", "sgd_step", "ONEDNN", "make_encoder", "train_encoder",
@@ -96,6 +97,9 @@ def _check_model_X(model, X):
         raise ArgumentTypeError(f"X must be a torch tensor of shape (n, T, d={model.d}), got {type(X).__name__}")
     if X.dim() != 3 or X.shape[2] != model.d:
         raise ValueError(f"X must have shape (n, T, d={model.d}), got {tuple(X.shape)}")
+    dtype = model.qkv.weight.dtype
+    if X.dtype != dtype:
+        raise ArgumentTypeError(f"X must have the model's dtype {dtype}, got {X.dtype} (convert it with .to({dtype}))")
 
 
 def _cls_forward(model, X, lr):
@@ -186,13 +190,27 @@ def sgd_step(model, X, y, lr):
     gradient, instead of being materialised and then read again by the optimizer. The small
     parameters take their step after the backward pass. See :ref:`sec-encoder-cls`.
 
-    Raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X`` of shape (n, T, d),
-    ``y`` of shape (n,) and ``lr`` > 0."""
+    Everything is checked before the model is touched (a bad input never changes a parameter):
+    raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X``
+    a finite tensor of shape (n, T, d) and the model's dtype, ``y`` a tensor of shape (n,) and that
+    dtype holding only the labels -1 and +1, and ``lr`` > 0 and representable in that dtype
+    (:class:`~benign_attention.validation.ArgumentTypeError` for a wrong kind or dtype)."""
+    from .validation import check_lr_dtype
     _check_model_X(model, X)
     if not isinstance(y, torch.Tensor) or y.shape != X.shape[:1]:
         raise ValueError(f"y must be a tensor of shape (n,) = ({X.shape[0]},), got "
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
     lr = check_number("lr", lr, low=0, low_open=True)
+    dtype = model.qkv.weight.dtype
+    for name, t in (("y", y),):
+        if t.dtype != dtype:
+            raise ArgumentTypeError(f"{name} must have the model's dtype {dtype}, got {t.dtype} (convert it with "
+                                    f".to({dtype}))")
+    check_lr_dtype(lr, dtype)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"X must be finite (no NaN or inf): {int((~torch.isfinite(X)).sum())} non-finite value(s)")
+    if not bool(((y == 1) | (y == -1)).all()):
+        raise ValueError("y must contain only the labels -1 and +1")
     small = [p for k, p in model.named_parameters() if k not in _BIG]
     logits, s = _cls_forward(model, X, lr)
     loss = F.softplus(-y * logits).mean()
@@ -247,6 +265,14 @@ class EncoderRun:
     history: dict
     seconds: float
     config: dict = field(default_factory=dict)
+    #: None, or the step by which SGD diverged: every metric is NaN from there on (the package's one
+    #: rule, :func:`~benign_attention.engines.divergence_rule`; the run warns DivergenceWarning)
+    diverged_at: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """True if the loss or the parameters became NaN or inf (metrics from then on are NaN)."""
+        return self.diverged_at is not None
 
     def final(self, key):
         """History value at the last recorded step (the same verb as
@@ -314,6 +340,7 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
         An argument is out of range or of the wrong kind (the message names it).
     """
     from .engines import check_dataset
+    from .validation import check_lr_dtype
     ds = check_dataset("ds", ds)
     steps = check_int("steps", steps, low=0)
     lr = check_number("lr", lr, low=0, low_open=True)
@@ -321,6 +348,8 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
     test_every = record_every if test_every is None else check_int("test_every", test_every, low=1)
     path = check_choice("path", path, ("fast", "reference"))
     tdt = check_dtype("dtype", dtype)
+    check_lr_dtype(lr, tdt)
+    mlp_dim = check_int("mlp_dim", mlp_dim, low=1)
     dtype_name = str(tdt).replace("torch.", "")
     model = make_encoder(ds.d, mlp_dim, seed, dtype_name)
     X, y = torch.tensor(np.asarray(ds.X), dtype=tdt), torch.tensor(np.asarray(ds.y), dtype=tdt)
@@ -363,8 +392,9 @@ def train_encoder(ds, steps=1000, lr=5e-3, record_every=10, mlp_dim=2000, seed=0
                 hist[k].append(v)
     seconds = time.perf_counter() - start
     history = {k: np.asarray(v, float) for k, v in hist.items()}
+    at = divergence_rule("train_encoder", lr, rec, history, state=[p.detach() for p in model.parameters()])
     config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
-    return EncoderRun(np.asarray(rec), history, seconds, config)
+    return EncoderRun(np.asarray(rec), history, seconds, config, at)
 
 
 def save_run(run, out, name):
@@ -376,7 +406,8 @@ def save_run(run, out, name):
     if not isinstance(run, EncoderRun):
         raise ArgumentTypeError(f"run must be an EncoderRun (from train_encoder), got {type(run).__name__}")
     arrays = {"steps": np.asarray(run.steps), **{f"history.{k}": np.asarray(v) for k, v in run.history.items()}}
-    return CellCache(out, "out").save(name, dict(run.config), record={"seconds": float(run.seconds)}, arrays=arrays)
+    return CellCache(out, "out").save(name, dict(run.config), record={"seconds": float(run.seconds),
+                                                                      "diverged_at": run.diverged_at}, arrays=arrays)
 
 
 def load_runs(folder):
@@ -388,12 +419,26 @@ def load_runs(folder):
     folder = check_path("folder", folder)
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
+    import warnings
+
+    from .cache import CacheWarning
     runs = {}
     for cell in CellCache(folder, "folder").cells():
         if "steps" not in cell.arrays:
-            continue
+            continue   # another kind of cell (a grid cell): not a stored run
+        steps = cell.arrays["steps"]
         history = {k.split(".", 1)[1]: v for k, v in cell.arrays.items() if k.startswith("history.")}
-        runs[cell.path.stem] = EncoderRun(cell.arrays["steps"], history, cell.record["seconds"], dict(cell.params))
+        seconds = cell.record.get("seconds")
+        ok = (steps.ndim == 1 and "train_loss" in history and isinstance(seconds, (int, float))
+              and all(v.shape[:1] == steps.shape for v in history.values()))
+        if not ok:
+            warnings.warn(CacheWarning(f"folder: {str(cell.path)!r} is not a run stored by save_run (its arrays do "
+                                       f"not match its {len(steps)} steps, or it has no train_loss or seconds); "
+                                       f"it is left out"), stacklevel=2)
+            continue
+        at = cell.record.get("diverged_at")
+        runs[cell.path.stem] = EncoderRun(steps, history, seconds, dict(cell.params),
+                                          at if isinstance(at, int) else None)
     return runs
 
 
@@ -507,29 +552,64 @@ def boundary_figure(d_values, boundaries, threshold=0.1):
     return fig
 
 
-def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0):
+#: The numeric results every encoder cell record holds (the ``keys`` :func:`load_grid` can map).
+RECORD_KEYS = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc", "noisy_attention_x3",
+               "clean_attention_x1", "seconds")
+#: The training settings of a cell besides (d, ||mu||, seed): one grid map holds one setting only.
+SETTING_KEYS = ("steps", "lr", "mlp_dim", "dtype")
+
+
+def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0, steps=None):
     """Read the encoder grid's cell files of one ``seed`` (``d*_mu*_seed<seed>.json``, see
     :func:`run_encoder_grid`) from ``folder``.
 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
     shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the records (each with
-    its ``provenance``). Partial or corrupt files are left out with a
-    :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`."""
-    from .cache import CellCache
+    its ``provenance``). Partial or corrupt files, and files that are not encoder cells, are left out
+    with a :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`.
+
+    ``keys``: a list of names from ``RECORD_KEYS``. ``steps``: keep only the cells trained for
+    that many steps (None: all). The cells mapped must share one training setting (steps, lr,
+    mlp_dim, dtype): cells of different settings are never merged into one map; a folder that mixes
+    them raises ValueError naming the settings found (pass ``steps`` to pick one)."""
+    import warnings
+
+    from .cache import CacheWarning, CellCache
     from .validation import check_path
     folder = check_path("folder", folder)
     seed = check_int("seed", seed, low=0)
+    steps = None if steps is None else check_int("steps", steps, low=0)
+    if isinstance(keys, str) or not hasattr(keys, "__iter__"):
+        raise ArgumentTypeError(f"keys must be a list of record names from {RECORD_KEYS}, got {keys!r}")
+    keys = list(keys)
+    for k in keys:
+        if not isinstance(k, str) or k not in RECORD_KEYS:
+            raise ValueError(f"keys must name results of an encoder cell {RECORD_KEYS}, got {k!r}")
     if not folder.is_dir():
         raise ValueError(f"folder must be an existing directory, got {str(folder)!r}")
-    cells = CellCache(folder, "folder").cells(f"d*_mu*_seed{seed}.json")
-    recs = [dict(c.record, provenance=c.provenance) for c in cells]
+    recs = []
+    for c in CellCache(folder, "folder").cells(f"d*_mu*_seed{seed}.json"):
+        r = c.record
+        ok = (c.params.get("experiment") == "encoder" and all(k in r for k in ("d", "signal_norm") + SETTING_KEYS)
+              and all(isinstance(r.get(k), (int, float)) for k in RECORD_KEYS if k in r))
+        if not ok:
+            warnings.warn(CacheWarning(f"folder: {str(c.path)!r} is not an encoder grid cell; it is left out"),
+                          stacklevel=2)
+            continue
+        if steps is None or r["steps"] == steps:
+            recs.append(dict(r, provenance=c.provenance))
+    settings = sorted({tuple(r[k] for k in SETTING_KEYS) for r in recs}, key=str)
+    if len(settings) > 1:
+        found = "; ".join(", ".join(f"{k}={v}" for k, v in zip(SETTING_KEYS, st)) for st in settings)
+        raise ValueError(f"folder {str(folder)!r} holds cells of {len(settings)} training settings ({found}); "
+                         f"one map holds one setting: pass steps= to choose")
     d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
     mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
     maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}
     for r in recs:
         i, j = np.searchsorted(d_values, r["d"]), np.searchsorted(mu_values, r["signal_norm"])
         for k in keys:
-            maps[k][i, j] = r[k]
+            maps[k][i, j] = r.get(k, np.nan)
     return d_values, mu_values, maps, recs
 
 
@@ -597,11 +677,25 @@ def _encoder_cell(d, mu, out, seed=0, steps=1000, lr=5e-3, mlp_dim=2000, dtype="
         **{k: float(run.history[k][-1]) for k in ("train_loss", "train_acc", "train_clean_acc", "test_loss",
                                                    "test_acc")},
         "noisy_attention_x3": float(att[ds.noisy, 2].mean()), "clean_attention_x1": float(att[~ds.noisy, 0].mean()),
-        "seconds": run.seconds,
+        "seconds": run.seconds, "diverged_at": run.diverged_at,
     }
     prov = provenance("cpu", used)
-    cache.save(name, params, record=rec, provenance=prov)
+    try:
+        cache.save(name, params, record=rec, provenance=prov)
+    except OSError as err:   # as the other grids: warn and keep the finished result
+        warnings.warn(CacheWarning(f"out: could not write the cell file {str(cache.path(name))!r} ({err}); the "
+                                   f"cell is returned but not stored"), stacklevel=2)
     return dict(rec, provenance=prov)
+
+
+def _check_cell_record(rec, d, mu, seed, steps):
+    """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``rec`` is the record of the
+    cell (d, mu, seed, steps) (what an executor returned for that cell's job)."""
+    from .parallel import ExecutorError
+    want = {"d": d, "signal_norm": float(mu), "seed": seed, "steps": steps}
+    if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in want.items()):
+        got = {k: rec.get(k) for k in want} if isinstance(rec, dict) else type(rec).__name__
+        raise ExecutorError(f"executor: the job of the cell {want} returned the result of {got}")
 
 
 def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None):
@@ -612,7 +706,9 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     d_values : list
         The grid's values of d (integers >= 1); cells run cheapest (small d) first.
     mu_values : list
-        The grid's signal norms ||mu|| (numbers >= 0); every d runs with every one.
+        The grid's signal norms ||mu|| (numbers >= 0); every d runs with every one. A value given
+        twice (in either list) is one cell, computed and returned once; two values whose cell files
+        would share a name (equal to 6 significant digits) raise ValueError.
     out : str or Path
         The cell folder (the book's one cell cache, :class:`~benign_attention.cache.CellCache`).
         Cells stored there with the same parameters are skipped, so a stopped run resumes; corrupt
@@ -621,7 +717,7 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
         As in :func:`encoder_cell`.
     executor : concurrent.futures.Executor, optional
         Where the cells run: None runs them here, one after the other; any ``concurrent.futures``-style
-        executor with a ``map`` (a ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's
+        executor (``submit`` returning futures: :func:`~benign_attention.parallel.process_pool`, or a ``dask.distributed`` Client's
         ``get_executor()``) runs them there. Each cell writes its own file where it runs, so ``out``
         must be a folder that the workers share. See :ref:`sec-encoder-cluster`.
     progress : callable, optional
@@ -639,18 +735,52 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     executor = check_executor("executor", executor)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be None or a callable, got {type(progress).__name__}")
-    d_values = [int(d) for d in check_int_array("d_values", d_values, 1)]
-    mu_values = [check_number(f"mu_values[{i}]", mu, low=0) for i, mu in enumerate(np.atleast_1d(mu_values))]
+    d_values = sorted({int(d) for d in check_int_array("d_values", d_values, 1)})   # a repeated value: one cell
+    if (isinstance(mu_values, (str, bytes, dict)) or not hasattr(mu_values, "__iter__")
+            or (isinstance(mu_values, (np.ndarray, torch.Tensor)) and mu_values.ndim != 1)):
+        raise ArgumentTypeError(f"mu_values must be a list of numbers >= 0, got {mu_values!r}")
+    mus = [check_number(f"mu_values[{i}]", mu, low=0) for i, mu in enumerate(mu_values)]
+    if not mus:
+        raise ValueError("mu_values must list at least one value")
+    mu_values, names = [], {}
+    for mu in mus:
+        name = _cell_name(1, mu, 0)
+        if name in names and names[name] != mu:
+            raise ValueError(f"mu_values {names[name]!r} and {mu!r} would share one cell file ({name}...: its name keeps "
+                             f"6 significant digits); give values that differ within 6 digits")
+        if name not in names:
+            names[name] = mu
+            mu_values.append(mu)
     seed, steps = check_int("seed", seed, low=0), check_int("steps", steps, low=0)
     threads = check_int("threads", threads, low=1)
     cache = CellCache(out, "out")
-    todo = [(d, mu) for d in sorted(d_values) for mu in mu_values
+    cache.clean()   # temporary files of writes killed halfway
+    todo = [(d, mu) for d in d_values for mu in mu_values
             if cache.load(_cell_name(d, mu, seed), _cell_params(d, mu, seed, steps, 5e-3, 2000, "float32")) is None]
     cell = partial(_encoder_cell, out=str(cache.folder), seed=seed, steps=steps, threads=threads, quiet=True)
-    results = (executor.map if executor is not None else map)(cell, [d for d, _ in todo], [mu for _, mu in todo])
+    if executor is not None:
+        from .parallel import run_jobs
+        results = run_jobs(cell, todo, executor)
+    else:
+        results = (cell(d, mu) for d, mu in todo)
     records = []
-    for rec in results:
+    for (d, mu), rec in zip(todo, results):
+        _check_cell_record(rec, d, mu, seed, steps)
         records.append(rec)
         if progress is not None:
             progress(rec)
+    _warn_diverged_cells("run_encoder_grid", [(f"d={r['d']}, mu={r['signal_norm']:g}", r) for r in records], 5e-3)
     return records
+
+
+def _warn_diverged_cells(what, labelled, lr):
+    """One DivergenceWarning for the cells (label, record) whose record has a ``diverged_at`` (their
+    own warning was given where they ran, perhaps in another process)."""
+    import warnings
+
+    from .engines import DivergenceWarning
+    bad = [label for label, r in labelled if isinstance(r, dict) and r.get("diverged_at") is not None]
+    if bad:
+        warnings.warn(DivergenceWarning(f"{what}: training diverged (NaN/inf loss) in {len(bad)} of {len(labelled)} "
+                                        f"cells (e.g. {bad[0]}, lr={lr:g}); their metrics are NaN. Lower lr."),
+                      stacklevel=3)

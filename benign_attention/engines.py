@@ -17,7 +17,7 @@ Every result reads its history with the same two verbs: ``final(key)`` (the last
 :class:`~benign_attention.sweeps.GridResult` and the encoder's
 :class:`~benign_attention.encoder.EncoderRun` alike.
 
-Internal API: :func:`check_train_args`, :func:`run_family`, :func:`first_divergence`,
+Internal API: :func:`check_train_args`, :func:`run_family`, :func:`first_divergence`, :func:`divergence_rule`,
 :func:`warn_diverged`, :func:`history_to_numpy` and :func:`torch_threads` are public names outside
 ``__all__`` that :mod:`~benign_attention.sweeps` and :mod:`~benign_attention.widgets` build on (no
 module imports another module's underscore names; ``tests/test_imports.py`` checks it).
@@ -74,12 +74,13 @@ def record_schedule(steps, record_every=10):
 def log_schedule(steps, num=60):
     """About ``num`` record steps spaced logarithmically in [0, steps] (for long runs, :ref:`sec-delay-long`).
 
-    Returns an int64 array that starts at 0 and ends at ``steps``; raises ValueError for a knob out
-    of range.
+    Returns a strictly increasing int64 array in [0, steps] that starts at 0 and ends at ``steps``
+    (``[0]`` for ``steps`` = 0); raises ValueError for a knob out of range.
     """
     steps = check_int("steps", steps, 0)
     num = check_int("num", num, 2)
-    return np.unique(np.r_[0, np.geomspace(1, max(steps, 1), num).round(), steps]).astype(np.int64)
+    r = np.unique(np.r_[0, np.geomspace(1, max(steps, 1), num).round(), steps]).astype(np.int64)
+    return r[r <= steps]   # steps = 0: just [0]
 
 
 def _check_record_steps(record_steps, steps):
@@ -425,6 +426,37 @@ def first_divergence(run_steps, train_loss, final_state):
     if not all(bool(torch.isfinite(t).all()) for t in final_state):
         return -1
     return None
+
+
+def divergence_rule(what, lr, record_steps, history, loss_key="train_loss", state=(), also=(), stacklevel=3):
+    """The package's one divergence rule, shared by every trainer (:func:`train`, :func:`train_many`,
+    :func:`~benign_attention.sweeps.run_grid`, :func:`~benign_attention.encoder.train_encoder`,
+    :func:`~benign_attention.realdata.finetune.run`).
+
+    A run diverged at the first recorded step whose loss ``history[loss_key]`` is not finite, or after
+    the last record if a tensor of its final ``state`` is not finite (:func:`first_divergence`).
+    From that step on every recorded metric is NaN - an accuracy is never reported for a diverged
+    state - in ``history`` (arrays or lists with leading axis ``len(record_steps)``; modified in place)
+    and in each ``(steps, history)`` pair of ``also`` (records on another schedule, e.g. test
+    metrics). The call warns (:class:`DivergenceWarning`, naming ``what`` and ``lr``).
+
+    Returns the step of the divergence (-1: after the last record) or None."""
+    record_steps = np.asarray(record_steps)
+    at = first_divergence(record_steps, history[loss_key], state)
+    if at is None:
+        return None
+    if at != -1:
+        for steps, hist in ((record_steps, history),) + tuple(also):
+            late = np.asarray(steps) >= at
+            for k, v in hist.items():
+                if k in ("epoch", "step", "steps"):
+                    continue
+                a = np.array(v, dtype=float)
+                if a.shape[:1] == late.shape:
+                    a[late] = np.nan
+                    hist[k] = a if isinstance(v, np.ndarray) else a.tolist()
+    warn_diverged(what, lr, at, stacklevel=stacklevel + 1)
+    return at
 
 
 def warn_diverged(what, lr, at, stacklevel=3):

@@ -172,10 +172,14 @@ def summarize(logits, z, y, y_clean=None, noisy=None, prefix="train"):
     y = _as_tensor("y", y, logits.dtype)
     if y.shape[-1:] != (N,):
         raise ValueError(f"y must have the sample axis of logits (N={N}) last, got shape {tuple(y.shape)}")
+    if not bool(((y == 1) | (y == -1)).all()):
+        raise ValueError("y must contain only the labels -1 and +1")
     if (noisy is None) != (y_clean is None):
         raise ValueError("y_clean and noisy must be given together (training set) or not at all (test set)")
     if noisy is not None:
         y_clean = _as_tensor("y_clean", y_clean, logits.dtype)
+        if not bool(((y_clean == 1) | (y_clean == -1)).all()):
+            raise ValueError("y_clean must contain only the labels -1 and +1")
         noisy = torch.as_tensor(noisy) if not torch.is_tensor(noisy) else noisy
         if noisy.dtype != torch.bool or tuple(noisy.shape) != (N,):
             raise ValueError(f"noisy must be a boolean mask of shape ({N},), got {noisy.dtype} {tuple(noisy.shape)}")

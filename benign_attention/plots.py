@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 
 from . import analysis  # noqa: E402
 from .metrics import TOKEN_GROUPS  # noqa: E402
+from .validation import ArgumentTypeError, check_array  # noqa: E402
 
 #: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure.
 TOKEN_COLORS = dict(zip(TOKEN_GROUPS, ("#1f77b4", "#2ca02c", "#d62728", "#7f7f7f")))
@@ -501,9 +502,48 @@ def g_law(taus, x_numeric, x_theory, T):
 
 
 def _edges(v):
+    """Cell edges around the grid values ``v`` (midpoints; a one-point axis gets a cell of half-width
+    |v|/2, or 1/2 at 0)."""
     v = np.asarray(v, float)
+    if v.size == 1:
+        h = 0.5 * (abs(v[0]) if v[0] != 0 else 1.0)
+        return np.r_[v[0] - h, v[0] + h]
     mid = (v[1:] + v[:-1]) / 2
     return np.r_[v[0] - (mid[0] - v[0]), mid, v[-1] + (v[-1] - mid[-1])]
+
+
+def _log_edges(v):
+    """Geometric cell edges around the positive grid values ``v`` (a one-point axis: a factor e^(1/2)
+    either side)."""
+    lv = np.log(np.asarray(v, float))
+    return np.exp(np.r_[lv[0] - 0.5, lv[0] + 0.5] if lv.size == 1 else _edges(lv))
+
+
+def _axis(name, v, log=False):
+    """The grid values of a map axis, checked: finite numbers, at least one, > 0 on a log axis."""
+    a = check_array(name, v, ndim=1)
+    if a.size == 0:
+        raise ValueError(f"{name} must hold at least one grid value")
+    if log and np.any(a <= 0):
+        raise ValueError(f"{name} must be > 0 on a logarithmic axis, got a minimum of {a.min():g}")
+    return a
+
+
+def _map(name, m, x, y):
+    """A map over the grid (x, y) as a float array of shape (len(x), len(y)) (NaN allowed: blank cells)."""
+    return check_array(name, m, shape=(len(x), len(y)), finite=False)
+
+
+def _maps(name, maps, titles, x, y):
+    if isinstance(maps, (str, bytes)) or not hasattr(maps, "__iter__"):
+        raise ArgumentTypeError(f"{name} must be a list of maps, each (len(x), len(y)) = ({len(x)}, {len(y)})")
+    maps = [_map(f"{name}[{i}]", m, x, y) for i, m in enumerate(maps)]
+    if not maps:
+        raise ValueError(f"{name} must hold at least one map")
+    titles = list(titles) if not isinstance(titles, str) else [titles]
+    if len(titles) != len(maps):
+        raise ValueError(f"titles must give one title per map ({len(maps)}), got {len(titles)}")
+    return maps, titles
 
 
 def _overlay(ax, curves):
@@ -528,6 +568,8 @@ def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", x
 
     Shown in :ref:`the phase diagram's grid <sec-phase-grid>`.
     """
+    x, y = _axis("x", x, xlog), _axis("y", y, ylog)
+    maps, titles = _maps("maps", maps, titles, x, y)
     fig, axes = subplots(len(maps), width=4.6, height=3.6)
     for ax, m, title in zip(axes[0], maps, titles):
         im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
@@ -551,6 +593,8 @@ def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, 
     from .theory import REGIMES
 
     cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
+    x, y = _axis("x", x, xlog), _axis("y", y, ylog)
+    regimes, titles = _maps("regimes", regimes, titles, x, y)
     fig, axes = subplots(len(regimes), width=4.0, height=3.6)
     for ax, reg, title in zip(axes[0], regimes, titles):
         ax.pcolormesh(_edges(x), _edges(y), np.asarray(reg, float).T, cmap=cmap, vmin=-0.5, vmax=2.5,
@@ -573,10 +617,10 @@ def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=Tru
 
     from .theory import REGIMES
 
+    x, y = _axis("x", x, xlog), _axis("y", y)
+    test_loss, regime = _map("test_loss", test_loss, x, y), _map("regime", regime, x, y)
     fig, axes = subplots(2, width=4.4, height=3.6)
-    ex, ey = _edges(x), _edges(y)
-    if xlog:
-        ex = np.exp(_edges(np.log(x)))
+    ex, ey = (_log_edges(x) if xlog else _edges(x)), _edges(y)
     im = axes[0, 0].pcolormesh(ex, ey, np.asarray(test_loss, float).T, cmap="viridis", shading="flat")
     fig.colorbar(im, ax=axes[0, 0], shrink=0.9)
     cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
@@ -603,12 +647,22 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
     from matplotlib.colors import ListedColormap, LogNorm
     from matplotlib.patches import Patch
 
+    if not isinstance(panels, (list, tuple)) or not panels or not all(isinstance(p, dict) for p in panels):
+        raise ArgumentTypeError("panels must be a non-empty list of dicts with x, y, steps, xlabel and ylabel")
+    for i, p in enumerate(panels):
+        missing = [k for k in ("x", "y", "steps", "xlabel", "ylabel") if k not in p]
+        if missing:
+            raise ValueError(f"panels[{i}] is missing {missing}")
+        x, y = _axis(f"panels[{i}]['x']", p["x"], p.get("xlog", False)), _axis(f"panels[{i}]['y']", p["y"])
+        _map(f"panels[{i}]['steps']", p["steps"], x, y)
     fig, axes = subplots(len(panels), width=4.4, height=3.6)
     finite = np.concatenate([np.ravel(p["steps"])[np.isfinite(np.ravel(p["steps"]))] for p in panels])
+    if finite.size == 0:
+        finite = np.array([1.0])   # nothing fitted anywhere: every cell grey
     norm = LogNorm(vmin=max(float(finite.min()), 1.0), vmax=float(finite.max()))
     for ax, p in zip(axes[0], panels):
         x, y, st = (np.asarray(p[k], float) for k in ("x", "y", "steps"))
-        ex = np.exp(_edges(np.log(x))) if p.get("xlog") else _edges(x)
+        ex = _log_edges(x) if p.get("xlog") else _edges(x)
         ey = _edges(y)
         ax.pcolormesh(ex, ey, np.where(np.isfinite(st), np.nan, 0.0).T, cmap=ListedColormap(["0.65"]),
                       shading="flat")
@@ -943,7 +997,7 @@ def explorer_selection(frame, title=None):
 
 def _cell_edges(v, log):
     v = np.asarray(v, float)
-    return np.exp(_edges(np.log(v))) if log else _edges(v)
+    return _log_edges(v) if log else _edges(v)
 
 
 class PhaseFigure(_ExplorerFigure):
@@ -960,8 +1014,13 @@ class PhaseFigure(_ExplorerFigure):
 
         from .theory import REGIMES
 
+        x, y = _axis("d_values", d_values, log=True), _axis("mu_values", mu_values, log=True)
+        vlim = check_array("vlim", vlim, shape=(2,))
+        if not vlim[0] < vlim[1]:
+            raise ValueError(f"vlim must be (low, high) with low < high, got {tuple(vlim)}")
+        if not isinstance(panel, str):
+            raise ArgumentTypeError(f"panel must be a string (the name of the values shown), got {type(panel).__name__}")
         super().__init__(3.3, 2, 2, height_ratios=(1.0, 0.12))
-        x, y = np.asarray(d_values, float), np.asarray(mu_values, float)
         xlog, ylog = bool(x.max() > 25 * x.min()), bool(y.max() > 25 * y.min())
         ex, ey = _cell_edges(x, xlog), _cell_edges(y, ylog)
         self.shape = (len(x), len(y))

@@ -35,6 +35,7 @@ import torch
 from . import __version__
 from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
+from .parallel import ExecutorError, run_jobs
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
                       run_family, torch_threads, warn_diverged)
 from .validation import (ArgumentTypeError, check_cache_dir, check_device, check_dtype, check_executor, check_int,
@@ -142,12 +143,18 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
+def _family_job(cfgs, *args):
+    """A job of :func:`run_grid`: the family's cell configs with their results (so that the caller can
+    check that a result is the one of the cells it asked for, wherever it was computed)."""
+    return {"cells": [dict(c) for c in cfgs], "results": _compute_family(cfgs, *args)}
+
+
 def _map(fn, jobs, workers, executor=None):
     """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
     random generators release the GIL, so independent families run side by side), or through
-    ``executor.map`` when an executor is given (see :func:`~benign_attention.validation.check_executor`)."""
+    ``executor`` when one is given, one future per job (:func:`~benign_attention.parallel.run_jobs`)."""
     if executor is not None:
-        yield from executor.map(fn, *zip(*jobs)) if jobs else ()
+        yield from run_jobs(fn, jobs, executor)
         return
     if workers == 1 or len(jobs) < 2:
         yield from (fn(*job) for job in jobs)
@@ -156,6 +163,40 @@ def _map(fn, jobs, workers, executor=None):
 
     with torch_threads(1), ThreadPoolExecutor(workers) as pool:
         yield from pool.map(lambda job: fn(*job), jobs)
+
+
+#: The shape of each stored sweep array after its leading record axis (E,).
+_TAIL = {k: (4,) if k.startswith("attn_") else () for k in SWEEP_KEYS}
+
+
+def _cell_ok(arrays, rec):
+    """True if ``arrays`` is one sweep cell's result over the record steps ``rec``: every sweep key
+    with shape (E,) or (E, 4) for attention, and a scalar ``diverged_at``."""
+    if not isinstance(arrays, Mapping) or not set(SWEEP_KEYS) <= set(arrays) or "diverged_at" not in arrays:
+        return False
+    return (all(isinstance(arrays[k], np.ndarray) and arrays[k].shape == (len(rec),) + _TAIL[k] for k in SWEEP_KEYS)
+            and np.shape(arrays["diverged_at"]) == ())
+
+
+def _check_family_result(job, members, rec):
+    """The member cells' results from ``job`` (what :func:`_family_job` returned for ``members``), or
+    :class:`~benign_attention.parallel.ExecutorError` unless it is the result of exactly these cells:
+    one dict per member cell, each with every sweep key over the ``rec`` record steps."""
+    what = f"the family of {len(members)} cells starting at {dict(members[0][1])}"
+    if not isinstance(job, Mapping) or "cells" not in job or "results" not in job:
+        raise ExecutorError(f"executor: the job of {what} returned {type(job).__name__}, not the family's result")
+    if list(job["cells"]) != [cfg for _, cfg, _, _ in members]:
+        raise ExecutorError(f"executor: the job of {what} returned the result of other cells "
+                            f"(starting at {dict(job['cells'][0]) if job['cells'] else None})")
+    arrays_list = job["results"]
+    if not isinstance(arrays_list, (list, tuple)) or len(arrays_list) != len(members):
+        got = f"{len(arrays_list)} results" if isinstance(arrays_list, (list, tuple)) else type(arrays_list).__name__
+        raise ExecutorError(f"executor: {what} came back as {got}, expected {len(members)} cell results")
+    for arrays in arrays_list:
+        if not _cell_ok(arrays, rec):
+            raise ExecutorError(f"executor: {what} came back with a result that is not a cell's history "
+                                f"({len(rec)} records of {SWEEP_KEYS})")
+    return arrays_list
 
 
 _BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -240,8 +281,8 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
     ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
     Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`~benign_attention.engines.DivergenceWarning`).
-    ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (its
-    ``map``), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
+    ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (one
+    ``submit`` per family; :func:`~benign_attention.parallel.process_pool` for processes), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
     then ignored. Results (and the cache, written here as they arrive, so the workers need no shared
     folder) are the same as locally, bit for bit when the local run also gives each family one torch
     thread (``workers`` >= 2). See :ref:`sec-encoder-cluster`.
@@ -272,10 +313,16 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
 
     results, families = {}, {}
     store = None if cache is None else CellCache(cache, "cache_dir")
+    if store is not None:
+        store.clean()   # temporary files of writes killed halfway
     for idx, cfg in cells:
         params = _cell_params(cfg, steps, lr, rec, dtype)
         name = cell_key(params)
         got = store.load(name, params) if store is not None else None
+        if got is not None and not _cell_ok(got.arrays, rec):
+            warnings.warn(CacheWarning(f"cache_dir: the cell file {str(got.path)!r} passes its checksum but does not "
+                                       f"hold a cell's {len(rec)} records; it is computed again"), stacklevel=2)
+            got = None
         if got is not None:
             results[idx] = got.arrays
         families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg, name, params))
@@ -294,7 +341,8 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     if executor is not None:  # computed elsewhere: the threads there are not known here
         prov.update(threads=None, executor=type(executor).__name__)
     jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
-    for members, arrays_list in zip(todo, _map(_compute_family, jobs, workers, executor)):
+    for members, job in zip(todo, _map(_family_job, jobs, workers, executor)):
+        arrays_list = _check_family_result(job, members, rec)
         for (idx, cfg, name, params), arrays in zip(members, arrays_list):
             results[idx] = arrays
             if store is not None:

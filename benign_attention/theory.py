@@ -126,22 +126,34 @@ def g(x, T):
 
 
 def g_inverse(y, T, iters=100):
-    """Solve g(x) = y for x (g is strictly increasing), elementwise, by safeguarded Newton steps.
+    """Solve g(x) = y for x (g is strictly increasing and maps the real line onto itself), elementwise.
 
-    The inverse of :func:`g` (:prf:ref:`prop-g-law`). ``y`` finite numbers, ``T`` > 0, ``iters``
-    >= 1 Newton steps; raises ValueError otherwise.
+    The inverse of :func:`g` (:prf:ref:`prop-g-law`), to round-off for every real ``y`` (tested on
+    x in [-700, 700]). With u = x - log T, g(x) = 2 log T + h(u) where h(u) = 2u + 2 sinh(u) is odd and
+    convex for u >= 0; Newton's method on h starts at arcsinh(|z| / 2) >= u (z = y - 2 log T), where
+    it cannot overshoot, so it decreases monotonically to the root.
+
+    Contract: ``y`` real numbers (+-inf give +-inf, NaN gives NaN, as :func:`g` would map them back),
+    ``T`` > 0 and finite, ``iters`` >= 1 Newton steps (the iteration stops earlier once it has
+    converged); raises ValueError otherwise.
     """
     y = _real("y", y, finite=False)
     T = _real("T", T, positive=True)
     _broadcast(y=y, T=T)
     iters = check_int("iters", iters, 1)
-    x = np.where(y > 0, np.log(T) + np.arcsinh(np.maximum(y, 0) / 2), y / 2 + 0.0)
-    for _ in range(iters):
-        step = (g(x, T) - y) / (2 + 2 * np.cosh(x - np.log(T)))
-        x = x - step
-        if np.all(np.abs(step) < 1e-13 * (1 + np.abs(x))):
-            break
-    return x
+    logT = np.log(T)
+    z = y - 2 * logT
+    a = np.abs(z)
+    finite = np.isfinite(a)
+    u = np.where(finite, np.arcsinh(np.where(finite, a, 0.0) / 2), a)   # >= the root of h(u) = |z|
+    with np.errstate(invalid="ignore", over="ignore"):
+        for _ in range(iters):
+            step = np.where(finite, (2 * u + 2 * np.sinh(u) - a) / (2 + 2 * np.cosh(u)), 0.0)
+            u = u - step
+            if not np.any(np.abs(step) > 4e-16 * (1 + np.abs(u))):
+                break
+    x = logT + np.sign(z) * u
+    return _out(np.asarray(np.where(np.isnan(y), np.nan, x)))
 
 
 def logit_gaps(logits, noisy, selected=2):
@@ -399,7 +411,8 @@ def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
     signal_norm : float
         ||mu||, >= 0.
     sigma : float
-        Noise scale, >= 0.
+        Noise scale, >= 0; sigma = 0 gives the noise-free limit (1, 0, or 1/2 when the signal
+        term is 0).
 
     Returns
     -------
@@ -416,8 +429,10 @@ def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
     rho = check_number("rho", rho, 0.0)
     signal_norm = check_number("signal_norm", signal_norm, 0.0)
     sigma = check_number("sigma", sigma, 0.0)
-    signal = (s[0] + rho * (s[1] - s[2])) / np.sqrt(2)
-    return float(_normal_cdf(signal * signal_norm / (sigma * np.linalg.norm(s))))
+    signal = (s[0] + rho * (s[1] - s[2])) / np.sqrt(2) * signal_norm
+    if sigma == 0:   # no noise: the sign of the signal decides (0: a coin flip), the limit sigma -> 0
+        return float(1.0 if signal > 0 else 0.0 if signal < 0 else 0.5)
+    return float(_normal_cdf(signal / (sigma * np.linalg.norm(s))))
 
 
 def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
@@ -437,9 +452,11 @@ def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
     T : int
         Tokens per sequence, >= 3.
     sigma : float
-        Noise scale, >= 0.
+        Noise scale, >= 0. The limits are exact: ``signal_norm`` = 0 gives every token the same
+        chance 1/T; ``sigma`` = 0 (with ``signal_norm`` > 0) gives the token of largest mean
+        probability 1, shared equally between tied tokens.
     grid : int
-        Points of the trapezoid rule.
+        Points of the trapezoid rule, >= 3.
 
     Returns
     -------
@@ -455,11 +472,17 @@ def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
     rho = check_number("rho", rho, 0.0)
     signal_norm = check_number("signal_norm", signal_norm, 0.0)
     sigma = check_number("sigma", sigma, 0.0)
-    if int(T) != T or T < 3:
-        raise ValueError(f"T must be an integer >= 3, got {T!r}")
-    T = int(T)
-    sd = sigma / signal_norm
+    T = check_int("T", T, 3)
+    grid = check_int("grid", grid, 3)
     means = np.r_[-1.0, -rho, rho, np.zeros(T - 3)] / np.sqrt(2)
+    if signal_norm == 0 or sigma == 0 or not np.isfinite(sigma / signal_norm):
+        # the limits: no signal -> every token is equally likely to win; no noise -> the largest
+        # mean wins, ties shared equally (exchangeable tokens)
+        win = np.ones(T) if signal_norm == 0 or sigma / signal_norm == np.inf else (means == means.max()).astype(float)
+        probs = win / win.sum()
+        return {"x1": float(probs[0]), "x2": float(probs[1]), "x3": float(probs[2]),
+                "irrelevant": float(probs[3:].sum())}
+    sd = sigma / signal_norm
     u = np.linspace(-12, 12, grid)
     phi = np.exp(-u ** 2 / 2) / np.sqrt(2 * np.pi)
     probs = []

@@ -194,11 +194,40 @@ def check_progress(name, value):
 
 
 def check_executor(name, executor):
-    """Return ``executor`` (None, or an object with a ``concurrent.futures``-style ``map``: a
-    ``ProcessPoolExecutor``, or a ``dask.distributed`` Client's ``get_executor()``), else raise."""
-    if executor is not None and not callable(getattr(executor, "map", None)):
-        raise ValueError(f"{name} must be None or a concurrent.futures-style executor with a map method, "
-                         f"got {type(executor).__name__}")
+    """Return ``executor`` if the package can run cells through it, else raise naming ``name``.
+
+    Accepted: None (run here), or a ``concurrent.futures``-style executor, i.e. an object whose
+    ``submit(fn, *args)`` returns a future: a ``ProcessPoolExecutor`` (best:
+    :func:`benign_attention.parallel.process_pool`), a ``ThreadPoolExecutor``, a ``dask.distributed``
+    Client or its ``get_executor()``. Refused up front (see :mod:`benign_attention.parallel`):
+
+    * an object without ``submit``, e.g. a ``multiprocessing.Pool`` (:class:`ArgumentTypeError`);
+    * an executor that was shut down or is broken (ValueError);
+    * a process pool that would fork this process after torch started its threads here, where the
+      forked workers would hang (ValueError; :func:`~benign_attention.parallel.fork_is_safe` tests it).
+    """
+    if executor is None:
+        return None
+    import multiprocessing.pool
+
+    from . import parallel
+
+    fix = ("use concurrent.futures.ProcessPoolExecutor(mp_context=multiprocessing.get_context('spawn')) "
+           "or benign_attention.parallel.process_pool()")
+    if isinstance(executor, multiprocessing.pool.Pool):
+        raise ArgumentTypeError(f"{name} must be a concurrent.futures-style executor (with submit returning "
+                                f"futures), got a multiprocessing.Pool; {fix}")
+    if not callable(getattr(executor, "submit", None)):
+        raise ArgumentTypeError(f"{name} must be None or a concurrent.futures-style executor (with a submit method "
+                                f"that returns futures), got {_describe(executor)}")
+    if getattr(executor, "_shutdown_thread", False) is True or getattr(executor, "_shutdown", False) is True:
+        raise ValueError(f"{name} has been shut down and cannot take work; pass an executor that is running")
+    if getattr(executor, "_broken", False):
+        raise ValueError(f"{name} is broken ({executor._broken}); pass a new executor")
+    if parallel.forks(executor) and not parallel.fork_is_safe():
+        raise ValueError(f"{name} is a process pool that starts its workers by forking this process, and torch "
+                         f"has already run on several threads here: forked workers would hang (OpenMP does not "
+                         f"survive fork). {fix[0].upper() + fix[1:]}, or start the pool before using torch")
     return executor
 
 

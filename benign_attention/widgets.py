@@ -49,6 +49,7 @@ from .data import check_int, check_number, make_dataset, validate_config
 from .display import CSS_DPI, PIXEL_RATIO, png
 from .engines import train
 from .sweeps import run_grid, train_cell
+from .validation import ArgumentTypeError, check_choice
 
 __all__ = ["StaticTwin", "regime_explorer", "selection_explorer", "phase_explorer", "fig_to_png",
            "REGIME_DEFAULTS", "SELECTION_DEFAULTS", "PHASE_DEFAULTS"]
@@ -726,9 +727,23 @@ def _phase_vlim(grid, panel):
 
 
 def _check_panel(panel):
-    if panel not in ("test_acc", "test_loss"):
-        raise ValueError(f"panel must be 'test_acc' or 'test_loss', got {panel!r}")
-    return panel
+    return check_choice("panel", panel, ("test_acc", "test_loss"))
+
+
+def _check_phase_grid(grid, name="grid"):
+    """``grid`` if it is a phase grid: a :class:`~benign_attention.sweeps.GridResult` whose axes are
+    exactly ``d`` then ``signal_norm`` and that recorded train and test accuracy and test loss."""
+    from .sweeps import GridResult
+
+    if not isinstance(grid, GridResult):
+        raise ArgumentTypeError(f"{name} must be a GridResult from run_grid (or phase_grid), got {type(grid).__name__}")
+    if list(grid.axes) != ["d", "signal_norm"]:
+        raise ValueError(f"{name} must have the axes ['d', 'signal_norm'] in that order (a phase diagram), got "
+                         f"{list(grid.axes)}; run it with run_grid({{'d': [...], 'signal_norm': [...]}}, ...)")
+    missing = [k for k in ("train_acc", "test_acc", "test_loss") if k not in grid.data]
+    if missing:
+        raise ValueError(f"{name} must have recorded {missing}")
+    return grid
 
 
 def _phase_regime(grid, step, test_threshold=0.95):
@@ -744,6 +759,8 @@ def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss",
     ``figure``: a :class:`~benign_attention.plots.PhaseFigure` of this grid to update in place (default: a new one,
     returned closed)."""
     _check_panel(panel)
+    grid = _check_phase_grid(grid)
+    step = check_number("step", step)
     i, regime = _phase_regime(grid, step, test_threshold)
     label = panel.replace("_", " ")
     if figure is None:
@@ -770,7 +787,8 @@ class PhaseExplorer(_Live):
         self.frame_steps = tuple(k.pop("frames"))
         self.fixed = {kk: k[kk] for kk in ("T", "rho", "n_test", "seed")}
         self._runner, self._grids = _PhaseRunner(), OrderedDict()  # (eta, n) -> grid
-        if grid is not None:  # reuse a grid computed with these knobs (e.g. the static twin's)
+        if grid is not None:
+            grid = _check_phase_grid(grid)  # reuse a grid computed with these knobs (e.g. the static twin's)
             self.axes = {a: list(grid.axes[a]) for a in ("d", "signal_norm")}
             self.frame_steps = tuple(int(s) for s in grid.steps)
             self._grids[(k["eta"], k["n"])] = grid
@@ -821,7 +839,7 @@ def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", al
     alt text, default a generic description)."""
     _check_panel(panel)
     knobs = _check_knobs("phase_explorer", knobs, _PHASE_KNOBS)
-    grid = phase_grid(**knobs) if grid is None else grid
+    grid = phase_grid(**knobs) if grid is None else _check_phase_grid(grid)
     eta, n = dict(PHASE_DEFAULTS, **knobs)["eta"], dict(PHASE_DEFAULTS, **knobs)["n"]
     figure = plots.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], panel.replace("_", " "),
                                _phase_vlim(grid, panel))

@@ -913,6 +913,7 @@ EXEMPT = {
     "encoder.EncoderRun": "plain record returned by train_encoder",
     "cache.Cell": "plain record returned by CellCache.load and CellCache.cells",
     "engines.run_family": "internal API (sweeps, widgets): the exact engine on a prepared Family, via train/run_grid",
+    "engines.divergence_rule": "internal API: the one divergence rule of every trainer; tests/test_hardening.py",
     "engines.first_divergence": "internal API (sweeps): exercised by the divergence rows of train/run_grid",
     "engines.warn_diverged": "internal API (sweeps): exercised by the divergence rows of train/run_grid",
     "engines.history_to_numpy": "internal API (sweeps, widgets): a tensor-dict conversion",

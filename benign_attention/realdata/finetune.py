@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engines import torch_threads
+from ..engines import divergence_rule, torch_threads
 from ..validation import ArgumentTypeError, check_device, check_int, check_number
 from .data import DATASETS, MAX_SEED, Split, check_dataset, flip_labels, load_breast_cancer, task_split
 from .models import (LastLayer, Prefix, after_attention, bert_last_layer, last_layer, last_layer_cls, load_encoder,
@@ -455,8 +455,10 @@ def _run(prep, n, eta, seed, epochs, lr, log_every, eval_every):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    at = divergence_rule("finetune.run", lr, hist["epoch"], hist, state=[p.detach() for p in params],
+                         also=[(test_hist["epoch"], test_hist)], stacklevel=4)
     final = {k: v[-1] for k, v in {**hist, **test_hist}.items() if k != "epoch"}
-    return {"dataset": prep.dataset, "n": int(n), "eta": float(eta), "seed": int(seed), "epochs": int(epochs),
+    return {"diverged_at": at, "dataset": prep.dataset, "n": int(n), "eta": float(eta), "seed": int(seed), "epochs": int(epochs),
             "lr": float(lr), "optimizer": "adam (full batch)", "baseline": prep.baseline,
             "num_flipped": int(flipped.sum()), "final": final, "history": hist, "test_history": test_hist}
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from .. import __version__
 from ..cache import CacheWarning, CellCache, provenance
+from ..engines import DivergenceWarning
+from ..parallel import ExecutorError, run_jobs
 from ..validation import (ArgumentTypeError, check_cache_dir, check_executor, check_int, check_int_array,
                           check_number, check_path, check_progress, dir_is_writable)
 from .data import DATASETS, MAX_SEED, check_dataset
@@ -100,6 +102,17 @@ def _compute_cell(out, root, prepare_kw, dataset, n, eta, seed, epochs, lr, quie
     return dict(cell, provenance=prov)
 
 
+def _check_cell(cell, c):
+    """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``cell`` is the result of the
+    cell ``c`` = (dataset, n, eta, seed), or None (n larger than the pool)."""
+    if cell is None:
+        return
+    want = dict(zip(("dataset", "n", "eta", "seed"), c))
+    if not isinstance(cell, Mapping) or any(cell.get(k) != v for k, v in want.items()):
+        got = {k: cell.get(k) for k in want} if isinstance(cell, Mapping) else type(cell).__name__
+        raise ExecutorError(f"executor: the job of the cell {want} returned the result of {got}")
+
+
 def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
              epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=None, executor=None,
              **prepare_kw) -> list[dict]:
@@ -126,7 +139,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         only once the work has run for 2 s; see :func:`~benign_attention.validation.check_progress`).
     executor : concurrent.futures.Executor, optional
         Where the cells run: None runs them here, one after the other; any ``concurrent.futures``-style
-        executor with a ``map`` (a ``ProcessPoolExecutor``, a ``dask.distributed`` Client's
+        executor (``submit`` returning futures: :func:`~benign_attention.parallel.process_pool`, a ``dask.distributed`` Client's
         ``get_executor()``) runs them there, each worker preparing each data set once. Each cell is
         stored where it runs, so ``out`` must be a folder the workers share. The cells are the same
         numbers wherever they run. See :ref:`sec-encoder-cluster`.
@@ -160,6 +173,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         if k not in PREPARE_KW:
             raise ValueError(f"prepare_kw key {k!r} unknown; allowed: {PREPARE_KW}")
     cache = CellCache(out, "out")
+    cache.clean()   # temporary files of writes killed halfway
     cells = [(d, n, float(e), s) for d in datasets for n in ns for e in etas for s in seeds]
     stored = {c: cache.load(_cell_name(*c), _cell_params(*c, epochs, lr, prepare_kw)) for c in cells}
     todo = [c for c in cells if stored[c] is None]
@@ -172,7 +186,10 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
     _PREPARED.clear()
     try:
         new = {}
-        for c, cell in zip(todo, (executor.map if executor is not None else map)(compute, *args)):
+        jobs = list(zip(*args)) if todo else []
+        results = run_jobs(compute, jobs, executor) if executor is not None else (compute(*job) for job in jobs)
+        for c, cell in zip(todo, results):
+            _check_cell(cell, c)
             new[c] = cell
             bar.set_postfix_str(f"{c[0]} n={c[1]} eta={c[2]:g} seed={c[3]}")
             bar.update()
@@ -181,6 +198,11 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         bar.close()
     results = [dict(stored[c].record, provenance=stored[c].provenance) if stored[c] is not None else new[c]
                for c in cells]
+    bad = [c for c, r in zip(cells, results) if r is not None and r.get("diverged_at") is not None]
+    if bad:
+        warnings.warn(DivergenceWarning(f"realdata.grid.run_grid: training diverged (NaN/inf loss) with lr={lr:g} in "
+                                        f"{len(bad)} of {len(cells)} cells (e.g. {bad[0]}); their metrics are NaN. "
+                                        f"Lower lr."), stacklevel=2)
     return [r for r in results if r is not None]
 
 
