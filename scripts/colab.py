@@ -508,8 +508,29 @@ def _is_install_cell(cell) -> bool:
     return cell.cell_type == "code" and "google.colab" in cell.source
 
 
+def _kept(cell, first_install: bool) -> bool:
+    """Code cells Colab runs: all but ``remove-cell`` ones; of those, the first install cell and
+    the ones that glue numbers the prose shows are kept."""
+    if "remove-cell" not in cell.metadata.get("tags", []):
+        return True
+    return first_install or "glue(" in cell.source
+
+
+def _names(code: str) -> set[str]:
+    """Names a code cell may glue: its string literals and keyword arguments (a superset)."""
+    found = re.findall(r"[\"'](\w+)[\"']|\b(\w+)\s*=(?!=)", code)
+    return {literal or keyword for literal, keyword in found}
+
+
+def _needs(form: dict) -> set[str]:
+    return set(re.findall(r"\{G\.(\w+)", form["source"]))
+
+
 def convert(name: str, book: Book | None = None) -> str:
-    """``colab/<name>.ipynb``'s text for ``book/<name>.md``."""
+    """``colab/<name>.ipynb``'s text for ``book/<name>.md``.
+
+    Text whose numbers are glued only by a *later* code cell (the book glues them all before it
+    renders a page; a notebook runs in order) is moved after that cell, so *Run all* never stops."""
     book = book or Book()
     doc = f"book/{name}"
     nb = book.notebooks.get(doc) or jupytext.read(ROOT / f"{doc}.md", fmt="md:myst")
@@ -519,31 +540,42 @@ def convert(name: str, book: Book | None = None) -> str:
               f"not this one. The book, with every chapter as a notebook, lives at "
               f"<{lock.repository_url()}>. Run the cells in order (Runtime → Run all): the first one "
               "installs the book's package.*")
-    cells, install = [_markdown(header)], None
+    install = next((c for c in nb.cells if _is_install_cell(c)), None)
+    if install is None:
+        raise ValueError(f"{doc} has no Colab install cell")
+    code = [c for c in nb.cells if c.cell_type == "code" and c is not install and _kept(c, False)]
+    later = [set().union(*(_names(c.source) for c in code[k:])) for k in range(len(code) + 1)]
+    cells = [_markdown(header), _code(install.source, metadata=dict(install.metadata))]
+    earlier: set[str] = set()
+    held, waiting = [], set()           # text held back until the cells that glue its numbers ran
+    n_code = 0
     for cell in nb.cells:
+        out = []
         if cell.cell_type == "code":
-            if _is_install_cell(cell) and install is None:
-                install = _code(cell.source, metadata=dict(cell.metadata))
+            if cell is install or not _kept(cell, False):
                 continue
-            if "remove-cell" in cell.metadata.get("tags", []):
-                continue
+            n_code += 1
+            earlier |= _names(cell.source)
             cells.append(_code(cell.source, metadata=dict(cell.metadata)))
             fig = (cell.metadata.get("mystnb") or {}).get("figure") or {}
-            if fig.get("caption"):
+            if fig.get("caption"):                           # the caption follows its figure
                 t = book.targets.get(fig.get("name", ""))
                 lead = f"**Fig. {t.number}.**" if t and t.number else "**Figure.**"
-                cells.append(_markdown(_lead(lead, conv.markdown(" ".join(
-                    fig["caption"].split("\n"))))))
+                cells.append(_markdown(_lead(lead, conv.markdown(" ".join(fig["caption"].split("\n"))))))
+            if held and waiting <= earlier:
+                cells.extend(held)
+                held, waiting = [], set()
         elif cell.cell_type == "markdown":
             text = conv.markdown(cell.source)
             if text.strip():
-                cells.extend(split_eval(text) if EVAL.search(text) else
-                             [_markdown(text)])
+                out = split_eval(text) if EVAL.search(text) else [_markdown(text)]
         else:
-            cells.append(_raw(cell.source))
-    if install is None:
-        raise ValueError(f"{doc} has no Colab install cell")
-    cells.insert(1, install)
+            out = [_raw(cell.source)]
+        for c in out:
+            if c["cell_type"] == "code":                     # a form cell
+                waiting |= {n for n in _needs(c) - earlier if n in later[n_code]}
+            (held if waiting or held else cells).append(c)
+    cells.extend(held)
     for i, cell in enumerate(cells):
         cell["id"] = f"c{i:03d}"
         # one string per line, as Jupyter writes notebooks
