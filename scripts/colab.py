@@ -456,15 +456,45 @@ def _form_title(markdown: str) -> str:
     return " ".join(title).rstrip(",.;:( ") + " …"
 
 
-def form_cell(markdown: str) -> dict:
-    source = (f"#@title {_form_title(markdown)} (text with this run's numbers)\n"
-              "from IPython.display import Markdown, display\n"
-              "from benign_attention.display import G\n"
-              f'display(Markdown(rf"""{_fstring(markdown)}"""))')
+def form_cell(markdown: str, later: bool = False) -> dict:
+    """A hidden-code cell that shows ``markdown`` with the numbers glued in this kernel.
+
+    ``later``: some of them are glued only by a cell further down (the book glues every number
+    before it renders a page; a notebook runs in order). The cell then shows a placeholder and
+    fills the paragraph in, in place, after the first cell that makes every number available, so
+    *Run all* neither stops nor moves the text away from where the book has it."""
+    head = (f"#@title {_form_title(markdown)} (text with this run's numbers)\n"
+            "from IPython.display import Markdown, display\n"
+            "from benign_attention.display import G\n")
+    text = f'rf"""{_fstring(markdown)}"""'
+    if not later:
+        return _code(head + f"display(Markdown({text}))", metadata={"cellView": "form"})
+    source = head + (
+        "\n"
+        "def text():\n"
+        f"    return {text}\n"
+        "\n"
+        "\n"
+        "def show_when_glued(text):\n"
+        "    \"\"\"Some numbers are computed further down: fill the paragraph in once they are.\"\"\"\n"
+        "    shown = display(Markdown(\"*(This paragraph shows when the cells below have run.)*\"),\n"
+        "                    display_id=True)\n"
+        "\n"
+        "    def fill_in(result=None):\n"
+        "        try:\n"
+        "            shown.update(Markdown(text()))\n"
+        "        except AttributeError:  # not glued yet\n"
+        "            return\n"
+        "        get_ipython().events.unregister(\"post_run_cell\", fill_in)\n"
+        "\n"
+        "    get_ipython().events.register(\"post_run_cell\", fill_in)\n"
+        "\n"
+        "\n"
+        "show_when_glued(text)")
     return _code(source, metadata={"cellView": "form"})
 
 
-def split_eval(markdown: str) -> list[dict]:
+def split_eval(markdown: str, later: set[str] = frozenset()) -> list[dict]:
     """A converted markdown cell as cells: Markdown, then one form cell from the first paragraph
     with an expression to the last one (a heading in between starts a new cell), then Markdown."""
     chunks = _paragraphs(markdown)
@@ -474,17 +504,21 @@ def split_eval(markdown: str) -> list[dict]:
     for i, chunk in enumerate(chunks):
         is_eval = has[i] or (run_is_eval and i < last and not HEADING.match(chunk))
         if run and is_eval != run_is_eval:
-            cells.append(_cell("\n\n".join(run), run_is_eval))
+            cells.append(_cell("\n\n".join(run), run_is_eval, later))
             run = []
         run.append(chunk)
         run_is_eval = is_eval
     if run:
-        cells.append(_cell("\n\n".join(run), run_is_eval))
+        cells.append(_cell("\n\n".join(run), run_is_eval, later))
     return cells
 
 
-def _cell(text: str, is_eval: bool) -> dict:
-    return form_cell(text) if is_eval else _markdown(text)
+def _cell(text: str, is_eval: bool, later: set[str]) -> dict:
+    if not is_eval:
+        return _markdown(text)
+    names = {m.group("fexpr") or m.group("bare") for m in
+             (EVAL_FORMS.match(e.strip()) for e in re.findall(r"\{eval\}`([^`]+)`", text)) if m}
+    return form_cell(text, later=any(n.split(":")[0][2:] in later for n in names))
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,15 +556,11 @@ def _names(code: str) -> set[str]:
     return {literal or keyword for literal, keyword in found}
 
 
-def _needs(form: dict) -> set[str]:
-    return set(re.findall(r"\{G\.(\w+)", form["source"]))
-
-
 def convert(name: str, book: Book | None = None) -> str:
     """``colab/<name>.ipynb``'s text for ``book/<name>.md``.
 
-    Text whose numbers are glued only by a *later* code cell (the book glues them all before it
-    renders a page; a notebook runs in order) is moved after that cell, so *Run all* never stops."""
+    A paragraph whose numbers are glued only by a *later* code cell gets a form cell that fills
+    it in once they are (:func:`form_cell`)."""
     book = book or Book()
     doc = f"book/{name}"
     nb = book.notebooks.get(doc) or jupytext.read(ROOT / f"{doc}.md", fmt="md:myst")
@@ -546,11 +576,9 @@ def convert(name: str, book: Book | None = None) -> str:
     code = [c for c in nb.cells if c.cell_type == "code" and c is not install and _kept(c, False)]
     later = [set().union(*(_names(c.source) for c in code[k:])) for k in range(len(code) + 1)]
     cells = [_markdown(header), _code(install.source, metadata=dict(install.metadata))]
-    earlier: set[str] = set()
-    held, waiting = [], set()           # text held back until the cells that glue its numbers ran
+    earlier: set[str] = set()               # names the code cells so far may glue
     n_code = 0
     for cell in nb.cells:
-        out = []
         if cell.cell_type == "code":
             if cell is install or not _kept(cell, False):
                 continue
@@ -562,20 +590,14 @@ def convert(name: str, book: Book | None = None) -> str:
                 t = book.targets.get(fig.get("name", ""))
                 lead = f"**Fig. {t.number}.**" if t and t.number else "**Figure.**"
                 cells.append(_markdown(_lead(lead, conv.markdown(" ".join(fig["caption"].split("\n"))))))
-            if held and waiting <= earlier:
-                cells.extend(held)
-                held, waiting = [], set()
         elif cell.cell_type == "markdown":
             text = conv.markdown(cell.source)
-            if text.strip():
-                out = split_eval(text) if EVAL.search(text) else [_markdown(text)]
+            if EVAL.search(text):
+                cells.extend(split_eval(text, later[n_code] - earlier))
+            elif text.strip():
+                cells.append(_markdown(text))
         else:
-            out = [_raw(cell.source)]
-        for c in out:
-            if c["cell_type"] == "code":                     # a form cell
-                waiting |= {n for n in _needs(c) - earlier if n in later[n_code]}
-            (held if waiting or held else cells).append(c)
-    cells.extend(held)
+            cells.append(_raw(cell.source))
     for i, cell in enumerate(cells):
         cell["id"] = f"c{i:03d}"
         # one string per line, as Jupyter writes notebooks
