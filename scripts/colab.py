@@ -37,7 +37,7 @@ import importlib.util
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -168,7 +168,8 @@ class Book:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 fig = (cell.metadata.get("mystnb") or {}).get("figure") or {}
-                if fig.get("name") and fig.get("caption") and "remove-cell" not in cell.metadata.get("tags", []):
+                shown = "remove-cell" not in cell.metadata.get("tags", [])
+                if fig.get("name") and fig.get("caption") and shown:
                     self.targets[fig["name"]] = Target("figure", doc, fig["caption"], self._count("figure"))
                 continue
             if cell.cell_type != "markdown":
@@ -221,7 +222,8 @@ class Book:
             fields = dict((k.lower(), re.sub(r"[{}]", "", v).strip()) for k, v in
                           re.findall(r"(\w+)\s*=\s*\{((?:[^{}]|\{[^{}]*\})*)\}", m.group(2)))
             authors = [a.strip() for a in re.split(r"\s+and\s+", fields.get("author", "")) if a.strip()]
-            entries[m.group(1)] = {"authors": authors, "year": fields.get("year", ""), "url": fields.get("url")}
+            entries[m.group(1)] = {"authors": authors, "year": fields.get("year", ""),
+                                   "url": fields.get("url")}
         return entries
 
     def page_url(self, doc: str, anchor: str = "") -> str | None:
@@ -253,7 +255,6 @@ PARAGRAPH_START = re.compile(r"^(?![ \t]*(\$\$|[-*+] |\d+[.)] |>|\||#|<|`{3}|~{3
 class Converter:
     book: Book
     doc: str
-    cited: list = field(default_factory=list)
 
     def _link(self, text: str, doc: str, anchor: str = "") -> str:
         url = self.book.page_url(doc, anchor)
@@ -274,7 +275,9 @@ class Converter:
             return m.group(0)
         role, body = m.group("role"), m.group("body")
         explicit = EXPLICIT.match(body)
-        text, label = (explicit.group("text"), explicit.group("target").strip()) if explicit else (None, body.strip())
+        text, label = None, body.strip()
+        if explicit:                                         # {role}`text <target>`
+            text, label = explicit.group("text"), explicit.group("target").strip()
         if role == "eval":
             return m.group(0)                                # the form cell evaluates it
         if role in ("py:func", "py:meth", "py:class", "py:data", "py:mod", "py:attr", "py:obj", "py:exc"):
