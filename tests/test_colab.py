@@ -12,6 +12,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,18 +94,17 @@ def test_form_cells_compile(name):
         compile(code, f"{name}: form cell", "exec")
 
 
-def test_form_cell_shows_the_numbers_of_this_run():
-    """The f-string of a form cell reads the glued values from display.G."""
-    from benign_attention.display import G, glue
-
+@pytest.mark.parametrize("later", [False, True])
+def test_form_cell_shows_the_numbers_of_this_run(later):
+    """The f-string of a form cell reads the glued values from display.G, formatted as written."""
     cell = colab.form_cell('The norm is {eval}`f"{G.t_norm:.2f}"` in $\\mathbb{R}^d$, '
-                           'with {eval}`G.t_n` samples.')
-    glue("t_norm", 3.14159)
-    glue("t_n", 20)
-    shown = {}
-    exec(compile(cell["source"].replace("display(", "shown['md'] = ("), "form", "exec"),
-         {"shown": shown, "G": G})
-    assert shown["md"].data == "The norm is 3.14 in $\\mathbb{R}^d$, with 20 samples."
+                           'with {eval}`G.t_n` samples.', later=later)
+    source = cell["source"]
+    compile(source, "form cell", "exec")
+    fstring = re.search(r'rf""".*?"""', source, re.S).group(0)
+    G = SimpleNamespace(t_norm=3.14159, t_n=20)
+    assert eval(fstring, {"G": G}) == "The norm is 3.14 in $\\mathbb{R}^d$, with 20 samples."
+    assert ("post_run_cell" in source) == later, "only text with numbers from further down waits"
 
 
 def test_prf_numbers_follow_the_book():
