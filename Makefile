@@ -91,6 +91,7 @@ $(STAMP): pyproject.toml $(LOCK)
 lock: venv
 	$(PY) -m pip install -q --upgrade --target $(VENV)/lock-tools "uv==$(UV_VERSION)"
 	PYTHONPATH=$(CURDIR)/$(VENV)/lock-tools $(PY) scripts/lock.py --torch "$(TORCH_VERSION)"
+	$(PY) scripts/colab.py        # the Colab notebooks carry the chapters' new install cell
 
 # Early warning, not part of `make test`/CI: the tests with the newest releases the ranges allow,
 # resolved by pip without the lock, in $(LATEST_VENV) (PyTorch stays at the lock's release).
