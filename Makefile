@@ -62,6 +62,7 @@ help:
 	@echo "make shots  screenshot every page of the existing _build/html (run make book first; it does not"
 	@echo "            build) full length at 1280 and 390 px -> artifacts/shots/<page>-<width>.png"
 	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb), clear notebook outputs"
+	@echo "            and write colab/*.ipynb, the chapters in plain Markdown for Colab (scripts/colab.py)"
 	@echo "make bench  run benchmarks/*.py"
 	@echo "make venv   create .venv: torch first (its own build), then every package at the lock's version"
 	@echo "make lock   regenerate requirements.lock, environment.yml and the chapters' Colab cell (PyPI, uv)"
@@ -90,6 +91,7 @@ $(STAMP): pyproject.toml $(LOCK)
 lock: venv
 	$(PY) -m pip install -q --upgrade --target $(VENV)/lock-tools "uv==$(UV_VERSION)"
 	PYTHONPATH=$(CURDIR)/$(VENV)/lock-tools $(PY) scripts/lock.py --torch "$(TORCH_VERSION)"
+	$(PY) scripts/colab.py        # the Colab notebooks carry the chapters' new install cell
 
 # Early warning, not part of `make test`/CI: the tests with the newest releases the ranges allow,
 # resolved by pip without the lock, in $(LATEST_VENV) (PyTorch stays at the lock's release).
@@ -147,6 +149,8 @@ sync: venv
 	@chapters="$$(grep -l '^kernelspec:' book/*.md 2>/dev/null || true)"; \
 	 if [ -z "$$chapters" ]; then echo "no chapters to sync"; else $(BIN)/jupytext --sync $$chapters; fi
 	@shopt -s nullglob; nbs=(book/*.ipynb); [ $${#nbs[@]} -eq 0 ] || $(PY) -m benign_attention._jupyter_hooks "$${nbs[@]}"
+	@# The chapters as plain-Markdown notebooks for Colab (tests/test_colab.py fails when stale).
+	$(PY) scripts/colab.py
 
 bench: venv
 	@shopt -s nullglob; files=(benchmarks/*.py); \

@@ -162,6 +162,11 @@ def repository_url() -> str:
     return config["repository"]["url"].rstrip("/")
 
 
+def release_tag() -> str:
+    """The git tag of this release, ``v<version>``: what the Colab cell installs and Colab opens."""
+    return f"v{project()['version']}"
+
+
 def colab_requirements() -> list[str]:
     """What the Colab cell installs: the package at its release tag, and the lock's versions of its
     direct requirements (with the Colab extras) that Colab does not keep."""
@@ -174,7 +179,7 @@ def colab_requirements() -> list[str]:
         reqs += [Requirement(r) for r in proj["optional-dependencies"][extra]]
     names = sorted({canon(r.name) for r in reqs} - COLAB_KEEPS)
     package = (f"{proj['name']}[{','.join(COLAB_EXTRAS)}] @ "
-               f"git+{repository_url()}@v{proj['version']}")
+               f"git+{repository_url()}@{release_tag()}")
     return [package] + [f"{n}=={lock[n]}" for n in names]
 
 

@@ -124,7 +124,15 @@ def test_no_raw_latex_in_text(page_report, name):
 
 
 def test_launch_buttons_open_the_paired_notebook():
-    """Binder and Colab buttons on each chapter page open book/<chapter>.ipynb, which exists."""
+    """Binder opens book/<chapter>.ipynb; Colab opens colab/<chapter>.ipynb (the chapter in plain
+    Markdown, scripts/colab.py) at the release tag. Both files exist."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("colab_for_pages", harness.ROOT / "scripts" / "colab.py")
+    colab = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = colab
+    spec.loader.exec_module(colab)
     chapters = [p for p in (harness.ROOT / "book").glob("*.md") if p.read_text(encoding="utf-8").startswith("---")
                 and "kernelspec:" in p.read_text(encoding="utf-8").split("\n---", 1)[0]]
     assert chapters
@@ -135,14 +143,16 @@ def test_launch_buttons_open_the_paired_notebook():
             problems.append(f"{md.name}: no built page {page.relative_to(HTML)}")
             continue
         html = page.read_text(encoding="utf-8")
-        want = f"book/{md.stem}.ipynb"
-        for service, pattern in (("Binder", r'href="(https://mybinder\.org/[^"]+)"'),
-                                 ("Colab", r'href="(https://colab\.research\.google\.com/[^"]+)"')):
+        for service, pattern, want, ok in (
+                ("Binder", r'href="(https://mybinder\.org/[^"]+)"', f"book/{md.stem}.ipynb",
+                 lambda link, want: link.endswith(want)),
+                ("Colab", r'href="(https://colab\.research\.google\.com/[^"]+)"', f"colab/{md.stem}.ipynb",
+                 lambda link, want: link == colab.colab_url(md.stem))):
             links = re.findall(pattern, html)
             if not links:
                 problems.append(f"{page.name}: no {service} launch button")
-            elif not all(link.endswith(want) for link in links):
+            elif not all(ok(link, want) for link in links):
                 problems.append(f"{page.name}: {service} opens {links[0]}, not {want}")
-        if not (harness.ROOT / want).exists():
-            problems.append(f"{page.name}: launch buttons open {want}, which is not in the repository")
+            if not (harness.ROOT / want).exists():
+                problems.append(f"{page.name}: {service} opens {want}, which is not in the repository")
     assert not problems, "\n".join(problems)
