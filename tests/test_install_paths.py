@@ -653,6 +653,13 @@ def test_jupyterlab_renders_myst_and_a_chapter_run_there_saves_clean(lab_server)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
         assert not [e for e in errors if "Error" in e], errors
         assert page.locator(".jp-OutputArea-output img").count() >= 1, "no figure shown after Run All"
+        # The prose's numbers: jupyterlab-myst evaluated the inline expressions in this kernel (the
+        # summary at the end, where Run All leaves the view: JupyterLab renders only cells near it).
+        page.wait_for_function(
+            "() => /already right with probability \\d/.test(document.body.innerText)", timeout=60_000)
+        failed = page.locator(".jp-MarkdownCell [data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        assert not failed, f"inline expressions failed in JupyterLab: {failed[:3]}"
+        assert "G.setting_" not in page.evaluate(text), "an inline expression was shown as code, not evaluated"
         page.locator(".jp-Notebook").first.click()
         page.keyboard.press("Control+s")
         page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')", timeout=30_000)
