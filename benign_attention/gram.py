@@ -120,6 +120,9 @@ class GramProblem:
     dirs_B: np.ndarray | None = None
     test_xi: np.ndarray | None = None
     config: dict = field(default_factory=dict)
+    #: sampler only: the noise part of C (shared by a family) and the signal coefficients (nT, 2) on dirs_B
+    noise_C: np.ndarray | None = None
+    signal_coef: np.ndarray | None = None
 
     @property
     def m(self):
@@ -127,39 +130,85 @@ class GramProblem:
         return self.C.shape[1]
 
 
-def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64):
+def _apply(M, x):
+    """x_r^T M_r for M (m, k) shared by all runs or (R, m, k) one per run; x (R, m) -> (R, k)."""
+    return x @ M if M.ndim == 2 else (x[:, None, :] @ M)[:, 0]
+
+
+def blas_threads(threads=1):
+    """A context that limits the BLAS thread pool to ``threads`` (threadpoolctl, when installed): small
+    matrix products are fastest on one thread, and on a busy machine spinning BLAS threads slow them
+    down many times over."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn/scipy stacks
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(threads, user_api="blas")
+
+
+def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64, signal=None, block=16):
     """Full-batch GD for a batch of R problems in basis coordinates (:prf:ref:`prop-exact`).
 
-    ``C`` (R, nT, m) tokens, ``G`` (R, m, m), ``z`` (R, n, T) head values, ``y`` (R, n) labels. From
-    alpha = 0, Z = I, one step is v = Z^T G alpha, scores C v, c = C^T dL/da, alpha <- alpha - lr Z c,
-    Z <- Z - lr alpha_old c^T. Returns recorded training logits (R, E, n, T), alpha (R, E, m) and
-    v = Z^T G alpha (R, E, m) at ``record_steps`` (sorted, in [0, steps]) and the final alpha (R, m).
+    ``C`` (nT, m) tokens shared by all runs or (R, nT, m) one per run; ``signal`` None or a pair
+    (coef (R, nT, 2), dirs (2, m)) adding coef_r @ dirs to run r's tokens (the sweeps' families share
+    noise and differ in signal strength). ``G`` (m, m) shared or (R, m, m); ``z`` (R, n, T) head values,
+    ``y`` (R, n) labels. From alpha = 0, Z = I, one step is
+
+        v = Z^T G alpha,  scores C v,  c = C^T dL/da,  alpha <- alpha - lr Z c,  Z <- Z - lr alpha_old c^T.
+
+    The rank-one updates of Z are kept aside and folded into Z every ``block`` steps (one batched matrix
+    product), which makes a step two matrix-vector products per run instead of a pass over Z. Returns
+    recorded training logits (R, E, n, T), alpha and v (R, E, m) at ``record_steps`` and the final alpha.
     """
     C, G = np.asarray(C, dtype), np.asarray(G, dtype)
     z, y = np.asarray(z, dtype), np.asarray(y, dtype)
-    R, nT, m = C.shape
-    n, T = z.shape[1:]
+    R, n, T = z.shape
+    m = C.shape[-1]
+    nT = n * T
+    shared = C.ndim == 2
+    Ct = C.T.copy() if shared else np.ascontiguousarray(C.transpose(0, 2, 1))
+    if signal is not None:
+        coef, dirs = np.asarray(signal[0], dtype).reshape(R, nT, 2), np.asarray(signal[1], dtype)
+        coefT = np.ascontiguousarray(coef.transpose(0, 2, 1))
     rec = set(int(s) for s in record_steps)
     alpha = np.zeros((R, m), dtype)
-    Z = np.repeat(np.eye(m, dtype=dtype)[None], R, 0)
+    Z0 = np.repeat(np.eye(m, dtype=dtype)[None], R, 0)
+    Al = np.zeros((R, m, block), dtype)  # pending rank-one terms: Z = Z0 - lr Al[:, :, :j] Cl[:, :, :j]^T
+    Cl = np.zeros((R, m, block), dtype)
+    j = 0
     logits_h, alpha_h, v_h = [], [], []
     for step in range(steps + 1):
-        Ga = (alpha[:, None, :] @ G)[:, 0]          # G symmetric
-        v = (Ga[:, None, :] @ Z)[:, 0]              # (Z^T G alpha)^T
-        a = (C @ v[:, :, None])[:, :, 0].reshape(R, n, T)
+        Ga = _apply(G, alpha)                                   # G symmetric
+        v = _apply(Z0, Ga)
+        if j:
+            v -= lr * (((Ga[:, None, :] @ Al[:, :, :j]) @ Cl[:, :, :j].transpose(0, 2, 1))[:, 0])
+        a = _apply(Ct, v)
+        if signal is not None:
+            a += ((v @ dirs.T)[:, None, :] @ coefT)[:, 0]
+        a = a.reshape(R, n, T)
         if step in rec:
             logits_h.append(a)
-            alpha_h.append(alpha.copy())
+            alpha_h.append(alpha)
             v_h.append(v)
         if step == steps:
             break
         s = _softmax(a)
         f = (s * z).sum(-1)
-        dloss = -y / (1.0 + np.exp(y * f)) / n       # d(mean loss)/d f_i
-        g = (dloss[..., None] * s * (z - f[..., None])).reshape(R, 1, nT)
-        c = (g @ C)[:, 0]
-        Zc = (Z @ c[:, :, None])[:, :, 0]
-        Z += alpha[:, :, None] * (-lr * c)[:, None, :]
+        dloss = -y / (1.0 + np.exp(y * f)) / n                  # d(mean loss)/d f_i
+        g = (dloss[..., None] * s * (z - f[..., None])).reshape(R, nT)
+        c = _apply(C, g)
+        if signal is not None:
+            c += ((g[:, None, :] @ coef)[:, 0]) @ dirs
+        Zc = (Z0 @ c[:, :, None])[:, :, 0]
+        if j:
+            Zc -= lr * ((Al[:, :, :j] @ (Cl[:, :, :j].transpose(0, 2, 1) @ c[:, :, None]))[:, :, 0])
+        Al[:, :, j], Cl[:, :, j] = alpha, c
+        j += 1
+        if j == block:
+            Z0 -= lr * (Al @ Cl.transpose(0, 2, 1))
+            j = 0
         alpha = alpha - lr * Zc
     st = lambda xs: np.stack(xs, 1)
     return st(logits_h), st(alpha_h), st(v_h), alpha
@@ -212,11 +261,17 @@ def run_problems(probs, steps, lr, record_steps, dtype=np.float64, per_sample=Tr
     """Run a list of :class:`GramProblem` (equal n, T and m) as one batch; per-problem history dicts
     (numpy, leading axis E) and the final alphas. ``test_steps`` (a subset of ``record_steps``; default
     all of them) are the steps whose test metrics are computed."""
-    C = np.stack([p.C for p in probs])
-    G = np.stack([p.G for p in probs])
+    p0 = probs[0]
+    signal = None
+    if p0.noise_C is not None and all(p.noise_C is p0.noise_C and p.dirs_B is p0.dirs_B for p in probs):
+        C, signal = p0.noise_C, (np.stack([p.signal_coef for p in probs]), p0.dirs_B)  # one family
+    else:
+        C = np.stack([p.C for p in probs])
+    G = p0.G if all(p.G is p0.G for p in probs) else np.stack([p.G for p in probs])
     z = np.stack([p.z for p in probs])
     y = np.stack([p.y for p in probs])
-    logits, alpha_h, v_h, alpha = gram_gd(C, G, z, y, steps, lr, record_steps, dtype)
+    with blas_threads(1):
+        logits, alpha_h, v_h, alpha = gram_gd(C, G, z, y, steps, lr, record_steps, dtype, signal)
     rec = np.asarray(record_steps)
     tsel = slice(None) if test_steps is None else np.isin(rec, test_steps)
     out = []
@@ -319,7 +374,7 @@ def sample_problems(cfgs, init_var=None, test_record=1):
     """
     test_record = check_int("test_record", test_record, 1)
     cfgs = [validate_config(**c) for c in cfgs]
-    out, shared = [], {}
+    out, shared, G_var = [], {}, {}
     for c in cfgs:
         n, T, d, sigma, N, seed = (c[k] for k in ("n", "T", "d", "sigma", "n_test", "seed"))
         key = (n, T, d, sigma, N, seed)
@@ -337,24 +392,25 @@ def sample_problems(cfgs, init_var=None, test_record=1):
             G, L = wishart(r[_GRAM], m, d, s)
             Om0, _ = wishart(r[_OMEGA], m, d - m, s)
             Omega = L @ Om0 @ L.T
+            G_var[key] = s * s
             y_test = _balanced(r[_TEST_LABELS], N)
             xi = r[_TEST].standard_normal((N, T, test_record + 1))
-            shared[key] = (y_clean, order, eps, G, Omega, y_test, xi)
-        y_clean, order, eps, G, Omega, y_test, xi = shared[key]
+            dirs = np.zeros((2, eps.shape[1]))
+            dirs[0, 0] = dirs[1, 1] = 1.0
+            shared[key] = (y_clean, order, eps, G, Omega, y_test, xi, dirs)
+        y_clean, order, eps, G, Omega, y_test, xi, dirs = shared[key]
         m = eps.shape[1]
         mu = c["signal_norm"]
-        C = eps.copy()
-        C[:, :2] += mu * signal_coefficients(y_clean, T, c["rho"]).reshape(n * T, 2)
+        sig = mu * signal_coefficients(y_clean, T, c["rho"]).reshape(n * T, 2)
+        C = eps + sig @ dirs
         nu_B = np.zeros(m)
         nu_B[0], nu_B[1] = 1.0 / (math.sqrt(2.0) * mu), -1.0 / (math.sqrt(2.0) * mu)
         mask = noisy_mask(y_clean, order, c["eta"])
-        dirs = np.zeros((2, m))
-        dirs[0, 0] = dirs[1, 1] = 1.0
         out.append(GramProblem(
             C=C, G=G, z=(C @ nu_B).reshape(n, T), y=np.where(mask, -y_clean, y_clean), y_clean=y_clean,
             noisy=mask, test_y=y_test, Omega=Omega, nu_B=nu_B, sigma=sigma,
             test_coef=mu * signal_coefficients(y_test, T, c["rho"]), dirs_B=dirs, test_xi=xi,
-            config=dict(c, m=m, init="gaussian", init_var=s * s)))
+            config=dict(c, m=m, init="gaussian", init_var=G_var[key]), noise_C=eps, signal_coef=sig))
     return out
 
 
