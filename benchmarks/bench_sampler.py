@@ -1,0 +1,116 @@
+"""The gram engine's sampler against the exact engine: grid time, cost against d, whole-process time.
+
+Parts (all on the CPU, in one process unless said otherwise; no cache):
+
+* ``grid``: the 39 x 39 (d, ||mu||) grid of the phase diagram (d 250..5000, ||mu|| 5..100, n=20, 1000
+  steps). The exact engine as ``run_grid`` runs it today (final step recorded, 10^3 test sequences),
+  then the gram engine with the same recording and with every 10th step recorded (train and test
+  metrics at each), with 10^3 and 10^4 test sequences per cell.
+* ``dims``: one default run (n=20, T=8, 1000 steps, every 10th step recorded, 10^3 test sequences) with
+  the sampler at d = 10^2 .. 10^6; the slope of log time against log d.
+* ``process``: whole-process wall and CPU time of a default run (d=2000, test metrics every 10 steps)
+  started from a fresh interpreter: ``sample_runs`` (numpy only) against ``train`` with the exact engine.
+
+Run: .venv/bin/python benchmarks/bench_sampler.py [grid] [dims] [process]  (default: all three)
+Writes benchmarks/results/sampler_2core.json (merged with what is there).
+"""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "results" / "sampler_2core.json"
+GRID = {"d": list(range(250, 5001, 125)), "signal_norm": [float(v) for v in np.arange(5, 100.01, 2.5)]}
+
+
+def _grid_time(engine, n_test, record_every=None):
+    from benign_attention import run_grid
+
+    t = time.perf_counter()
+    res = run_grid(GRID, base=dict(n_test=n_test), steps=1000, record_every=record_every, engine=engine,
+                   progress=False)
+    wall = time.perf_counter() - t
+    return dict(engine=engine, n_test=n_test, record_every=record_every, wall_s=round(wall, 2),
+                recorded_steps=len(res.steps),
+                train_loss_range=[round(float(x), 4) for x in (res.final("train_loss").min(), res.final("train_loss").max())],
+                test_loss_range=[round(float(x), 4) for x in (res.final("test_loss").min(), res.final("test_loss").max())])
+
+
+def grid():
+    rows = [_grid_time("exact", 1000), _grid_time("gram", 1000), _grid_time("gram", 10000),
+            _grid_time("gram", 1000, 10), _grid_time("gram", 10000, 10)]
+    for r in rows:
+        print(r, flush=True)
+    return {"grid_39x39": rows, "grid_ratio_final_step_1e3": round(rows[0]["wall_s"] / rows[1]["wall_s"], 2)}
+
+
+def dims():
+    from benign_attention.gram import sample_runs
+
+    ds = [10**k for k in range(2, 7)]
+    times = []
+    for d in ds:
+        reps = []
+        for rep in range(3):
+            t = time.perf_counter()
+            sample_runs(seeds=[rep], d=d, steps=1000, record_every=10)
+            reps.append(time.perf_counter() - t)
+        times.append(float(np.median(reps)))
+        print(d, times[-1], flush=True)
+    slope = float(np.polyfit(np.log(ds), np.log(times), 1)[0])
+    slope_big = float(np.polyfit(np.log(ds[1:]), np.log(times[1:]), 1)[0])
+    return {"cost_vs_d": {"d": ds, "median_s_of_3": [round(t, 4) for t in times], "slope_loglog": round(slope, 3),
+                          "slope_loglog_d_ge_1e3": round(slope_big, 3),
+                          "note": "d = 100 < nT + 2 = 162: the span is all of R^d (m = 100), a smaller problem"}}
+
+
+PROCESS = {
+    "gram_sample_runs": "from benign_attention.gram import sample_runs; sample_runs(seeds=[0], steps=1000, "
+                        "record_every=10)",
+    "exact_train": "from benign_attention import make_dataset, train; train(make_dataset(seed=0), steps=1000, "
+                   "record_every=10)",
+}
+
+
+def _process(code):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def process():
+    out = {}
+    for name, code in PROCESS.items():
+        runs = [_process(code) for _ in range(3)]
+        out[name] = {"wall_s": [round(w, 3) for w, _ in runs], "cpu_s": [round(c, 3) for _, c in runs],
+                     "median_wall_s": round(float(np.median([w for w, _ in runs])), 3)}
+        print(name, out[name], flush=True)
+    out["ratio_median_wall_exact_over_gram"] = round(out["exact_train"]["median_wall_s"]
+                                                      / out["gram_sample_runs"]["median_wall_s"], 2)
+    return {"whole_process": out}
+
+
+def main(parts):
+    result = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result.update(cores=os.cpu_count(), device="cpu", machine=platform.machine(), python=platform.python_version(),
+                  numpy=np.__version__, load_average_at_start=[round(x, 2) for x in os.getloadavg()],
+                  note="shared 2-core machine: other jobs ran at the same time, so times are upper bounds")
+    for part in parts:
+        t = time.perf_counter()
+        result.update(globals()[part]())
+        result.setdefault("part_wall_s", {})[part] = round(time.perf_counter() - t, 1)
+        OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["dims", "process", "grid"])
