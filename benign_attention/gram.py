@@ -363,23 +363,31 @@ def _streams(seed, d):
     return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, d]).spawn(6)]
 
 
-def sample_problems(cfgs, init_var=None, test_record=1):
+def sample_problems(cfgs, init_var=None, test_record=1, init_seeds=None):
     """Sampler source: one :class:`GramProblem` per config, with a Gaussian W_0 of entry variance
     ``init_var`` (default 1/(3d), the variance of the paper's U(-1/sqrt(d), 1/sqrt(d))).
 
     Configs (dicts of :func:`~benign_attention.data.validate_config` knobs) that share (n, T, d, sigma,
     n_test, seed) share every random draw - common random numbers across signal_norm, rho and eta, as
     in the sweeps' families. ``test_record``: how many recorded steps the test normals must serve.
+    ``init_seeds`` (one int per config, optional) draws W_0's part (G and Omega) from its own seed, so
+    runs can share their tokens and differ only in W_0.
     Cost O((nT)^2 + m^3 + N T E) per family: no d-dimensional array is ever formed.
     """
     test_record = check_int("test_record", test_record, 1)
     cfgs = [validate_config(**c) for c in cfgs]
+    if init_seeds is not None and len(init_seeds) != len(cfgs):
+        raise ValueError(f"init_seeds must hold one seed per config ({len(cfgs)}), got {len(init_seeds)}")
     out, shared, G_var = [], {}, {}
-    for c in cfgs:
+    for i, c in enumerate(cfgs):
         n, T, d, sigma, N, seed = (c[k] for k in ("n", "T", "d", "sigma", "n_test", "seed"))
-        key = (n, T, d, sigma, N, seed)
+        init_seed = None if init_seeds is None else check_int(f"init_seeds[{i}]", init_seeds[i], 0)
+        key = (n, T, d, sigma, N, seed, init_seed)
         if key not in shared:
             r = _streams(seed, d)
+            if init_seed is not None:
+                w = [np.random.default_rng(s) for s in np.random.SeedSequence([init_seed, d, 1]).spawn(6)]
+                r[_GRAM], r[_OMEGA] = w[_GRAM], w[_OMEGA]
             y_clean = _balanced(r[_LABELS], n)
             order = np.empty(n, dtype=np.int64)
             for cls in (1.0, -1.0):
@@ -451,7 +459,8 @@ def record_steps_of(steps, record_every=None, record_steps=None):
 
 
 def sample_runs(configs=None, seeds=None, steps=1000, lr=5e-3, record_every=None, record_steps=None,
-                init_var=None, dtype="float64", joint=None, test_steps=None, **knobs) -> SampledRuns:
+                init_var=None, dtype="float64", joint=None, test_steps=None, init_seeds=None,
+                **knobs) -> SampledRuns:
     """The whole experiment without d: sample and train one run per config (or per seed of ``seeds``
     with the same ``knobs``), batched by span dimension. Knobs as in
     :func:`~benign_attention.data.make_dataset`; ``init_var`` the entry variance of the Gaussian W_0
@@ -463,6 +472,8 @@ def sample_runs(configs=None, seeds=None, steps=1000, lr=5e-3, record_every=None
         configs = [dict(knobs, seed=int(s)) for s in seeds]
     elif seeds is not None or knobs:
         raise ValueError("give configs, or seeds and knobs, not both")
+    if init_seeds is not None:
+        init_seeds = list(init_seeds)
     if isinstance(configs, dict) or not hasattr(configs, "__iter__"):
         raise ArgumentTypeError(f"configs must be a list of dicts of knobs, got {type(configs).__name__}")
     configs = list(configs)
@@ -471,7 +482,7 @@ def sample_runs(configs=None, seeds=None, steps=1000, lr=5e-3, record_every=None
     dt = {"float64": np.float64, "float32": np.float32}[check_choice("dtype", str(np.dtype(dtype)),
                                                                      ("float64", "float32"))]
     tst = rec if test_steps is None else np.intersect1d(rec, check_int_array("test_steps", test_steps, 0, steps))
-    probs = sample_problems(configs, init_var, test_record=len(tst))
+    probs = sample_problems(configs, init_var, test_record=len(tst), init_seeds=init_seeds)
     groups = {}
     for i, p in enumerate(probs):
         groups.setdefault((p.C.shape, p.z.shape), []).append(i)
