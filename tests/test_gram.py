@@ -138,3 +138,24 @@ def ks_table():
 def test_same_law_as_exact_engine(ks_table, setting):
     for k, (mean_exact, mean_sampler, p) in ks_table[setting].items():
         assert p > 1e-3, f"{setting}/{k}: KS p = {p:.2g} (means {mean_exact:.4f} vs {mean_sampler:.4f})"
+
+
+# ------------------------------------------------------------------ wiring into run_grid
+
+
+def test_run_grid_gram_equals_sample_runs_and_caches_apart(tmp_path):
+    from benign_attention import run_grid
+
+    grid = {"signal_norm": [5.0, 20.0]}
+    base = dict(n=6, T=4, d=3000, n_test=30, seed=2)
+    res = run_grid(grid, base=base, steps=60, engine="gram", dtype="float64", cache_dir=tmp_path)
+    ref = gram.sample_runs(configs=[dict(base, signal_norm=m) for m in grid["signal_norm"]], steps=60,
+                           record_steps=[60])
+    for k in ("train_loss", "test_loss", "test_acc", "attn_noisy"):
+        np.testing.assert_array_equal(res.final(k), ref.final(k), err_msg=k)
+    again = run_grid(grid, base=base, steps=60, engine="gram", dtype="float64", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.final("test_loss"), res.final("test_loss"))
+    exact = run_grid(grid, base=base, steps=60, dtype="float64", cache_dir=tmp_path)
+    assert not np.array_equal(exact.final("test_loss"), res.final("test_loss")), "cached apart"
+    with pytest.raises(ValueError, match="engine"):
+        run_grid(grid, base=base, steps=1, engine="dense")
