@@ -26,7 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .validation import ArgumentTypeError, check_array, check_dtype, check_int, check_labels, check_number, readonly
+from .validation import ArgumentTypeError, check_array, check_choice, check_dtype, check_int, check_labels, check_number, readonly
 
 __all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"]
 
@@ -428,10 +428,15 @@ def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.
     return assemble(draw, cfg["signal_norm"], cfg["rho"], cfg["eta"], cfg)
 
 
-def init_W(d, seed, dtype=np.float64):
+INITS = ("uniform", "gaussian")
+
+
+def init_W(d, seed, dtype=np.float64, init="uniform"):
     """The paper's initialisation of W: entries U(-1/sqrt(d), 1/sqrt(d)) (kaiming-uniform, a=sqrt(5)).
 
     See :prf:ref:`def-model`; drawn from its own stream of ``seed``, independent of the data.
+    ``init="gaussian"`` draws N(0, 1/(3d)) entries instead (the same variance), the initialisation
+    under which the ``gram`` engine's sampler is exact (:ref:`sec-gram-init`).
 
     Parameters
     ----------
@@ -456,4 +461,6 @@ def init_W(d, seed, dtype=np.float64):
     dtype = np.float32 if str(check_dtype("dtype", dtype)) == "torch.float32" else np.float64
     ss = np.random.SeedSequence(check_int("seed", seed, 0)).spawn(5)[_INIT]
     bound = 1.0 / math.sqrt(d)
+    if check_choice("init", init, INITS) == "gaussian":
+        return np.random.default_rng(ss).normal(0.0, bound / math.sqrt(3.0), size=(d, d)).astype(dtype, copy=False)
     return np.random.default_rng(ss).uniform(-bound, bound, size=(d, d)).astype(dtype, copy=False)

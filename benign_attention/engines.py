@@ -31,14 +31,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import Dataset, init_W
+from . import gram
+from .data import INITS, Dataset, init_W
 from .metrics import summarize
 from .validation import (ArgumentTypeError, check_array, check_choice, check_device, check_dtype, check_int,
                          check_int_array, check_lr_dtype, check_number, check_progress, shared_tensor)
 
 __all__ = ["Run", "train", "train_many", "record_schedule", "log_schedule", "exact_gd", "DivergenceWarning"]
 
-ENGINES = ("exact", "dense")
+ENGINES = ("exact", "dense", "gram")
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -407,10 +408,12 @@ def check_train_args(steps, lr, engine, record_every, record_steps):
     return steps, lr, _check_record_steps(record_steps, steps)
 
 
-def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed"):
+def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed", init=None):
     if W0 is None:
         seed = ds.config.get("seed", 0) if init_seed is None else check_int(seed_name, init_seed, 0)
-        return init_W(ds.d, seed)
+        return init_W(ds.d, seed, init="uniform" if init is None else init)
+    if init is not None:
+        raise ValueError(f"init cannot be combined with {name}: {name} is the initial W itself (give one of them)")
     if init_seed is not None:
         raise ValueError(f"{seed_name} cannot be combined with {name}: {name} is the initial W itself "
                          f"(give one of them)")
@@ -499,7 +502,7 @@ def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
 
 def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed=None,
           record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
-          progress=None, device=None) -> Run:
+          progress=None, device=None, init=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
 
     The training of :ref:`sec-dyn-settings`; the exact engine is :prf:ref:`prop-exact`.
@@ -513,12 +516,16 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     lr : float
         Learning rate, finite and > 0.
     engine : str, optional
-        ``"exact"`` (default) or ``"dense"``.
+        ``"exact"`` (default), ``"dense"`` or ``"gram"`` (:mod:`~benign_attention.gram` fed with this data
+        set and W0: numpy, equal to ``"exact"`` to round-off; no ``resume``, CPU only).
     W0 : array_like, optional
         An explicit (d, d) initial W; default: the paper's initialisation drawn from ``init_seed``.
     init_seed : int, optional
         Seed of the default W0 (default: the data set's seed); give at most one of ``W0`` and
         ``init_seed``.
+    init : str, optional
+        The default W0's law: ``"uniform"`` (the paper's U(-1/sqrt(d), 1/sqrt(d)), the default) or
+        ``"gaussian"`` (N(0, 1/(3d)), the same variance; see :func:`~benign_attention.data.init_W`).
     record_every : int, optional
         Record the metrics every this many steps (default 10) ...
     record_steps : array_like of int, optional
@@ -571,10 +578,20 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     else:
         engine = engine or "exact"
         dtype = dtype or torch.float64
-        W0 = _initial_W(dataset, W0, init_seed)
+        if init is not None:
+            check_choice("init", init, INITS)
+        W0 = _initial_W(dataset, W0, init_seed, init=init)
     check_lr_dtype(lr, dtype)
     config = dict(dataset.config, lr=lr, engine=engine, steps_done=offset + steps)
-    if engine == "dense":
+    if engine == "gram":
+        if resume is not None:
+            raise ValueError("resume is not supported by the gram engine (it keeps no continuation state); "
+                             "use engine='exact' to resume")
+        if device is not None and device.type != "cpu":
+            raise ValueError(f"device={str(device)!r}: the gram engine runs on the CPU (numpy)")
+        hist, alpha = _train_gram([dataset], [W0], steps, lr, rec, dtype, per_sample=True)
+        hist, state, final = hist[0], {}, (torch.as_tensor(alpha[0]),)
+    elif engine == "dense":
         hist, state = _train_dense(dataset, W0, steps, lr, rec, dtype, resume.state if resume else None, progress,
                                    device)
         final = (state["W"], state["p"])
@@ -590,8 +607,9 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
         hist = {k: v[0] for k, v in hist.items()}
         state = {"problem": fam, "index": 0, "alpha": alpha[0], "Z": Z[0]}
         final = (alpha, Z)
-    state.update(dataset=dataset, dtype=dtype, device=device)
-    hist = history_to_numpy(hist)
+    if engine != "gram":
+        state.update(dataset=dataset, dtype=dtype, device=device)
+        hist = history_to_numpy(hist)
     at = first_divergence(rec + offset, hist["train_loss"], final)
     if resume is not None and resume.diverged:
         at = resume.diverged_at
@@ -602,11 +620,12 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
 
 
 def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=None,
-               record_steps=None, dtype=None, progress=None, device=None):
+               record_steps=None, dtype=None, progress=None, device=None, engine=None, init=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
     token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
-    most one of the two); other arguments (``progress`` included) as in :func:`train`. Runs that diverge warn once
+    most one of the two); other arguments (``progress``, ``init`` and ``engine`` "exact" or "gram" included)
+    as in :func:`train`. Runs that diverge warn once
     (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set. Batching as in
     :ref:`sec-exact-families`; raises ValueError (naming the argument) for any bad argument."""
     if isinstance(datasets, Dataset):
@@ -617,10 +636,13 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     datasets = list(datasets)
     for i, ds in enumerate(datasets):
         check_dataset(f"datasets[{i}]", ds)
-    steps, lr, rec = check_train_args(steps, lr, "exact", record_every, record_steps)
+    engine = check_choice("engine", "exact" if engine is None else engine, ("exact", "gram"))
+    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps)
     dtype = torch.float64 if dtype is None else check_dtype("dtype", dtype)
     check_lr_dtype(lr, dtype)
     device = check_device("device", device)
+    if init is not None:
+        check_choice("init", init, INITS)
     progress = check_progress("progress", progress)
     if W0s is not None and init_seeds is not None:
         raise ValueError("init_seeds cannot be combined with W0s: W0s are the initial Ws (give one of them)")
@@ -637,9 +659,20 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
         seed = None if init_seeds is None else init_seeds[i]
         if W0s is not None and W0 is None:
             raise ArgumentTypeError(f"W0s[{i}] must be a ({ds.d}, {ds.d}) array, got None")
-        fam = _family_from_dataset(ds, _initial_W(ds, W0, seed, f"W0s[{i}]", f"init_seeds[{i}]"), torch.float64)
+        W0 = _initial_W(ds, W0, seed, f"W0s[{i}]", f"init_seeds[{i}]", init)
+        if engine == "gram":
+            fams.append(W0)
+            continue
+        fam = _family_from_dataset(ds, W0, torch.float64)
         fams.append((fam.to(device) if device is not None else fam).prepare())
     runs = [None] * len(datasets)
+    if engine == "gram":
+        hists, alphas = _train_gram(datasets, fams, steps, lr, rec, dtype, per_sample=True)
+        for i, h in enumerate(hists):
+            at = first_divergence(rec, h["train_loss"], (torch.as_tensor(alphas[i]),))
+            at = steps if at == -1 else at
+            runs[i] = Run(rec, h, dict(datasets[i].config, lr=lr, engine="gram", steps_done=steps), {}, at)
+        fams = []
     groups = {}
     for i, f in enumerate(fams):
         groups.setdefault((f.EB.shape, datasets[i].T), []).append(i)
@@ -655,6 +688,23 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
         warn_diverged(f"train_many: {len(bad)} of {len(runs)} runs (indices {bad[:10]}"
                        f"{'...' if len(bad) > 10 else ''})", lr, min(runs[i].diverged_at for i in bad))
     return runs
+
+
+def _train_gram(datasets, W0s, steps, lr, rec, dtype, per_sample=True):
+    """The gram engine on explicit arrays (:func:`~benign_attention.gram.from_arrays`), batched by
+    shape; per-data-set numpy history dicts and final alphas."""
+    dt = np.float32 if dtype == torch.float32 else np.float64
+    probs = [gram.from_arrays(ds.X, ds.y, ds.y_clean, ds.noisy, ds.nu, W0, ds.X_test, ds.y_test)
+             for ds, W0 in zip(datasets, W0s)]
+    groups = {}
+    for i, p in enumerate(probs):
+        groups.setdefault((p.C.shape, p.z.shape), []).append(i)
+    hists, alphas = [None] * len(probs), [None] * len(probs)
+    for idx in groups.values():
+        hs, alpha = gram.run_problems([probs[i] for i in idx], steps, lr, rec, dt, per_sample=per_sample)
+        for j, i in enumerate(idx):
+            hists[i], alphas[i] = hs[j], alpha[j]
+    return hists, alphas
 
 
 def _run_batch(fams, steps, lr, rec, dtype, progress=False):

@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, gram
 from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .parallel import ExecutorError, run_jobs
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
                       run_family, torch_threads, warn_diverged)
-from .validation import (ArgumentTypeError, check_cache_dir, check_device, check_dtype, check_executor, check_int,
+from .validation import (ArgumentTypeError, check_cache_dir, check_choice, check_device, check_dtype, check_executor, check_int,
                          check_lr_dtype, check_number, check_progress, dir_is_writable)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
@@ -96,10 +96,13 @@ class GridResult:
         return self.data[key][..., i] if self.data[key].ndim == len(self.axes) + 1 else self.data[key][..., i, :]
 
 
-def _cell_params(cell, steps, lr, rec, dtype):
+def _cell_params(cell, steps, lr, rec, dtype, engine="exact"):
     """The cache parameters of one sweep cell (its knobs, the training settings and the package version)."""
-    return {"experiment": "sweep", "cell": cell, "steps": steps, "lr": lr, "record_steps": rec.tolist(),
-            "dtype": str(dtype), "version": __version__, "format": CACHE_FORMAT}
+    params = {"experiment": "sweep", "cell": cell, "steps": steps, "lr": lr, "record_steps": rec.tolist(),
+              "dtype": str(dtype), "version": __version__, "format": CACHE_FORMAT}
+    if engine != "exact":  # exact cells keep the keys they always had
+        params["engine"] = engine
+    return params
 
 
 def grid_family(cfgs, dtype=torch.float64, draw=None, W0=None):
@@ -143,10 +146,27 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
-def _family_job(cfgs, *args):
-    """A job of :func:`run_grid`: the family's cell configs with their results (so that the caller can
-    check that a result is the one of the cells it asked for, wherever it was computed)."""
-    return {"cells": [dict(c) for c in cfgs], "results": _compute_family(cfgs, *args)}
+def _family_job(engine, cfgs, *args):
+    """A job of :func:`run_grid`: the family's cell configs with their results from ``engine`` (so
+    that the caller can check that a result is the one of the cells it asked for, wherever it was
+    computed)."""
+    compute = _compute_family_gram if engine == "gram" else _compute_family
+    return {"cells": [dict(c) for c in cfgs], "results": compute(cfgs, *args)}
+
+
+def _compute_family_gram(cfgs, steps, lr, rec, dtype, device=None):
+    """One family's per-cell history dicts from the gram engine's sampler (:mod:`~benign_attention.gram`):
+    Gaussian W_0 of variance 1/(3d), common random numbers across the family's members."""
+    probs = gram.sample_problems(cfgs, test_record=len(rec))
+    dt = np.float32 if dtype == torch.float32 else np.float64
+    hists, alpha = gram.run_problems(probs, steps, lr, rec, dt, per_sample=False)
+    out = []
+    for r, h in enumerate(hists):
+        h = {k: np.asarray(v) for k, v in h.items() if k in SWEEP_KEYS}
+        at = first_divergence(rec, h["train_loss"], (torch.as_tensor(alpha[r]),))
+        h["diverged_at"] = np.array(-1 if at is None else (steps if at == -1 else at), dtype=np.int64)
+        out.append(h)
+    return out
 
 
 def _map(fn, jobs, workers, executor=None):
@@ -266,7 +286,7 @@ def _check_grid(grid, base):
 
 def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,
              record_steps=None, dtype=torch.float32, cache_dir=None, progress=None, workers=None,
-             device=None, executor=None) -> GridResult:
+             device=None, executor=None, engine="exact") -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
     (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine (the grids of
     :ref:`the phase diagram <sec-phase-grid>`). Returns a :class:`GridResult`; a bad argument raises ValueError naming it.
@@ -286,6 +306,9 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     then ignored. Results (and the cache, written here as they arrive, so the workers need no shared
     folder) are the same as locally, bit for bit when the local run also gives each family one torch
     thread (``workers`` >= 2). See :ref:`sec-encoder-cluster`.
+    ``engine``: ``"exact"`` (default: the paper's data and kaiming-uniform W_0, d-dimensional set-up) or
+    ``"gram"`` (:mod:`~benign_attention.gram`: the sampler, Gaussian W_0 of the same variance, cost flat
+    in d; CPU only; its draws differ from the exact engine's, so cells agree in law, not number by number).
     ``progress``: a progress bar: True, False or None (the default:
     automatic - a bar only on a terminal and only once the work has run for 2 s; see
     :func:`~benign_attention.validation.check_progress`).
@@ -294,11 +317,14 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     axes, base = _check_grid(grid, base)
     if record_steps is None and record_every is None:
         record_steps = [check_int("steps", steps, 0)]
-    steps, lr, rec = check_train_args(steps, lr, "exact", record_every, record_steps)
+    engine = check_choice("engine", engine, ("exact", "gram"))
+    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps)
     dtype = check_dtype("dtype", dtype)
     check_lr_dtype(lr, dtype)
     progress = check_progress("progress", progress)
     device = check_device("device", device)
+    if engine == "gram" and device is not None and device.type != "cpu":
+        raise ValueError(f"device={str(device)!r}: the gram engine runs on the CPU (numpy)")
     on_cpu = device is None or device.type == "cpu"
     workers = (min(2, os.cpu_count() or 1) if on_cpu else 1) if workers is None else check_int("workers", workers, 1)
     shape = tuple(len(v) for v in axes.values())
@@ -316,7 +342,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     if store is not None:
         store.clean()   # temporary files of writes killed halfway
     for idx, cfg in cells:
-        params = _cell_params(cfg, steps, lr, rec, dtype)
+        params = _cell_params(cfg, steps, lr, rec, dtype, engine)
         name = cell_key(params)
         got = store.load(name, params) if store is not None else None
         if got is not None and not _cell_ok(got.arrays, rec):
@@ -340,7 +366,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     prov = provenance(device, 1 if workers > 1 else None)
     if executor is not None:  # computed elsewhere: the threads there are not known here
         prov.update(threads=None, executor=type(executor).__name__)
-    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
+    jobs = [(engine, [cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
     for members, job in zip(todo, _map(_family_job, jobs, workers, executor)):
         arrays_list = _check_family_result(job, members, rec)
         for (idx, cfg, name, params), arrays in zip(members, arrays_list):

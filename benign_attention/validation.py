@@ -48,8 +48,8 @@ def _torch():
 
 
 def _is_tensor(value):
-    torch = _torch()
-    return isinstance(value, torch.Tensor)
+    torch = sys.modules.get("torch")  # no tensor can exist before torch is imported: keep numpy-only paths torch-free
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def _describe(value):

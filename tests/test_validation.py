@@ -593,6 +593,10 @@ raises("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0],
 raises("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0], 1.0, 8, [1, 0]), V, "taus")
 ok("analysis.integrate_gap_ode", lambda e: analysis.integrate_gap_ode([0.0, 1.0], 2.0, 8, [0, 1, 5]),
    lambda x: x.shape == (3, 2) and np.allclose(theory.g(x, 8) - theory.g(x[0], 8), [[0, 0], [2, 2], [10, 10]]))
+raises("analysis.ks_two_sample", lambda e: analysis.ks_two_sample([[1.0, 2.0]], [1.0]), V, "a")
+raises("analysis.ks_two_sample", lambda e: analysis.ks_two_sample([1.0], [np.nan]), V, "b")
+raises("analysis.ks_two_sample", lambda e: analysis.ks_two_sample([1.0], []), V, "at least one")
+ok("analysis.ks_two_sample", lambda e: analysis.ks_two_sample([0.0, 1.0], [0.0, 1.0]), lambda out: out == (0.0, 1.0))
 raises("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([1, 0], [1, 2], 0.5), V, "values")
 raises("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([[1, 0]], [1, 2], np.nan), V, "threshold")
 raises("analysis.boundary_crossing", lambda e: analysis.boundary_crossing([[1, 0]], [1, 2], 0.5, above="no"), T, "above")

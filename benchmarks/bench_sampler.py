@@ -1,0 +1,150 @@
+"""The gram engine's sampler against the exact engine: grid time, cost against d, whole-process time.
+
+Parts (all on the CPU, in one process unless said otherwise; no cache):
+
+* ``grid``: the 39 x 39 (d, ||mu||) grid of the phase diagram (d 250..5000, ||mu|| 5..100, n=20, 1000
+  steps). The exact engine as ``run_grid`` runs it today (final step recorded, 10^3 test sequences),
+  then the gram engine with the same recording (10^3 and 10^4 test sequences per cell) and with every
+  10th step recorded (train and test metrics at each, 10^3 test sequences).
+* ``dims``: one default run (n=20, T=8, 1000 steps, every 10th step recorded, 10^3 test sequences) with
+  the sampler at d = 10^2 .. 10^6; the slope of log time against log d.
+* ``init``: kaiming-uniform against Gaussian W_0 of the same variance at the paper's d = 2000, paired
+  by data seed (24 seeds), with the exact engine.
+* ``process``: whole-process wall and CPU time of a default run (d=2000, test metrics every 10 steps)
+  started from a fresh interpreter: ``sample_runs`` (numpy only) against ``train`` with the exact engine.
+
+Run: .venv/bin/python benchmarks/bench_sampler.py [grid] [dims] [init] [process]  (default: all)
+Writes benchmarks/results/sampler_2core.json (merged with what is there).
+"""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "results" / "sampler_2core.json"
+GRID = {"d": list(range(250, 5001, 125)), "signal_norm": [float(v) for v in np.arange(5, 100.01, 2.5)]}
+
+
+def _grid_time(engine, n_test, record_every=None):
+    from benign_attention import run_grid
+
+    t = time.perf_counter()
+    res = run_grid(GRID, base=dict(n_test=n_test), steps=1000, record_every=record_every, engine=engine,
+                   progress=False)
+    wall = time.perf_counter() - t
+    return dict(engine=engine, n_test=n_test, record_every=record_every, wall_s=round(wall, 2),
+                recorded_steps=len(res.steps),
+                train_loss_range=[round(float(x), 4) for x in (res.final("train_loss").min(), res.final("train_loss").max())],
+                test_loss_range=[round(float(x), 4) for x in (res.final("test_loss").min(), res.final("test_loss").max())])
+
+
+GRID_RUNS = [("exact", 1000, None), ("gram", 1000, None), ("gram", 10000, None), ("gram", 1000, 10)]
+
+
+def grid():
+    rows = []
+    for engine, n_test, every in GRID_RUNS:
+        rows.append(_grid_time(engine, n_test, every))
+        print(rows[-1], flush=True)
+        _save({"grid_39x39": rows})
+    return {"grid_39x39": rows, "grid_ratio_final_step_1e3": round(rows[0]["wall_s"] / rows[1]["wall_s"], 2),
+            "grid_not_run": "gram with 10^4 test sequences and test metrics at every 10th step: the test draw "
+                            "costs O(E N T) per cell (101 x 10^4 x 8 scores), about 10x the 10^3 row's test part"}
+
+
+def init():
+    """Kaiming-uniform against Gaussian W_0 (same variance) at the paper's d, paired by data seed,
+    exact engine, 1000 steps, 500 test sequences."""
+    from benign_attention import make_dataset, train
+
+    keys = ("train_loss", "test_loss", "test_acc", "test_margin")
+    seeds = range(24)
+    vals = {init: np.array([[train(make_dataset(seed=s, n_test=500), init=init, record_steps=[1000]).final(k)
+                             for k in keys] for s in seeds]) for init in ("uniform", "gaussian")}
+    diff = vals["gaussian"] - vals["uniform"]
+    return {"init_d2000": {"seeds": len(seeds), "keys": keys,
+                           "mean_uniform": vals["uniform"].mean(0).round(5).tolist(),
+                           "mean_gaussian": vals["gaussian"].mean(0).round(5).tolist(),
+                           "mean_paired_diff": diff.mean(0).round(5).tolist(),
+                           "se_paired_diff": (diff.std(0, ddof=1) / np.sqrt(len(seeds))).round(5).tolist(),
+                           "max_abs_paired_diff": np.abs(diff).max(0).round(5).tolist(),
+                           "seed_sd_uniform": vals["uniform"].std(0, ddof=1).round(5).tolist()}}
+
+
+def dims():
+    from benign_attention.gram import sample_runs
+
+    ds = [10**k for k in range(2, 7)]
+    times = []
+    for d in ds:
+        reps = []
+        for rep in range(3):
+            t = time.perf_counter()
+            sample_runs(seeds=[rep], d=d, steps=1000, record_every=10)
+            reps.append(time.perf_counter() - t)
+        times.append(float(np.median(reps)))
+        print(d, times[-1], flush=True)
+    slope = float(np.polyfit(np.log(ds), np.log(times), 1)[0])
+    slope_big = float(np.polyfit(np.log(ds[1:]), np.log(times[1:]), 1)[0])
+    return {"cost_vs_d": {"d": ds, "median_s_of_3": [round(t, 4) for t in times], "slope_loglog": round(slope, 3),
+                          "slope_loglog_d_ge_1e3": round(slope_big, 3),
+                          "note": "d = 100 < nT + 2 = 162: the span is all of R^d (m = 100), a smaller problem"}}
+
+
+PROCESS = {
+    "gram_sample_runs": "from benign_attention.gram import sample_runs; sample_runs(seeds=[0], steps=1000, "
+                        "record_every=10)",
+    "exact_train": "from benign_attention import make_dataset, train; train(make_dataset(seed=0), steps=1000, "
+                   "record_every=10)",
+}
+
+
+def _process(code):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def process():
+    out = {}
+    for name, code in PROCESS.items():
+        runs = [_process(code) for _ in range(3)]
+        out[name] = {"wall_s": [round(w, 3) for w, _ in runs], "cpu_s": [round(c, 3) for _, c in runs],
+                     "median_wall_s": round(float(np.median([w for w, _ in runs])), 3)}
+        print(name, out[name], flush=True)
+    out["ratio_median_wall_exact_over_gram"] = round(out["exact_train"]["median_wall_s"]
+                                                      / out["gram_sample_runs"]["median_wall_s"], 2)
+    return {"whole_process": out}
+
+
+def _save(part):
+    result = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result.update(part)
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def main(parts):
+    result = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result.update(cores=os.cpu_count(), device="cpu", machine=platform.machine(), python=platform.python_version(),
+                  numpy=np.__version__, load_average_at_start=[round(x, 2) for x in os.getloadavg()],
+                  note="shared 2-core machine: other jobs ran at the same time, so times are upper bounds")
+    for part in parts:
+        t = time.perf_counter()
+        result.update(globals()[part]())
+        result.setdefault("part_wall_s", {})[part] = round(time.perf_counter() - t, 1)
+        result["load_average_at_end_of_" + part] = [round(x, 2) for x in os.getloadavg()]
+        OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["dims", "process", "init", "grid"])
