@@ -146,12 +146,12 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
-def _family_job(engine, cfgs, *args):
+def _family_job(cfgs, steps, lr, rec, dtype, device=None, engine="exact"):
     """A job of :func:`run_grid`: the family's cell configs with their results from ``engine`` (so
     that the caller can check that a result is the one of the cells it asked for, wherever it was
     computed)."""
     compute = _compute_family_gram if engine == "gram" else _compute_family
-    return {"cells": [dict(c) for c in cfgs], "results": compute(cfgs, *args)}
+    return {"cells": [dict(c) for c in cfgs], "results": compute(cfgs, steps, lr, rec, dtype, device)}
 
 
 def _compute_family_gram(cfgs, steps, lr, rec, dtype, device=None):
@@ -366,7 +366,7 @@ def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_e
     prov = provenance(device, 1 if workers > 1 else None)
     if executor is not None:  # computed elsewhere: the threads there are not known here
         prov.update(threads=None, executor=type(executor).__name__)
-    jobs = [(engine, [cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device) for members in todo]
+    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device, engine) for members in todo]
     for members, job in zip(todo, _map(_family_job, jobs, workers, executor)):
         arrays_list = _check_family_result(job, members, rec)
         for (idx, cfg, name, params), arrays in zip(members, arrays_list):
