@@ -215,8 +215,10 @@ class CellCache:
 def stored(name: str) -> Path:
     """The folder (or file) ``name`` of the stored results shipped with the package, e.g.
     ``stored("encoder")`` for the encoder grid; raises ``ValueError`` for a name that is not there."""
-    path = STORED / name
-    if not isinstance(name, str) or not name or not path.exists():
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"stored: name must be a string, got {type(name).__name__}")
+    path = (STORED / name).resolve()
+    if not name or not path.is_relative_to(STORED) or path == STORED or not path.exists():
         have = sorted(p.name for p in STORED.iterdir())
-        raise ValueError(f"stored: no stored result {name!r}; allowed: {have}")
+        raise ValueError(f"stored: no stored result {name!r}; allowed: one of {have} (or a file inside)")
     return path

@@ -130,3 +130,19 @@ def test_figure_problems_finds_each_defect(defect, expected):
             a.set_title("a long title that runs into the next one")
     problems = display.figure_problems(fig)
     assert any(expected in p for p in problems), problems
+
+
+def test_glue_fills_G_for_the_prose():
+    """The prose reads glued values as G.name (inline expressions); a missing name says why."""
+    from benign_attention.display import G, glue
+
+    glue("test_g_value", __import__("numpy").float64(0.25))
+    assert G.test_g_value == 0.25 and type(G.test_g_value) is float
+    assert f"{G.test_g_value:.1f}" == "0.2"
+    with pytest.raises(AttributeError, match="nothing is glued under 'test_g_missing'"):
+        G.test_g_missing
+    with pytest.raises(AttributeError, match="glue"):
+        G.x = 1
+    with pytest.raises(ValueError, match="identifier"):
+        glue("not-an-identifier", 1)
+    assert "test_g_value" in dir(G)

@@ -493,6 +493,12 @@ ok("cache.cell_key", lambda e: (cache.cell_key({"a": 1, "b": 2.0}), cache.cell_k
    lambda t: t[0] == t[1] and len(t[0]) == 24)
 ok("cache.provenance", lambda e: cache.provenance("cuda", 3),
    lambda p: p["device"] == "cuda" and p["threads"] == 3 and p["package"] == ba.__version__)
+raises("cache.stored", lambda e: cache.stored(3), T, "stored")
+raises("cache.stored", lambda e: cache.stored("no-such-result"), V, "stored")
+raises("cache.stored", lambda e: cache.stored("../../benign_attention"), V, "stored")
+raises("cache.stored", lambda e: cache.stored(""), V, "stored")
+ok("cache.stored", lambda e: cache.stored("encoder"), lambda v: v.is_dir())
+ok("cache.stored", lambda e: cache.stored("benchmarks/encoder_2core.json"), lambda v: v.is_file())
 raises("cache.CellCache", lambda e: cache.CellCache(""), V, "folder")
 raises("cache.CellCache.path", lambda e: cache.CellCache(e.tmp).path("../x"), V, "name")
 raises("cache.CellCache.save", lambda e: cache.CellCache(e.tmp).save("c", [1]), T, "params")
@@ -916,6 +922,7 @@ EXEMPT = {
     "realdata.finetune.Prepared": "plain record built by prepare (its logits method has a row)",
     "encoder.EncoderRun": "plain record returned by train_encoder",
     "cache.Cell": "plain record returned by CellCache.load and CellCache.cells",
+    "display.Glued": "the class of display.G, filled only by display.glue (its rows); tests/test_display.py",
     "engines.run_family": "internal API (sweeps, widgets): the exact engine on a prepared Family, via train/run_grid",
     "engines.divergence_rule": "internal API: the one divergence rule of every trainer; tests/test_hardening.py",
     "engines.first_divergence": "internal API (sweeps): exercised by the divergence rows of train/run_grid",
