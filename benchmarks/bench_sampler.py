@@ -58,6 +58,16 @@ def grid():
                             "costs O(E N T) per cell (101 x 10^4 x 8 scores), about 10x the 10^3 row's test part"}
 
 
+def grid_pair():
+    """A second side-by-side measurement: exact and gram, 10^3 test sequences, final step only."""
+    load = [round(x, 2) for x in os.getloadavg()]
+    rows = [_grid_time("exact", 1000), _grid_time("gram", 1000)]
+    for r in rows:
+        print(r, flush=True)
+    return {"grid_39x39_pair": {"load_average_at_start": load, "rows": rows,
+                                "ratio_exact_over_gram": round(rows[0]["wall_s"] / rows[1]["wall_s"], 2)}}
+
+
 def init():
     """Kaiming-uniform against Gaussian W_0 (same variance) at the paper's d, paired by data seed,
     exact engine, 1000 steps, 500 test sequences."""

@@ -431,6 +431,8 @@ class SampledRuns:
     steps: np.ndarray
     history: dict
     configs: list
+    #: the steps the test metrics (``test_*``) were computed at (default: ``steps``)
+    test_steps: np.ndarray | None = None
 
     def _key(self, key):
         if not isinstance(key, str) or key not in self.history:
@@ -444,7 +446,8 @@ class SampledRuns:
     def at(self, key, step):
         """Value at the recorded step closest to ``step``, one row per run."""
         step = check_number("step", step)
-        return self._key(key)[:, int(np.argmin(np.abs(self.steps - step)))]
+        where = self.test_steps if key.startswith("test") and self.test_steps is not None else self.steps
+        return self._key(key)[:, int(np.argmin(np.abs(where - step)))]
 
 
 def record_steps_of(steps, record_every=None, record_steps=None):
@@ -495,4 +498,4 @@ def sample_runs(configs=None, seeds=None, steps=1000, lr=5e-3, record_every=None
     keys = [k for k in hist[0] if not k.startswith("test")]
     history = {k: np.stack([h[k] for h in hist]) for k in keys}
     history.update({k: np.stack([h[k] for h in hist]) for k in hist[0] if k.startswith("test")})
-    return SampledRuns(rec, history, [p.config for p in probs])
+    return SampledRuns(rec, history, [p.config for p in probs], np.asarray(tst))
