@@ -197,6 +197,7 @@ with client.setup_kernel():
             text = result.get("data", {}).get("text/plain") if result["status"] == "ok" else (
                 f"{result.get('ename')}: {result.get('evalue')}")
             evals.append({"cell": index, "expr": exprs[int(k)], "ok": result["status"] == "ok", "text": text})
+    client.set_widgets_metadata()  # what execute() does at the end: the widgets' state, images included
 nbformat.write(nb, out)
 print("EVALS=" + json.dumps(evals))
 """
@@ -236,9 +237,17 @@ def _outputs(nb: dict, kind: str) -> list:
 
 
 def _check_executed(nb: dict, name: str):
-    """Every figure came out as a PNG and no figure leaked out as text."""
+    """Every figure came out as a PNG (a cell output, or the image of a displayed widget: the
+    playground draws only into widgets) and no figure leaked out as text."""
     pngs = _outputs(nb, "image/png")
-    assert pngs, f"{name}: no image/png output"
+    if not pngs and _outputs(nb, "application/vnd.jupyter.widget-view+json"):
+        state = nb.get("metadata", {}).get("widgets", {}).get(
+            "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+        pngs = [m for m in state.values() if m.get("model_name") == "ImageModel"
+                and m["state"].get("format") == "png"
+                and any(b["path"] == ["value"] and b["data"].startswith("iVBORw0KGgo")  # base64 of PNG's magic
+                        for b in m.get("buffers", []))]
+    assert pngs, f"{name}: no image/png output, in a cell or in a displayed widget"
     leaked = [o["data"]["text/plain"] for o in _outputs(nb, "text/plain")
               if "<Figure size" in "".join(o["data"]["text/plain"])]
     assert not leaked, f"{name}: figures shown as text, not images: {leaked[:3]}"
