@@ -327,7 +327,7 @@ def boundary_crossing(values, levels, threshold, above=True):
 
 
 def ks_two_sample(a, b):
-    """Two-sample Kolmogorov-Smirnov test: the statistic D = sup |F_a - F_b| and its asymptotic p-value.
+    """Two-sample Kolmogorov-Smirnov test: the statistic D = sup ``|F_a - F_b|`` and its asymptotic p-value.
 
     Compares the sampler with the exact engine in :ref:`sec-gram-law`. The p-value is Kolmogorov's
     limit law evaluated at (sqrt(n_e) + 0.12 + 0.11 / sqrt(n_e)) D with n_e = n_a n_b / (n_a + n_b)

@@ -120,7 +120,8 @@ class GramProblem:
     dirs_B: np.ndarray | None = None
     test_xi: np.ndarray | None = None
     config: dict = field(default_factory=dict)
-    #: sampler only: the noise part of C (shared by a family) and the signal coefficients (nT, 2) on dirs_B
+    #: The noise part of C, shared by a family (sampler only; ``signal_coef`` holds the signal
+    #: coefficients (nT, 2) on dirs_B)
     noise_C: np.ndarray | None = None
     signal_coef: np.ndarray | None = None
 
@@ -431,7 +432,7 @@ class SampledRuns:
     steps: np.ndarray
     history: dict
     configs: list
-    #: the steps the test metrics (``test_*``) were computed at (default: ``steps``)
+    #: The steps the test metrics (``test_*``) were computed at (by default ``steps``)
     test_steps: np.ndarray | None = None
 
     def _key(self, key):

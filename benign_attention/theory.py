@@ -130,7 +130,7 @@ def g_inverse(y, T, iters=100):
 
     The inverse of :func:`g` (:prf:ref:`prop-g-law`), to round-off for every real ``y`` (tested on
     x in [-700, 700]). With u = x - log T, g(x) = 2 log T + h(u) where h(u) = 2u + 2 sinh(u) is odd and
-    convex for u >= 0; Newton's method on h starts at arcsinh(|z| / 2) >= u (z = y - 2 log T), where
+    convex for u >= 0; Newton's method on h starts at ``arcsinh(|z| / 2) >= u`` (z = y - 2 log T), where
     it cannot overshoot, so it decreases monotonically to the root.
 
     Contract: ``y`` real numbers (+-inf give +-inf, NaN gives NaN, as :func:`g` would map them back),

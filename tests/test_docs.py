@@ -186,3 +186,40 @@ def test_reference_summaries_are_whole_sentences():
             if summary.count("``") % 2 or summary.endswith((" .", "...")):
                 bad.append(f"{name}.{attr}: {summary!r}")
     assert not bad, f"summaries cut in the wrong place: {bad}"
+
+
+def _plain_rst(text: str) -> str:
+    """``text`` without inline literals, roles and interpreted text (what Sphinx does not parse further)."""
+    text = re.sub(r"``.*?``", "", text, flags=re.S)
+    text = re.sub(r"(:[\w:.-]+:)?`[^`]*`_?", "", text)
+    return text
+
+
+def test_docstrings_have_no_stray_rst_markup():
+    """Two defects that broke the ``-W`` build: ``|x|`` in a docstring is an RST substitution
+    reference (write it as inline code), and a class attribute's comment (``#:``) whose first line has
+    "words: more words" is read by napoleon as "type: description" (a reference to a class named
+    by the words)."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    substitution = re.compile(r"(?<![|\w])\|[^\s|]([^|\n]*[^\s|])?\|(?![|\w])")
+    bad = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        objects = [(attr, obj) for attr, obj in vars(module).items()
+                   if not attr.startswith("_") and getattr(obj, "__module__", None) == name]
+        objects += [(f"{attr}.{m}", member) for attr, obj in objects if inspect.isclass(obj)
+                    for m, member in vars(obj).items() if not m.startswith("_")]
+        docs = [(attr, inspect.getdoc(obj) or "") for attr, obj in objects
+                if inspect.isfunction(obj) or inspect.isclass(obj) or isinstance(obj, property)]
+        docs.append(("(module)", module.__doc__ or ""))
+        for attr, doc in docs:
+            if substitution.search(_plain_rst(doc)):
+                bad.append(f"{name}.{attr}: |...| is an RST substitution: {substitution.search(_plain_rst(doc))[0]!r}")
+        for (cls, attr), lines in ModuleAnalyzer.for_module(name).find_attr_docs().items():
+            if not cls or cls.startswith("_") or attr.startswith("_"):
+                continue  # napoleon reads the comments of class attributes (dataclass fields) as "type: text"
+            first = _plain_rst(lines[0] if lines else "")
+            if re.match(r"^[^:]*\w: ", first) or substitution.search(_plain_rst(" ".join(lines))):
+                bad.append(f"{name}.{cls + '.' if cls else ''}{attr}: attribute comment {lines[0]!r}")
+    assert not bad, "docstrings Sphinx misreads:\n" + "\n".join(bad)
