@@ -15,7 +15,7 @@ import numpy as np
 from .validation import ArgumentTypeError, check_array, check_bool, check_choice, check_int, check_number
 
 __all__ = ["first_fit_step", "sample_attention", "selection_gaps", "first_passage", "late_linear_fit",
-           "integrate_gap_ode", "boundary_crossing", "ks_two_sample"]
+           "integrate_gap_ode", "boundary_crossing", "ks_two_sample", "attention_by_type"]
 
 
 def _check_run(name, run):
@@ -24,6 +24,26 @@ def _check_run(name, run):
         raise ArgumentTypeError(f"{name} must be a training run (benign_attention.engines.Run), got "
                                 f"{type(run).__name__}")
     return run
+
+
+def attention_by_type(run, mask):
+    """(E, 5) mean over the training samples in ``mask`` of an encoder run's [CLS] attention on x_1,
+    x_2, x_3, on all irrelevant tokens together, and on [CLS] itself (1 minus the rest).
+
+    ``run`` an :class:`~benign_attention.encoder.train.EncoderRun` (its ``train_attention``, (E, n, T)),
+    ``mask`` a boolean mask over its training samples; raises ValueError otherwise. Shown in
+    :ref:`sec-encoder-dynamics`."""
+    _check_run("run", run)
+    if "train_attention" not in run.history:
+        raise ArgumentTypeError("run must be an EncoderRun (from train_encoder): its history has no train_attention")
+    A = np.asarray(run.history["train_attention"], float)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != A.shape[1:2]:
+        raise ValueError(f"mask must be a boolean array of length {A.shape[1]} (one entry per training "
+                         f"sample), got dtype {mask.dtype} and shape {mask.shape}")
+    A = A[:, mask]   # (E, k, T)
+    groups = np.concatenate([A[..., :3], A[..., 3:].sum(-1, keepdims=True)], -1).mean(1)
+    return np.concatenate([groups, 1 - groups.sum(-1, keepdims=True)], -1)
 
 
 def first_fit_step(run, key="train_acc"):

@@ -15,7 +15,7 @@ Both engines share one interface, :func:`train`; :func:`train_many` batches many
 Every result reads its history with the same two verbs: ``final(key)`` (the last recorded step) and
 ``at(key, step)`` (the recorded step closest to ``step``) - :class:`Run`, the sweeps'
 :class:`~benign_attention.sweeps.GridResult` and the encoder's
-:class:`~benign_attention.encoder.EncoderRun` alike.
+:class:`~benign_attention.encoder.train.EncoderRun` alike.
 
 Internal API: :func:`check_train_args`, :func:`run_family`, :func:`first_divergence`, :func:`divergence_rule`,
 :func:`warn_diverged`, :func:`history_to_numpy` and :func:`torch_threads` are public names outside
@@ -433,7 +433,7 @@ def first_divergence(run_steps, train_loss, final_state):
 
 def divergence_rule(what, lr, record_steps, history, loss_key="train_loss", state=(), also=(), stacklevel=3):
     """The package's one divergence rule, shared by every trainer (:func:`train`, :func:`train_many`,
-    :func:`~benign_attention.sweeps.run_grid`, :func:`~benign_attention.encoder.train_encoder`,
+    :func:`~benign_attention.sweeps.run_grid`, :func:`~benign_attention.encoder.train.train_encoder`,
     :func:`~benign_attention.realdata.finetune.run`).
 
     A run diverged at the first recorded step whose loss ``history[loss_key]`` is not finite, or after
