@@ -668,55 +668,34 @@ def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"],
 
 
 class _PhaseRunner:
-    """The live phase explorer's grid runs: one family (one d, every ||mu||) at a time in two
-    threads, reporting each finished family (for a progress bar). Each family's noise draw and
-    token-span projection are kept for the current (n, T, n_test, seed), so the eta slider re-runs only
-    the low-dimensional loops. Results equal :func:`phase_grid`'s (same engine, dtype and cells)."""
-
-    def __init__(self):
-        self._prepared = {}  # family knobs -> (noise draw, prepared Family without W_0)
+    """The live phase explorer's grid runs: one :func:`~benign_attention.sweeps.run_grid` per value of
+    d (one family: every ||mu||) in two threads with one torch thread each, reporting each finished
+    family (for a progress bar).
+    ``reuse_draws`` keeps each family's noise draw and token-span projection, so the eta slider
+    re-runs only the low-dimensional loops. Results equal :func:`phase_grid`'s (the same grid
+    mechanism, engine, dtype and cells)."""
 
     def run(self, axes, frames, base, on_family=None, workers=2):
-        import torch
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        from .data import draw_noise
-        from .engines import run_family, torch_threads, history_to_numpy
-        from .sweeps import FAMILY_KNOBS, SWEEP_KEYS, GridResult, grid_family
+        from .sweeps import GridResult
 
-        ds, mus = list(axes["d"]), list(axes["signal_norm"])
-        rec = np.asarray(frames, dtype=np.int64)
-        cfgs = {d: [validate_config(**dict(base, d=d, signal_norm=m)) for m in mus] for d in ds}
-        keys = {d: tuple(cfgs[d][0][k] for k in FAMILY_KNOBS) for d in ds}
-        self._prepared = {k: v for k, v in self._prepared.items() if k in keys.values()}
+        ds, mus, frames = list(axes["d"]), list(axes["signal_norm"]), [int(f) for f in frames]
 
         def family(d):
-            c, key = cfgs[d], keys[d]
-            if key in self._prepared:
-                draw, shared = self._prepared[key]
-                fam = grid_family(c, draw=draw, W0=shared.W0).prepare(shared)
-            else:
-                draw = draw_noise(*(c[0][k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
-                fam = grid_family(c, draw=draw).prepare()
-                fam.W0 = torch.empty(0)  # K and A hold what the runs need; W_0 (d x d) is not kept
-                self._prepared[key] = (draw, fam)
-            hist, _ = run_family(fam, int(rec[-1]), 5e-3, rec, torch.float32)
-            return [{k: v for k, v in history_to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(c))]
+            return run_grid({"signal_norm": mus}, base=dict(base, d=d), steps=frames[-1], record_steps=frames,
+                            progress=False, workers=1, reuse_draws=True)
 
         results = {}
-        with torch_threads(1), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
+        with _one_torch_thread(), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
             futures = {pool.submit(family, d): d for d in ds}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
                 if on_family is not None:
                     on_family(len(results), len(ds), futures[fut])
-        first = results[ds[0]][0]
-        data = {k: np.empty((len(ds), len(mus)) + first[k].shape) for k in first}
-        for i, d in enumerate(ds):
-            for j, arrays in enumerate(results[d]):
-                for k in data:
-                    data[k][i, j] = arrays[k]
-        return GridResult({"d": ds, "signal_norm": mus}, rec, data)
+        first = results[ds[0]]
+        data = {k: np.stack([results[d].data[k] for d in ds]) for k in first.data}
+        return GridResult({"d": ds, "signal_norm": mus}, first.steps, data)
 
 
 def _phase_vlim(grid, panel):
