@@ -353,7 +353,7 @@ def test_no_divergence_no_warning(name):
 
 def test_encoder_grid_warns_for_diverged_cells(tmp_path, monkeypatch):
     real = encoder.train_encoder
-    monkeypatch.setattr(encoder, "train_encoder", lambda ds, **kw: real(ds, **dict(kw, lr=1e30, mlp_dim=4)))
+    monkeypatch.setattr(encoder.grid, "train_encoder", lambda ds, **kw: real(ds, **dict(kw, lr=1e30, mlp_dim=4)))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         recs = encoder.run_encoder_grid([6], [5.0], tmp_path, steps=2)

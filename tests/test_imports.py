@@ -89,3 +89,23 @@ def test_the_check_catches_both_forms(tmp_path, monkeypatch):
     bad = violations(fake)
     assert len(bad) == 3 and any("_lowdim_loop" in b for b in bad) and any("_BASES" in b for b in bad)
     assert any("plots._edges" in b for b in bad)
+
+
+def _lines_of_function(path: Path, name: str) -> int:
+    """Lines of the top-level function ``name`` in ``path``, from ``def`` to its last line (docstring included)."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node.end_lineno - node.lineno + 1
+    raise AssertionError(f"{path.name} has no function {name}")
+
+
+def test_encoder_package_and_grid_runner_sizes():
+    """Issue 20's structure limits for the encoder package and the grid mechanism: every file of
+    ``benign_attention/encoder/`` under 300 lines, and ``sweeps.run_grid`` under 50 lines."""
+    files = sorted((PACKAGE / "encoder").glob("*.py"))
+    assert {p.name for p in files} >= {"__init__.py", "model.py", "train.py", "grid.py"}
+    for p in files:
+        n = len(p.read_text(encoding="utf-8").splitlines())
+        assert n < 300, f"encoder/{p.name} has {n} lines (limit: under 300)"
+    n = _lines_of_function(PACKAGE / "sweeps.py", "run_grid")
+    assert n < 50, f"sweeps.run_grid has {n} lines (limit: under 50)"
