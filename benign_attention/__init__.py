@@ -15,9 +15,9 @@ The paper: K. Sakamoto and I. Sato, ICML 2025 (arXiv:2409.17625). Chapters impor
 
 The top-level names are imported on first use, so ``import benign_attention.gram`` does not import torch.
 """
-__version__ = "0.1.0"
-
 import importlib
+
+from ._version import __version__  # noqa: F401
 
 #: top-level name -> the module that defines it (imported lazily, PEP 562)
 _WHERE = {

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .validation import ArgumentTypeError, check_number, check_path
 
 __all__ = ["CellCache", "Cell", "CacheWarning", "provenance", "cell_key", "stored", "STORED"]

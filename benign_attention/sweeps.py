@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, gram
+from . import gram
+from ._version import __version__
 from .cache import CacheWarning, CellCache, cell_key, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .parallel import ExecutorError, run_jobs

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..cache import CacheWarning, CellCache, provenance
 from ..engines import DivergenceWarning
 from ..parallel import ExecutorError, run_jobs
