@@ -33,7 +33,7 @@ import torch
 
 from . import gram
 from .data import INITS, Dataset, init_W
-from .metrics import summarize
+from .metrics import batch_metrics
 from .validation import (ArgumentTypeError, check_array, check_choice, check_device, check_dtype, check_int,
                          check_int_array, check_lr_dtype, check_number, check_progress, shared_tensor)
 
@@ -340,12 +340,12 @@ def run_family(fam: Family, steps, lr, record_steps, dtype, state=None, progress
     hist = _per_member(logits.double(), fam)  # noisy masks may differ between members
     if fam.eps_test is not None:
         tl = fam.test_logits(alpha_h.to(fam.K.dtype), w_h.to(fam.K.dtype)).double()
-        hist.update(summarize(tl, fam.z_test[:, None].double(), fam.y_test[:, None, :].double(), prefix="test"))
+        hist.update(batch_metrics(tl, fam.z_test[:, None].double(), fam.y_test[:, None, :].double(), prefix="test"))
     return hist, (alpha, Z)
 
 
 def _per_member(logits, fam):
-    parts = [summarize(logits[r], fam.z[r].double(), fam.y[r].double(), fam.y_clean[r].double(), fam.noisy[r])
+    parts = [batch_metrics(logits[r], fam.z[r].double(), fam.y[r].double(), fam.y_clean[r].double(), fam.noisy[r])
              for r in range(logits.shape[0])]
     return {k: torch.stack([p[k] for p in parts]) for k in parts[0]}
 
@@ -383,11 +383,11 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
             W -= lr * gW
             p -= lr * gp
     logits = torch.stack(logits_hist).double()
-    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), _tensor(ds.noisy, None, device))
+    hist = batch_metrics(logits, z.double(), y.double(), t(ds.y_clean).double(), _tensor(ds.noisy, None, device))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         tl = torch.einsum("ntd,ed->ent", Xt, torch.stack(qs)).double()
-        hist.update(summarize(tl, (Xt @ nu).double(), t(ds.y_test).double(), prefix="test"))
+        hist.update(batch_metrics(tl, (Xt @ nu).double(), t(ds.y_test).double(), prefix="test"))
     return hist, {"W": W.detach(), "p": p.detach()}
 
 
@@ -720,10 +720,10 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
     logits, alpha_h, w_h, alpha = _lowdim_loop(C, G, z, y, steps, lr, rec, alpha, Z, progress)
     out = []
     for r, f in enumerate(fams):
-        h = summarize(logits[r].double(), f.z[0].double(), f.y[0].double(), f.y_clean[0].double(), f.noisy[0])
+        h = batch_metrics(logits[r].double(), f.z[0].double(), f.y[0].double(), f.y_clean[0].double(), f.noisy[0])
         if f.eps_test is not None:
             tl = f.test_logits(alpha_h[r:r + 1].to(f.K.dtype), w_h[r:r + 1].to(f.K.dtype))[0].double()
-            h.update(summarize(tl, f.z_test[0].double(), f.y_test[0].double(), prefix="test"))
+            h.update(batch_metrics(tl, f.z_test[0].double(), f.y_test[0].double(), prefix="test"))
         out.append(h)
     return out, [(alpha[r], Z[r]) for r in range(R)]
 

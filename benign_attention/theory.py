@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .data import Dataset
-from .metrics import summarize
+from .metrics import batch_metrics
 from .validation import ArgumentTypeError, check_array, check_int, check_number, shared_tensor
 
 __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_query",
@@ -250,7 +250,7 @@ def evaluate_query(ds: Dataset, q):
     Returns
     -------
     dict of numpy.ndarray
-        The keys of :func:`~benign_attention.metrics.summarize` for ``train`` and ``test``.
+        The keys of :func:`~benign_attention.metrics.batch_metrics` for ``train`` and ``test``.
 
     Raises
     ------
@@ -262,10 +262,10 @@ def evaluate_query(ds: Dataset, q):
     t = lambda a: shared_tensor(a, torch.float64)
     q, nu = t(q), t(ds.nu)
     X = t(ds.X)
-    out = summarize(X @ q, X @ nu, t(ds.y), t(ds.y_clean), shared_tensor(ds.noisy))
+    out = batch_metrics(X @ q, X @ nu, t(ds.y), t(ds.y_clean), shared_tensor(ds.noisy))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
-        out.update(summarize(Xt @ q, Xt @ nu, t(ds.y_test), prefix="test"))
+        out.update(batch_metrics(Xt @ q, Xt @ nu, t(ds.y_test), prefix="test"))
     return {k: v.numpy() for k, v in out.items()}
 
 

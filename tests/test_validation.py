@@ -34,10 +34,10 @@ import benign_attention as ba
 from benign_attention import display, encoder
 from benign_attention import analysis, cache, data, engines, metrics, model, sweeps, theory, validation
 from benign_attention.engines import DivergenceWarning
-from benign_attention.realdata import data as rd
+from benign_attention.realdata import datasets as rd
 from benign_attention.realdata import finetune as ft
 from benign_attention.realdata import grid as rg
-from benign_attention.realdata import models as rm
+from benign_attention.realdata import backbones as rm
 from benign_attention.validation import ArgumentTypeError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -642,13 +642,13 @@ raises("theory.fit_exponential_time", lambda e: theory.fit_exponential_time([1, 
 
 # --- metrics
 L = torch.zeros(2, 3, 4)
-raises("metrics.summarize", lambda e: metrics.summarize(L, torch.zeros(3, 4), torch.ones(4)), V, "y")
-raises("metrics.summarize", lambda e: metrics.summarize("x", torch.zeros(3, 4), torch.ones(3)), T, "logits")
-raises("metrics.summarize", lambda e: metrics.summarize(L, torch.zeros(3, 4), torch.ones(3), noisy=torch.zeros(3, dtype=bool)),
+raises("metrics.batch_metrics", lambda e: metrics.batch_metrics(L, torch.zeros(3, 4), torch.ones(4)), V, "y")
+raises("metrics.batch_metrics", lambda e: metrics.batch_metrics("x", torch.zeros(3, 4), torch.ones(3)), T, "logits")
+raises("metrics.batch_metrics", lambda e: metrics.batch_metrics(L, torch.zeros(3, 4), torch.ones(3), noisy=torch.zeros(3, dtype=bool)),
        V, "y_clean")
-raises("metrics.summarize", lambda e: metrics.summarize(L, torch.zeros(3, 4), torch.ones(3), torch.ones(3), torch.zeros(3)),
+raises("metrics.batch_metrics", lambda e: metrics.batch_metrics(L, torch.zeros(3, 4), torch.ones(3), torch.ones(3), torch.zeros(3)),
        V, "noisy")
-ok("metrics.summarize", lambda e: metrics.summarize(torch.full((3, 4), float("nan")), torch.zeros(3, 4), torch.ones(3)),
+ok("metrics.batch_metrics", lambda e: metrics.batch_metrics(torch.full((3, 4), float("nan")), torch.zeros(3, 4), torch.ones(3)),
    lambda out: torch.isnan(out["train_acc"]) and torch.isnan(out["train_loss"]), id="nan-logits-nan-accuracy")
 raises("metrics.attention_by_type", lambda e: metrics.attention_by_type(torch.ones(2, 2)), V, "attention")
 raises("metrics.logistic_loss", lambda e: metrics.logistic_loss(torch.ones(3), torch.ones(4)), V, "y")
@@ -669,16 +669,16 @@ raises("model.AttentionModel.forward", lambda e: ba.AttentionModel(DS().nu)(torc
 ok("model.AttentionModel.forward", lambda e: ba.AttentionModel(DS().nu)(DS().X),
    lambda fa: torch.allclose(fa[1], torch.full_like(fa[1], 0.25)))
 
-# --- realdata.data
+# --- realdata.datasets
 needs_mnist = None if _real_data("mnist") else "MNIST files not in the data folder"
 needs_trec = None if _real_data("trec") else "TREC files not in the data folder"
-raises("realdata.data.parse_idx", lambda e: rd.parse_idx(b"\x01\x00\x08\x01" + bytes(8), source="f.idx"), rd.DataError, "f.idx")
-raises("realdata.data.parse_idx", lambda e: rd.parse_idx(_idx(np.zeros(3))[:-1], source="lab.idx"), rd.DataError, "lab.idx")
-raises("realdata.data.parse_idx", lambda e: rd.parse_idx("text"), T, "raw")
-raises("realdata.data.parse_trec", lambda e: rd.parse_trec("FOO:bar What ?\n", source="t.label"), rd.DataError, "t.label")
-raises("realdata.data.parse_trec", lambda e: rd.parse_trec("NUM:date\n", source="t.label"), rd.DataError, "t.label")
-raises("realdata.data.parse_trec", lambda e: rd.parse_trec(b"NUM:date When ?"), T, "text")
-ok("realdata.data.parse_trec", lambda e: rd.parse_trec("NUM:date\tWhen was it ?\nHUM:ind  Who ?\n"),
+raises("realdata.datasets.parse_idx", lambda e: rd.parse_idx(b"\x01\x00\x08\x01" + bytes(8), source="f.idx"), rd.DataError, "f.idx")
+raises("realdata.datasets.parse_idx", lambda e: rd.parse_idx(_idx(np.zeros(3))[:-1], source="lab.idx"), rd.DataError, "lab.idx")
+raises("realdata.datasets.parse_idx", lambda e: rd.parse_idx("text"), T, "raw")
+raises("realdata.datasets.parse_trec", lambda e: rd.parse_trec("FOO:bar What ?\n", source="t.label"), rd.DataError, "t.label")
+raises("realdata.datasets.parse_trec", lambda e: rd.parse_trec("NUM:date\n", source="t.label"), rd.DataError, "t.label")
+raises("realdata.datasets.parse_trec", lambda e: rd.parse_trec(b"NUM:date When ?"), T, "text")
+ok("realdata.datasets.parse_trec", lambda e: rd.parse_trec("NUM:date\tWhen was it ?\nHUM:ind  Who ?\n"),
    lambda r: r == (["NUM", "HUM"], ["date", "ind"], ["When was it ?", "Who ?"]), id="trec-tab-keeps-first-word")
 
 
@@ -693,7 +693,7 @@ def _swapped_mnist_labels(e):
     return rd.load_mnist(e.tmp)
 
 
-raises("realdata.data.load_mnist", _swapped_mnist_labels, rd.DataError, rd.MNIST_FILES[1], skip=needs_mnist)
+raises("realdata.datasets.load_mnist", _swapped_mnist_labels, rd.DataError, rd.MNIST_FILES[1], skip=needs_mnist)
 
 
 def _bad_idx_names_file(e):
@@ -704,7 +704,7 @@ def _bad_idx_names_file(e):
     return rd.load_mnist(e.tmp)
 
 
-raises("realdata.data.load_mnist", _bad_idx_names_file, rd.DataError, rd.MNIST_FILES[1], skip=needs_mnist)
+raises("realdata.datasets.load_mnist", _bad_idx_names_file, rd.DataError, rd.MNIST_FILES[1], skip=needs_mnist)
 
 
 def _trec_home(e):
@@ -715,44 +715,44 @@ def _trec_home(e):
     return rd.load_trec(root="~/x")
 
 
-ok("realdata.data.load_trec", _trec_home, lambda t: len(t["train"]) == 5444, id="trec-root-tilde", skip=needs_trec)
-raises("realdata.data.load_trec", lambda e: rd.load_trec(root=5), T, "root")
-raises("realdata.data.load_trec", lambda e: rd.load_trec(root=Path(__file__)), V, "root")
-ok("realdata.data.data_dir", lambda e: (e.mp.setenv("BENIGN_ATTENTION_DATA", "~/d"), rd.data_dir())[1],
+ok("realdata.datasets.load_trec", _trec_home, lambda t: len(t["train"]) == 5444, id="trec-root-tilde", skip=needs_trec)
+raises("realdata.datasets.load_trec", lambda e: rd.load_trec(root=5), T, "root")
+raises("realdata.datasets.load_trec", lambda e: rd.load_trec(root=Path(__file__)), V, "root")
+ok("realdata.datasets.data_dir", lambda e: (e.mp.setenv("BENIGN_ATTENTION_DATA", "~/d"), rd.data_dir())[1],
    lambda p: "~" not in str(p))
-raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, 2.5), V, "num_classes")
-raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, True), T, "num_classes")
-raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0.0, 1.0], 0.2, 2), T, "y")
-raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0, 5], 0.2, 3), V, "y")
-raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0, 1], 1.0, 3), V, "eta")
-raises("realdata.data.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, 3, seed=-1), V, "seed")
-ok("realdata.data.flip_labels", lambda e: rd.flip_labels(np.arange(6) % 3, np.float32(0.0), np.int64(3)),
+raises("realdata.datasets.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, 2.5), V, "num_classes")
+raises("realdata.datasets.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, True), T, "num_classes")
+raises("realdata.datasets.flip_labels", lambda e: rd.flip_labels([0.0, 1.0], 0.2, 2), T, "y")
+raises("realdata.datasets.flip_labels", lambda e: rd.flip_labels([0, 5], 0.2, 3), V, "y")
+raises("realdata.datasets.flip_labels", lambda e: rd.flip_labels([0, 1], 1.0, 3), V, "eta")
+raises("realdata.datasets.flip_labels", lambda e: rd.flip_labels([0, 1], 0.2, 3, seed=-1), V, "seed")
+ok("realdata.datasets.flip_labels", lambda e: rd.flip_labels(np.arange(6) % 3, np.float32(0.0), np.int64(3)),
    lambda r: np.array_equal(r[0], np.arange(6) % 3) and not r[1].any())
-raises("realdata.data.split_data", lambda e: rd.split_data("cifar"), V, "dataset")
-raises("realdata.data.task_split", lambda e: rd.task_split("cifar"), V, "dataset")
-raises("realdata.data.task_split", lambda e: rd.task_split("breast_cancer", seed=-1), V, "seed")
-raises("realdata.data.split_data", lambda e: rd.split_data("breast_cancer", seed=-1), V, "seed")
-raises("realdata.data.check_dataset", lambda e: rd.check_dataset(5), T, "dataset")
-raises("realdata.data.from_texts", lambda e: rd.from_texts("a text", [0]), T, "texts")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", 3], [0, 1]), T, "texts[1]")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", " "], [0, 1]), V, "texts[1]")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a"], [0]), V, "texts")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0.0, 1.0]), T, "labels")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 1, 0]), V, "labels")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 3], num_classes=3), V, "labels")
-raises("realdata.data.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 1], num_classes=1), V, "num_classes")
-ok("realdata.data.from_texts", lambda e: rd.from_texts(("a", "b"), np.array([1, 0], np.uint8)),
+raises("realdata.datasets.split_data", lambda e: rd.split_data("cifar"), V, "dataset")
+raises("realdata.datasets.task_split", lambda e: rd.task_split("cifar"), V, "dataset")
+raises("realdata.datasets.task_split", lambda e: rd.task_split("breast_cancer", seed=-1), V, "seed")
+raises("realdata.datasets.split_data", lambda e: rd.split_data("breast_cancer", seed=-1), V, "seed")
+raises("realdata.datasets.check_dataset", lambda e: rd.check_dataset(5), T, "dataset")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts("a text", [0]), T, "texts")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a", 3], [0, 1]), T, "texts[1]")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a", " "], [0, 1]), V, "texts[1]")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a"], [0]), V, "texts")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a", "b"], [0.0, 1.0]), T, "labels")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 1, 0]), V, "labels")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 3], num_classes=3), V, "labels")
+raises("realdata.datasets.from_texts", lambda e: rd.from_texts(["a", "b"], [0, 1], num_classes=1), V, "num_classes")
+ok("realdata.datasets.from_texts", lambda e: rd.from_texts(("a", "b"), np.array([1, 0], np.uint8)),
    lambda s: s.x == ["a", "b"] and s.y.tolist() == [1, 0])
-raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((2, 3)), [0, 1]), V, "images")
-raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((1, 3, 3)), [0]), V, "images")
-raises("realdata.data.from_images", lambda e: rd.from_images(_with_nan(np.zeros((2, 3, 3))), [0, 1]), V, "images")
-raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((2, 3, 3), complex), [0, 1]), T, "images")
-raises("realdata.data.from_images", lambda e: rd.from_images("pictures", [0, 1]), T, "images")
-raises("realdata.data.from_images", lambda e: rd.from_images(np.zeros((2, 3, 3)), [0, -1]), V, "labels")
-ok("realdata.data.from_images", lambda e: rd.from_images(np.full((2, 1, 3, 3), 255, np.uint8), [0, 1]),
+raises("realdata.datasets.from_images", lambda e: rd.from_images(np.zeros((2, 3)), [0, 1]), V, "images")
+raises("realdata.datasets.from_images", lambda e: rd.from_images(np.zeros((1, 3, 3)), [0]), V, "images")
+raises("realdata.datasets.from_images", lambda e: rd.from_images(_with_nan(np.zeros((2, 3, 3))), [0, 1]), V, "images")
+raises("realdata.datasets.from_images", lambda e: rd.from_images(np.zeros((2, 3, 3), complex), [0, 1]), T, "images")
+raises("realdata.datasets.from_images", lambda e: rd.from_images("pictures", [0, 1]), T, "images")
+raises("realdata.datasets.from_images", lambda e: rd.from_images(np.zeros((2, 3, 3)), [0, -1]), V, "labels")
+ok("realdata.datasets.from_images", lambda e: rd.from_images(np.full((2, 1, 3, 3), 255, np.uint8), [0, 1]),
    lambda s: s.x.shape == (2, 1, 3, 3) and s.x.max() == 1.0)
-raises("realdata.data.Split.take", lambda e: rd.load_breast_cancer().take([100_000]), V, "idx")
-ok("realdata.data.load_breast_cancer", lambda e: rd.load_breast_cancer(), lambda s: s.x.shape == (569, 30))
+raises("realdata.datasets.Split.take", lambda e: rd.load_breast_cancer().take([100_000]), V, "idx")
+ok("realdata.datasets.load_breast_cancer", lambda e: rd.load_breast_cancer(), lambda s: s.x.shape == (569, 30))
 
 # --- realdata.finetune
 run_ = lambda *a, **kw: (lambda e: ft.run(PREP(), *a, **dict(dict(epochs=2), **kw)))
@@ -774,6 +774,10 @@ raises("realdata.finetune.run", run_(10, 0.1, lr="x"), T, "lr")
 raises("realdata.finetune.run", run_(10, np.nan), V, "eta")
 ok("realdata.finetune.run", run_(np.int64(10), np.float32(0.2), seed=np.int32(1)),
    lambda r: r["n"] == 10 and r["eta"] == 0.2 and r == ft.run(PREP(), 10, 0.2, seed=1, epochs=2))
+raises("realdata.finetune.FineTuneRun.final", lambda e: ft.run(PREP(), 10, 0.2, epochs=2).final("epoch"), V, "key")
+raises("realdata.finetune.FineTuneRun.at", lambda e: ft.run(PREP(), 10, 0.2, epochs=2).at("test_acc", "end"), T, "epoch")
+ok("realdata.finetune.FineTuneRun.at", lambda e: ft.run(PREP(), 10, 0.2, epochs=2).at("test_acc", np.int64(1)),
+   lambda v: 0 <= v <= 1)
 raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(ENC(), IMAGES(), IMAGES()), T, "model")
 raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(HF_VIT(), IMAGES().x, IMAGES()), T, "pool")
 raises("realdata.finetune.prepare_model", lambda e: ft.prepare_model(
@@ -812,37 +816,37 @@ ok("realdata.grid.load_results", lambda e: rg.load_results(e.tmp / "nothing"), l
 raises("realdata.grid.run_grid", lambda e: rg.run_grid(e.tmp, executor=object()), V, "executor")
 raises("realdata.grid.main", lambda e: rg.main(["--ns", "x"]), SystemExit, None, id="cli-bad-ns")
 
-# --- realdata.models
-raises("realdata.models.Encoder", lambda e: rm.Encoder("cnn", 10), V, "kind")
-raises("realdata.models.Encoder", lambda e: rm.Encoder("vit", 10, dim=10, heads=4), V, "dim")
-raises("realdata.models.Encoder", lambda e: rm.Encoder("vit", 10, patch=5), V, "patch")
-raises("realdata.models.Encoder", lambda e: rm.Encoder("vit", 1.5), V, "num_classes")
-raises("realdata.models.Encoder.forward", lambda e: ENC()(torch.zeros(2, 10)), V, "x")
-raises("realdata.models.Encoder.forward", lambda e: ENC()(np.zeros((2, 28, 28))), T, "x")
-raises("realdata.models.Block", lambda e: rm.Block(10, 4, 8), V, "dim")
-raises("realdata.models.make_prefix", lambda e: rm.make_prefix(torch.zeros(2, 3, 5), torch.ones(2, 3), PREP().layer), V, "x")
-raises("realdata.models.make_prefix", lambda e: rm.make_prefix(torch.zeros(2, 3, 32), torch.ones(2, 4), PREP().layer), V, "mask")
-raises("realdata.models.make_prefix", lambda e: rm.make_prefix(torch.zeros(2, 3, 32), torch.ones(2, 3), None), T, "layer")
-raises("realdata.models.last_layer_cls", lambda e: rm.last_layer_cls(PREP().pool, PREP().layer, torch.zeros(3, 3),
+# --- realdata.backbones
+raises("realdata.backbones.Encoder", lambda e: rm.Encoder("cnn", 10), V, "kind")
+raises("realdata.backbones.Encoder", lambda e: rm.Encoder("vit", 10, dim=10, heads=4), V, "dim")
+raises("realdata.backbones.Encoder", lambda e: rm.Encoder("vit", 10, patch=5), V, "patch")
+raises("realdata.backbones.Encoder", lambda e: rm.Encoder("vit", 1.5), V, "num_classes")
+raises("realdata.backbones.Encoder.forward", lambda e: ENC()(torch.zeros(2, 10)), V, "x")
+raises("realdata.backbones.Encoder.forward", lambda e: ENC()(np.zeros((2, 28, 28))), T, "x")
+raises("realdata.backbones.Block", lambda e: rm.Block(10, 4, 8), V, "dim")
+raises("realdata.backbones.make_prefix", lambda e: rm.make_prefix(torch.zeros(2, 3, 5), torch.ones(2, 3), PREP().layer), V, "x")
+raises("realdata.backbones.make_prefix", lambda e: rm.make_prefix(torch.zeros(2, 3, 32), torch.ones(2, 4), PREP().layer), V, "mask")
+raises("realdata.backbones.make_prefix", lambda e: rm.make_prefix(torch.zeros(2, 3, 32), torch.ones(2, 3), None), T, "layer")
+raises("realdata.backbones.last_layer_cls", lambda e: rm.last_layer_cls(PREP().pool, PREP().layer, torch.zeros(3, 3),
                                                                      *ft.init_qk(PREP().layer, 0)[1:]), V, "wq")
-raises("realdata.models.last_layer_uncached", lambda e: rm.last_layer_uncached(
+raises("realdata.backbones.last_layer_uncached", lambda e: rm.last_layer_uncached(
     PREP().pool.x, PREP().pool.mask[:, :2], PREP().layer, *ft.init_qk(PREP().layer, 0)), V, "mask")
-raises("realdata.models.after_attention", lambda e: rm.after_attention(torch.zeros(2, 32), torch.zeros(2, 31), PREP().layer),
+raises("realdata.backbones.after_attention", lambda e: rm.after_attention(torch.zeros(2, 32), torch.zeros(2, 31), PREP().layer),
        V, "ctx")
-raises("realdata.models.bert_last_layer", lambda e: rm.bert_last_layer(object()), T, "model")
-raises("realdata.models.vit_last_layer", lambda e: rm.vit_last_layer(ENC()), T, "model")
-raises("realdata.models.model_family", lambda e: rm.model_family(torch.nn.Linear(2, 2)), T, "model")
-raises("realdata.models.last_layer", lambda e: rm.last_layer("bert-base-uncased"), T, "model")
-ok("realdata.models.last_layer", lambda e: rm.last_layer(HF_VIT()), lambda L: L.norm_first and L.lnf_w is not None)
-raises("realdata.models.check_adapter", lambda e: rm.check_adapter(ENC(), {"x": torch.zeros(2, 28, 28)}), T, "model")
-raises("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), torch.zeros(2, 1, 8, 8)), T, "inputs")
-raises("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.zeros(2, 1, 8, 8)},
+raises("realdata.backbones.bert_last_layer", lambda e: rm.bert_last_layer(object()), T, "model")
+raises("realdata.backbones.vit_last_layer", lambda e: rm.vit_last_layer(ENC()), T, "model")
+raises("realdata.backbones.model_family", lambda e: rm.model_family(torch.nn.Linear(2, 2)), T, "model")
+raises("realdata.backbones.last_layer", lambda e: rm.last_layer("bert-base-uncased"), T, "model")
+ok("realdata.backbones.last_layer", lambda e: rm.last_layer(HF_VIT()), lambda L: L.norm_first and L.lnf_w is not None)
+raises("realdata.backbones.check_adapter", lambda e: rm.check_adapter(ENC(), {"x": torch.zeros(2, 28, 28)}), T, "model")
+raises("realdata.backbones.check_adapter", lambda e: rm.check_adapter(HF_VIT(), torch.zeros(2, 1, 8, 8)), T, "inputs")
+raises("realdata.backbones.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.zeros(2, 1, 8, 8)},
                                                                    seed=-1), V, "seed")
-ok("realdata.models.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.rand(2, 1, 8, 8)}),
+ok("realdata.backbones.check_adapter", lambda e: rm.check_adapter(HF_VIT(), {"pixel_values": torch.rand(2, 1, 8, 8)}),
    lambda gap: gap < 1e-12)
-raises("realdata.models.Prefix.take", lambda e: PREP().pool.take([-1]), V, "idx")
-raises("realdata.models.save_encoder", lambda e: rm.save_encoder("model", e.tmp / "w.npz"), T, "model")
-raises("realdata.models.load_encoder", lambda e: rm.load_encoder(e.tmp / "missing.npz", ENC().config), V, "path")
+raises("realdata.backbones.Prefix.take", lambda e: PREP().pool.take([-1]), V, "idx")
+raises("realdata.backbones.save_encoder", lambda e: rm.save_encoder("model", e.tmp / "w.npz"), T, "model")
+raises("realdata.backbones.load_encoder", lambda e: rm.load_encoder(e.tmp / "missing.npz", ENC().config), V, "path")
 
 
 def _saved(e):
@@ -850,9 +854,9 @@ def _saved(e):
     return e.tmp / "w.npz"
 
 
-raises("realdata.models.load_encoder", lambda e: rm.load_encoder(_saved(e), dict(ENC().config, colour=1)), T, "config")
-raises("realdata.models.load_encoder", lambda e: rm.load_encoder(_saved(e), dict(ENC().config, dim=16, heads=2)), V, "path")
-ok("realdata.models.load_encoder", lambda e: rm.load_encoder(_saved(e), ENC().config),
+raises("realdata.backbones.load_encoder", lambda e: rm.load_encoder(_saved(e), dict(ENC().config, colour=1)), T, "config")
+raises("realdata.backbones.load_encoder", lambda e: rm.load_encoder(_saved(e), dict(ENC().config, dim=16, heads=2)), V, "path")
+ok("realdata.backbones.load_encoder", lambda e: rm.load_encoder(_saved(e), ENC().config),
    lambda me: all(torch.equal(a, b) for a, b in zip(me[0].state_dict().values(), ENC().state_dict().values())))
 
 
@@ -918,7 +922,7 @@ EXEMPT = {
     "engines.Family": "internal batch structure of the exact engine; built only by train/run_grid",
     "data.NoiseDraw": "plain record returned by draw_noise",
     "realdata.finetune.load_minilm": "takes no arguments",
-    "realdata.models.LastLayer": "plain record of tensors, built by Encoder.last_layer / bert_last_layer",
+    "realdata.backbones.LastLayer": "plain record of tensors, built by Encoder.last_layer / bert_last_layer",
     "realdata.finetune.Prepared": "plain record built by prepare (its logits method has a row)",
     "encoder.EncoderRun": "plain record returned by train_encoder",
     "cache.Cell": "plain record returned by CellCache.load and CellCache.cells",
@@ -931,8 +935,8 @@ EXEMPT = {
     "sweeps.grid_family": "internal API (widgets): builds the Family of a grid's cells, via run_grid",
 }
 MODULES = {"analysis": analysis, "cache": cache, "encoder": encoder, "display": display, "data": data, "engines": engines, "sweeps": sweeps, "theory": theory, "metrics": metrics, "model": model,
-           "validation": validation, "realdata.data": rd, "realdata.finetune": ft, "realdata.grid": rg,
-           "realdata.models": rm}
+           "validation": validation, "realdata.datasets": rd, "realdata.finetune": ft, "realdata.grid": rg,
+           "realdata.backbones": rm}
 
 
 def test_every_public_function_is_covered():
