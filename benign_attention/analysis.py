@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .theory import g
 from .validation import ArgumentTypeError, check_array, check_bool, check_choice, check_int, check_number
 
-__all__ = ["first_fit_step", "sample_attention", "selection_gaps", "first_passage", "late_linear_fit",
+__all__ = ["first_fit_step", "sample_attention", "selection_gaps", "first_passage", "passage_times", "late_linear_fit",
            "integrate_gap_ode", "boundary_crossing", "ks_two_sample"]
 
 
@@ -243,6 +244,25 @@ def late_linear_fit(x, y, start, stop=np.inf):
     flat = total <= keep.sum() * (1e-13 * float(np.abs(y[keep]).max())) ** 2
     r2 = 1.0 if flat else 1 - (resid ** 2).sum() / total
     return float(slope), float(intercept), float(r2)
+
+
+def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
+    """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
+    (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
+    ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
+    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope.
+
+    Used in :ref:`sec-delay-runs`.
+    """
+    times = []
+    for i in np.flatnonzero(np.asarray(mask, bool)):
+        if start is None:
+            times.append(first_passage(steps, gaps[:, i], levels))
+        else:
+            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start, stop)
+            times.append((g(np.asarray(levels, float), T) - intercept) / slope)
+    with np.errstate(invalid="ignore"):
+        return np.exp(np.log(np.stack(times)).mean(0))
 
 
 def integrate_gap_ode(x0, c, T, taus):

@@ -363,6 +363,15 @@ def signal_coefficients(labels, T, rho):
     return coef
 
 
+def token_noise(ds):
+    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config).
+
+    Used in :ref:`sec-setting-tokens`.
+    """
+    coef = signal_coefficients(ds.y_clean, ds.T, ds.config["rho"])
+    return ds.X - (coef[..., :1] * ds.mu_pos + coef[..., 1:] * ds.mu_neg)
+
+
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
     """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns.
 

@@ -33,7 +33,7 @@ import pytest
 import torch
 
 import benign_attention as ba
-from benign_attention import analysis, display, encoder, parallel, plots, sweeps, theory
+from benign_attention import analysis, display, encoder, explorer_figures, parallel, plots, sweeps, theory
 from benign_attention.cache import CacheWarning, CellCache
 from benign_attention.engines import DivergenceWarning, log_schedule
 from benign_attention.parallel import ExecutorError
@@ -709,10 +709,10 @@ DISPLAY_CASES = [
      lambda: plots.fitting_time_maps([dict(x=[1.0], y=[2.0], steps=np.full((1, 1), np.inf), xlabel="a", ylabel="b")]),
      _figure),
     ("fitting_time_maps missing key", lambda: plots.fitting_time_maps([dict(x=[1.0], y=[2.0])]), (ValueError, "missing")),
-    ("explorer_phase one cell", lambda: plots.explorer_phase([100], [20], ONE, ONE), _figure),
-    ("explorer_phase negative d", lambda: plots.explorer_phase([-1, 2], [20], np.ones((2, 1)), np.ones((2, 1))),
+    ("explorer_phase one cell", lambda: explorer_figures.explorer_phase([100], [20], ONE, ONE), _figure),
+    ("explorer_phase negative d", lambda: explorer_figures.explorer_phase([-1, 2], [20], np.ones((2, 1)), np.ones((2, 1))),
      (ValueError, "d_values")),
-    ("explorer_phase vlim reversed", lambda: plots.explorer_phase([100], [20], ONE, ONE, vlim=(1, 0)), (ValueError, "vlim")),
+    ("explorer_phase vlim reversed", lambda: explorer_figures.explorer_phase([100], [20], ONE, ONE, vlim=(1, 0)), (ValueError, "vlim")),
     ("phase_figure on a grid without d", lambda: _widgets().phase_figure(NO_D(), 2), (ValueError, "axes ['d', 'signal_norm']")),
     ("phase_figure on a string", lambda: _widgets().phase_figure("grid", 2), (TypeError, "GridResult")),
     ("phase_figure step a string", lambda: _widgets().phase_figure(PHASE(), "2"), (TypeError, "step")),

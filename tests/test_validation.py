@@ -34,10 +34,10 @@ import benign_attention as ba
 from benign_attention import display, encoder
 from benign_attention import analysis, cache, data, engines, metrics, model, sweeps, theory, validation
 from benign_attention.engines import DivergenceWarning
+from benign_attention.realdata import backbones as rm
 from benign_attention.realdata import datasets as rd
 from benign_attention.realdata import finetune as ft
 from benign_attention.realdata import grid as rg
-from benign_attention.realdata import backbones as rm
 from benign_attention.validation import ArgumentTypeError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -251,6 +251,21 @@ ok("data.check_int", lambda e: data.check_int is validation.check_int and data.c
    lambda same: same, id="data-re-exports-checks")
 
 # --- validation helpers themselves
+# --- what used to be computed in plots: the figures' numbers, and the checks of their maps
+ok("data.token_noise", lambda e: data.token_noise(DS()), lambda eps: eps.shape == (6, 4, 10))
+ok("theory.per_sample_loss_floor", lambda e: theory.per_sample_loss_floor(DS()), lambda f: f.shape == (6,) and (f > 0).all())
+ok("theory.selecting_query", lambda e: theory.selecting_query(DS()), lambda q: q.shape == (10,))
+ok("theory.existence_test_bound", lambda e: theory.existence_test_bound(DS(), theory.existence_query(DS(), 1.0)),
+   lambda b: b >= 0)
+ok("analysis.passage_times", lambda e: analysis.passage_times(np.arange(4.0), np.tile(np.arange(4.0)[:, None], (1, 3)),
+                                                              [True, True, False], [1.0, 2.0]), lambda t: np.allclose(t, [1, 2]))
+raises("validation.check_grid_axis", lambda e: validation.check_grid_axis("x", []), V, "x")
+raises("validation.check_grid_axis", lambda e: validation.check_grid_axis("x", [0.0, 1.0], log=True), V, "x")
+raises("validation.check_map", lambda e: validation.check_map("m", np.zeros((2, 2)), [1], [1, 2]), V, "m")
+raises("validation.check_maps", lambda e: validation.check_maps("maps", "x", "t", [1], [1]), T, "maps")
+raises("validation.check_maps", lambda e: validation.check_maps("maps", [np.zeros((1, 1))], ["a", "b"], [1], [1]), V, "titles")
+raises("validation.check_map_panels", lambda e: validation.check_map_panels("panels", {}, "steps"), T, "panels")
+raises("validation.check_map_panels", lambda e: validation.check_map_panels("panels", [{}], "steps"), V, "panels[0]")
 raises("validation.check_int", lambda e: validation.check_int("k", True, 0), T, "k")
 raises("validation.check_int", lambda e: validation.check_int("k", 3.5, 0), V, "k")
 ok("validation.check_int", lambda e: validation.check_int("k", torch.tensor(3.0), 0), lambda v: v == 3 and type(v) is int)
