@@ -21,7 +21,7 @@ from ._version import __version__  # noqa: F401
 
 #: top-level name -> the module that defines it (imported lazily, PEP 562)
 _WHERE = {
-    "Dataset": "data", "make_dataset": "data", "init_W": "data",
+    "Dataset": "data", "make_dataset": "data", "init_W": "data", "LR": "data", "STEPS": "data",
     "DivergenceWarning": "engines", "Run": "engines", "log_schedule": "engines", "record_schedule": "engines",
     "train": "engines", "train_many": "engines",
     "AttentionModel": "model",
@@ -31,7 +31,7 @@ _WHERE = {
 
 __all__ = ["Dataset", "make_dataset", "init_W", "AttentionModel", "Run", "train", "train_many",
            "record_schedule", "log_schedule", "run_grid", "GridResult", "snr", "g", "classify_regime",
-           "DIVERGED", "DivergenceWarning", "CacheWarning"]
+           "DIVERGED", "DivergenceWarning", "CacheWarning", "LR", "STEPS"]
 
 
 def __getattr__(name):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import gram
-from .data import INITS, Dataset, init_W
+from .data import INITS, LR, STEPS, Dataset, init_W
 from .metrics import batch_metrics
 from .validation import (ArgumentTypeError, check_array, check_choice, check_device, check_dtype, check_int,
                          check_int_array, check_lr_dtype, check_number, check_progress, shared_tensor)
@@ -500,7 +500,7 @@ def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
     return old_engine, st["dtype"], st["device"]
 
 
-def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed=None,
+def train(dataset: Dataset, steps=STEPS, lr=LR, engine=None, W0=None, init_seed=None,
           record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
           progress=None, device=None, init=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
@@ -619,7 +619,7 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     return Run(rec + offset, hist, config, state, at)
 
 
-def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=None,
+def train_many(datasets, steps=STEPS, lr=LR, W0s=None, init_seeds=None, record_every=None,
                record_steps=None, dtype=None, progress=None, device=None, engine=None, init=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
@@ -732,7 +732,7 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
 # The recursion in a few lines of numpy (chapter 07_exact_engine shows this function).
 
 
-def exact_gd(ds, W0, steps, lr=5e-3):
+def exact_gd(ds, W0, steps, lr=LR):
     """The exact engine's recursion in plain numpy, for one data set (:ref:`sec-exact-dynamics`).
 
     ``steps`` >= 0 GD steps with ``lr`` > 0 from W = ``W0`` (d, d), p = 0.

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import noisy_mask, signal_coefficients, validate_config
+from .data import LR, STEPS, noisy_mask, signal_coefficients, validate_config
 from .validation import ArgumentTypeError, check_array, check_choice, check_int, check_int_array, check_number
 
 __all__ = ["GramProblem", "gram_gd", "from_arrays", "sample_problems", "sample_runs", "SampledRuns",
@@ -461,7 +461,7 @@ def record_steps_of(steps, record_every=None, record_steps=None):
     return np.unique(check_int_array("record_steps", record_steps, 0, steps))
 
 
-def sample_runs(configs=None, seeds=None, steps=1000, lr=5e-3, record_every=None, record_steps=None,
+def sample_runs(configs=None, seeds=None, steps=STEPS, lr=LR, record_every=None, record_steps=None,
                 init_var=None, dtype="float64", joint=None, test_steps=None, init_seeds=None,
                 **knobs) -> SampledRuns:
     """The whole experiment without d: sample and train one run per config (or per seed of ``seeds``

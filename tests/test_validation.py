@@ -592,6 +592,16 @@ raises("analysis.first_fit_step", lambda e: analysis.first_fit_step(DS()), T, "r
 raises("analysis.first_fit_step", lambda e: analysis.first_fit_step(RUN(), key="accuracy"), V, "key")
 ok("analysis.first_fit_step", lambda e: analysis.first_fit_step(RUN()),
    lambda s: np.isnan(s) or s in RUN().steps)
+raises("analysis.onset", lambda e: analysis.onset(RUN(), 0.5), T, "runs")
+raises("analysis.onset", lambda e: analysis.onset([DS()], 0.5), T, "runs[0]")
+raises("analysis.onset", lambda e: analysis.onset([RUN()], np.nan), V, "level")
+raises("analysis.onset", lambda e: analysis.onset([RUN()], 0.5, key="accuracy"), V, "key")
+ok("analysis.onset", lambda e: analysis.onset([RUN(), RUN()], -1.0), lambda s: (s == 0).all() and s.shape == (2,))
+ok("analysis.onset", lambda e: analysis.onset([RUN()], 2.0), lambda s: np.isnan(s).all())
+raises("analysis.noisy_tokens", lambda e: analysis.noisy_tokens([RUN()], []), V, "runs and datasets")
+raises("analysis.noisy_tokens", lambda e: analysis.noisy_tokens([DS()], [DS()]), T, "runs[0]")
+ok("analysis.noisy_tokens", lambda e: analysis.noisy_tokens([RUN()], [DS()]),
+   lambda tb: tb[0].shape == tb[1].shape == (DS().noisy.sum(),) and (tb[1] < DS().T).all())
 raises("analysis.sample_attention", lambda e: analysis.sample_attention(RUN(), 6), V, "i")
 raises("analysis.sample_attention", lambda e: analysis.sample_attention(RUN(), 0.5), V, "i")
 ok("analysis.sample_attention", lambda e: analysis.sample_attention(RUN(), 0),
