@@ -22,8 +22,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FormatStrFormatter, NullLocator
 
 from .metrics import TOKEN_GROUPS
-from .plots import (REGIME_CMAP, REGIME_COLORS, TOKEN_COLORS, TOKEN_LABELS, accuracy_loss_panels, cell_edges, half_planes,
-                    regime_handles)
+from .plots import (REGIME_CMAP, REGIME_COLORS, TOKEN_COLORS, TOKEN_LABELS, accuracy_loss_panels, cell_edges,
+                    half_planes, regime_handles)
 from .theory import REGIMES
 from .validation import ArgumentTypeError, check_array, check_grid_axis
 
