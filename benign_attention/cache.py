@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
+from ._version import __version__
 from .parallel import ExecutorError, run_jobs
 from .validation import ArgumentTypeError, check_number, check_path, check_progress, dir_is_writable
 

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, gram
+from . import gram
+from ._version import __version__
 from .cache import CacheWarning, Cell, CellCache, CellGrid, provenance
 from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,

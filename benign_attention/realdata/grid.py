@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..cache import Cell, CellCache, CellGrid, provenance
 from ..engines import DivergenceWarning
 from ..validation import (ArgumentTypeError, check_cache_dir, check_executor, check_int, check_int_array,
                           check_number, check_path)
-from .data import DATASETS, MAX_SEED, check_dataset
+from .datasets import DATASETS, MAX_SEED, check_dataset
 
 #: keyword arguments run_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
 PREPARE_KW = ("pool_size", "head_size", "test_size", "head_epochs", "seed", "device", "threads")
@@ -48,7 +48,7 @@ def cell_path(out, dataset, n, eta, seed) -> Path:
     out : str or Path
         The cell folder of :func:`run_grid`.
     dataset : str
-        One of :data:`~benign_attention.realdata.data.DATASETS`.
+        One of :data:`~benign_attention.realdata.datasets.DATASETS`.
     n, eta, seed
         Training-set size (integer >= 1), label-noise rate in [0, 1), fine-tuning seed (integer >= 0).
     """
@@ -110,7 +110,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         Cells stored with the same parameters are reused; corrupt ones warn
         (:class:`~benign_attention.cache.CacheWarning`) and are computed again.
     datasets : list of str
-        Names from :data:`~benign_attention.realdata.data.DATASETS`.
+        Names from :data:`~benign_attention.realdata.datasets.DATASETS`.
     ns, etas, seeds : list
         Training-set sizes (integers >= 1; cells with n larger than the pool are skipped), label-noise
         rates in [0, 1) and seeds (integers >= 0).
