@@ -67,8 +67,11 @@ def record_schedule(steps, record_every=10):
 
     Returns an int64 array; raises ValueError for a knob out of range.
     """
-    steps = check_int("steps", steps, 0)
-    k = check_int("record_every", record_every, 1)
+    return _every(check_int("steps", steps, 0), check_int("record_every", record_every, 1))
+
+
+def _every(steps, k):
+    """:func:`record_schedule` for checked arguments."""
     return np.unique(np.r_[np.arange(0, steps + 1, k), steps]).astype(np.int64)
 
 
@@ -395,17 +398,19 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
 # Public interface.
 
 
-def check_train_args(steps, lr, engine, record_every, record_steps):
-    """Validated (steps, lr, record steps); ``record_every`` None means 10, and it cannot be combined
-    with ``record_steps``."""
+def check_train_args(steps, lr, engine, record_every, record_steps, engines=ENGINES, default_every=10):
+    """Validated (steps, lr, record steps), the one place these knobs are checked on the way to a run.
+    ``engine`` must be one of ``engines``. ``record_every`` cannot be combined with ``record_steps``;
+    with neither, the steps are every ``default_every``-th (None: only the final step)."""
     steps = check_int("steps", steps, 0)
     lr = check_number("lr", lr, 0.0, low_open=True)
-    check_choice("engine", engine, ENGINES)
+    check_choice("engine", engine, engines)
     if record_steps is not None and record_every is not None:
         raise ValueError("record_every cannot be combined with record_steps (give one of them)")
-    if record_steps is None:
-        record_steps = record_schedule(steps, 10 if record_every is None else record_every)
-    return steps, lr, _check_record_steps(record_steps, steps)
+    if record_steps is not None:
+        return steps, lr, _check_record_steps(record_steps, steps)
+    k = default_every if record_every is None else check_int("record_every", record_every, 1)
+    return steps, lr, np.array([steps], dtype=np.int64) if k is None else _every(steps, k)
 
 
 def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed", init=None):
@@ -636,8 +641,8 @@ def train_many(datasets, steps=STEPS, lr=LR, W0s=None, init_seeds=None, record_e
     datasets = list(datasets)
     for i, ds in enumerate(datasets):
         check_dataset(f"datasets[{i}]", ds)
-    engine = check_choice("engine", "exact" if engine is None else engine, ("exact", "gram"))
-    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps)
+    engine = "exact" if engine is None else engine
+    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps, engines=("exact", "gram"))
     dtype = torch.float64 if dtype is None else check_dtype("dtype", dtype)
     check_lr_dtype(lr, dtype)
     device = check_device("device", device)

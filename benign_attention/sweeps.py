@@ -41,10 +41,10 @@ import torch
 from . import gram
 from ._version import __version__
 from .cache import CacheWarning, Cell, CellCache, CellGrid, provenance
-from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
+from .data import LR, STEPS, draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
                       run_family, torch_threads, warn_diverged)
-from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_choice, check_device, check_dtype,
+from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype,
                          check_executor, check_int, check_lr_dtype, check_number)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
@@ -230,7 +230,7 @@ def _check_knobs(name, knobs):
             raise ValueError(f"{name} key {k!r} unknown; allowed knobs: {allowed}")
 
 
-def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
+def train_cell(steps=STEPS, lr=LR, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
     """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
     draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
     only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers of
@@ -280,10 +280,8 @@ def _check_run(grid, base, steps, lr, record_every, record_steps, dtype, cache_d
     axes, its cells (index, validated config), the job settings, the CellGrid and the executor."""
     executor = check_executor("executor", executor)
     axes, base = _check_grid(grid, base)
-    if record_steps is None and record_every is None:
-        record_steps = [check_int("steps", steps, 0)]
-    engine = check_choice("engine", engine, ("exact", "gram"))
-    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps)
+    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps, engines=("exact", "gram"),
+                                      default_every=None)
     dtype, device, reuse = check_dtype("dtype", dtype), check_device("device", device), check_bool("reuse_draws", reuse_draws)
     check_lr_dtype(lr, dtype)
     if engine == "gram" and device is not None and device.type != "cpu":
@@ -325,7 +323,7 @@ def _result(axes, cells, done, rec, lr):
     return GridResult(axes, rec, data, diverged)
 
 
-def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None, record_steps=None,
+def run_grid(grid: dict, base: dict | None = None, steps=STEPS, lr=LR, record_every=None, record_steps=None,
              dtype=torch.float32, cache_dir=None, progress=None, workers=None, device=None, executor=None,
              engine="exact", reuse_draws=False) -> GridResult:
     """Train every cell of the product of ``grid`` (knob -> list of values: n, T, d, sigma, n_test,

@@ -34,3 +34,29 @@ def test_files_stay_under_their_line_limits(name):
 def test_one_version():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert benign_attention.__version__ == project["version"]
+
+
+@pytest.mark.parametrize("engine", ["exact", "gram"])
+@pytest.mark.parametrize("record", [{}, {"record_every": 2}, {"record_steps": [0, 3]}])
+def test_steps_is_checked_once_on_the_run_grid_path(monkeypatch, engine, record):
+    """Validate once: ``steps`` is checked at ``run_grid``'s entry (engines.check_train_args) and
+    trusted by everything after it (cells, families, engines)."""
+    import sys
+
+    from benign_attention import sweeps, validation
+
+    names = []
+    original = validation.check_int
+
+    def counting(name, *args, **kwargs):
+        names.append(name)
+        return original(name, *args, **kwargs)
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("benign_attention") and \
+                getattr(module, "check_int", None) is original:
+            monkeypatch.setattr(module, "check_int", counting)
+    grid = sweeps.run_grid({"signal_norm": [5.0, 20.0]}, dict(d=40, n=6, T=4, n_test=20), steps=3,
+                           engine=engine, workers=1, progress=False, **record)
+    assert grid.steps[-1] == 3
+    assert names.count("steps") == 1, f"steps checked {names.count('steps')} times on the run_grid path"
