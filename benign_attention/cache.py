@@ -2,7 +2,7 @@
 
 The single-head sweeps (:func:`benign_attention.sweeps.run_grid`), the encoder grid
 (:func:`benign_attention.encoder.grid.run_encoder_grid`) and the real-data grid
-(:func:`benign_attention.realdata.grid.run_grid`) all store one json file per finished cell in a
+(:func:`benign_attention.realdata.grid.run_realdata_grid`) all store one json file per finished cell in a
 folder, through :class:`CellCache`. A cell file holds
 
 * ``params``: what determines the result (the cell's knobs and training settings); a stored cell is
@@ -239,7 +239,7 @@ class CellGrid:
     (here or through an executor), store each atomically as it arrives. The sweeps
     (:func:`benign_attention.sweeps.run_grid`), the encoder grid
     (:func:`benign_attention.encoder.grid.run_encoder_grid`) and the real-data grid
-    (:func:`benign_attention.realdata.grid.run_grid`) are each one ``CellGrid``; see :ref:`sec-encoder-cluster`.
+    (:func:`benign_attention.realdata.grid.run_realdata_grid`) are each one ``CellGrid``; see :ref:`sec-encoder-cluster`.
 
     A *cell* is a dict of its knobs; a *job* is a tuple of arguments that computes one or more cells
     at once (a sweep family is one job). The fields:

@@ -175,7 +175,7 @@ PROGRESS_DELAY = 2.0
 
 def check_progress(name, value):
     """The ``progress`` knob of every long-running call (``train``, ``train_many``, ``run_grid``,
-    ``realdata.grid.run_grid``), as tqdm options ``{"disable": bool, "delay": seconds}``.
+    ``realdata.grid.run_realdata_grid``), as tqdm options ``{"disable": bool, "delay": seconds}``.
 
     ``True``: a bar from the start (a widget in Jupyter). ``False``: none. ``None`` (the default
     everywhere): automatic - a bar only on an interactive terminal (stderr is a tty), and only once

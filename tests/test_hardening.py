@@ -114,8 +114,8 @@ HANG_SCRIPT = textwrap.dedent(r"""
         tmp = tempfile.mkdtemp()
         attempt("fork pool after threads: run_encoder_grid",
                 lambda: encoder.run_encoder_grid([6], [5.0], tmp, steps=1, executor=late))
-        attempt("fork pool after threads: realdata run_grid",
-                lambda: rgrid.run_grid(tmp, ["breast_cancer"], [10], [0.2], [0], epochs=1, executor=late))
+        attempt("fork pool after threads: run_realdata_grid",
+                lambda: rgrid.run_realdata_grid(tmp, ["breast_cancer"], [10], [0.2], [0], epochs=1, executor=late))
         attempt("fork pool started before threads", lambda: ba.run_grid(GRID, BASE, steps=3, progress=False, executor=early))
         with parallel.process_pool(1) as own:
             def same():
@@ -130,7 +130,7 @@ HANG_CASES = [  # (scenario, outcome, word in the message)
     ("fork pool, fresh process", "finished", ""),
     ("fork pool after threads: run_grid", "ValueError", "fork"),
     ("fork pool after threads: run_encoder_grid", "ValueError", "fork"),
-    ("fork pool after threads: realdata run_grid", "ValueError", "fork"),
+    ("fork pool after threads: run_realdata_grid", "ValueError", "fork"),
     ("fork pool started before threads", "finished", ""),
     ("package process_pool after threads", "finished", ""),
 ]

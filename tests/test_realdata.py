@@ -262,19 +262,19 @@ def test_grid_resumes_and_recomputes_corrupt_cells(tmp_path, monkeypatch, breast
     monkeypatch.setattr(ft, "run", counting_run)
     monkeypatch.setattr(ft, "prepare", lambda *a, **k: breast)
     kw = dict(datasets=["breast_cancer"], ns=[10], etas=[0.0, 0.2], seeds=[0], epochs=5, progress=False)
-    cells = grid.run_grid(tmp_path, **kw)
+    cells = grid.run_realdata_grid(tmp_path, **kw)
     assert len(cells) == 2 and len(calls) == 2
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN-aware
-    assert same(grid.run_grid(tmp_path, **kw), cells)
+    assert same(grid.run_realdata_grid(tmp_path, **kw), cells)
     assert len(calls) == 2  # resumed: nothing redone
     path = grid.cell_path(tmp_path, "breast_cancer", 10, 0.2, 0)
     path.write_text(path.read_text()[:50])  # a partial file
     with pytest.warns(CacheWarning, match="corrupt"):
-        grid.run_grid(tmp_path, **kw)
+        grid.run_realdata_grid(tmp_path, **kw)
     assert calls[-1] == (10, 0.2, 0) and len(calls) == 3
     assert json.loads(path.read_text())["record"]["final"]["train_loss"] >= 0
     with pytest.warns(CacheWarning, match="other parameters"):  # other epochs: recomputed, not reused
-        grid.run_grid(tmp_path, **dict(kw, etas=[0.2], epochs=6))
+        grid.run_realdata_grid(tmp_path, **dict(kw, etas=[0.2], epochs=6))
     assert len(calls) == 4
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
     rows = grid.summarize(grid.load_results(tmp_path))

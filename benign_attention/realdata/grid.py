@@ -26,7 +26,7 @@ from ..validation import (ArgumentTypeError, check_cache_dir, check_executor, ch
                           check_number, check_path)
 from .datasets import DATASETS, MAX_SEED, check_dataset
 
-#: keyword arguments run_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
+#: keyword arguments run_realdata_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
 PREPARE_KW = ("pool_size", "head_size", "test_size", "head_epochs", "seed", "device", "threads")
 
 DEFAULTS = dict(ns=(20, 200, 1000), etas=(0.0, 0.1, 0.2), seeds=(0, 1, 2), epochs=2000, lr=1e-3)
@@ -46,7 +46,7 @@ def cell_path(out, dataset, n, eta, seed) -> Path:
     Parameters
     ----------
     out : str or Path
-        The cell folder of :func:`run_grid`.
+        The cell folder of :func:`run_realdata_grid`.
     dataset : str
         One of :data:`~benign_attention.realdata.datasets.DATASETS`.
     n, eta, seed
@@ -97,7 +97,7 @@ def _compute_cell(root, prepare_kw, dataset, n, eta, seed, epochs, lr):
     return [Cell({}, dict(cell, info=prep.info), provenance=provenance(prep.head_w.device, 1))]  # one torch thread
 
 
-def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
+def run_realdata_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
              epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=None, executor=None,
              **prepare_kw) -> list[dict]:
     """Run (or resume) the real-data grid; returns all its cells.
@@ -163,7 +163,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
     results = [None if c is None else dict(c.record, provenance=c.provenance) for c in results]
     bad = [job[:4] for job, r in zip(jobs, results) if r is not None and r.get("diverged_at") is not None]
     if bad:
-        warnings.warn(DivergenceWarning(f"realdata.grid.run_grid: training diverged (NaN/inf loss) with lr={lr:g} in "
+        warnings.warn(DivergenceWarning(f"realdata.grid.run_realdata_grid: training diverged (NaN/inf loss) with lr={lr:g} in "
                                         f"{len(bad)} of {len(jobs)} cells (e.g. {bad[0]}); their metrics are NaN. "
                                         f"Lower lr."), stacklevel=2)
     return [r for r in results if r is not None]
@@ -186,7 +186,7 @@ _FINAL = ("train_loss", "train_acc_noisy", "train_acc_clean", "memorised", "test
 def summarize(cells) -> list[dict]:
     """Mean (and min/max) over seeds of the final metrics for each (dataset, n, eta)."""
     if isinstance(cells, (str, bytes, Mapping)) or not hasattr(cells, "__iter__"):
-        raise ArgumentTypeError(f"cells must be a list of cell dicts (from run_grid or load_results), got "
+        raise ArgumentTypeError(f"cells must be a list of cell dicts (from run_realdata_grid or load_results), got "
                                 f"{type(cells).__name__}")
     cells = list(cells)
     need = ("dataset", "n", "eta", "epochs", "baseline", "final")
@@ -229,7 +229,7 @@ def main(argv=None):
     if a.scheduler:
         from dask.distributed import Client
         executor = Client(a.scheduler).get_executor()
-    cells = run_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device, executor=executor)
+    cells = run_realdata_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device, executor=executor)
     for r in summarize(cells):
         print(f"{r['dataset']:>13} n={r['n']:<5} eta={r['eta']:<4} train loss {r['train_loss']:.3f} "
               f"test acc {r['test_acc']:.3f} (baseline {r['baseline']:.3f}) max attn {r['train_max_attention']:.2f}")
