@@ -11,7 +11,7 @@ Variants:
                        in-place updates of the big weights, oneDNN products where available)
 Ablations, to say where the speed comes from:
   fast_autograd        fast_forward + torch.optim.SGD (the contraction order alone)
-  fast_default_matmul  sgd_step with encoder.ONEDNN = False (torch's default float32 matmul)
+  fast_default_matmul  sgd_step with encoder.model.ONEDNN = False (torch's default float32 matmul)
   reference_onednn     the reference with its linear maps' products (forward and backward) in oneDNN
 
 The fast step reads and writes its 20 M parameters a few times per step and depends on memory
@@ -85,11 +85,11 @@ class Variant:
     def step(self):
         m, X, y = self.model, self.X, self.y
         if self.name in ("fast", "fast_default_matmul"):
-            encoder.ONEDNN = ONEDNN and self.name == "fast"
+            encoder.model.ONEDNN = ONEDNN and self.name == "fast"
             try:
                 return sgd_step(m, X, y, self.lr)[0].item()
             finally:
-                encoder.ONEDNN = ONEDNN
+                encoder.model.ONEDNN = ONEDNN
         logits = {"reference": lambda: m(X)[0], "fast_autograd": lambda: fast_forward(m, X)[0],
                   "reference_onednn": lambda: reference_onednn(m, X)}[self.name]()
         loss = F.softplus(-y * logits).mean()
@@ -110,7 +110,7 @@ class Variant:
         self.cpu.append(float(np.median(cpu)))
 
 
-ONEDNN = encoder.ONEDNN
+ONEDNN = encoder.model.ONEDNN
 
 
 def copy_bandwidth(mb=160, tries=5):

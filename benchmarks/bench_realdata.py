@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from benign_attention.realdata import finetune as ft
-from benign_attention.realdata.models import last_layer_cls, last_layer_uncached
+from benign_attention.realdata.backbones import last_layer_cls, last_layer_uncached
 
 
 def per_epoch(step, epochs):
@@ -49,14 +49,14 @@ def bench(dataset, n, epochs):
     if dataset == "trec":
         tokenizer, model = ft.load_minilm()
         model = copy.deepcopy(model)
-        from benign_attention.realdata.data import load_trec
+        from benign_attention.realdata.datasets import load_trec
         texts = load_trec()["train"].x[:n]
         enc = tokenizer(texts, padding=True, return_tensors="pt")
         att = model.encoder.layer[-1].attention.self
         mods, forward = (att.query, att.key), lambda: model(**enc).last_hidden_state[:, 0]
     else:
         model, extra, _ = ft.load_pretrained(dataset)
-        from benign_attention.realdata.data import split_data
+        from benign_attention.realdata.datasets import split_data
         x = split_data(dataset)["finetune"].x[:n]
         x = torch.as_tensor(x / 255.0 if dataset == "mnist" else (x - extra["mean"]) / extra["std"], dtype=torch.float32)
         b = model.blocks[-1]

@@ -15,13 +15,13 @@ The paper: K. Sakamoto and I. Sato, ICML 2025 (arXiv:2409.17625). Chapters impor
 
 The top-level names are imported on first use, so ``import benign_attention.gram`` does not import torch.
 """
-__version__ = "0.1.0"
-
 import importlib
+
+from ._version import __version__  # noqa: F401
 
 #: top-level name -> the module that defines it (imported lazily, PEP 562)
 _WHERE = {
-    "Dataset": "data", "make_dataset": "data", "init_W": "data",
+    "Dataset": "data", "make_dataset": "data", "init_W": "data", "LR": "data", "STEPS": "data",
     "DivergenceWarning": "engines", "Run": "engines", "log_schedule": "engines", "record_schedule": "engines",
     "train": "engines", "train_many": "engines",
     "AttentionModel": "model",
@@ -31,7 +31,7 @@ _WHERE = {
 
 __all__ = ["Dataset", "make_dataset", "init_W", "AttentionModel", "Run", "train", "train_many",
            "record_schedule", "log_schedule", "run_grid", "GridResult", "snr", "g", "classify_regime",
-           "DIVERGED", "DivergenceWarning", "CacheWarning"]
+           "DIVERGED", "DivergenceWarning", "CacheWarning", "LR", "STEPS"]
 
 
 def __getattr__(name):

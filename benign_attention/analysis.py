@@ -12,10 +12,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .theory import g
 from .validation import ArgumentTypeError, check_array, check_bool, check_choice, check_int, check_number
 
-__all__ = ["first_fit_step", "sample_attention", "selection_gaps", "first_passage", "late_linear_fit",
-           "integrate_gap_ode", "boundary_crossing", "ks_two_sample"]
+__all__ = ["first_fit_step", "onset", "noisy_tokens", "sample_attention", "selection_gaps", "first_passage",
+           "passage_times", "late_linear_fit", "integrate_gap_ode", "boundary_crossing", "ks_two_sample",
+           "attention_by_type"]
 
 
 def _check_run(name, run):
@@ -24,6 +26,26 @@ def _check_run(name, run):
         raise ArgumentTypeError(f"{name} must be a training run (benign_attention.engines.Run), got "
                                 f"{type(run).__name__}")
     return run
+
+
+def attention_by_type(run, mask):
+    """(E, 5) mean over the training samples in ``mask`` of an encoder run's [CLS] attention on x_1,
+    x_2, x_3, on all irrelevant tokens together, and on [CLS] itself (1 minus the rest).
+
+    ``run`` an :class:`~benign_attention.encoder.train.EncoderRun` (its ``train_attention``, (E, n, T)),
+    ``mask`` a boolean mask over its training samples; raises ValueError otherwise. Shown in
+    :ref:`sec-encoder-dynamics`."""
+    _check_run("run", run)
+    if "train_attention" not in run.history:
+        raise ArgumentTypeError("run must be an EncoderRun (from train_encoder): its history has no train_attention")
+    A = np.asarray(run.history["train_attention"], float)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != A.shape[1:2]:
+        raise ValueError(f"mask must be a boolean array of length {A.shape[1]} (one entry per training "
+                         f"sample), got dtype {mask.dtype} and shape {mask.shape}")
+    A = A[:, mask]   # (E, k, T)
+    groups = np.concatenate([A[..., :3], A[..., 3:].sum(-1, keepdims=True)], -1).mean(1)
+    return np.concatenate([groups, 1 - groups.sum(-1, keepdims=True)], -1)
 
 
 def first_fit_step(run, key="train_acc"):
@@ -127,6 +149,83 @@ def selection_gaps(logits, noisy):
         m = u == v
         out[..., m] = logit_gaps(a, m, selected=int(v))[..., m]
     return out
+
+
+def onset(runs, level, key="train_acc"):
+    """For each run, the first recorded step at which ``key`` rises strictly above ``level``.
+
+    In the large-signal setting the training accuracy sits at 1 - eta while only the clean labels
+    are fitted; its onset above 1 - eta is when the noisy labels start being fitted
+    (:ref:`sec-dyn-large`).
+
+    Parameters
+    ----------
+    runs : iterable of benign_attention.engines.Run
+        Runs that recorded ``key``.
+    level : float
+        The level to rise above, finite.
+    key : str
+        A history key holding one number per record; default ``"train_acc"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (len(runs),): the step per run, NaN where ``key`` never rises above ``level``.
+
+    Raises
+    ------
+    ValueError
+        A run is not a run (:class:`~benign_attention.validation.ArgumentTypeError`), ``key`` is not
+        one of its history keys, or ``level`` is not a finite number.
+    """
+    level = check_number("level", level)
+    out = []
+    for i, run in enumerate(_runs("runs", runs)):
+        check_choice("key", key, tuple(run.history))
+        hit = np.flatnonzero(np.asarray(run.history[key], float) > level)
+        out.append(float(run.steps[hit[0]]) if hit.size else np.nan)
+    return np.array(out, float)
+
+
+def noisy_tokens(runs, datasets):
+    """Where the noisy training samples end up: the token each attends most at the last record, and
+    its best token for the observed label, the one with the largest signed head value
+    y_i nu^T x_t^(i) (:ref:`sec-dyn-benign`, :ref:`sec-dyn-harmful`).
+
+    Parameters
+    ----------
+    runs : iterable of benign_attention.engines.Run
+        One run per data set, recording ``train_attention`` (per-sample attention).
+    datasets : iterable of benign_attention.data.Dataset
+        The data sets the runs were trained on, in the same order.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(top, best)``: token indices (0 is x_1) of every noisy sample, concatenated over the runs.
+
+    Raises
+    ------
+    ValueError
+        A run is not a run, it did not record ``train_attention``, or ``runs`` and ``datasets``
+        differ in length.
+    """
+    runs, datasets = _runs("runs", runs), list(datasets)
+    if len(runs) != len(datasets):
+        raise ValueError(f"runs and datasets must pair up, got {len(runs)} runs and {len(datasets)} data sets")
+    top, best = [], []
+    for run, ds in zip(runs, datasets):
+        check_choice("key", "train_attention", tuple(run.history))
+        top.append(np.asarray(run.history["train_attention"][-1])[ds.noisy].argmax(-1))
+        best.append((ds.y[:, None] * (ds.X @ ds.nu))[ds.noisy].argmax(-1))
+    return np.concatenate(top), np.concatenate(best)
+
+
+def _runs(name, runs):
+    """``runs`` as a list of checked runs (:func:`_check_run`)."""
+    if isinstance(runs, (str, bytes, Mapping)) or not hasattr(runs, "__iter__"):
+        raise ArgumentTypeError(f"{name} must be a list of training runs, got {type(runs).__name__}")
+    return [_check_run(f"{name}[{i}]", r) for i, r in enumerate(runs)]
 
 
 def first_passage(steps, values, levels):
@@ -243,6 +342,25 @@ def late_linear_fit(x, y, start, stop=np.inf):
     flat = total <= keep.sum() * (1e-13 * float(np.abs(y[keep]).max())) ** 2
     r2 = 1.0 if flat else 1 - (resid ** 2).sum() / total
     return float(slope), float(intercept), float(r2)
+
+
+def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
+    """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
+    (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
+    ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
+    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope.
+
+    Used in :ref:`sec-delay-runs`.
+    """
+    times = []
+    for i in np.flatnonzero(np.asarray(mask, bool)):
+        if start is None:
+            times.append(first_passage(steps, gaps[:, i], levels))
+        else:
+            slope, intercept, _ = late_linear_fit(steps, g(gaps[:, i], T), start, stop)
+            times.append((g(np.asarray(levels, float), T) - intercept) / slope)
+    with np.errstate(invalid="ignore"):
+        return np.exp(np.log(np.stack(times)).mean(0))
 
 
 def integrate_gap_ode(x0, c, T, taus):

@@ -1,8 +1,8 @@
 """One cell cache for every grid of the book: atomic, resumable, verified, safe for concurrent writers.
 
 The single-head sweeps (:func:`benign_attention.sweeps.run_grid`), the encoder grid
-(:func:`benign_attention.encoder.run_encoder_grid`) and the real-data grid
-(:func:`benign_attention.realdata.grid.run_grid`) all store one json file per finished cell in a
+(:func:`benign_attention.encoder.grid.run_encoder_grid`) and the real-data grid
+(:func:`benign_attention.realdata.grid.run_realdata_grid`) all store one json file per finished cell in a
 folder, through :class:`CellCache`. A cell file holds
 
 * ``params``: what determines the result (the cell's knobs and training settings); a stored cell is
@@ -19,6 +19,12 @@ killed halfway is removed by :meth:`CellCache.clean` (every grid calls it) once 
 ``STALE_SECONDS``. A file that does not parse or fails its
 checksum, or one made with other parameters, warns (:class:`CacheWarning`) and is computed again.
 The book explains the grids that use it in :ref:`sec-encoder-cluster`.
+
+:class:`CellGrid` is the one grid mechanism on top of it: it loads a grid's finished cells, computes the
+missing ones (here, or through any executor, :func:`~benign_attention.parallel.run_jobs`) and stores
+each as it arrives. A grid's cells follow one parameter pattern (:meth:`CellGrid.params`), and its
+``progress`` is the package's one progress knob (a bar: True, False or None for automatic,
+:func:`~benign_attention.validation.check_progress`).
 """
 from __future__ import annotations
 
@@ -29,16 +35,19 @@ import os
 import platform
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from . import __version__
-from .validation import ArgumentTypeError, check_number, check_path
+from ._version import __version__
+from .parallel import ExecutorError, run_jobs
+from .validation import ArgumentTypeError, check_number, check_path, check_progress, dir_is_writable
 
-__all__ = ["CellCache", "Cell", "CacheWarning", "provenance", "cell_key", "stored", "STORED"]
+__all__ = ["CellCache", "Cell", "CellGrid", "CacheWarning", "provenance", "cell_key", "stored", "STORED"]
 
 #: The stored results the book shows (long computations made by ``scripts/`` and ``benchmarks/``),
 #: shipped inside the package so that a chapter finds them without the repository (Colab).
@@ -222,3 +231,151 @@ def stored(name: str) -> Path:
         have = sorted(p.name for p in STORED.iterdir())
         raise ValueError(f"stored: no stored result {name!r}; allowed: one of {have} (or a file inside)")
     return path
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """The one grid mechanism of the package: load the finished cells, compute the missing ones
+    (here or through an executor), store each atomically as it arrives. The sweeps
+    (:func:`benign_attention.sweeps.run_grid`), the encoder grid
+    (:func:`benign_attention.encoder.grid.run_encoder_grid`) and the real-data grid
+    (:func:`benign_attention.realdata.grid.run_realdata_grid`) are each one ``CellGrid``; see :ref:`sec-encoder-cluster`.
+
+    A *cell* is a dict of its knobs; a *job* is a tuple of arguments that computes one or more cells
+    at once (a sweep family is one job). The fields:
+
+    * ``experiment``, ``settings``: the cell parameters are ``{"experiment": experiment, **cell,
+      **settings}`` (:meth:`params`), the one pattern of every grid; a stored cell is reused only
+      by a call with exactly these parameters;
+    * ``cells_of(*job)``: the cells a job computes, in order; ``compute(*job)``: one result per cell,
+      each a :class:`Cell` (its ``record``, ``arrays`` and ``provenance``) or None (no result,
+      nothing stored); both run where the executor runs, so they must pickle for a process pool;
+    * ``cache``: the :class:`CellCache` (None: nothing is loaded or stored); ``name``: the file name
+      of a cell, a format string over its parameters (None: :func:`cell_key` of them);
+    * ``check(cell)``: whether a :class:`Cell` holds a cell's result (None: any does); a stored cell
+      that fails it warns and is computed again, a computed one raises ExecutorError;
+    * ``in_worker``: True stores each cell where its job runs (the workers share the folder, and a
+      finished cell outlives this process; a job run again finds it), False stores it here (the
+      workers need no shared folder).
+    """
+
+    experiment: str
+    settings: Mapping
+    cells_of: Callable
+    compute: Callable
+    cache: CellCache | None = None
+    name: str | None = None
+    check: Callable | None = None
+    in_worker: bool = False
+
+    def params(self, cell) -> dict:
+        """The cache parameters of ``cell``: ``{"experiment": ..., **cell, **settings}``."""
+        return {"experiment": self.experiment, **cell, **self.settings}
+
+    def cell_name(self, cell) -> str:
+        """The file name stem of ``cell`` in :attr:`cache`."""
+        params = self.params(cell)
+        return self.name.format(**params) if self.name else cell_key(params)
+
+    def load(self, cell, quiet=False) -> Cell | None:
+        """The stored result of ``cell`` if it is complete and passes :attr:`check`; else None (with
+        a :class:`CacheWarning` for a corrupt or foreign file, unless ``quiet``)."""
+        if self.cache is None:
+            return None
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore", CacheWarning)
+            got = self.cache.load(self.cell_name(cell), self.params(cell))
+        if got is not None and self.check is not None and not self.check(got):
+            if not quiet:
+                warnings.warn(CacheWarning(f"{self.cache.what}: the cell file {str(got.path)!r} passes its checksum but "
+                                           f"does not hold a cell's result; it is computed again"), stacklevel=3)
+            return None
+        return got
+
+    def save(self, cell, result, provenance=None) -> Cell | None:
+        """Store ``result`` (a :class:`Cell` or None) as ``cell`` and return it with its parameters
+        and path; a folder that cannot be written warns and the result is returned unstored."""
+        if result is None or self.cache is None or not isinstance(result, Cell):
+            return result
+        prov = result.provenance or provenance or _provenance()
+        out = Cell(self.params(cell), result.record, result.arrays, prov)
+        try:
+            out.path = self.cache.save(self.cell_name(cell), out.params, out.record, out.arrays, prov)
+        except OSError as err:
+            warnings.warn(CacheWarning(f"{self.cache.what}: could not write the cell file "
+                                       f"{str(self.cache.path(self.cell_name(cell)))!r} ({err}); its result is "
+                                       f"kept in memory only"), stacklevel=3)
+        return out
+
+    def run(self, jobs, executor=None, progress=None, provenance=None, desc="grid cells") -> list:
+        """Load, compute and store the cells of ``jobs`` (a list of argument tuples).
+
+        A job with any cell missing is computed whole (a sweep family is one batch). ``executor``:
+        None computes here, one job after the other; else any executor that
+        :func:`~benign_attention.parallel.run_jobs` accepts. ``progress``: the package's progress
+        knob (:func:`~benign_attention.validation.check_progress`). ``provenance``: for results that
+        bring none (default: :func:`provenance` of this process). Raises ValueError if cells remain
+        to be computed and the folder is not writable, ExecutorError if a job comes back with
+        anything but its own cells' results.
+
+        Returns one ``(results, computed)`` per job, in job order: the list of its cells' results
+        (:class:`Cell` or None) and whether this call computed them. The folder's writability is
+        checked here unless only the workers store (``in_worker``) and it does not exist here."""
+        progress = check_progress("progress", progress)
+        if self.cache is not None:
+            self.cache.clean()   # temporary files of writes killed halfway
+        cells = [self.cells_of(*job) for job in jobs]
+        found = [[self.load(c) for c in cs] for cs in cells]
+        todo = [i for i, f in enumerate(found) if any(x is None for x in f)]
+        here = self.cache is not None and (not self.in_worker or self.cache.folder.is_dir())
+        if here and todo and not dir_is_writable(self.cache.folder):
+            raise ValueError(f"{self.cache.what} {str(self.cache.folder)!r} is not writable, and "
+                             f"{sum(len(cells[i]) for i in todo)} cells remain to be computed; pass a writable folder")
+        fn = partial(_job, self)
+        args = [jobs[i] for i in todo]
+        results = run_jobs(fn, args, executor) if executor is not None else (fn(*job) for job in args)
+        bar = tqdm(total=sum(len(cells[i]) for i in todo), desc=desc, **progress) if todo else None
+        try:
+            for i, got in zip(todo, results):
+                found[i] = self._check(got, cells[i])
+                if not self.in_worker:
+                    found[i] = [self.save(c, r, provenance) for c, r in zip(cells[i], found[i])]
+                if bar is not None:
+                    bar.update(len(cells[i]))
+        finally:
+            if bar is not None:
+                bar.close()
+        new = set(todo)
+        return [(f, i in new) for i, f in enumerate(found)]
+
+    def _check(self, got, cells):
+        """The results of a job that asked for ``cells``, or ExecutorError if it brought others."""
+        what = f"the job of {len(cells)} cells starting at {dict(cells[0])}"
+        if not isinstance(got, Mapping) or "cells" not in got or "results" not in got:
+            raise ExecutorError(f"executor: {what} returned {type(got).__name__}, not its cells' results")
+        want = [self.params(c) for c in cells]
+        if list(got["cells"]) != want:
+            theirs = dict(got["cells"][0]) if got["cells"] else None
+            raise ExecutorError(f"executor: {what} returned the result of other cells (starting at {theirs})")
+        results = got["results"]
+        if not isinstance(results, (list, tuple)) or len(results) != len(cells):
+            n = f"{len(results)} results" if isinstance(results, (list, tuple)) else type(results).__name__
+            raise ExecutorError(f"executor: {what} came back as {n}, expected {len(cells)} cell results")
+        for r in results:
+            if r is not None and (not isinstance(r, Cell) or (self.check is not None and not self.check(r))):
+                raise ExecutorError(f"executor: {what} came back with a result that is not a cell's result")
+        return list(results)
+
+
+def _job(grid, *args):
+    """One job of ``grid`` where the executor runs it: its stored cells if all are there (only when
+    stored there, ``in_worker``), else computed (and stored there when ``in_worker``); returned with
+    the cells' parameters, so that the caller can check they are the ones it asked for."""
+    cells = grid.cells_of(*args)
+    found = [grid.load(c, quiet=True) for c in cells] if grid.in_worker else [None]
+    if any(f is None for f in found):
+        found = list(grid.compute(*args))
+        if grid.in_worker and len(found) == len(cells):
+            found = [grid.save(c, r) for c, r in zip(cells, found)]
+    return {"cells": [grid.params(c) for c in cells], "results": found}

@@ -28,7 +28,13 @@ import numpy as np
 
 from .validation import ArgumentTypeError, check_array, check_choice, check_dtype, check_int, check_labels, check_number, readonly
 
-__all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int"]
+__all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int", "LR", "STEPS"]
+
+#: The paper's learning rate, the step size of full-batch GD in its experiments
+#: (:ref:`sec-dyn-settings`): the default ``lr`` of every trainer.
+LR = 5e-3
+#: The paper's number of GD steps: the default ``steps`` of every trainer.
+STEPS = 1000
 
 #: The smallest allowed ||mu||: the head nu has norm 1/||mu||, and below this the outputs (of order
 #: sigma sqrt(d) / ||mu||) leave float32's range of useful numbers; the book's grids start far above it.
@@ -361,6 +367,15 @@ def signal_coefficients(labels, T, rho):
     coef[pos, 2, 1] = rho
     coef[~pos, 2, 0] = rho
     return coef
+
+
+def token_noise(ds):
+    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config).
+
+    Used in :ref:`sec-setting-tokens`.
+    """
+    coef = signal_coefficients(ds.y_clean, ds.T, ds.config["rho"])
+    return ds.X - (coef[..., :1] * ds.mu_pos + coef[..., 1:] * ds.mu_neg)
 
 
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):

@@ -15,7 +15,7 @@ Both engines share one interface, :func:`train`; :func:`train_many` batches many
 Every result reads its history with the same two verbs: ``final(key)`` (the last recorded step) and
 ``at(key, step)`` (the recorded step closest to ``step``) - :class:`Run`, the sweeps'
 :class:`~benign_attention.sweeps.GridResult` and the encoder's
-:class:`~benign_attention.encoder.EncoderRun` alike.
+:class:`~benign_attention.encoder.train.EncoderRun` alike.
 
 Internal API: :func:`check_train_args`, :func:`run_family`, :func:`first_divergence`, :func:`divergence_rule`,
 :func:`warn_diverged`, :func:`history_to_numpy` and :func:`torch_threads` are public names outside
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from . import gram
-from .data import INITS, Dataset, init_W
-from .metrics import summarize
+from .data import INITS, LR, STEPS, Dataset, init_W
+from .metrics import batch_metrics
 from .validation import (ArgumentTypeError, check_array, check_choice, check_device, check_dtype, check_int,
                          check_int_array, check_lr_dtype, check_number, check_progress, shared_tensor)
 
@@ -67,8 +67,11 @@ def record_schedule(steps, record_every=10):
 
     Returns an int64 array; raises ValueError for a knob out of range.
     """
-    steps = check_int("steps", steps, 0)
-    k = check_int("record_every", record_every, 1)
+    return _every(check_int("steps", steps, 0), check_int("record_every", record_every, 1))
+
+
+def _every(steps, k):
+    """:func:`record_schedule` for checked arguments."""
     return np.unique(np.r_[np.arange(0, steps + 1, k), steps]).astype(np.int64)
 
 
@@ -340,12 +343,12 @@ def run_family(fam: Family, steps, lr, record_steps, dtype, state=None, progress
     hist = _per_member(logits.double(), fam)  # noisy masks may differ between members
     if fam.eps_test is not None:
         tl = fam.test_logits(alpha_h.to(fam.K.dtype), w_h.to(fam.K.dtype)).double()
-        hist.update(summarize(tl, fam.z_test[:, None].double(), fam.y_test[:, None, :].double(), prefix="test"))
+        hist.update(batch_metrics(tl, fam.z_test[:, None].double(), fam.y_test[:, None, :].double(), prefix="test"))
     return hist, (alpha, Z)
 
 
 def _per_member(logits, fam):
-    parts = [summarize(logits[r], fam.z[r].double(), fam.y[r].double(), fam.y_clean[r].double(), fam.noisy[r])
+    parts = [batch_metrics(logits[r], fam.z[r].double(), fam.y[r].double(), fam.y_clean[r].double(), fam.noisy[r])
              for r in range(logits.shape[0])]
     return {k: torch.stack([p[k] for p in parts]) for k in parts[0]}
 
@@ -383,11 +386,11 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
             W -= lr * gW
             p -= lr * gp
     logits = torch.stack(logits_hist).double()
-    hist = summarize(logits, z.double(), y.double(), t(ds.y_clean).double(), _tensor(ds.noisy, None, device))
+    hist = batch_metrics(logits, z.double(), y.double(), t(ds.y_clean).double(), _tensor(ds.noisy, None, device))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
         tl = torch.einsum("ntd,ed->ent", Xt, torch.stack(qs)).double()
-        hist.update(summarize(tl, (Xt @ nu).double(), t(ds.y_test).double(), prefix="test"))
+        hist.update(batch_metrics(tl, (Xt @ nu).double(), t(ds.y_test).double(), prefix="test"))
     return hist, {"W": W.detach(), "p": p.detach()}
 
 
@@ -395,17 +398,19 @@ def _train_dense(ds: Dataset, W0, steps, lr, record_steps, dtype, state=None, pr
 # Public interface.
 
 
-def check_train_args(steps, lr, engine, record_every, record_steps):
-    """Validated (steps, lr, record steps); ``record_every`` None means 10, and it cannot be combined
-    with ``record_steps``."""
+def check_train_args(steps, lr, engine, record_every, record_steps, engines=ENGINES, default_every=10):
+    """Validated (steps, lr, record steps), the one place these knobs are checked on the way to a run.
+    ``engine`` must be one of ``engines``. ``record_every`` cannot be combined with ``record_steps``;
+    with neither, the steps are every ``default_every``-th (None: only the final step)."""
     steps = check_int("steps", steps, 0)
     lr = check_number("lr", lr, 0.0, low_open=True)
-    check_choice("engine", engine, ENGINES)
+    check_choice("engine", engine, engines)
     if record_steps is not None and record_every is not None:
         raise ValueError("record_every cannot be combined with record_steps (give one of them)")
-    if record_steps is None:
-        record_steps = record_schedule(steps, 10 if record_every is None else record_every)
-    return steps, lr, _check_record_steps(record_steps, steps)
+    if record_steps is not None:
+        return steps, lr, _check_record_steps(record_steps, steps)
+    k = default_every if record_every is None else check_int("record_every", record_every, 1)
+    return steps, lr, np.array([steps], dtype=np.int64) if k is None else _every(steps, k)
 
 
 def _initial_W(ds, W0, init_seed, name="W0", seed_name="init_seed", init=None):
@@ -433,7 +438,7 @@ def first_divergence(run_steps, train_loss, final_state):
 
 def divergence_rule(what, lr, record_steps, history, loss_key="train_loss", state=(), also=(), stacklevel=3):
     """The package's one divergence rule, shared by every trainer (:func:`train`, :func:`train_many`,
-    :func:`~benign_attention.sweeps.run_grid`, :func:`~benign_attention.encoder.train_encoder`,
+    :func:`~benign_attention.sweeps.run_grid`, :func:`~benign_attention.encoder.train.train_encoder`,
     :func:`~benign_attention.realdata.finetune.run`).
 
     A run diverged at the first recorded step whose loss ``history[loss_key]`` is not finite, or after
@@ -500,7 +505,7 @@ def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
     return old_engine, st["dtype"], st["device"]
 
 
-def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed=None,
+def train(dataset: Dataset, steps=STEPS, lr=LR, engine=None, W0=None, init_seed=None,
           record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
           progress=None, device=None, init=None) -> Run:
     """Full-batch GD on the mean logistic loss from W = W0, p = 0.
@@ -619,7 +624,7 @@ def train(dataset: Dataset, steps=1000, lr=5e-3, engine=None, W0=None, init_seed
     return Run(rec + offset, hist, config, state, at)
 
 
-def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_every=None,
+def train_many(datasets, steps=STEPS, lr=LR, W0s=None, init_seeds=None, record_every=None,
                record_steps=None, dtype=None, progress=None, device=None, engine=None, init=None):
     """Train many data sets with the exact engine in batched tensor operations; returns a list of
     :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
@@ -636,8 +641,8 @@ def train_many(datasets, steps=1000, lr=5e-3, W0s=None, init_seeds=None, record_
     datasets = list(datasets)
     for i, ds in enumerate(datasets):
         check_dataset(f"datasets[{i}]", ds)
-    engine = check_choice("engine", "exact" if engine is None else engine, ("exact", "gram"))
-    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps)
+    engine = "exact" if engine is None else engine
+    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps, engines=("exact", "gram"))
     dtype = torch.float64 if dtype is None else check_dtype("dtype", dtype)
     check_lr_dtype(lr, dtype)
     device = check_device("device", device)
@@ -720,10 +725,10 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
     logits, alpha_h, w_h, alpha = _lowdim_loop(C, G, z, y, steps, lr, rec, alpha, Z, progress)
     out = []
     for r, f in enumerate(fams):
-        h = summarize(logits[r].double(), f.z[0].double(), f.y[0].double(), f.y_clean[0].double(), f.noisy[0])
+        h = batch_metrics(logits[r].double(), f.z[0].double(), f.y[0].double(), f.y_clean[0].double(), f.noisy[0])
         if f.eps_test is not None:
             tl = f.test_logits(alpha_h[r:r + 1].to(f.K.dtype), w_h[r:r + 1].to(f.K.dtype))[0].double()
-            h.update(summarize(tl, f.z_test[0].double(), f.y_test[0].double(), prefix="test"))
+            h.update(batch_metrics(tl, f.z_test[0].double(), f.y_test[0].double(), prefix="test"))
         out.append(h)
     return out, [(alpha[r], Z[r]) for r in range(R)]
 
@@ -732,7 +737,7 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
 # The recursion in a few lines of numpy (chapter 07_exact_engine shows this function).
 
 
-def exact_gd(ds, W0, steps, lr=5e-3):
+def exact_gd(ds, W0, steps, lr=LR):
     """The exact engine's recursion in plain numpy, for one data set (:ref:`sec-exact-dynamics`).
 
     ``steps`` >= 0 GD steps with ``lr`` > 0 from W = ``W0`` (d, d), p = 0.

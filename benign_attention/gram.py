@@ -28,7 +28,7 @@ needs nothing else starts in a fraction of a second. :func:`~benign_attention.en
 :func:`~benign_attention.sweeps.run_grid` takes ``engine="gram"`` (the sampler).
 
 Internal API (used by :mod:`~benign_attention.engines` and :mod:`~benign_attention.sweeps`):
-:func:`summarize_np`, :class:`GramProblem`, :func:`gram_gd`, :func:`run_problems`.
+:func:`batch_metrics_np`, :class:`GramProblem`, :func:`gram_gd`, :func:`run_problems`.
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import noisy_mask, signal_coefficients, validate_config
+from .data import LR, STEPS, noisy_mask, signal_coefficients, validate_config
 from .validation import ArgumentTypeError, check_array, check_choice, check_int, check_int_array, check_number
 
 __all__ = ["GramProblem", "gram_gd", "from_arrays", "sample_problems", "sample_runs", "SampledRuns",
-           "test_metrics_law", "wishart", "token_coordinates", "summarize_np"]
+           "test_metrics_law", "wishart", "token_coordinates", "batch_metrics_np"]
 
 #: Streams of SeedSequence([seed, d, tag]) the sampler draws from (fixed tags: common random numbers
 #: across signal_norm, rho and eta, and across d for every Gaussian part whose shape does not depend on d).
@@ -49,7 +49,7 @@ _LABELS, _TOKENS, _GRAM, _OMEGA, _TEST_LABELS, _TEST = range(6)
 
 
 # ----------------------------------------------------------------------------------------------
-# Metrics in numpy (the same formulas as benign_attention.metrics.summarize).
+# Metrics in numpy (the same formulas as benign_attention.metrics.batch_metrics).
 
 
 def _softmax(a):
@@ -61,8 +61,8 @@ def _by_type(s):
     return np.concatenate([s[..., :3], s[..., 3:].sum(-1, keepdims=True)], -1)
 
 
-def summarize_np(logits, z, y, y_clean=None, noisy=None, prefix="train", per_sample=True):
-    """Numpy twin of :func:`benign_attention.metrics.summarize` (same keys, same formulas): logits
+def batch_metrics_np(logits, z, y, y_clean=None, noisy=None, prefix="train", per_sample=True):
+    """Numpy twin of :func:`benign_attention.metrics.batch_metrics` (same keys, same formulas): logits
     (..., N, T), head values z broadcastable to them, labels y (N,); ``y_clean``/``noisy`` for a training
     set. ``per_sample`` False drops the per-sample outputs, attention and logits."""
     s = _softmax(logits)
@@ -254,7 +254,7 @@ def test_metrics_law(prob: GramProblem, alpha_h, v_h, joint=None):
         qq = (v_h * v_h).sum(1) + np.einsum("em,mk,ek->e", alpha_h, prob.Omega, alpha_h)
         r = np.sqrt(np.clip(qq - beta**2, 0.0, None))
         noise = beta[:, None, None] * xi[None, ..., 0] + r[:, None, None] * np.moveaxis(xi[..., 1:E + 1], -1, 0)
-    return summarize_np(sig_scores + sig * noise, head, prob.test_y, prefix="test")
+    return batch_metrics_np(sig_scores + sig * noise, head, prob.test_y, prefix="test")
 
 
 def run_problems(probs, steps, lr, record_steps, dtype=np.float64, per_sample=True, joint=None,
@@ -277,11 +277,11 @@ def run_problems(probs, steps, lr, record_steps, dtype=np.float64, per_sample=Tr
     tsel = slice(None) if test_steps is None else np.isin(rec, test_steps)
     out = []
     for r, p in enumerate(probs):
-        h = summarize_np(logits[r].astype(np.float64), p.z, p.y, p.y_clean, p.noisy, per_sample=per_sample)
+        h = batch_metrics_np(logits[r].astype(np.float64), p.z, p.y, p.y_clean, p.noisy, per_sample=per_sample)
         if p.test_y is not None:
             ah, vh = alpha_h[r][tsel].astype(np.float64), v_h[r][tsel].astype(np.float64)
             if p.test_PK is not None:
-                t = summarize_np(test_logits_exact(p, ah, vh), p.test_z, p.test_y, prefix="test")
+                t = batch_metrics_np(test_logits_exact(p, ah, vh), p.test_z, p.test_y, prefix="test")
             else:
                 t = test_metrics_law(p, ah, vh, joint)
             h.update(t)
@@ -462,7 +462,7 @@ def record_steps_of(steps, record_every=None, record_steps=None):
     return np.unique(check_int_array("record_steps", record_steps, 0, steps))
 
 
-def sample_runs(configs=None, seeds=None, steps=1000, lr=5e-3, record_every=None, record_steps=None,
+def sample_runs(configs=None, seeds=None, steps=STEPS, lr=LR, record_every=None, record_steps=None,
                 init_var=None, dtype="float64", joint=None, test_steps=None, init_seeds=None,
                 **knobs) -> SampledRuns:
     """The whole experiment without d: sample and train one run per config (or per seed of ``seeds``

@@ -10,7 +10,7 @@ import torch
 
 from .validation import ArgumentTypeError
 
-__all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_by_type", "summarize"]
+__all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_by_type", "batch_metrics"]
 
 #: Columns of the attention summaries. x_1 (relevant), x_2 (weak, true class), x_3 (weak, other
 #: class) and the total mass on the irrelevant tokens x_4..x_T.
@@ -131,7 +131,7 @@ def _masked_mean(values, mask):
     return (values * m[..., None]).sum(-2) / count
 
 
-def summarize(logits, z, y, y_clean=None, noisy=None, prefix="train"):
+def batch_metrics(logits, z, y, y_clean=None, noisy=None, prefix="train"):
     """Loss, accuracy, margin and attention summaries of a batch of sequences.
 
     What :class:`~benign_attention.engines.Run` records (:ref:`sec-dyn-settings`).

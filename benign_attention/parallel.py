@@ -1,7 +1,7 @@
 """Running cells elsewhere: the one mechanism every grid uses to hand work to an executor (:ref:`sec-encoder-cluster`).
 
-The three grids (:func:`benign_attention.sweeps.run_grid`, :func:`benign_attention.encoder.run_encoder_grid`,
-:func:`benign_attention.realdata.grid.run_grid`) accept any ``concurrent.futures``-style executor (an object with
+The three grids (:func:`benign_attention.sweeps.run_grid`, :func:`benign_attention.encoder.grid.run_encoder_grid`,
+:func:`benign_attention.realdata.grid.run_realdata_grid`) accept any ``concurrent.futures``-style executor (an object with
 ``submit`` returning futures: a ``ProcessPoolExecutor``, a ``ThreadPoolExecutor``, a ``dask.distributed``
 Client or its ``get_executor()``). They all go through :func:`run_jobs`, whose rules are:
 

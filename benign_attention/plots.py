@@ -6,19 +6,25 @@ Chapters show a figure with :func:`benign_attention.display.show` (the package's
 convention, explained there); the explorers' frames go through :func:`benign_attention.display.png`.
 
 This module only draws: the numbers a figure shows come from :mod:`benign_attention.analysis`,
-:mod:`benign_attention.theory` or the runs themselves. Sections follow the chapters. Shared style
-(colours of token types and regimes) lives at the top.
+:mod:`benign_attention.theory` or the runs themselves; the explorers' figures are in
+:mod:`benign_attention.explorer_figures`. Sections follow the chapters. Shared style (colours of
+token types and regimes) and the decorator that closes every figure live at the top.
 """
 from __future__ import annotations
 
-import matplotlib  # noqa: F401
+import functools
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap, LogNorm
+from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from . import analysis  # noqa: E402
-from .metrics import TOKEN_GROUPS  # noqa: E402
-from .validation import ArgumentTypeError, check_array  # noqa: E402
+from . import analysis, theory
+from .data import token_noise
+from .metrics import TOKEN_GROUPS
+from .theory import REGIMES, classify_regime, evaluate_query, existence_accuracies, existence_query
+from .validation import check_grid_axis, check_map, check_map_panels, check_maps
 
 #: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure.
 TOKEN_COLORS = dict(zip(TOKEN_GROUPS, ("#1f77b4", "#2ca02c", "#d62728", "#7f7f7f")))
@@ -30,6 +36,25 @@ REGIME_COLORS = {"not overfitting": "#9467bd", "benign": "#2ca02c", "harmful": "
 #: Widest figure in inches: at ``display.CSS_DPI`` it fits the book's text column, so text of 7 pt or
 #: more stays at least ``display.MIN_TEXT_PX`` high on the page (``display.figure_problems`` checks).
 MAX_WIDTH = 7.2
+#: The regime colours as a colour map over the indices of ``theory.REGIMES`` (0, 1, 2).
+REGIME_CMAP = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
+
+
+def closed_figure(draw):
+    """Decorator of every figure function: the display convention (see :mod:`benign_attention.display`).
+    The Figure it returns is closed in pyplot, so a notebook shows it once, as the cell's value, and
+    not a second time through the inline backend's automatic display."""
+    @functools.wraps(draw)
+    def closed(*args, **kwargs):
+        fig = draw(*args, **kwargs)
+        plt.close(fig)
+        return fig
+    return closed
+
+
+def regime_handles():
+    """Legend handles of the three regimes, in the book's regime colours."""
+    return [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
 
 
 def subplots(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
@@ -41,9 +66,10 @@ def subplots(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
 
 def legend_below(fig, handles=None, labels=None, ncol=4, fontsize=8, ax=None):
     """One legend for the whole figure, below the panels (never over data). Without ``handles`` it
-    collects the labelled artists of ``ax`` (default: the first axes)."""
+    collects the labelled artists of ``ax`` (default: the first axes; a sequence: all of them)."""
     if handles is None:
-        handles, labels = (ax or fig.axes[0]).get_legend_handles_labels()
+        axes = ax if isinstance(ax, (list, tuple, np.ndarray)) else [ax or fig.axes[0]]
+        handles, labels = [sum(hl, []) for hl in zip(*(a.get_legend_handles_labels() for a in axes))]
     kw = {} if labels is None else {"labels": labels}
     return fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
                       fontsize=fontsize, frameon=False, **kw)
@@ -77,6 +103,14 @@ def _token_type(T):
     return np.minimum(np.arange(T), 3)
 
 
+def _type_boxes(ax, values, types):
+    """Box plots of ``values`` (n, T) by token type (``types``: ``_token_type(T)``), in the type colours."""
+    bp = ax.boxplot([values[:, types == k].ravel() for k in range(4)], patch_artist=True, widths=0.6)
+    for patch, g in zip(bp["boxes"], TOKEN_GROUPS):
+        patch.set_facecolor(TOKEN_COLORS[g])
+    ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
+
+
 def _stack_attention(ax, steps, attention, title):
     """Stacked area of one sample's attention (E, T) grouped by token type."""
     groups = np.concatenate([attention[:, :3], attention[:, 3:].sum(1, keepdims=True)], 1)
@@ -85,6 +119,7 @@ def _stack_attention(ax, steps, attention, title):
     ax.set(xlabel="gradient step", ylabel="attention", ylim=(0, 1), xlim=(steps[0], steps[-1]), title=title)
 
 
+@closed_figure
 def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     """:ref:`sec-welcome-picture`: one training run at a glance (2 x 2 panels).
 
@@ -103,20 +138,10 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     _stack_attention(axes[1, 0], s, attention[:, clean_index], f"clean training sample {clean_index}")
     _stack_attention(axes[1, 1], s, attention[:, noisy_index], f"noisy training sample {noisy_index}")
     legend_below(fig, ax=axes[1, 1])
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
-def token_noise(ds):
-    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config).
-
-    Shown in :ref:`sec-setting-tokens`.
-    """
-    from .data import signal_coefficients
-    coef = signal_coefficients(ds.y_clean, ds.T, ds.config["rho"])
-    return ds.X - (coef[..., :1] * ds.mu_pos + coef[..., 1:] * ds.mu_neg)
-
-
+@closed_figure
 def token_geometry(ds, samples=(0, 1, 2, 3)):
     """:ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
 
@@ -139,57 +164,20 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
            title=f"(a) tokens of {len(samples)} sequences")
-    eps_norm = np.linalg.norm(token_noise(ds), axis=-1)
     ax = axes[0, 1]
-    data = [eps_norm[:, types == k].ravel() for k in range(4)]
-    bp = ax.boxplot(data, patch_artist=True, widths=0.6)
-    for patch, g in zip(bp["boxes"], TOKEN_GROUPS):
-        patch.set_facecolor(TOKEN_COLORS[g])
-    sigma = ds.config.get("sigma", 1.0)
-    ax.axhline(sigma * np.sqrt(ds.d), color="k", ls="--", lw=0.8, label=r"$\sigma\sqrt{d}$")
-    ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
+    _type_boxes(ax, np.linalg.norm(token_noise(ds), axis=-1), types)
+    ax.axhline(ds.config.get("sigma", 1.0) * np.sqrt(ds.d), color="k", ls="--", lw=0.8, label=r"$\sigma\sqrt{d}$")
     ax.set(ylabel=r"noise norm $\|\epsilon_t\|$", title="(b) noise norms")
-    pairs = [hl for a in axes[0, :2] for hl in zip(*a.get_legend_handles_labels())]
-    legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=4)
+    legend_below(fig, ax=list(axes[0, :2]), ncol=4)
     ax = axes[0, 2]
-    z = ds.y_clean[:, None] * (ds.X @ ds.nu)
-    bp = ax.boxplot([z[:, types == k].ravel() for k in range(4)], patch_artist=True, widths=0.6)
-    for patch, g in zip(bp["boxes"], TOKEN_GROUPS):
-        patch.set_facecolor(TOKEN_COLORS[g])
-    rho = ds.config["rho"]
-    for v in (1, rho, -rho):
+    _type_boxes(ax, ds.y_clean[:, None] * (ds.X @ ds.nu), types)
+    for v in (1, ds.config["rho"], -ds.config["rho"]):
         ax.axhline(v / np.sqrt(2), color="0.4", ls=":", lw=0.8)
-    ax.set_xticks(range(1, 5), ["$x_1$", "$x_2$", "$x_3$", "$x_{4..T}$"])
     ax.set(ylabel=r"head value $y^*\,\nu^\top x_t$", title="(c) head values")
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
-def per_sample_loss_floor(ds, X=None, y=None):
-    """:prf:ref:`prop-loss-floor`: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,).
-
-    Shown in :ref:`sec-setting-floor`.
-    """
-    X = ds.X if X is None else X
-    y = ds.y if y is None else y
-    return np.logaddexp(0.0, -(y[:, None] * (X @ ds.nu)).max(1))
-
-
-def selecting_query(ds, scale=60.0):
-    """A query that selects each sample's best head token, with score ``scale`` on that token and
-    0 on the others (``x_t^(i)·q``, least squares; exact when the n*T training tokens are
-    linearly independent).
-
-    Shown in :ref:`sec-setting-floor`.
-    """
-    best = (ds.y[:, None] * (ds.X @ ds.nu)).argmax(1)
-    target = np.zeros((ds.n, ds.T))
-    target[np.arange(ds.n), best] = scale
-    q, *_ = np.linalg.lstsq(ds.X.reshape(-1, ds.d), target.ravel(), rcond=None)
-    return q
-
-
-def _half_planes(ax, lim):
+def half_planes(ax, lim):
     """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on ``(mu_{-}, mu_{+})`` axes."""
     lo, hi = lim
     ax.fill_between([lo, hi], [lo, hi], [hi, hi], color="#1f77b4", alpha=0.08, lw=0)
@@ -199,6 +187,7 @@ def _half_planes(ax, lim):
     ax.set_aspect("equal")
 
 
+@closed_figure
 def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
     """:prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
 
@@ -206,7 +195,6 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
     (``theory.existence_query``), projected on ``(mu_{-}, mu_{+}) / ||mu||^2``; shaded: the head's two output
     half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""
-    from .theory import evaluate_query, existence_query
     fig, axes = subplots(len(cs), 2, width=3.3, height=3.3)
     norm2 = np.linalg.norm(ds.mu_pos) ** 2
     for k, c in enumerate(cs):
@@ -215,7 +203,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
         for row, (X, y, noisy, acc) in enumerate([(ds.X, ds.y, ds.noisy, m["train_acc"]),
                                                    (ds.X_test, ds.y_test, np.zeros(len(ds.y_test), bool), m["test_acc"])]):
             ax = axes[row, k]
-            _half_planes(ax, lim)
+            half_planes(ax, lim)
             top = X[np.arange(len(X)), (X @ q).argmax(1)]
             px, py = top @ ds.mu_neg / norm2, top @ ds.mu_pos / norm2
             for sign, color in ((1, "#1f77b4"), (-1, "#d62728")):
@@ -230,17 +218,16 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
             ax.set(xlabel=r"$\langle x, \mu_{-1}\rangle/\|\mu\|^2$",
                    ylabel=r"$\langle x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
     legend_below(fig, ax=axes[0, 0])
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
+@closed_figure
 def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
     """:ref:`sec-existence-sweep`: train (observed and clean labels) and test accuracy of
     the construction as c sweeps ``cs``; background: the regime of each c (``theory.classify_regime``);
     dashed lines: the scales c_low and c_high of the chapter's sketch."""
-    from .theory import REGIMES, classify_regime, evaluate_query, existence_query
-    ms = [evaluate_query(ds, existence_query(ds, c)) for c in cs]
-    tr, trc, te = (np.array([float(m[k]) for m in ms]) for k in ("train_acc", "train_clean_acc", "test_acc"))
+    acc = existence_accuracies(ds, cs)
+    tr, trc, te = (acc[k] for k in ("train_acc", "train_clean_acc", "test_acc"))
     regime = classify_regime(tr, te, test_threshold)
     fig, axes = subplots(1, 1, width=6.0, height=3.4)
     ax = axes[0, 0]
@@ -260,50 +247,17 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
     ax.set(xscale="log", xlabel="memorisation weight $c$", ylabel="accuracy", ylim=(0.4, 1.03),
            xlim=(cs[0], cs[-1]))
     ax.legend(fontsize=8, loc="lower left", ncol=2)
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
-
-
-def existence_test_bound(ds, q, h=0.2):
-    """:prf:ref:`prop-test-guarantee`: for each class y, the bound
-    ``sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))``
-    on the probability that a fresh test sequence of class y is misclassified by W = I, p = q;
-    returns the average over the two classes (balanced test labels).
-
-    Shown in :ref:`sec-existence-construction`.
-    """
-    from math import erfc, log, sqrt
-    phi_bar = lambda x: 0.5 * erfc(x / sqrt(2))
-    rho, sigma, T = ds.config["rho"], ds.config.get("sigma", 1.0), ds.T
-    m, B = 1 / sqrt(2) - h, rho / sqrt(2) + h
-    lam = log((T - 1) * B / m)
-    s = sigma * np.linalg.norm(q)
-    head = 2 * T * phi_bar(h / (sigma * np.linalg.norm(ds.nu)))
-    out = []
-    for mu_true, mu_other in ((ds.mu_pos, ds.mu_neg), (ds.mu_neg, ds.mu_pos)):
-        v = np.zeros((T, ds.d))
-        v[0], v[1], v[2] = mu_true, rho * mu_true, rho * mu_other
-        delta = (v[0] - v[1:]) @ q
-        out.append(sum(phi_bar((dt - lam) / (sqrt(2) * s)) for dt in delta) + head)
-    return float(np.mean(out))
 
 
 # --- Training dynamics, Delayed generalisation ----------------------------------------------
-
-# Helpers first (used by chapters 4-5 and their asserts), then one function per figure.
-
-
-def _shown_once(fig):
-    """Close ``fig`` in pyplot before returning it, so that a notebook shows it once (as the cell's
-    value) and not a second time through the inline backend's automatic display."""
-    plt.close(fig)  # the display convention: see benign_attention.display
-    return fig
 
 
 def _runs_stack(runs, key, keep=slice(None)):
     return np.stack([np.asarray(r.history[key], float)[keep] for r in runs])
 
 
+@closed_figure
 def dynamics_grid(settings, max_step=1000):
     """The paper's training-dynamics experiment over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
 
@@ -337,12 +291,11 @@ def dynamics_grid(settings, max_step=1000):
     for r, label in enumerate(("a clean sample:\nattention", "a noisy sample:\nattention", "accuracy",
                                "test loss")):
         axes[r, 0].set_ylabel(label)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    more = axes[2, 0].get_legend_handles_labels()
-    legend_below(fig, handles + more[0], labels + more[1], ncol=3)
-    return _shown_once(fig)
+    legend_below(fig, ax=[axes[0, 0], axes[2, 0]], ncol=3)
+    return fig
 
 
+@closed_figure
 def long_run(runs, datasets, title="large signal", horizon=None):
     """A long run on log-spaced records: train accuracy of every seed (observed and clean labels),
     the noisy samples' mean attention on each token type (band over seeds), test accuracy and loss.
@@ -375,13 +328,13 @@ def long_run(runs, datasets, title="large signal", horizon=None):
         for ax in axes[0]:
             ax.axvline(horizon, color="0.3", ls=":", lw=1)
     fig.suptitle(title, fontsize=10)
-    pairs = [hl for ax in axes[0] for hl in zip(*ax.get_legend_handles_labels())]
-    legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=3)
+    legend_below(fig, ax=list(axes[0]), ncol=3)
     for ax in axes[0]:
         ax.set(xscale="log", xlabel="GD step")
-    return _shown_once(fig)
+    return fig
 
 
+@closed_figure
 def delayed_generalisation(runs, mark_fit=False):
     """Test loss, test margin and test-side attention on x_1 over a long run (log step axis; mean and
     min-max band over seeds). The grey span covers the steps at which the seeds first fit every
@@ -411,9 +364,10 @@ def delayed_generalisation(runs, mark_fit=False):
         legend_below(fig, ax=axes[0, 0], ncol=3)
     else:
         axes[0, 0].legend(fontsize=8)
-    return _shown_once(fig)
+    return fig
 
 
+@closed_figure
 def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
     """Mean over samples of g(gap) against the step (linear axes) for each array in ``g_values``
     (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``.
@@ -429,32 +383,11 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
         ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
                 label=f"line fitted on steps $\\geq$ {start:g} ($R^2$ = {r2:.4f})")
         ax.set(xlabel="GD step $\\tau$", title=name)
-    pairs = [hl for ax in axes[0] for hl in zip(*ax.get_legend_handles_labels())]
-    legend_below(fig, [h for h, _ in pairs], [lab for _, lab in pairs], ncol=2)
-    return _shown_once(fig)
+    legend_below(fig, ax=list(axes[0]), ncol=2)
+    return fig
 
 
-def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
-    """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
-    (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
-    ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
-    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope.
-
-    Shown in :ref:`sec-delay-runs`.
-    """
-    from .theory import g
-
-    times = []
-    for i in np.flatnonzero(np.asarray(mask, bool)):
-        if start is None:
-            times.append(analysis.first_passage(steps, gaps[:, i], levels))
-        else:
-            slope, intercept, _ = analysis.late_linear_fit(steps, g(gaps[:, i], T), start, stop)
-            times.append((g(np.asarray(levels, float), T) - intercept) / slope)
-    with np.errstate(invalid="ignore"):
-        return np.exp(np.log(np.stack(times)).mean(0))
-
-
+@closed_figure
 def gap_times(levels, times, predicted, window=None, label="clean samples, $\\Lambda$"):
     """Steps for the gap to first reach L (log scale): measured (mean and range over seeds of the
     per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1 in
@@ -474,9 +407,10 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
     ax.set(yscale="log", xlabel="gap level $\\bar x$", ylabel="first step with gap $\\geq \\bar x$")
     ax.legend(fontsize=8)
-    return _shown_once(fig)
+    return fig
 
 
+@closed_figure
 def g_law(taus, x_numeric, x_theory, T):
     """The logit-gap ODE: numerical solutions (solid) and ``g^{-1}(g(x_0) + c tau)`` (dots), log time axis.
 
@@ -485,7 +419,7 @@ def g_law(taus, x_numeric, x_theory, T):
     fig, axes = subplots(2, 1, width=3.9)
     ax = axes[0, 0]
     xs = np.linspace(-4, 12, 400)
-    ax.plot(xs, 2 * xs + 2 * np.sinh(xs - np.log(T)), label="$g(x)$")
+    ax.plot(xs, theory.g(xs, T), label="$g(x)$")
     ax.plot(xs, np.exp(xs) / T, ls="--", label="$e^x / T$")
     ax.set(yscale="symlog", xlabel="gap $x$", title=f"$g(x) = 2x + 2\\sinh(x - \\log T)$, T = {T}")
     ax.legend(fontsize=8)
@@ -494,56 +428,25 @@ def g_law(taus, x_numeric, x_theory, T):
         ax.plot(taus[1:], x_numeric[1:, k], lw=2, alpha=0.6)
         ax.plot(taus[1::8], x_theory[1::8, k], "k.", ms=3)
     ax.set(xscale="log", xlabel="time $\\tau$", ylabel="gap $x(\\tau)$", title="ODE (lines) vs $g^{-1}$ (dots)")
-    return _shown_once(fig)
-
+    return fig
 
 
 # --- The phase diagram, Under the hood ----------------------------------------------------------
 
 
-def _edges(v):
-    """Cell edges around the grid values ``v`` (midpoints; a one-point axis gets a cell of half-width
-    |v|/2, or 1/2 at 0)."""
+def cell_edges(v, log=False):
+    """Cell edges around the grid values ``v``: midpoints, and a one-point axis gets a cell of
+    half-width |v|/2 (1/2 at 0). With ``log``: geometric midpoints of positive values, and a factor
+    e^(1/2) either side of a one-point axis. Used by every map (:ref:`sec-phase-grid`)."""
     v = np.asarray(v, float)
+    if log:
+        lv = np.log(v)
+        return np.exp(np.r_[lv[0] - 0.5, lv[0] + 0.5] if lv.size == 1 else cell_edges(lv))
     if v.size == 1:
         h = 0.5 * (abs(v[0]) if v[0] != 0 else 1.0)
         return np.r_[v[0] - h, v[0] + h]
     mid = (v[1:] + v[:-1]) / 2
     return np.r_[v[0] - (mid[0] - v[0]), mid, v[-1] + (v[-1] - mid[-1])]
-
-
-def _log_edges(v):
-    """Geometric cell edges around the positive grid values ``v`` (a one-point axis: a factor e^(1/2)
-    either side)."""
-    lv = np.log(np.asarray(v, float))
-    return np.exp(np.r_[lv[0] - 0.5, lv[0] + 0.5] if lv.size == 1 else _edges(lv))
-
-
-def _axis(name, v, log=False):
-    """The grid values of a map axis, checked: finite numbers, at least one, > 0 on a log axis."""
-    a = check_array(name, v, ndim=1)
-    if a.size == 0:
-        raise ValueError(f"{name} must hold at least one grid value")
-    if log and np.any(a <= 0):
-        raise ValueError(f"{name} must be > 0 on a logarithmic axis, got a minimum of {a.min():g}")
-    return a
-
-
-def _map(name, m, x, y):
-    """A map over the grid (x, y) as a float array of shape (len(x), len(y)) (NaN allowed: blank cells)."""
-    return check_array(name, m, shape=(len(x), len(y)), finite=False)
-
-
-def _maps(name, maps, titles, x, y):
-    if isinstance(maps, (str, bytes)) or not hasattr(maps, "__iter__"):
-        raise ArgumentTypeError(f"{name} must be a list of maps, each (len(x), len(y)) = ({len(x)}, {len(y)})")
-    maps = [_map(f"{name}[{i}]", m, x, y) for i, m in enumerate(maps)]
-    if not maps:
-        raise ValueError(f"{name} must hold at least one map")
-    titles = list(titles) if not isinstance(titles, str) else [titles]
-    if len(titles) != len(maps):
-        raise ValueError(f"titles must give one title per map ({len(maps)}), got {len(titles)}")
-    return maps, titles
 
 
 def _overlay(ax, curves):
@@ -554,88 +457,75 @@ def _overlay(ax, curves):
 def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
     """Limits, labels, overlaid curves and log scales of one (x, y) map panel."""
     _overlay(ax, curves)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(_edges(x)[0], _edges(x)[-1]),
-           ylim=(_edges(y)[0], _edges(y)[-1]))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(cell_edges(x)[0], cell_edges(x)[-1]),
+           ylim=(cell_edges(y)[0], cell_edges(y)[-1]))
     if xlog:
         ax.set_xscale("log")
     if ylog:
         ax.set_yscale("log")
 
 
+@closed_figure
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
     its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel.
 
     Shown in :ref:`the phase diagram's grid <sec-phase-grid>`.
     """
-    x, y = _axis("x", x, xlog), _axis("y", y, ylog)
-    maps, titles = _maps("maps", maps, titles, x, y)
+    x, y = check_grid_axis("x", x, xlog), check_grid_axis("y", y, ylog)
+    maps, titles = check_maps("maps", maps, titles, x, y)
     fig, axes = subplots(len(maps), width=4.6, height=3.6)
     for ax, m, title in zip(axes[0], maps, titles):
-        im = ax.pcolormesh(_edges(x), _edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
+        im = ax.pcolormesh(cell_edges(x), cell_edges(y), np.asarray(m, float).T, cmap=cmap, shading="flat")
         fig.colorbar(im, ax=ax, shrink=0.9)
         _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
     if curves:
         legend_below(fig)
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
+@closed_figure
 def regime_maps(x, y, regimes, titles, xlabel, ylabel, curves=None, xlog=False, ylog=False):
     """Categorical maps of :func:`~benign_attention.theory.classify_regime` indices (each (len(x), len(y)))
     in the book's regime colours.
 
     Shown in :ref:`sec-phase-regimes`.
     """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    from .theory import REGIMES
-
-    cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
-    x, y = _axis("x", x, xlog), _axis("y", y, ylog)
-    regimes, titles = _maps("regimes", regimes, titles, x, y)
+    x, y = check_grid_axis("x", x, xlog), check_grid_axis("y", y, ylog)
+    regimes, titles = check_maps("regimes", regimes, titles, x, y)
     fig, axes = subplots(len(regimes), width=4.0, height=3.6)
     for ax, reg, title in zip(axes[0], regimes, titles):
-        ax.pcolormesh(_edges(x), _edges(y), np.asarray(reg, float).T, cmap=cmap, vmin=-0.5, vmax=2.5,
+        ax.pcolormesh(cell_edges(x), cell_edges(y), np.asarray(reg, float).T, cmap=REGIME_CMAP, vmin=-0.5, vmax=2.5,
                       shading="flat")
         _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog)
-    handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
-    legend_below(fig, handles + fig.axes[0].get_legend_handles_labels()[0], ncol=3)
-    plt.close(fig)  # the display convention: see benign_attention.display
+    legend_below(fig, regime_handles() + fig.axes[0].get_legend_handles_labels()[0], ncol=3)
     return fig
 
 
+@closed_figure
 def plane_summary(x, y, test_loss, regime, xlabel, ylabel, curves=None, xlog=True):
     """Two panels over a (x, y) plane: the test loss heat map and the regime map (indices of
     :func:`~benign_attention.theory.classify_regime`), with optional overlaid ``curves``.
 
     Shown in :ref:`sec-phase-time`.
     """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    from .theory import REGIMES
-
-    x, y = _axis("x", x, xlog), _axis("y", y)
-    test_loss, regime = _map("test_loss", test_loss, x, y), _map("regime", regime, x, y)
+    x, y = check_grid_axis("x", x, xlog), check_grid_axis("y", y)
+    test_loss, regime = check_map("test_loss", test_loss, x, y), check_map("regime", regime, x, y)
     fig, axes = subplots(2, width=4.4, height=3.6)
-    ex, ey = (_log_edges(x) if xlog else _edges(x)), _edges(y)
+    ex, ey = cell_edges(x, xlog), cell_edges(y)
     im = axes[0, 0].pcolormesh(ex, ey, np.asarray(test_loss, float).T, cmap="viridis", shading="flat")
     fig.colorbar(im, ax=axes[0, 0], shrink=0.9)
-    cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
-    axes[0, 1].pcolormesh(ex, ey, np.asarray(regime, float).T, cmap=cmap, vmin=-0.5, vmax=2.5, shading="flat")
+    axes[0, 1].pcolormesh(ex, ey, np.asarray(regime, float).T, cmap=REGIME_CMAP, vmin=-0.5, vmax=2.5, shading="flat")
     for ax, title in zip(axes[0], ("test loss", "regime")):
         _overlay(ax, curves)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(ex[0], ex[-1]), ylim=(ey[0], ey[-1]))
         if xlog:
             ax.set_xscale("log")
-    handles = [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
-    legend_below(fig, handles + fig.axes[0].get_legend_handles_labels()[0], ncol=3)
-    plt.close(fig)  # the display convention: see benign_attention.display
+    legend_below(fig, regime_handles() + fig.axes[0].get_legend_handles_labels()[0], ncol=3)
     return fig
 
 
+@closed_figure
 def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run"):
     """Maps of the step from which every training label stays fitted
     (:func:`~benign_attention.theory.fitting_step`), one panel per dict with ``x``, ``y``, ``steps``
@@ -644,17 +534,7 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
 
     Shown in :ref:`sec-phase-not-yet`.
     """
-    from matplotlib.colors import ListedColormap, LogNorm
-    from matplotlib.patches import Patch
-
-    if not isinstance(panels, (list, tuple)) or not panels or not all(isinstance(p, dict) for p in panels):
-        raise ArgumentTypeError("panels must be a non-empty list of dicts with x, y, steps, xlabel and ylabel")
-    for i, p in enumerate(panels):
-        missing = [k for k in ("x", "y", "steps", "xlabel", "ylabel") if k not in p]
-        if missing:
-            raise ValueError(f"panels[{i}] is missing {missing}")
-        x, y = _axis(f"panels[{i}]['x']", p["x"], p.get("xlog", False)), _axis(f"panels[{i}]['y']", p["y"])
-        _map(f"panels[{i}]['steps']", p["steps"], x, y)
+    check_map_panels("panels", panels, "steps")
     fig, axes = subplots(len(panels), width=4.4, height=3.6)
     finite = np.concatenate([np.ravel(p["steps"])[np.isfinite(np.ravel(p["steps"]))] for p in panels])
     if finite.size == 0:
@@ -662,8 +542,8 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
     norm = LogNorm(vmin=max(float(finite.min()), 1.0), vmax=float(finite.max()))
     for ax, p in zip(axes[0], panels):
         x, y, st = (np.asarray(p[k], float) for k in ("x", "y", "steps"))
-        ex = _log_edges(x) if p.get("xlog") else _edges(x)
-        ey = _edges(y)
+        ex = cell_edges(x, p.get("xlog", False))
+        ey = cell_edges(y)
         ax.pcolormesh(ex, ey, np.where(np.isfinite(st), np.nan, 0.0).T, cmap=ListedColormap(["0.65"]),
                       shading="flat")
         im = ax.pcolormesh(ex, ey, np.where(np.isfinite(st), st, np.nan).T, cmap="viridis", norm=norm,
@@ -676,10 +556,10 @@ def fitting_time_maps(panels, unfitted_label="not fitted by the end of the run")
             ax.set_yticks(y, [f"{v:g}" for v in y])
     fig.colorbar(im, ax=list(axes[0]), shrink=0.9, label="step: all labels fitted")
     legend_below(fig, [Patch(color="0.65", label=unfitted_label)], ncol=1)
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
+@closed_figure
 def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     """Boundary curves (dict step -> y values over x, NaN where absent) of several training times on
     one panel, darker = later; ``reference`` an optional dashed curve dict (x, y, label).
@@ -696,10 +576,10 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
         ax.plot(reference["x"], reference["y"], "k--", label=reference.get("label"))
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.legend(fontsize=8)
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
+@closed_figure
 def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
     (NaN where not measured).
@@ -715,14 +595,11 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
     ax.set(xlabel=xlabel, ylabel="seconds per GD step")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
 def _plain_log_ticks(axis, values=None):
     """Label a log axis with plain numbers (at ``values`` if given) and no minor labels."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
-
     if values is not None:
         axis.set_major_locator(FixedLocator(np.asarray(values, float)))
     else:
@@ -732,6 +609,7 @@ def _plain_log_ticks(axis, values=None):
     axis.set_minor_formatter(NullFormatter())
 
 
+@closed_figure
 def seed_spread(x, curves, xlabel, ylabel, xlog=True):
     """Mean over seeds with a min-max band, one curve per label; ``curves`` maps a label to an array
     (seeds, len(x)) (:ref:`sec-own-synthetic`)."""
@@ -745,10 +623,10 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
         _plain_log_ticks(ax.xaxis, x)
     ax.grid(True, alpha=0.3)
     legend_below(fig, ncol=len(curves))
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
+@closed_figure
 def cost_growth(panels, ylabel="seconds per run"):
     """One log-log panel per knob: run time against the knob's value, with the fitted power law;
     ``panels`` maps an axis label to ``(values, seconds)`` (:ref:`sec-own-synthetic`)."""
@@ -764,299 +642,4 @@ def cost_growth(panels, ylabel="seconds per run"):
         _plain_log_ticks(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
     axes[0, 0].set_ylabel(ylabel)
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
-
-
-# --- Explorers (static twins render through these too) -------------------------------------------
-#
-# Each explorer figure is a small class that lays its Figure out once and then changes its artists'
-# data in place (``update``): the live explorers keep one per panel and re-render it on every slider
-# move, the static twins render every frame from the same object, so frames share one layout and
-# do not jitter. The figures are sized for the book's text column (EXPLORER_WIDTH inches = 720 CSS
-# px at display.CSS_DPI) with text of at least 8 pt (11 CSS px). Legends sit in a row of their
-# own below the panels, never over data. The ``explorer_*`` functions return one closed Figure.
-
-#: Width of every explorer figure in inches: the book's text column at display.CSS_DPI.
-EXPLORER_WIDTH = 7.2
-#: Font sizes (points) of the explorer figures.
-EXPLORER_FONTS = dict(tick=8.0, label=8.5, title=9.0, legend=8.0, suptitle=9.5, note=8.0)
-
-
-class _ExplorerFigure:
-    """A Figure (not registered with pyplot, so no backend ever shows it on its own) with an Agg
-    canvas. The first render lays it out (constrained layout); the layout is then frozen."""
-
-    def __init__(self, height, nrows, ncols, height_ratios=None, width_ratios=None):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        self.fig = Figure(figsize=(EXPLORER_WIDTH, height), layout="constrained")
-        FigureCanvasAgg(self.fig)
-        self.grid = self.fig.add_gridspec(nrows, ncols, height_ratios=height_ratios, width_ratios=width_ratios)
-        self._frozen = False
-
-    def _axes(self, spec):
-        ax = self.fig.add_subplot(spec)
-        ax.tick_params(labelsize=EXPLORER_FONTS["tick"])
-        return ax
-
-    def _legend_row(self, spec, handles, ncol, **kw):
-        """Legend of ``handles`` in an invisible axes of its own (below the panels)."""
-        lax = self.fig.add_subplot(spec)
-        lax.axis("off")
-        kw = dict(dict(handlelength=2.2, columnspacing=1.2), **kw)
-        lax.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False,
-                   fontsize=EXPLORER_FONTS["legend"], **kw)
-        return lax
-
-    def freeze(self):
-        """Lay the figure out once (at the current data) and keep that layout for every later frame."""
-        if not self._frozen:
-            self.fig.canvas.draw()
-            self.fig.set_layout_engine("none")
-            self._frozen = True
-        return self.fig
-
-
-def _label(ax, xlabel=None, ylabel=None, title=None):
-    fs = EXPLORER_FONTS
-    if xlabel is not None:
-        ax.set_xlabel(xlabel, fontsize=fs["label"])
-    if ylabel is not None:
-        ax.set_ylabel(ylabel, fontsize=fs["label"])
-    if title is not None:
-        ax.set_title(title, fontsize=fs["title"])
-
-
-class RegimeFigure(_ExplorerFigure):
-    """:ref:`sec-playground-regime`, regime explorer: one run at a glance (3 panels, legends below).
-
-    ``update()`` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
-    ``train_loss``, ``test_loss`` and (E, 4) ``attn_clean`` / ``attn_noisy`` (a
-    :class:`~benign_attention.engines.Run` history or one cell of a
-    :class:`~benign_attention.sweeps.GridResult`). (a) accuracy, (b) loss, (c) mean attention by token
-    type on clean (solid) and noisy (dashed) training samples. ``regime`` (a name of
-    ``theory.REGIMES``) colours the title."""
-
-    def __init__(self):
-        from matplotlib.lines import Line2D
-        from matplotlib.ticker import FormatStrFormatter
-
-        super().__init__(3.15, 2, 3, height_ratios=(1.0, 0.3))
-        acc, loss, att = (self._axes(self.grid[0, k]) for k in range(3))
-        zero = np.zeros(2)
-        accuracy_loss_panels(acc, loss, zero, dict(train_acc=zero, train_clean_acc=zero, test_acc=zero,
-                                                   train_loss=zero, test_loss=zero))
-        handles = acc.get_legend_handles_labels()[0]
-        for ax in (acc, loss):
-            ax.get_legend().remove()
-        handles[0].set_label("train, observed labels")
-        handles[2].set_label("test (clean labels)")
-        self.acc_lines, self.loss_lines = list(acc.lines), list(loss.lines)
-        loss.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))  # fixed tick-label width
-        self.att_lines = []
-        for g in TOKEN_GROUPS:
-            self.att_lines.append((att.plot([], [], color=TOKEN_COLORS[g])[0],
-                                   att.plot([], [], color=TOKEN_COLORS[g], ls="--")[0]))
-        att.set(ylim=(0, 1))
-        for ax, title, ylabel in ((acc, "(a) accuracy", "accuracy"), (loss, "(b) loss", "mean logistic loss"),
-                                  (att, "(c) attention", "mean attention")):
-            _label(ax, "gradient step", ylabel, title)
-        self._legend_row(self.grid[1, 0:2], handles, ncol=2)
-        token_handles = [Line2D([], [], color=TOKEN_COLORS[g], label=TOKEN_LABELS[g]) for g in TOKEN_GROUPS]
-        token_handles += [Line2D([], [], color="k", label="clean samples"),
-                          Line2D([], [], color="k", ls="--", label="noisy samples")]
-        self._legend_row(self.grid[1, 2], token_handles, ncol=2, handlelength=1.6, columnspacing=0.8)
-        self.axes = (acc, loss, att)
-        self.title = self.fig.suptitle("", fontsize=EXPLORER_FONTS["suptitle"])
-
-    def update(self, steps, hist, regime=None, title=None):
-        s = np.asarray(steps, float)
-        for line, key in zip(self.acc_lines, ("train_acc", "train_clean_acc", "test_acc")):
-            line.set_data(s, np.asarray(hist[key], float))
-        for line, key in zip(self.loss_lines, ("train_loss", "test_loss")):
-            line.set_data(s, np.asarray(hist[key], float))
-        clean, noisy = np.asarray(hist["attn_clean"], float), np.asarray(hist["attn_noisy"], float)
-        for k, (solid, dashed) in enumerate(self.att_lines):
-            solid.set_data(s, clean[:, k])
-            dashed.set_data(s, noisy[:, k])  # all NaN (invisible) when no label is flipped
-        acc, loss, att = self.axes
-        for ax in self.axes:
-            ax.set_xlim(s[0], s[-1] if s[-1] > s[0] else s[0] + 1)
-        lo = float(np.nanmin([np.nanmin(hist["train_loss"]), np.nanmin(hist["test_loss"])]))
-        hi = float(np.nanmax([np.nanmax(hist["train_loss"]), np.nanmax(hist["test_loss"])]))
-        pad = max(0.02 * (hi - lo), 1e-3)
-        loss.set_ylim(lo - pad, hi + pad)
-        self.title.set_text(" | ".join(x for x in (title, regime and f"regime: {regime}") if x))
-        self.title.set_color(REGIME_COLORS.get(regime, "k"))
-        return self.freeze()
-
-
-def explorer_regime(steps, hist, regime=None, title=None):
-    """:ref:`sec-playground-regime`, regime explorer: one closed Figure (see :class:`RegimeFigure`)."""
-    return RegimeFigure().update(steps, hist, regime, title)
-
-
-#: Sequence kinds of the token-selection movie: (observed label, noisy?) -> colour, marker, size, label.
-_SEQ_STYLE = {(1, False): ("#1f77b4", "o", 14, "$y=+1$, clean"), (-1, False): ("#d62728", "o", 14, "$y=-1$, clean"),
-              (1, True): ("#1f77b4", "X", 70, "$y=+1$, label flipped"),
-              (-1, True): ("#d62728", "X", 70, "$y=-1$, label flipped")}
-#: Token-type landmarks of the movie: where a sequence sits when it attends to one token of that type.
-_LANDMARK_STYLE = dict(x1=("*", 150, r"$x_1 = \mu_{y^*}$ (relevant)"),
-                       x3=("D", 60, r"$x_3 = \rho\,\mu_{-y^*}$: at $(\rho, 0)$ if $y^*\!=\!+1$"),
-                       irrelevant=("s", 60, "irrelevant (noise only)"))
-
-
-class SelectionFigure(_ExplorerFigure):
-    """:ref:`sec-playground-movie`, token-selection movie: what every sequence's attention reads.
-
-    Each sequence is drawn at its *attended token* z = sum_t s_t x_t (s its attention), projected on
-    ``(mu_{-1}, mu_{+1}) / ||mu||^2``. The head's output is nu^T z, so the diagonal is exactly the decision
-    boundary (shaded: the two output half-planes; blue: output +1, as in the paper's Figure 1).
-    Hollow markers: the token-type landmarks, where a sequence sits when it attends to a single token
-    of that type (x_1 at distance one along its class, x_3 at rho along the other class, noise at the
-    origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
-    so far), (b) a zoom on the weak-token corner of (a), (c) test sequences (colour: clean label).
-    ``update()`` takes a frame dict of ``widgets.selection_frames``."""
-
-    def __init__(self, rho, lim=(-0.2, 1.2), zoom=None):
-        from matplotlib.collections import LineCollection
-        from matplotlib.lines import Line2D
-        from matplotlib.patches import Rectangle
-
-        super().__init__(3.55, 2, 3, height_ratios=(1.0, 0.24))
-        self.rho = float(rho)
-        zoom = (-0.12, max(0.3, self.rho + 0.16)) if zoom is None else zoom  # x_3 +- 3 noise sd (1/||mu||)
-        axes = [self._axes(self.grid[0, k]) for k in range(3)]
-        self.axes = axes
-        self.scatter, self.trails = {}, {}
-        for k, (ax, limits) in enumerate(zip(axes, (lim, zoom, lim))):
-            _half_planes(ax, limits)
-            self._landmarks(ax)
-            side = "test" if k == 2 else "train"
-            kinds = [(1, False), (-1, False)] + ([(1, True), (-1, True)] if side == "train" else [])
-            if side == "train":
-                self.trails[k] = ax.add_collection(LineCollection([], lw=0.9, alpha=0.6, zorder=3))
-            for kind in kinds:
-                color, marker, size, _ = _SEQ_STYLE[kind]
-                self.scatter[k, kind] = ax.scatter(np.empty(0), np.empty(0), marker=marker, s=size * (1.3 if k == 1 else 1),
-                                                   color=color, edgecolor="k", lw=0.35, alpha=0.8, zorder=4)
-            _label(ax, r"$\langle z, \mu_{-1}\rangle/\|\mu\|^2$",
-                   r"$\langle z, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
-        axes[0].add_patch(Rectangle((zoom[0], zoom[0]), zoom[1] - zoom[0], zoom[1] - zoom[0], fill=False,
-                                    ec="0.3", lw=0.8, ls=":", zorder=5))
-        handles = [Line2D([], [], ls="", marker=m, ms=np.sqrt(s), color=c, mec="k", mew=0.35, label=lab)
-                   for (c, m, s, lab) in _SEQ_STYLE.values()]
-        handles += [Line2D([], [], ls="", marker=m, ms=np.sqrt(s) * 0.8, mfc="none", mec="0.2", label=lab)
-                    for m, s, lab in _LANDMARK_STYLE.values()]
-        self._legend_row(self.grid[1, :], handles, ncol=4, handlelength=1.2)
-        self.titles = [ax.set_title("", fontsize=EXPLORER_FONTS["title"]) for ax in axes]
-        self.title = self.fig.suptitle("", fontsize=EXPLORER_FONTS["suptitle"])
-
-    def _landmarks(self, ax):
-        r = self.rho
-        spots = dict(x1=[(0, 1), (1, 0)], x3=[(r, 0), (0, r)], irrelevant=[(0, 0)])
-        for kind, pts in spots.items():
-            marker, size, _ = _LANDMARK_STYLE[kind]
-            pts = np.asarray(pts, float)
-            ax.scatter(pts[:, 0], pts[:, 1], marker=marker, s=size, facecolor="none", edgecolor="0.2",
-                       lw=0.9, zorder=2)
-
-    def update(self, frame, title=None):
-        sides = dict(train=(frame["train_xy"], frame["train_y"], np.asarray(frame["noisy"], bool)),
-                     test=(frame["test_xy"], frame["test_y"], np.zeros(len(frame["test_y"]), bool)))
-        for (k, kind), coll in self.scatter.items():
-            xy, y, noisy = sides["test" if k == 2 else "train"]
-            sel = (np.asarray(y) == kind[0]) & (noisy == kind[1])
-            coll.set_offsets(np.asarray(xy, float)[sel] if sel.any() else np.empty((0, 2)))
-        path = frame.get("train_path")  # (frames so far, n, 2): the flipped sequences' paths
-        noisy = sides["train"][2]
-        if path is not None and noisy.any():
-            path = np.asarray(path, float)[:, noisy]
-            segs = [path[:, j] for j in range(path.shape[1])]
-            colors = [_SEQ_STYLE[(int(y), True)][0] for y in np.asarray(frame["train_y"])[noisy]]
-        else:
-            segs, colors = [], []
-        for lc in self.trails.values():
-            lc.set_segments(segs)
-            lc.set_color(colors)
-        n_noisy, fitted = int(noisy.sum()), frame.get("noisy_fitted")
-        flipped = f", {fitted} of {n_noisy} flipped labels fitted" if fitted is not None and n_noisy else ""
-        self.titles[0].set_text(f"(a) training: accuracy {float(frame['train_acc']):.2f}")
-        self.titles[1].set_text("(b) zoom on (a): the weak tokens")
-        self.titles[2].set_text(f"(c) test: accuracy {float(frame['test_acc']):.2f}")
-        self.title.set_text(title or f"step {frame['step']}{flipped}")
-        return self.freeze()
-
-
-def explorer_selection(frame, title=None):
-    """:ref:`sec-playground-movie`, token-selection movie: one closed Figure (see :class:`SelectionFigure`)."""
-    return SelectionFigure(frame["knobs"]["rho"]).update(frame, title)
-
-
-def _cell_edges(v, log):
-    v = np.asarray(v, float)
-    return _log_edges(v) if log else _edges(v)
-
-
-class PhaseFigure(_ExplorerFigure):
-    """:ref:`sec-playground-phase`, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
-
-    (a) the regime of each cell (indices into ``theory.REGIMES``; legend below); (b) a per-cell value
-    named ``panel`` (e.g. "test loss") on the fixed colour scale ``vlim``. Axes are logarithmic
-    when a grid spans more than a factor 25 (geometric cell edges), else linear."""
-
-    def __init__(self, d_values, mu_values, panel="test loss", vlim=(0.5, 1.0)):
-        from matplotlib.colors import ListedColormap
-        from matplotlib.patches import Patch
-        from matplotlib.ticker import NullLocator
-
-        from .theory import REGIMES
-
-        x, y = _axis("d_values", d_values, log=True), _axis("mu_values", mu_values, log=True)
-        vlim = check_array("vlim", vlim, shape=(2,))
-        if not vlim[0] < vlim[1]:
-            raise ValueError(f"vlim must be (low, high) with low < high, got {tuple(vlim)}")
-        if not isinstance(panel, str):
-            raise ArgumentTypeError(f"panel must be a string (the name of the values shown), got {type(panel).__name__}")
-        super().__init__(3.3, 2, 2, height_ratios=(1.0, 0.12))
-        xlog, ylog = bool(x.max() > 25 * x.min()), bool(y.max() > 25 * y.min())
-        ex, ey = _cell_edges(x, xlog), _cell_edges(y, ylog)
-        self.shape = (len(x), len(y))
-        blank = np.zeros((len(y), len(x)))
-        reg_ax, val_ax = self._axes(self.grid[0, 0]), self._axes(self.grid[0, 1])
-        cmap = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
-        self.regime_mesh = reg_ax.pcolormesh(ex, ey, blank, cmap=cmap, vmin=-0.5, vmax=len(REGIMES) - 0.5,
-                                             shading="flat")
-        self.value_mesh = val_ax.pcolormesh(ex, ey, blank, cmap="viridis", vmin=vlim[0], vmax=vlim[1], shading="flat")
-        cbar = self.fig.colorbar(self.value_mesh, ax=val_ax)
-        cbar.ax.tick_params(labelsize=EXPLORER_FONTS["tick"])
-        cbar.set_label(panel, fontsize=EXPLORER_FONTS["label"])
-        for ax, title in ((reg_ax, "(a) regime"), (val_ax, f"(b) clean {panel}")):
-            ax.set(xlim=(ex[0], ex[-1]), ylim=(ey[0], ey[-1]))
-            for log, values, axis, set_scale in ((xlog, x, ax.xaxis, ax.set_xscale), (ylog, y, ax.yaxis, ax.set_yscale)):
-                if log:  # plain numbers at the grid values, not powers of ten
-                    set_scale("log")
-                    axis.set_ticks(values, [f"{v:g}" for v in values])
-                    axis.set_minor_locator(NullLocator())
-            _label(ax, "dimension $d$", r"signal norm $\|\mu\|$" if ax is reg_ax else None, title)
-        self._legend_row(self.grid[1, 0], [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES], ncol=3,
-                         handlelength=1.2, columnspacing=0.9)
-        self.axes = (reg_ax, val_ax)
-        self.title = self.fig.suptitle("", fontsize=EXPLORER_FONTS["suptitle"])
-
-    def update(self, regime, values, title=None):
-        regime, values = np.asarray(regime, float), np.asarray(values, float)
-        if regime.shape != self.shape or values.shape != self.shape:
-            raise ValueError(f"regime and values must have shape (len(d), len(mu)) = {self.shape}, "
-                             f"got {regime.shape} and {values.shape}")
-        self.regime_mesh.set_array(regime.T)
-        self.value_mesh.set_array(values.T)
-        self.title.set_text(title or "")
-        return self.freeze()
-
-
-def explorer_phase(d_values, mu_values, regime, values, title=None, panel="test loss", vlim=(0.5, 1.0)):
-    """:ref:`sec-playground-phase`, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`)."""
-    return PhaseFigure(d_values, mu_values, panel, vlim).update(regime, values, title)

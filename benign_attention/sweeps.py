@@ -4,7 +4,9 @@ Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise 
 :mod:`benign_attention.data`), hence the token span: they form one :class:`~benign_attention.engines.Family`
 and run as one batch of the exact engine. Each cell's result equals ``train(make_dataset(...))`` for
 that cell (tested). Results are cached one file per cell in the book's one cell cache
-(:class:`~benign_attention.cache.CellCache`: atomic write, checksummed, with provenance, no pickle); an
+(:class:`~benign_attention.cache.CellCache`: atomic write, checksummed, with provenance, no pickle)
+through the package's one grid mechanism (:class:`~benign_attention.cache.CellGrid`, one job per
+family, each cell stored here as it arrives, so the workers of an executor need no shared folder); an
 interrupted sweep resumes and recomputes only the families with missing or corrupt cells.
 
 A family is always computed as one batch, all its cells together (a cell computed alone can differ
@@ -23,23 +25,27 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__, gram
-from .cache import CacheWarning, CellCache, cell_key, provenance
-from .data import draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
-from .parallel import ExecutorError, run_jobs
+from . import gram
+from ._version import __version__
+from .cache import CacheWarning, Cell, CellCache, CellGrid, provenance
+from .data import LR, STEPS, draw_noise, init_W, noisy_mask, signal_coefficients, validate_config
 from .engines import (DivergenceWarning, Family, Run, check_train_args, first_divergence, history_to_numpy,
                       run_family, torch_threads, warn_diverged)
-from .validation import (ArgumentTypeError, check_cache_dir, check_choice, check_device, check_dtype, check_executor, check_int,
-                         check_lr_dtype, check_number, check_progress, dir_is_writable)
+from .validation import (ArgumentTypeError, check_bool, check_cache_dir, check_device, check_dtype,
+                         check_executor, check_int, check_lr_dtype, check_number)
 
 __all__ = ["run_grid", "train_cell", "GridResult", "default_cache_dir", "CacheWarning"]
 
@@ -96,18 +102,19 @@ class GridResult:
         return self.data[key][..., i] if self.data[key].ndim == len(self.axes) + 1 else self.data[key][..., i, :]
 
 
-def _cell_params(cell, steps, lr, rec, dtype, engine="exact"):
-    """The cache parameters of one sweep cell (its knobs, the training settings and the package version)."""
-    params = {"experiment": "sweep", "cell": cell, "steps": steps, "lr": lr, "record_steps": rec.tolist(),
-              "dtype": str(dtype), "version": __version__, "format": CACHE_FORMAT}
+def _settings(steps, lr, rec, dtype, engine="exact"):
+    """The training settings of a sweep cell's parameters (:meth:`~benign_attention.cache.CellGrid.params`:
+    ``{"experiment": "sweep", "cell": <the cell's validated knobs>, **settings}``)."""
+    settings = {"steps": steps, "lr": lr, "record_steps": rec.tolist(), "dtype": str(dtype), "version": __version__,
+                "format": CACHE_FORMAT}
     if engine != "exact":  # exact cells keep the keys they always had
-        params["engine"] = engine
-    return params
+        settings["engine"] = engine
+    return settings
 
 
 def grid_family(cfgs, dtype=torch.float64, draw=None, W0=None):
-    """Build the Family of cells sharing family knobs (cfgs: validated configs). Internal API: the
-    live phase explorer (:mod:`~benign_attention.widgets`) builds its families with it too."""
+    """Build the Family of cells sharing family knobs (cfgs: validated configs). Internal API of the
+    sweeps (:func:`run_grid`, :func:`train_cell`)."""
     c0 = cfgs[0]
     if draw is None:
         draw = draw_noise(c0["n"], c0["T"], c0["d"], c0["sigma"], c0["n_test"], c0["seed"])
@@ -131,12 +138,38 @@ def grid_family(cfgs, dtype=torch.float64, draw=None, W0=None):
     )
 
 
-def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
+#: The noise draws and token-span projections of the last families (family knobs, device) ->
+#: (draw, prepared Family without W_0): :func:`train_cell` and ``run_grid(reuse_draws=True)``.
+_BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
+_KEEP = 8
+_BASES_LOCK = threading.Lock()
+
+
+def _prepared_family(cfgs, device=None, reuse=True):
+    """The prepared Family of ``cfgs``; with ``reuse``, its noise draw and projection come from (or go
+    to) :data:`_BASES`, so that changing only signal_norm, rho or eta re-runs just the loops (the
+    same numbers: the same draw and the same projection)."""
+    key = tuple(cfgs[0][k] for k in FAMILY_KNOBS) + (str(device),)
+    with _BASES_LOCK:
+        hit = _BASES.get(key) if reuse else None
+        if hit is not None:
+            _BASES.move_to_end(key)
+    draw = hit[0] if hit is not None else draw_noise(*(cfgs[0][k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
+    fam = grid_family(cfgs, draw=draw, W0=None if hit is None else hit[1].W0)
+    fam = (fam.to(device) if device is not None else fam).prepare(None if hit is None else hit[1])
+    if reuse and hit is None:
+        fam.W0 = torch.empty(0)  # K and A hold what the runs need; W_0 (d x d) is not kept
+        with _BASES_LOCK:
+            _BASES[key] = (draw, fam)
+            while len(_BASES) > _KEEP:
+                _BASES.popitem(last=False)
+    return fam
+
+
+def _compute_family(cfgs, steps, lr, rec, dtype, device=None, reuse=False):
     """One family's per-cell history dicts (numpy, sweep keys only, plus ``diverged_at``: the step by
     which the cell diverged, -1 if it did not)."""
-    fam = grid_family(cfgs)
-    fam = (fam.to(device) if device is not None else fam).prepare()
-    hist, (alpha, Z) = run_family(fam, steps, lr, rec, dtype)
+    hist, (alpha, Z) = run_family(_prepared_family(cfgs, device, reuse), steps, lr, rec, dtype)
     out = []
     for r in range(len(cfgs)):
         h = {k: v for k, v in history_to_numpy(hist, r).items() if k in SWEEP_KEYS}
@@ -146,12 +179,19 @@ def _compute_family(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
-def _family_job(cfgs, steps, lr, rec, dtype, device=None, engine="exact"):
-    """A job of :func:`run_grid`: the family's cell configs with their results from ``engine`` (so
-    that the caller can check that a result is the one of the cells it asked for, wherever it was
-    computed)."""
-    compute = _compute_family_gram if engine == "gram" else _compute_family
-    return {"cells": [dict(c) for c in cfgs], "results": compute(cfgs, steps, lr, rec, dtype, device)}
+def _family_cells(cfgs, *settings):
+    """The cells of a family job: ``{"cell": knobs}`` for each member."""
+    return [{"cell": dict(c)} for c in cfgs]
+
+
+def _family_job(cfgs, steps, lr, rec, dtype, device=None, engine="exact", reuse=False):
+    """A job of :func:`run_grid`: one :class:`~benign_attention.cache.Cell` per member of the family,
+    computed by ``engine`` as one batch."""
+    if engine == "gram":
+        results = _compute_family_gram(cfgs, steps, lr, rec, dtype, device)
+    else:
+        results = _compute_family(cfgs, steps, lr, rec, dtype, device, reuse)
+    return [Cell({}, {}, arrays) for arrays in results]
 
 
 def _compute_family_gram(cfgs, steps, lr, rec, dtype, device=None):
@@ -169,57 +209,18 @@ def _compute_family_gram(cfgs, steps, lr, rec, dtype, device=None):
     return out
 
 
-def _map(fn, jobs, workers, executor=None):
-    """Yield fn(*job) in order, in ``workers`` threads with one torch thread each (torch and numpy's
-    random generators release the GIL, so independent families run side by side), or through
-    ``executor`` when one is given, one future per job (:func:`~benign_attention.parallel.run_jobs`)."""
-    if executor is not None:
-        yield from run_jobs(fn, jobs, executor)
-        return
-    if workers == 1 or len(jobs) < 2:
-        yield from (fn(*job) for job in jobs)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
-        yield from pool.map(lambda job: fn(*job), jobs)
-
-
 #: The shape of each stored sweep array after its leading record axis (E,).
 _TAIL = {k: (4,) if k.startswith("attn_") else () for k in SWEEP_KEYS}
 
 
-def _cell_ok(arrays, rec):
-    """True if ``arrays`` is one sweep cell's result over the record steps ``rec``: every sweep key
+def _cell_ok(rec, cell):
+    """True if ``cell`` holds one sweep cell's result over the record steps ``rec``: every sweep key
     with shape (E,) or (E, 4) for attention, and a scalar ``diverged_at``."""
+    arrays = cell.arrays
     if not isinstance(arrays, Mapping) or not set(SWEEP_KEYS) <= set(arrays) or "diverged_at" not in arrays:
         return False
     return (all(isinstance(arrays[k], np.ndarray) and arrays[k].shape == (len(rec),) + _TAIL[k] for k in SWEEP_KEYS)
             and np.shape(arrays["diverged_at"]) == ())
-
-
-def _check_family_result(job, members, rec):
-    """The member cells' results from ``job`` (what :func:`_family_job` returned for ``members``), or
-    :class:`~benign_attention.parallel.ExecutorError` unless it is the result of exactly these cells:
-    one dict per member cell, each with every sweep key over the ``rec`` record steps."""
-    what = f"the family of {len(members)} cells starting at {dict(members[0][1])}"
-    if not isinstance(job, Mapping) or "cells" not in job or "results" not in job:
-        raise ExecutorError(f"executor: the job of {what} returned {type(job).__name__}, not the family's result")
-    if list(job["cells"]) != [cfg for _, cfg, _, _ in members]:
-        raise ExecutorError(f"executor: the job of {what} returned the result of other cells "
-                            f"(starting at {dict(job['cells'][0]) if job['cells'] else None})")
-    arrays_list = job["results"]
-    if not isinstance(arrays_list, (list, tuple)) or len(arrays_list) != len(members):
-        got = f"{len(arrays_list)} results" if isinstance(arrays_list, (list, tuple)) else type(arrays_list).__name__
-        raise ExecutorError(f"executor: {what} came back as {got}, expected {len(members)} cell results")
-    for arrays in arrays_list:
-        if not _cell_ok(arrays, rec):
-            raise ExecutorError(f"executor: {what} came back with a result that is not a cell's history "
-                                f"({len(rec)} records of {SWEEP_KEYS})")
-    return arrays_list
-
-
-_BASES: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def _check_knobs(name, knobs):
@@ -229,7 +230,7 @@ def _check_knobs(name, knobs):
             raise ValueError(f"{name} key {k!r} unknown; allowed knobs: {allowed}")
 
 
-def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
+def train_cell(steps=STEPS, lr=LR, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
     """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
     draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
     only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers of
@@ -241,18 +242,7 @@ def train_cell(steps=1000, lr=5e-3, record_every=None, record_steps=None, dtype=
     dtype = check_dtype("dtype", dtype)
     check_lr_dtype(lr, dtype)
     cfg = validate_config(**knobs)
-    key = tuple(cfg[k] for k in FAMILY_KNOBS)
-    if key in _BASES:
-        _BASES.move_to_end(key)
-        draw, shared = _BASES[key]
-        fam = grid_family([cfg], draw=draw, W0=shared.W0).prepare(shared)
-    else:
-        draw = draw_noise(*(cfg[k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
-        fam = grid_family([cfg], draw=draw).prepare()
-        _BASES[key] = (draw, fam)
-        while len(_BASES) > 3:
-            _BASES.popitem(last=False)
-    hist, (alpha, Z) = run_family(fam, steps, lr, rec, dtype)
+    hist, (alpha, Z) = run_family(_prepared_family([cfg]), steps, lr, rec, dtype)
     hist = history_to_numpy(hist, 0)
     at = first_divergence(rec, hist["train_loss"], (alpha, Z))
     if at is not None:
@@ -284,117 +274,82 @@ def _check_grid(grid, base):
     return axes, base
 
 
-def run_grid(grid: dict, base: dict | None = None, steps=1000, lr=5e-3, record_every=None,
-             record_steps=None, dtype=torch.float32, cache_dir=None, progress=None, workers=None,
-             device=None, executor=None, engine="exact") -> GridResult:
-    """Train every cell of the product of ``grid`` (knob -> list of values) over ``base`` settings
-    (defaults of :func:`~benign_attention.data.make_dataset`) with the exact engine (the grids of
-    :ref:`the phase diagram <sec-phase-grid>`). Returns a :class:`GridResult`; a bad argument raises ValueError naming it.
-
-    Knobs: n, T, d, sigma, n_test, seed, signal_norm, rho, eta (each knob in ``grid`` or ``base``, not
-    both). By default only the final step is recorded (``record_every``/``record_steps`` as in
-    :func:`~benign_attention.engines.train`).
-    ``cache_dir``: a folder for per-cell results in the book's one cell cache
-    (:class:`~benign_attention.cache.CellCache`; None: no cache; "default": :func:`default_cache_dir`;
-    ``~`` is expanded; checked before any work, see the module docstring). A corrupt cell file warns
-    (:class:`~benign_attention.cache.CacheWarning`) and its family is computed again.
-    ``dtype`` of the GD loop: float32 (default, agrees with float64 to plotting precision) or float64.
-    ``workers``: threads for independent families (default: min(2, CPU count); 1 on a GPU ``device``).
-    Diverged cells are NaN and marked in ``result.diverged`` (with a :class:`~benign_attention.engines.DivergenceWarning`).
-    ``executor``: run the families elsewhere through a ``concurrent.futures``-style executor (one
-    ``submit`` per family; :func:`~benign_attention.parallel.process_pool` for processes), e.g. ``dask.distributed.Client(...).get_executor()`` for a Dask cluster; ``workers`` is
-    then ignored. Results (and the cache, written here as they arrive, so the workers need no shared
-    folder) are the same as locally, bit for bit when the local run also gives each family one torch
-    thread (``workers`` >= 2). See :ref:`sec-encoder-cluster`.
-    ``engine``: ``"exact"`` (default: the paper's data and kaiming-uniform W_0, d-dimensional set-up) or
-    ``"gram"`` (:mod:`~benign_attention.gram`: the sampler, Gaussian W_0 of the same variance, cost flat
-    in d; CPU only; its draws differ from the exact engine's, so cells agree in law, not number by number).
-    ``progress``: a progress bar: True, False or None (the default:
-    automatic - a bar only on a terminal and only once the work has run for 2 s; see
-    :func:`~benign_attention.validation.check_progress`).
-    """
+def _check_run(grid, base, steps, lr, record_every, record_steps, dtype, cache_dir, workers, device, executor,
+               engine, reuse_draws):
+    """The arguments of :func:`run_grid`, checked (ValueError naming the first bad one): the grid's
+    axes, its cells (index, validated config), the job settings, the CellGrid and the executor."""
     executor = check_executor("executor", executor)
     axes, base = _check_grid(grid, base)
-    if record_steps is None and record_every is None:
-        record_steps = [check_int("steps", steps, 0)]
-    engine = check_choice("engine", engine, ("exact", "gram"))
-    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps)
-    dtype = check_dtype("dtype", dtype)
+    steps, lr, rec = check_train_args(steps, lr, engine, record_every, record_steps, engines=("exact", "gram"),
+                                      default_every=None)
+    dtype, device, reuse = check_dtype("dtype", dtype), check_device("device", device), check_bool("reuse_draws", reuse_draws)
     check_lr_dtype(lr, dtype)
-    progress = check_progress("progress", progress)
-    device = check_device("device", device)
     if engine == "gram" and device is not None and device.type != "cpu":
         raise ValueError(f"device={str(device)!r}: the gram engine runs on the CPU (numpy)")
     on_cpu = device is None or device.type == "cpu"
     workers = (min(2, os.cpu_count() or 1) if on_cpu else 1) if workers is None else check_int("workers", workers, 1)
-    shape = tuple(len(v) for v in axes.values())
-    cells = []
-    for idx in itertools.product(*[range(s) for s in shape]):
-        cfg = dict(base, **{k: axes[k][i] for k, i in zip(axes, idx)})
-        cells.append((idx, validate_config(**cfg)))
-    cache = None
+    cells = [(idx, validate_config(**dict(base, **{k: axes[k][i] for k, i in zip(axes, idx)})))
+             for idx in itertools.product(*[range(len(v)) for v in axes.values()])]
     if cache_dir is not None:
-        cache = check_cache_dir("cache_dir", default_cache_dir() if cache_dir == "default" else cache_dir,
-                                writable=False)
-
-    results, families = {}, {}
-    store = None if cache is None else CellCache(cache, "cache_dir")
-    if store is not None:
-        store.clean()   # temporary files of writes killed halfway
-    for idx, cfg in cells:
-        params = _cell_params(cfg, steps, lr, rec, dtype, engine)
-        name = cell_key(params)
-        got = store.load(name, params) if store is not None else None
-        if got is not None and not _cell_ok(got.arrays, rec):
-            warnings.warn(CacheWarning(f"cache_dir: the cell file {str(got.path)!r} passes its checksum but does not "
-                                       f"hold a cell's {len(rec)} records; it is computed again"), stacklevel=2)
-            got = None
-        if got is not None:
-            results[idx] = got.arrays
-        families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg, name, params))
-    # a family with any missing cell is computed again as a whole: one batch, as in a clean run
-    todo = [members for members in families.values() if any(idx not in results for idx, *_ in members)]
-    if cache is not None and todo and not dir_is_writable(cache):
-        raise ValueError(f"cache_dir {str(cache)!r} is not writable, and {sum(map(len, todo))} cells remain to be "
-                         f"computed; pass a writable folder or cache_dir=None")
-
-    bar = None
-    if todo and not progress["disable"]:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(v) for v in todo), desc="grid cells", **progress)
+        cache_dir = CellCache(check_cache_dir("cache_dir", default_cache_dir() if cache_dir == "default" else cache_dir,
+                                              writable=False), "cache_dir")
+    cell_grid = CellGrid("sweep", _settings(steps, lr, rec, dtype, engine), _family_cells, _family_job, cache_dir,
+                         check=partial(_cell_ok, rec))
     prov = provenance(device, 1 if workers > 1 else None)
     if executor is not None:  # computed elsewhere: the threads there are not known here
         prov.update(threads=None, executor=type(executor).__name__)
-    jobs = [([cfg for _, cfg, _, _ in members], steps, lr, rec, dtype, device, engine) for members in todo]
-    for members, job in zip(todo, _map(_family_job, jobs, workers, executor)):
-        arrays_list = _check_family_result(job, members, rec)
-        for (idx, cfg, name, params), arrays in zip(members, arrays_list):
-            results[idx] = arrays
-            if store is not None:
-                try:
-                    store.save(name, params, arrays=arrays, provenance=prov)
-                except OSError as err:
-                    warnings.warn(CacheWarning(f"cache_dir: could not write the cell file {str(store.path(name))!r} "
-                                               f"({err}); its result is kept in memory only"), stacklevel=2)
-        if bar:
-            bar.update(len(members))
-    if bar:
-        bar.close()
-    first = results[cells[0][0]]
-    keys = [k for k in first if k != "diverged_at"]
-    data = {k: np.empty(shape + first[k].shape) for k in keys}
+    return axes, cells, (steps, lr, rec, dtype, device, engine, reuse), cell_grid, executor, workers, prov
+
+
+def _result(axes, cells, done, rec, lr):
+    """The :class:`GridResult` of the grid's cells from the cell results ``done`` (index -> arrays);
+    warns once for the cells that diverged."""
+    shape = tuple(len(v) for v in axes.values())
+    first = done[cells[0][0]]
+    data = {k: np.empty(shape + first[k].shape) for k in first if k != "diverged_at"}
     diverged_at = np.full(shape, -1, dtype=np.int64)
-    for idx, arr in results.items():
-        for k in keys:
-            data[k][idx] = arr[k]
-        diverged_at[idx] = arr["diverged_at"]
+    for idx, arrays in done.items():
+        for k in data:
+            data[k][idx] = arrays[k]
+        diverged_at[idx] = arrays["diverged_at"]
     diverged = diverged_at >= 0
     if diverged.any():
-        first_bad = cells[[i for i, (idx, _) in enumerate(cells) if diverged[idx]][0]][1]
+        first_bad = next(cfg for idx, cfg in cells if diverged[idx])
         knobs = ", ".join(f"{k}={first_bad[k]:g}" for k in axes)
         warnings.warn(DivergenceWarning(
             f"run_grid: gradient descent diverged (NaN/inf loss) with lr={lr:g} in {int(diverged.sum())} of "
             f"{diverged.size} cells (e.g. {knobs}); their metrics are NaN and result.diverged marks them. "
-            f"Lower lr."), stacklevel=2)
+            f"Lower lr."), stacklevel=3)
     return GridResult(axes, rec, data, diverged)
+
+
+def run_grid(grid: dict, base: dict | None = None, steps=STEPS, lr=LR, record_every=None, record_steps=None,
+             dtype=torch.float32, cache_dir=None, progress=None, workers=None, device=None, executor=None,
+             engine="exact", reuse_draws=False) -> GridResult:
+    """Train every cell of the product of ``grid`` (knob -> list of values: n, T, d, sigma, n_test,
+    seed, signal_norm, rho, eta) over ``base`` settings (defaults of
+    :func:`~benign_attention.data.make_dataset`; a knob in one of the two), as in :ref:`the phase
+    diagram <sec-phase-grid>`; returns a :class:`GridResult`. A bad argument raises ValueError naming it.
+
+    ``steps``, ``lr``, ``record_every``/``record_steps`` as in :func:`~benign_attention.engines.train`
+    (default: only the final step); ``dtype`` float32 (default) or float64; ``cache_dir``: None, a
+    folder or "default" (:func:`default_cache_dir`) for the book's one cell cache (see the module
+    docstring); ``progress``: the package's bar (True, False, None: automatic;
+    :func:`~benign_attention.validation.check_progress`); ``workers``: threads for the families
+    (default min(2, CPU count), 1 on a GPU ``device``); ``executor``: run the families elsewhere
+    (:func:`~benign_attention.parallel.run_jobs`; the same numbers, see :ref:`sec-encoder-cluster`);
+    ``engine``: "exact" or "gram" (:mod:`~benign_attention.gram`, CPU only: cells agree in law, not
+    number by number); ``reuse_draws``: keep the last families' noise draws and projections in memory,
+    so that a call changing only signal_norm, rho or eta re-runs just the loops (the live phase explorer)."""
+    axes, cells, settings, cell_grid, executor, workers, prov = _check_run(
+        grid, base, steps, lr, record_every, record_steps, dtype, cache_dir, workers, device, executor, engine,
+        reuse_draws)
+    families = {}
+    for idx, cfg in cells:
+        families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg))
+    jobs = [([cfg for _, cfg in members],) + settings for members in families.values()]
+    local = executor is None and workers > 1 and len(jobs) > 1
+    with torch_threads(1) if local else nullcontext(), ThreadPoolExecutor(workers) if local else nullcontext() as pool:
+        results = cell_grid.run(jobs, pool if executor is None else executor, progress, prov)
+    done = {idx: r.arrays for members, (got, _) in zip(families.values(), results) for (idx, _), r in zip(members, got)}
+    return _result(axes, cells, done, settings[2], settings[1])

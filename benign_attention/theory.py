@@ -7,11 +7,13 @@ the regimes at a finite time (:prf:ref:`def-regime-finite`) and the fixed head's
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from .data import Dataset
-from .metrics import summarize
+from .metrics import batch_metrics
 from .validation import ArgumentTypeError, check_array, check_int, check_number, shared_tensor
 
 __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_query",
@@ -250,7 +252,7 @@ def evaluate_query(ds: Dataset, q):
     Returns
     -------
     dict of numpy.ndarray
-        The keys of :func:`~benign_attention.metrics.summarize` for ``train`` and ``test``.
+        The keys of :func:`~benign_attention.metrics.batch_metrics` for ``train`` and ``test``.
 
     Raises
     ------
@@ -262,10 +264,10 @@ def evaluate_query(ds: Dataset, q):
     t = lambda a: shared_tensor(a, torch.float64)
     q, nu = t(q), t(ds.nu)
     X = t(ds.X)
-    out = summarize(X @ q, X @ nu, t(ds.y), t(ds.y_clean), shared_tensor(ds.noisy))
+    out = batch_metrics(X @ q, X @ nu, t(ds.y), t(ds.y_clean), shared_tensor(ds.noisy))
     if ds.X_test is not None:
         Xt = t(ds.X_test)
-        out.update(summarize(Xt @ q, Xt @ nu, t(ds.y_test), prefix="test"))
+        out.update(batch_metrics(Xt @ q, Xt @ nu, t(ds.y_test), prefix="test"))
     return {k: v.numpy() for k, v in out.items()}
 
 
@@ -546,7 +548,55 @@ def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
     return out
 
 
-__all__ += ["fixed_attention_accuracy", "wrong_label_best_token", "existence_accuracies"]
+def per_sample_loss_floor(ds, X=None, y=None):
+    """:prf:ref:`prop-loss-floor`: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,).
+
+    Used in :ref:`sec-setting-floor`.
+    """
+    X = ds.X if X is None else X
+    y = ds.y if y is None else y
+    return np.logaddexp(0.0, -(y[:, None] * (X @ ds.nu)).max(1))
+
+
+def selecting_query(ds, scale=60.0):
+    """A query that selects each sample's best head token, with score ``scale`` on that token and
+    0 on the others (``x_t^(i)·q``, least squares; exact when the n*T training tokens are
+    linearly independent).
+
+    Used in :ref:`sec-setting-floor`.
+    """
+    best = (ds.y[:, None] * (ds.X @ ds.nu)).argmax(1)
+    target = np.zeros((ds.n, ds.T))
+    target[np.arange(ds.n), best] = scale
+    q, *_ = np.linalg.lstsq(ds.X.reshape(-1, ds.d), target.ravel(), rcond=None)
+    return q
+
+
+def existence_test_bound(ds, q, h=0.2):
+    """:prf:ref:`prop-test-guarantee`: for each class y, the bound
+    ``sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))``
+    on the probability that a fresh test sequence of class y is misclassified by W = I, p = q;
+    returns the average over the two classes (balanced test labels).
+
+    Used in :ref:`sec-existence-construction`.
+    """
+    phi_bar = lambda x: 0.5 * math.erfc(x / math.sqrt(2))
+    rho, sigma, T = ds.config["rho"], ds.config.get("sigma", 1.0), ds.T
+    m, B = 1 / math.sqrt(2) - h, rho / math.sqrt(2) + h
+    lam = math.log((T - 1) * B / m)
+    s = sigma * np.linalg.norm(q)
+    head = 2 * T * phi_bar(h / (sigma * np.linalg.norm(ds.nu)))
+    out = []
+    for mu_true, mu_other in ((ds.mu_pos, ds.mu_neg), (ds.mu_neg, ds.mu_pos)):
+        v = np.zeros((T, ds.d))
+        v[0], v[1], v[2] = mu_true, rho * mu_true, rho * mu_other
+        delta = (v[0] - v[1:]) @ q
+        out.append(sum(phi_bar((dt - lam) / (math.sqrt(2) * s)) for dt in delta) + head)
+    return float(np.mean(out))
+
+
+__all__ += ["fixed_attention_accuracy", "wrong_label_best_token", "existence_accuracies",
+            "per_sample_loss_floor", "selecting_query", "existence_test_bound"]
 
 
 def fitting_step(steps, train_acc):

@@ -31,8 +31,8 @@ import numpy as np
 
 __all__ = [
     "ArgumentTypeError", "check_int", "check_number", "check_bool", "check_choice", "check_dtype", "check_device",
-    "check_array", "check_labels", "check_int_array", "check_path", "check_cache_dir", "dir_is_writable",
-    "as_scalar", "readonly", "shared_tensor",
+    "check_array", "check_grid_axis", "check_map", "check_maps", "check_map_panels", "check_labels",
+    "check_int_array", "check_path", "check_cache_dir", "dir_is_writable", "as_scalar", "readonly", "shared_tensor",
 ]
 
 
@@ -175,7 +175,7 @@ PROGRESS_DELAY = 2.0
 
 def check_progress(name, value):
     """The ``progress`` knob of every long-running call (``train``, ``train_many``, ``run_grid``,
-    ``realdata.grid.run_grid``), as tqdm options ``{"disable": bool, "delay": seconds}``.
+    ``realdata.grid.run_realdata_grid``), as tqdm options ``{"disable": bool, "delay": seconds}``.
 
     ``True``: a bar from the start (a widget in Jupyter). ``False``: none. ``None`` (the default
     everywhere): automatic - a bar only on an interactive terminal (stderr is a tty), and only once
@@ -358,6 +358,51 @@ def check_array(name, value, ndim=None, shape=None, finite=True, low=None, high=
     if high is not None and a.size and np.nanmax(a) > high:
         raise ValueError(f"{name} must be <= {high:g} everywhere, got a maximum of {np.nanmax(a):g}")
     return readonly(a)
+
+
+def check_grid_axis(name, values, log=False):
+    """The grid values along one axis of a map (:ref:`sec-phase-grid`): a 1-d array of at least one
+    finite number, all > 0 on a logarithmic axis (``log``)."""
+    a = check_array(name, values, ndim=1)
+    if a.size == 0:
+        raise ValueError(f"{name} must hold at least one grid value")
+    if log and np.any(a <= 0):
+        raise ValueError(f"{name} must be > 0 on a logarithmic axis, got a minimum of {a.min():g}")
+    return a
+
+
+def check_map(name, m, x, y):
+    """A map over the grid (x, y): a float array of shape (len(x), len(y)) (NaN allowed: blank cells)."""
+    return check_array(name, m, shape=(len(x), len(y)), finite=False)
+
+
+def check_maps(name, maps, titles, x, y):
+    """A non-empty list of maps over the grid (x, y) (each :func:`check_map`) and one title per map
+    (a string for a single map); returns both as lists."""
+    if isinstance(maps, (str, bytes)) or not hasattr(maps, "__iter__"):
+        raise ArgumentTypeError(f"{name} must be a list of maps, each (len(x), len(y)) = ({len(x)}, {len(y)})")
+    maps = [check_map(f"{name}[{i}]", m, x, y) for i, m in enumerate(maps)]
+    if not maps:
+        raise ValueError(f"{name} must hold at least one map")
+    titles = list(titles) if not isinstance(titles, str) else [titles]
+    if len(titles) != len(maps):
+        raise ValueError(f"titles must give one title per map ({len(maps)}), got {len(titles)}")
+    return maps, titles
+
+
+def check_map_panels(name, panels, key):
+    """A non-empty list of panel dicts, each with grid axes ``x`` and ``y`` (:func:`check_grid_axis`;
+    ``x`` logarithmic where the panel's ``xlog`` is true), a map ``panel[key]`` over them
+    (:func:`check_map`), ``xlabel`` and ``ylabel``."""
+    if not isinstance(panels, (list, tuple)) or not panels or not all(isinstance(p, dict) for p in panels):
+        raise ArgumentTypeError(f"{name} must be a non-empty list of dicts with x, y, {key}, xlabel and ylabel")
+    for i, p in enumerate(panels):
+        missing = [k for k in ("x", "y", key, "xlabel", "ylabel") if k not in p]
+        if missing:
+            raise ValueError(f"{name}[{i}] is missing {missing}")
+        x = check_grid_axis(f"{name}[{i}]['x']", p["x"], p.get("xlog", False))
+        check_map(f"{name}[{i}]['{key}']", p[key], x, check_grid_axis(f"{name}[{i}]['y']", p["y"]))
+    return panels
 
 
 def readonly(a):

@@ -44,7 +44,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import plots, theory
+from . import explorer_figures, plots, theory
 from .data import check_int, check_number, make_dataset, validate_config
 from .display import CSS_DPI, PIXEL_RATIO, png
 from .engines import train
@@ -436,8 +436,8 @@ def _regime_title(knobs):
 
 
 def regime_figure(steps, hist, regime, knobs):
-    """One closed regime-explorer Figure (:class:`~benign_attention.plots.RegimeFigure`)."""
-    return plots.explorer_regime(steps, hist, regime, title=_regime_title(knobs))
+    """One closed regime-explorer Figure (:class:`~benign_attention.explorer_figures.RegimeFigure`)."""
+    return explorer_figures.explorer_regime(steps, hist, regime, title=_regime_title(knobs))
 
 
 class RegimeExplorer(_Live):
@@ -448,7 +448,7 @@ class RegimeExplorer(_Live):
         k = dict(REGIME_DEFAULTS, **_check_knobs("regime_explorer", knobs, _REGIME_KNOBS))
         validate_config(**{kk: v for kk, v in k.items() if kk != "steps"})
         self.n_test = k["n_test"]
-        self.figure = plots.RegimeFigure()
+        self.figure = explorer_figures.RegimeFigure()
         opts = dict(continuous_update=False, style=_STYLE)
         controls = {
             "signal_norm": w.FloatLogSlider(value=k["signal_norm"], base=10, min=math.log10(MU_RANGE[0]),
@@ -499,7 +499,7 @@ def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=N
         labels.append(f"{_KNOB_NAMES.get(vary, vary)} = {v:g}: {regime}")
     if start is None:
         start = int(np.argmin([abs(v - REGIME_DEFAULTS.get(vary, values[0])) for v in values]))
-    return StaticTwin(_twin_frames(plots.RegimeFigure(), updates), labels, name=_KNOB_NAMES.get(vary, vary),
+    return StaticTwin(_twin_frames(explorer_figures.RegimeFigure(), updates), labels, name=_KNOB_NAMES.get(vary, vary),
                       start=start, alt=alt or "regime explorer: accuracy, loss and attention over gradient steps")
 
 
@@ -547,7 +547,7 @@ def selection_frames(frames=SELECTION_DEFAULTS["frames"], **knobs):
     sequences (from the run's attention) and the test sequences (softmax of x_t·q with q = W p from
     the run's state, computed in the token span: O(d m) per frame, never the d x d matrix).
 
-    Returns a list of frame dicts for :class:`~benign_attention.plots.SelectionFigure`: ``step``, ``train_xy`` (n, 2),
+    Returns a list of frame dicts for :class:`~benign_attention.explorer_figures.SelectionFigure`: ``step``, ``train_xy`` (n, 2),
     ``train_path`` (frames so far, n, 2), ``train_y`` (observed), ``noisy``, ``test_xy``, ``test_y``,
     accuracies, ``noisy_fitted`` (flipped labels fitted), ``noisy_x3`` (mean attention of the flipped
     sequences on x_3), ``test_x1`` (mean test attention on x_1) and ``knobs``. The last two results are cached (the live movie reuses the twin's)."""
@@ -603,7 +603,7 @@ class SelectionExplorer(_Live):
         self.frame_steps = k.pop("frames")
         validate_config(**k)
         self.fixed = {kk: k[kk] for kk in ("rho", "T", "n_test")}
-        self.figure = plots.SelectionFigure(k["rho"])
+        self.figure = explorer_figures.SelectionFigure(k["rho"])
         self._cache_key, self._frames = None, None
         slow = dict(continuous_update=False, style=_STYLE)
         controls = {
@@ -636,7 +636,7 @@ def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, alt=None, **
     knobs = _check_knobs("selection_explorer", knobs, _SELECTION_KNOBS)
     data = selection_frames(frames, **knobs)
     start = len(data) - 1 if start is None else start
-    figure = plots.SelectionFigure(data[0]["knobs"]["rho"])
+    figure = explorer_figures.SelectionFigure(data[0]["knobs"]["rho"])
     updates = [lambda fig, fr=fr: fig.update(fr) for fr in data]
     return StaticTwin(_twin_frames(figure, updates), [_frame_label(fr) for fr in data], name="step", start=start,
                       alt=alt or "attended token of each training and test sequence on the (mu_-1, mu_+1) plane")
@@ -668,55 +668,34 @@ def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"],
 
 
 class _PhaseRunner:
-    """The live phase explorer's grid runs: one family (one d, every ||mu||) at a time in two
-    threads, reporting each finished family (for a progress bar). Each family's noise draw and
-    token-span projection are kept for the current (n, T, n_test, seed), so the eta slider re-runs only
-    the low-dimensional loops. Results equal :func:`phase_grid`'s (same engine, dtype and cells)."""
-
-    def __init__(self):
-        self._prepared = {}  # family knobs -> (noise draw, prepared Family without W_0)
+    """The live phase explorer's grid runs: one :func:`~benign_attention.sweeps.run_grid` per value of
+    d (one family: every ||mu||) in two threads with one torch thread each, reporting each finished
+    family (for a progress bar).
+    ``reuse_draws`` keeps each family's noise draw and token-span projection, so the eta slider
+    re-runs only the low-dimensional loops. Results equal :func:`phase_grid`'s (the same grid
+    mechanism, engine, dtype and cells)."""
 
     def run(self, axes, frames, base, on_family=None, workers=2):
-        import torch
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        from .data import draw_noise
-        from .engines import run_family, torch_threads, history_to_numpy
-        from .sweeps import FAMILY_KNOBS, SWEEP_KEYS, GridResult, grid_family
+        from .sweeps import GridResult
 
-        ds, mus = list(axes["d"]), list(axes["signal_norm"])
-        rec = np.asarray(frames, dtype=np.int64)
-        cfgs = {d: [validate_config(**dict(base, d=d, signal_norm=m)) for m in mus] for d in ds}
-        keys = {d: tuple(cfgs[d][0][k] for k in FAMILY_KNOBS) for d in ds}
-        self._prepared = {k: v for k, v in self._prepared.items() if k in keys.values()}
+        ds, mus, frames = list(axes["d"]), list(axes["signal_norm"]), [int(f) for f in frames]
 
         def family(d):
-            c, key = cfgs[d], keys[d]
-            if key in self._prepared:
-                draw, shared = self._prepared[key]
-                fam = grid_family(c, draw=draw, W0=shared.W0).prepare(shared)
-            else:
-                draw = draw_noise(*(c[0][k] for k in ("n", "T", "d", "sigma", "n_test", "seed")))
-                fam = grid_family(c, draw=draw).prepare()
-                fam.W0 = torch.empty(0)  # K and A hold what the runs need; W_0 (d x d) is not kept
-                self._prepared[key] = (draw, fam)
-            hist, _ = run_family(fam, int(rec[-1]), 5e-3, rec, torch.float32)
-            return [{k: v for k, v in history_to_numpy(hist, r).items() if k in SWEEP_KEYS} for r in range(len(c))]
+            return run_grid({"signal_norm": mus}, base=dict(base, d=d), steps=frames[-1], record_steps=frames,
+                            progress=False, workers=1, reuse_draws=True)
 
         results = {}
-        with torch_threads(1), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
+        with _one_torch_thread(), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
             futures = {pool.submit(family, d): d for d in ds}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
                 if on_family is not None:
                     on_family(len(results), len(ds), futures[fut])
-        first = results[ds[0]][0]
-        data = {k: np.empty((len(ds), len(mus)) + first[k].shape) for k in first}
-        for i, d in enumerate(ds):
-            for j, arrays in enumerate(results[d]):
-                for k in data:
-                    data[k][i, j] = arrays[k]
-        return GridResult({"d": ds, "signal_norm": mus}, rec, data)
+        first = results[ds[0]]
+        data = {k: np.stack([results[d].data[k] for d in ds]) for k in first.data}
+        return GridResult({"d": ds, "signal_norm": mus}, first.steps, data)
 
 
 def _phase_vlim(grid, panel):
@@ -756,7 +735,7 @@ def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss",
     """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
     ``panel``: the right panel, "test_loss" (colour scale over the whole grid and every recorded
     step, so frames compare; the quantity of :ref:`sec-phase-regimes`) or "test_acc" (0.5..1).
-    ``figure``: a :class:`~benign_attention.plots.PhaseFigure` of this grid to update in place (default: a new one,
+    ``figure``: a :class:`~benign_attention.explorer_figures.PhaseFigure` of this grid to update in place (default: a new one,
     returned closed)."""
     _check_panel(panel)
     grid = _check_phase_grid(grid)
@@ -764,7 +743,7 @@ def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss",
     i, regime = _phase_regime(grid, step, test_threshold)
     label = panel.replace("_", " ")
     if figure is None:
-        figure = plots.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], label, _phase_vlim(grid, panel))
+        figure = explorer_figures.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], label, _phase_vlim(grid, panel))
     else:
         figure.value_mesh.set_clim(*_phase_vlim(grid, panel))
     fig = figure.update(regime, grid.data[panel][..., i], title=title or f"step {int(grid.steps[i])}")
@@ -792,7 +771,7 @@ class PhaseExplorer(_Live):
             self.axes = {a: list(grid.axes[a]) for a in ("d", "signal_norm")}
             self.frame_steps = tuple(int(s) for s in grid.steps)
             self._grids[(k["eta"], k["n"])] = grid
-        self.figure = plots.PhaseFigure(self.axes["d"], self.axes["signal_norm"], self.panel.replace("_", " "))
+        self.figure = explorer_figures.PhaseFigure(self.axes["d"], self.axes["signal_norm"], self.panel.replace("_", " "))
         slow = dict(continuous_update=False, style=_STYLE)
         controls = {
             "step": w.SelectionSlider(options=list(self.frame_steps), value=self.frame_steps[-1],
@@ -841,7 +820,7 @@ def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", al
     knobs = _check_knobs("phase_explorer", knobs, _PHASE_KNOBS)
     grid = phase_grid(**knobs) if grid is None else _check_phase_grid(grid)
     eta, n = dict(PHASE_DEFAULTS, **knobs)["eta"], dict(PHASE_DEFAULTS, **knobs)["n"]
-    figure = plots.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], panel.replace("_", " "),
+    figure = explorer_figures.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], panel.replace("_", " "),
                                _phase_vlim(grid, panel))
     frames, labels = [], []
     for s in grid.steps:

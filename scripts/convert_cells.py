@@ -30,18 +30,20 @@ def convert(path):
     if "dataset" in rec:  # a real-data cell
         prov = {"package": rec["version"], "torch": rec.get("torch"), "device": rec.get("device"),
                 "threads": rec.get("threads"), "machine": rec.get("machine"), "date": None}  # None: not recorded
-        params = grid._cell_params(rec["dataset"], rec["n"], rec["eta"], rec["seed"], rec["epochs"], rec["lr"], {})
-        params["version"] = rec["version"]
+        cell = dict(dataset=rec["dataset"], n=int(rec["n"]), eta=float(rec["eta"]), seed=int(rec["seed"]))
+        params = dict(experiment="realdata", **cell, epochs=int(rec["epochs"]), lr=float(rec["lr"]),
+                      version=rec["version"])
         record = {k: v for k, v in rec.items() if k not in REALDATA_PROV}
-        name, kind = grid._cell_name(rec["dataset"], rec["n"], rec["eta"], rec["seed"]), "realdata"
+        name, kind = grid.CELL_NAME.format(**cell), "realdata"
     else:  # an encoder cell
         p = rec["provenance"]
         prov = {"package": None, "torch": p["torch"], "device": p["device"], "threads": p["threads"],
                 "machine": p["cpu"], "date": p["date"]}
-        params = encoder._cell_params(rec["d"], rec["signal_norm"], rec["seed"], rec["steps"], rec["lr"],
-                                      rec["mlp_dim"], rec["dtype"])
+        params = {"experiment": "encoder", "d": int(rec["d"]), "signal_norm": float(rec["signal_norm"]),
+                  "seed": int(rec["seed"]), "steps": int(rec["steps"]), "lr": float(rec["lr"]),
+                  "mlp_dim": int(rec["mlp_dim"]), "dtype": str(rec["dtype"])}
         record = {k: v for k, v in rec.items() if k != "provenance"}
-        name, kind = encoder._cell_name(rec["d"], rec["signal_norm"], rec["seed"]), "encoder"
+        name, kind = encoder.CELL_NAME.format(**params), "encoder"
     if cache.path(name) != path:
         raise ValueError(f"{path}: its cell would be called {name}.json")
     cache.save(name, params, record=record, provenance=prov)

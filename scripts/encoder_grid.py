@@ -35,11 +35,10 @@ def main(argv=None):
         from dask.distributed import Client
         executor = Client(args.scheduler).get_executor()
 
-    def report(rec):
+    records = run_encoder_grid(args.d, args.mu, args.out, args.seed, args.steps, args.threads, executor, progress=True)
+    for rec in records:
         print(f"d={rec['d']} mu={rec['signal_norm']:g}: train {rec['train_loss']:.3f} test {rec['test_loss']:.3f} "
               f"({rec['seconds']:.1f} s)", flush=True)
-
-    run_encoder_grid(args.d, args.mu, args.out, args.seed, args.steps, args.threads, executor, report)
 
 
 if __name__ == "__main__":

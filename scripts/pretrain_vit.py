@@ -5,8 +5,8 @@
 
 * ``mnist``: a ViT (patch 7 → 16 patch tokens + [CLS], width 64, 4 layers, 4 heads, MLP 128,
   pre-norm) trained from scratch on the **digits 0-4** of the clean pretraining part (5000 of the
-  10,000 MNIST test images, seeded split of ``benign_attention.realdata.data.split_data``; the digit
-  cut is ``benign_attention.realdata.data.task_split``) with AdamW (lr 2e-3, weight decay 0.05,
+  10,000 MNIST test images, seeded split of ``benign_attention.realdata.datasets.split_data``; the digit
+  cut is ``benign_attention.realdata.datasets.task_split``) with AdamW (lr 2e-3, weight decay 0.05,
   cosine schedule, batch 128, 60 epochs, random shifts of ±2 pixels), seed 0. The chapter's
   experiment uses only digits 5-9, so the backbone never saw the classes it is fine-tuned on.
 * ``breast_cancer``: a tabular transformer (30 feature tokens + [CLS], width 32, 3 layers, 4 heads,
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benign_attention.realdata.data import MNIST_PRETRAIN_DIGITS, task_split
-from benign_attention.realdata.models import Encoder, save_encoder
+from benign_attention.realdata.datasets import MNIST_PRETRAIN_DIGITS, task_split
+from benign_attention.realdata.backbones import Encoder, save_encoder
 
 OUT = Path(__file__).resolve().parents[1] / "benign_attention" / "realdata" / "weights"
 CONFIGS = {

@@ -59,8 +59,8 @@ def test_encoder_grid_on_dask_equals_local(client, tmp_path):
 
 
 def test_realdata_grid_on_dask_equals_local(client, tmp_path):
-    local = realdata_grid.run_grid(tmp_path / "local", epochs=5, **TINY)
-    remote = realdata_grid.run_grid(tmp_path / "dask", epochs=5, executor=client.get_executor(), **TINY)
+    local = realdata_grid.run_realdata_grid(tmp_path / "local", epochs=5, **TINY)
+    remote = realdata_grid.run_realdata_grid(tmp_path / "dask", epochs=5, executor=client.get_executor(), **TINY)
     assert len(local) == len(remote) == 8
     for a, b in zip(local, remote):
         a, b = ({k: v for k, v in c.items() if k != "provenance"} for c in (a, b))
@@ -112,10 +112,10 @@ def test_killed_worker_loses_no_encoder_cell(client, tmp_path):
 
 def test_killed_worker_loses_no_realdata_cell(client, tmp_path):
     out, kw = tmp_path / "killed", dict(TINY, epochs=150)
-    _kill_a_worker_mid_grid(client, lambda: realdata_grid.run_grid(out, executor=client.get_executor(), **kw), out)
-    assert realdata_grid.run_grid(out, executor=client.get_executor(), **kw)
+    _kill_a_worker_mid_grid(client, lambda: realdata_grid.run_realdata_grid(out, executor=client.get_executor(), **kw), out)
+    assert realdata_grid.run_realdata_grid(out, executor=client.get_executor(), **kw)
     assert len(list(out.glob("*.json"))) == 8 and not list(out.glob(".*"))
-    local = realdata_grid.run_grid(tmp_path / "local", **kw)
+    local = realdata_grid.run_realdata_grid(tmp_path / "local", **kw)
     for cell in local:
         name = realdata_grid.cell_path(out, "breast_cancer", cell["n"], cell["eta"], cell["seed"]).name
         assert _same(_record(out / name), _record(tmp_path / "local" / name)), name

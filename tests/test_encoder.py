@@ -106,9 +106,9 @@ def test_sgd_step_equals_optimizer_step(dtype, tol, onednn, monkeypatch):
     torch.optim.SGD on the reference module: every parameter and loss, float64 and float32, with and
     without oneDNN products."""
     from benign_attention import encoder
-    if onednn and not encoder.ONEDNN:
+    if onednn and not encoder.model.ONEDNN:
         pytest.skip("this torch build has no oneDNN")
-    monkeypatch.setattr(encoder, "ONEDNN", onednn)
+    monkeypatch.setattr(encoder.model, "ONEDNN", onednn)
     tdt = getattr(torch, dtype)
     ds = make_dataset(n=7, T=5, d=24, n_test=1, seed=3, signal_norm=5.0)
     X, y = torch.tensor(ds.X, dtype=tdt), torch.tensor(ds.y, dtype=tdt)
@@ -170,16 +170,16 @@ def test_save_and_load_runs(tmp_path):
 
 def test_onednn_failure_falls_back_to_the_default_matmul(monkeypatch):
     from benign_attention import encoder
-    if not encoder.ONEDNN:
+    if not encoder.model.ONEDNN:
         pytest.skip("this torch build has no oneDNN")
 
     def broken(*args, **kwargs):
         raise RuntimeError("no such kernel here")
 
-    monkeypatch.setattr(encoder, "ONEDNN", True)
+    monkeypatch.setattr(encoder.model, "ONEDNN", True)
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
     X, y = torch.randn(3, 4, 6), torch.tensor([1.0, -1.0, 1.0])
     a, b = make_encoder(6, 5, seed=0), make_encoder(6, 5, seed=0)
     loss = encoder.sgd_step(a, X, y, 0.1)[0]
-    assert encoder.ONEDNN is False   # switched off for the rest of the session
+    assert encoder.model.ONEDNN is False   # switched off for the rest of the session
     assert torch.equal(loss, encoder.sgd_step(b, X, y, 0.1)[0])

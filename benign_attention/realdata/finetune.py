@@ -1,7 +1,7 @@
 """The paper's real-data protocol, explained in :ref:`sec-realdata-protocol`.
 
 1. :func:`prepare` — run the frozen pretrained backbone once: cache the last layer's input for the
-   fine-tuning pool and the test set (:class:`~benign_attention.realdata.models.Prefix`), and train a
+   fine-tuning pool and the test set (:class:`~benign_attention.realdata.backbones.Prefix`), and train a
    linear classifier head on the [CLS] output of the *clean* pool (backbone frozen, full-batch Adam,
    300 epochs as in the paper). Its test accuracy is the **baseline**.
 2. :func:`run` — re-initialise the last layer's query and key, freeze everything else and train
@@ -23,12 +23,12 @@ import torch.nn.functional as F
 
 from ..engines import divergence_rule, torch_threads
 from ..validation import ArgumentTypeError, check_device, check_int, check_number
-from .data import DATASETS, MAX_SEED, Split, check_dataset, flip_labels, load_breast_cancer, task_split
-from .models import (LastLayer, Prefix, after_attention, bert_last_layer, last_layer, last_layer_cls, load_encoder,
-                     make_prefix, model_family)
+from .backbones import (LastLayer, Prefix, after_attention, bert_last_layer, last_layer, last_layer_cls, load_encoder,
+                        make_prefix, model_family)
+from .datasets import DATASETS, MAX_SEED, Split, check_dataset, flip_labels, load_breast_cancer, task_split
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-NUM_CLASSES = {"trec": 6, "mnist": 5, "breast_cancer": 2}  # MNIST: digits 5-9 (data.task_split)
+NUM_CLASSES = {"trec": 6, "mnist": 5, "breast_cancer": 2}  # MNIST: digits 5-9 (datasets.task_split)
 #: backbone of each data set, as the chapter names it
 BACKBONES = {"trec": "MiniLM-L6 (all-MiniLM-L6-v2, 6 layers, 12 heads, width 384)",
              "mnist": "ViT (this repo: pretrained on digits 0-4; patch 7, 4 layers, 4 heads, width 64)",
@@ -37,12 +37,38 @@ BACKBONES = {"trec": "MiniLM-L6 (all-MiniLM-L6-v2, 6 layers, 12 heads, width 384
 INIT_STD = 0.02
 
 
+class FineTuneRun(dict):
+    """One fine-tuning run (:func:`run`): a json-serialisable dict (the grid's cell) that answers
+    :meth:`final` and :meth:`at` like :class:`~benign_attention.engines.Run` and
+    :class:`~benign_attention.sweeps.GridResult`. Keys: the run's parameters, ``final`` (every metric
+    at the last epoch), ``history`` (training metrics every ``log_every`` epochs, with ``epoch``) and
+    ``test_history`` (test metrics every ``eval_every`` epochs). Used in :ref:`sec-own-data`.
+    """
+
+    def _series(self, key):
+        for hist in (self["history"], self["test_history"]):
+            if key in hist and key != "epoch":
+                return np.asarray(hist["epoch"]), hist[key]
+        raise ValueError(f"key must be one of the recorded metrics {sorted(self['final'])}, got {key!r}")
+
+    def final(self, key):
+        """Metric ``key`` at the last epoch (the same verb as ``Run.final`` and ``GridResult.final``)."""
+        self._series(key)
+        return self["final"][key]
+
+    def at(self, key, epoch):
+        """Metric ``key`` at the recorded epoch closest to ``epoch`` (the same verb as ``Run.at``)."""
+        epochs, values = self._series(key)
+        epoch = check_number("epoch", epoch)
+        return values[int(np.argmin(np.abs(epochs - epoch)))]
+
+
 @dataclass
 class Prepared:
     """Everything a fine-tuning run needs, computed once per data set by :func:`prepare`.
 
     ``layer`` the last layer's fixed weights, ``head_w``/``head_b`` the clean classifier head,
-    ``pool``/``test`` the cached prefixes (:class:`~benign_attention.realdata.models.Prefix`) with
+    ``pool``/``test`` the cached prefixes (:class:`~benign_attention.realdata.backbones.Prefix`) with
     labels ``pool_y``/``test_y``, ``baseline`` the head's clean test accuracy
     (:ref:`sec-realdata-step1`) and ``info`` sizes and timings.
     """
@@ -263,12 +289,12 @@ def _encode_images(model, images, processor, batch_size):
 
 def _check_split(name, split, family):
     if not isinstance(split, Split):
-        raise ArgumentTypeError(f"{name} must be a Split (from data.from_texts or data.from_images), "
+        raise ArgumentTypeError(f"{name} must be a Split (from datasets.from_texts or datasets.from_images), "
                                 f"got {type(split).__name__}")
     if family == "bert" and not isinstance(split.x, list):
-        raise ValueError(f"{name} must hold texts (data.from_texts) for a BERT-family model, got images")
+        raise ValueError(f"{name} must hold texts (datasets.from_texts) for a BERT-family model, got images")
     if family == "vit" and not (isinstance(split.x, np.ndarray) and split.x.ndim == 4):
-        raise ValueError(f"{name} must hold images (data.from_images) for a ViT model, got texts")
+        raise ValueError(f"{name} must hold images (datasets.from_images) for a ViT model, got texts")
     return split
 
 
@@ -278,9 +304,9 @@ def prepare_model(model, pool: Split, test: Split, tokenizer=None, processor=Non
     """Step 1 of the protocol for *your own* backbone and data (:ref:`sec-own-backbone`).
 
     ``model``: a Hugging Face BERT-family text encoder (with its ``tokenizer``) or ``ViTModel``; its
-    last layer is read by :func:`~benign_attention.realdata.models.last_layer`. ``pool`` (fine-tuning
-    pool) and ``test``: :class:`~benign_attention.realdata.data.Split` from ``data.from_texts`` or
-    ``data.from_images``. ``processor``: optional callable turning a float (b, C, H, W) numpy batch of
+    last layer is read by :func:`~benign_attention.realdata.backbones.last_layer`. ``pool`` (fine-tuning
+    pool) and ``test``: :class:`~benign_attention.realdata.datasets.Split` from ``datasets.from_texts`` or
+    ``datasets.from_images``. ``processor``: optional callable turning a float (b, C, H, W) numpy batch of
     images into the model's ``pixel_values`` tensor (e.g. resizing to 224 and normalising; default:
     the images as they are). ``num_classes``: default the largest label + 1. ``device``: where the
     backbone runs once (``model`` is moved there and put in eval mode) and where the cached tensors
@@ -333,7 +359,7 @@ def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
     """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded.
 
     Returns ``(wq, bq, wk, bk)`` shaped like ``layer``'s; raises ValueError unless ``layer`` is a
-    :class:`~benign_attention.realdata.models.LastLayer`, ``seed`` >= 0 and ``std`` >= 0.
+    :class:`~benign_attention.realdata.backbones.LastLayer`, ``seed`` >= 0 and ``std`` >= 0.
     """
     if not isinstance(layer, LastLayer):
         raise ArgumentTypeError(f"layer must be a LastLayer, got {type(layer).__name__}")
@@ -352,12 +378,13 @@ def _schedule(epochs: int, every: int) -> list[int]:
 
 
 def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, lr: float = 1e-3,
-        log_every: int = 10, eval_every: int = 100, threads: int | None = 1) -> dict:
+        log_every: int = 10, eval_every: int = 100, threads: int | None = 1) -> FineTuneRun:
     """Re-initialise the last layer's Q/K and train only them on ``n`` noisy samples (step 2).
 
     Full-batch Adam (``lr``) on the mean cross-entropy of the noisy labels, for ``epochs`` epochs.
     Training metrics are logged every ``log_every`` epochs, test metrics every ``eval_every`` (and
-    always at epoch 0 and at the end). Returns a json-serialisable dict.
+    always at epoch 0 and at the end). Returns a :class:`FineTuneRun`, a json-serialisable dict
+    that answers ``.final(key)`` like every other result.
 
     ``threads``: torch CPU threads during the run (restored afterwards; None keeps the current
     setting). The per-epoch operations are small, and with one thread they do not suffer from
@@ -387,8 +414,8 @@ def run(prep: Prepared, n: int, eta: float, seed: int = 0, epochs: int = 2000, l
 
     Returns
     -------
-    dict
-        The cell: parameters, logged metrics and timings.
+    FineTuneRun
+        The cell: parameters and logged metrics (a dict with ``.final(key)`` and ``.at(key, epoch)``).
 
     Raises
     ------
@@ -458,9 +485,9 @@ def _run(prep, n, eta, seed, epochs, lr, log_every, eval_every):
     at = divergence_rule("finetune.run", lr, hist["epoch"], hist, state=[p.detach() for p in params],
                          also=[(test_hist["epoch"], test_hist)], stacklevel=4)
     final = {k: v[-1] for k, v in {**hist, **test_hist}.items() if k != "epoch"}
-    return {"diverged_at": at, "dataset": prep.dataset, "n": int(n), "eta": float(eta), "seed": int(seed), "epochs": int(epochs),
+    return FineTuneRun({"diverged_at": at, "dataset": prep.dataset, "n": int(n), "eta": float(eta), "seed": int(seed), "epochs": int(epochs),
             "lr": float(lr), "optimizer": "adam (full batch)", "baseline": prep.baseline,
-            "num_flipped": int(flipped.sum()), "final": final, "history": hist, "test_history": test_hist}
+            "num_flipped": int(flipped.sum()), "final": final, "history": hist, "test_history": test_hist})
 
 
 @torch.no_grad()

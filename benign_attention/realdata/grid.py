@@ -14,26 +14,30 @@ import argparse
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..cache import CacheWarning, CellCache, provenance
+from .._version import __version__
+from ..cache import Cell, CellCache, CellGrid, provenance
 from ..engines import DivergenceWarning
-from ..parallel import ExecutorError, run_jobs
 from ..validation import (ArgumentTypeError, check_cache_dir, check_executor, check_int, check_int_array,
-                          check_number, check_path, check_progress, dir_is_writable)
-from .data import DATASETS, MAX_SEED, check_dataset
+                          check_number, check_path)
+from .datasets import DATASETS, MAX_SEED, check_dataset
 
-#: keyword arguments run_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
+#: keyword arguments run_realdata_grid passes on to :func:`~benign_attention.realdata.finetune.prepare`
 PREPARE_KW = ("pool_size", "head_size", "test_size", "head_epochs", "seed", "device", "threads")
 
 DEFAULTS = dict(ns=(20, 200, 1000), etas=(0.0, 0.1, 0.2), seeds=(0, 1, 2), epochs=2000, lr=1e-3)
 
 
+#: The file name of a cell, over its parameters (:class:`~benign_attention.cache.CellGrid`).
+CELL_NAME = "{dataset}_n{n}_eta{eta:g}_seed{seed}"
+
+
 def _cell_name(dataset, n, eta, seed):
-    return f"{dataset}_n{int(n)}_eta{float(eta):g}_seed{int(seed)}"
+    return CELL_NAME.format(dataset=dataset, n=int(n), eta=float(eta), seed=int(seed))
 
 
 def cell_path(out, dataset, n, eta, seed) -> Path:
@@ -42,9 +46,9 @@ def cell_path(out, dataset, n, eta, seed) -> Path:
     Parameters
     ----------
     out : str or Path
-        The cell folder of :func:`run_grid`.
+        The cell folder of :func:`run_realdata_grid`.
     dataset : str
-        One of :data:`~benign_attention.realdata.data.DATASETS`.
+        One of :data:`~benign_attention.realdata.datasets.DATASETS`.
     n, eta, seed
         Training-set size (integer >= 1), label-noise rate in [0, 1), fine-tuning seed (integer >= 0).
     """
@@ -53,13 +57,19 @@ def cell_path(out, dataset, n, eta, seed) -> Path:
     return CellCache(out, "out").path(_cell_name(dataset, n, eta, check_int("seed", seed, 0)))
 
 
-def _cell_params(dataset, n, eta, seed, epochs, lr, prepare_kw):
-    params = dict(experiment="realdata", dataset=dataset, n=int(n), eta=float(eta), seed=int(seed),
-                  epochs=int(epochs), lr=float(lr), version=__version__)
+def _settings(epochs, lr, prepare_kw):
+    """The training settings of a cell's parameters (``{"experiment": "realdata", <cell>, **settings}``,
+    :meth:`~benign_attention.cache.CellGrid.params`)."""
+    settings = dict(epochs=int(epochs), lr=float(lr), version=__version__)
     prep = {k: v for k, v in sorted(prepare_kw.items()) if k not in ("device", "threads")}
     if prep:  # the default preparation (the committed grid) records none
-        params["prepare"] = prep
-    return params
+        settings["prepare"] = prep
+    return settings
+
+
+def _cells(dataset, n, eta, seed, epochs, lr):
+    """The one cell of a job (dataset, n, eta, seed, epochs, lr)."""
+    return [dict(dataset=dataset, n=int(n), eta=float(eta), seed=int(seed))]
 
 
 _PREPARED: dict = {}   # this process's last prepared data set (one: it can be large)
@@ -75,45 +85,19 @@ def _prepared(dataset, root, prepare_kw):
     return _PREPARED[key]
 
 
-def _compute_cell(out, root, prepare_kw, dataset, n, eta, seed, epochs, lr, quiet=True):
-    """One cell: the stored one if there is one, else fine-tune and store it here (None if n is larger
-    than the data set's fine-tuning pool). Runs where the executor sends it."""
+def _compute_cell(root, prepare_kw, dataset, n, eta, seed, epochs, lr):
+    """A job: fine-tune one cell where the executor sends it (None if n is larger than the data
+    set's fine-tuning pool)."""
     from . import finetune
 
-    cache, name = CellCache(out, "out"), _cell_name(dataset, n, eta, seed)
-    params = _cell_params(dataset, n, eta, seed, epochs, lr, prepare_kw)
-    with warnings.catch_warnings():
-        if quiet:  # run_grid has checked (and warned about) this cell already
-            warnings.simplefilter("ignore", CacheWarning)
-        stored = cache.load(name, params)
-    if stored is not None:
-        return dict(stored.record, provenance=stored.provenance)
     prep = _prepared(dataset, root, prepare_kw)
     if n > len(prep.pool):
-        return None
+        return [None]
     cell = finetune.run(prep, int(n), float(eta), seed=int(seed), epochs=int(epochs), lr=float(lr))
-    cell = dict(cell, info=prep.info)
-    prov = provenance(prep.head_w.device, 1)   # finetune.run trains on one torch thread
-    try:
-        cache.save(name, params, record=cell, provenance=prov)
-    except OSError as err:
-        warnings.warn(CacheWarning(f"out: could not write the cell file {str(cache.path(name))!r} ({err}); the "
-                                   f"cell is returned but not stored"), stacklevel=2)
-    return dict(cell, provenance=prov)
+    return [Cell({}, dict(cell, info=prep.info), provenance=provenance(prep.head_w.device, 1))]  # one torch thread
 
 
-def _check_cell(cell, c):
-    """Raise :class:`~benign_attention.parallel.ExecutorError` unless ``cell`` is the result of the
-    cell ``c`` = (dataset, n, eta, seed), or None (n larger than the pool)."""
-    if cell is None:
-        return
-    want = dict(zip(("dataset", "n", "eta", "seed"), c))
-    if not isinstance(cell, Mapping) or any(cell.get(k) != v for k, v in want.items()):
-        got = {k: cell.get(k) for k in want} if isinstance(cell, Mapping) else type(cell).__name__
-        raise ExecutorError(f"executor: the job of the cell {want} returned the result of {got}")
-
-
-def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
+def run_realdata_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], seeds=DEFAULTS["seeds"],
              epochs=DEFAULTS["epochs"], lr=DEFAULTS["lr"], root=None, progress=None, executor=None,
              **prepare_kw) -> list[dict]:
     """Run (or resume) the real-data grid; returns all its cells.
@@ -126,7 +110,7 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         Cells stored with the same parameters are reused; corrupt ones warn
         (:class:`~benign_attention.cache.CacheWarning`) and are computed again.
     datasets : list of str
-        Names from :data:`~benign_attention.realdata.data.DATASETS`.
+        Names from :data:`~benign_attention.realdata.datasets.DATASETS`.
     ns, etas, seeds : list
         Training-set sizes (integers >= 1; cells with n larger than the pool are skipped), label-noise
         rates in [0, 1) and seeds (integers >= 0).
@@ -152,10 +136,6 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
         The cells (each with its ``provenance``), in grid order. A cell file that cannot be written
         warns and the cell is still returned.
     """
-    from functools import partial
-
-    from tqdm.auto import tqdm
-
     executor = check_executor("executor", executor)
     out = check_cache_dir("out", out, writable=False)
     if isinstance(datasets, str) or not hasattr(datasets, "__iter__"):
@@ -168,40 +148,23 @@ def run_grid(out, datasets=DATASETS, ns=DEFAULTS["ns"], etas=DEFAULTS["etas"], s
     root = None if root is None else check_path("root", root)
     seeds = [int(s) for s in check_int_array("seeds", seeds, 0, MAX_SEED)]
     epochs, lr = check_int("epochs", epochs, 0), check_number("lr", lr, 0.0, low_open=True)
-    progress = check_progress("progress", progress)
     for k in prepare_kw:
         if k not in PREPARE_KW:
             raise ValueError(f"prepare_kw key {k!r} unknown; allowed: {PREPARE_KW}")
-    cache = CellCache(out, "out")
-    cache.clean()   # temporary files of writes killed halfway
-    cells = [(d, n, float(e), s) for d in datasets for n in ns for e in etas for s in seeds]
-    stored = {c: cache.load(_cell_name(*c), _cell_params(*c, epochs, lr, prepare_kw)) for c in cells}
-    todo = [c for c in cells if stored[c] is None]
-    if todo and not dir_is_writable(out):
-        raise ValueError(f"out {str(out)!r} is not writable, and {len(todo)} cells remain to be computed")
-    compute = partial(_compute_cell, str(out), None if root is None else str(root), dict(prepare_kw))
-    args = [[c[i] for c in todo] for i in range(4)] + [[epochs] * len(todo), [float(lr)] * len(todo)]
-    bar = tqdm(total=len(cells), desc="realdata grid", **progress)
-    bar.update(len(cells) - len(todo))
+    compute = partial(_compute_cell, None if root is None else str(root), dict(prepare_kw))
+    grid = CellGrid("realdata", _settings(epochs, lr, prepare_kw), _cells, compute, CellCache(out, "out"),
+                    CELL_NAME, in_worker=True)
+    jobs = [(d, n, float(e), s, epochs, float(lr)) for d in datasets for n in ns for e in etas for s in seeds]
     _PREPARED.clear()
     try:
-        new = {}
-        jobs = list(zip(*args)) if todo else []
-        results = run_jobs(compute, jobs, executor) if executor is not None else (compute(*job) for job in jobs)
-        for c, cell in zip(todo, results):
-            _check_cell(cell, c)
-            new[c] = cell
-            bar.set_postfix_str(f"{c[0]} n={c[1]} eta={c[2]:g} seed={c[3]}")
-            bar.update()
+        results = [got[0] for got, _ in grid.run(jobs, executor, progress, desc="realdata grid")]
     finally:
         _PREPARED.clear()
-        bar.close()
-    results = [dict(stored[c].record, provenance=stored[c].provenance) if stored[c] is not None else new[c]
-               for c in cells]
-    bad = [c for c, r in zip(cells, results) if r is not None and r.get("diverged_at") is not None]
+    results = [None if c is None else dict(c.record, provenance=c.provenance) for c in results]
+    bad = [job[:4] for job, r in zip(jobs, results) if r is not None and r.get("diverged_at") is not None]
     if bad:
-        warnings.warn(DivergenceWarning(f"realdata.grid.run_grid: training diverged (NaN/inf loss) with lr={lr:g} in "
-                                        f"{len(bad)} of {len(cells)} cells (e.g. {bad[0]}); their metrics are NaN. "
+        warnings.warn(DivergenceWarning(f"realdata.grid.run_realdata_grid: training diverged (NaN/inf loss) with lr={lr:g} in "
+                                        f"{len(bad)} of {len(jobs)} cells (e.g. {bad[0]}); their metrics are NaN. "
                                         f"Lower lr."), stacklevel=2)
     return [r for r in results if r is not None]
 
@@ -223,7 +186,7 @@ _FINAL = ("train_loss", "train_acc_noisy", "train_acc_clean", "memorised", "test
 def summarize(cells) -> list[dict]:
     """Mean (and min/max) over seeds of the final metrics for each (dataset, n, eta)."""
     if isinstance(cells, (str, bytes, Mapping)) or not hasattr(cells, "__iter__"):
-        raise ArgumentTypeError(f"cells must be a list of cell dicts (from run_grid or load_results), got "
+        raise ArgumentTypeError(f"cells must be a list of cell dicts (from run_realdata_grid or load_results), got "
                                 f"{type(cells).__name__}")
     cells = list(cells)
     need = ("dataset", "n", "eta", "epochs", "baseline", "final")
@@ -266,7 +229,7 @@ def main(argv=None):
     if a.scheduler:
         from dask.distributed import Client
         executor = Client(a.scheduler).get_executor()
-    cells = run_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device, executor=executor)
+    cells = run_realdata_grid(a.out, a.datasets, a.ns, a.etas, a.seeds, a.epochs, a.lr, device=a.device, executor=executor)
     for r in summarize(cells):
         print(f"{r['dataset']:>13} n={r['n']:<5} eta={r['eta']:<4} train loss {r['train_loss']:.3f} "
               f"test acc {r['test_acc']:.3f} (baseline {r['baseline']:.3f}) max attn {r['train_max_attention']:.2f}")
