@@ -35,8 +35,8 @@ class EncoderRun:
     history: dict
     seconds: float
     config: dict = field(default_factory=dict)
-    #: None, or the step by which SGD diverged: every metric is NaN from there on (the package's one
-    #: rule, :func:`~benign_attention.engines.divergence_rule`; the run warns DivergenceWarning)
+    #: The step by which SGD diverged (None if it did not); every metric is NaN from there on (the
+    #: package's one rule, :func:`~benign_attention.engines.divergence_rule`; the run warns DivergenceWarning)
     diverged_at: int | None = None
 
     @property
