@@ -98,8 +98,13 @@ lock: venv
 test-latest:
 	rm -rf $(LATEST_VENV)
 	$(PYTHON) -m venv $(LATEST_VENV)
+	@# torch stays at the lock's release and build (its own index, e.g. the CPU build): without the hold,
+	@# eager upgrading swaps in PyPI's newest torch, a CUDA build of several GB. Everything else goes
+	@# to the newest release its range allows.
 	$(LATEST_VENV)/bin/python -m pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(LATEST_VENV)/bin/python -m pip install --upgrade --upgrade-strategy eager -e ".[book,test,realdata]"
+	echo "torch==$(TORCH_VERSION)" > $(LATEST_VENV)/torch-held.txt
+	$(LATEST_VENV)/bin/python -m pip install --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/torch-held.txt \
+	  -e ".[book,test,realdata]"
 	$(LATEST_VENV)/bin/python -m benign_attention._jupyter_hooks --install-config
 	touch $(LATEST_VENV)/.installed
 	BENIGN_ATTENTION_UNLOCKED=1 $(MAKE) --no-print-directory test VENV=$(LATEST_VENV)
