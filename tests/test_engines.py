@@ -173,7 +173,7 @@ def test_progress_default_is_automatic(tty, monkeypatch, capsys):
     from benign_attention import run_grid
     from benign_attention.realdata import grid as rgrid
 
-    for fn in (train, train_many, run_grid, rgrid.run_grid):
+    for fn in (train, train_many, run_grid, rgrid.run_realdata_grid):
         assert inspect.signature(fn).parameters["progress"].default is None, fn.__qualname__
     # short calls stay quiet with the default, on a terminal too (the bar would wait 2 s)
     ds = make_dataset(n=6, T=4, d=12, n_test=5, seed=1)
