@@ -273,12 +273,12 @@ class CellGrid:
         return {"experiment": self.experiment, **cell, **self.settings}
 
     def cell_name(self, cell) -> str:
-        """The file name stem of ``cell`` in :attr:`cache`."""
+        """The file name stem of ``cell`` in ``cache``."""
         params = self.params(cell)
         return self.name.format(**params) if self.name else cell_key(params)
 
     def load(self, cell, quiet=False) -> Cell | None:
-        """The stored result of ``cell`` if it is complete and passes :attr:`check`; else None (with
+        """The stored result of ``cell`` if it is complete and passes ``check``; else None (with
         a :class:`CacheWarning` for a corrupt or foreign file, unless ``quiet``)."""
         if self.cache is None:
             return None

@@ -31,9 +31,9 @@ from .validation import ArgumentTypeError, check_array, check_choice, check_dtyp
 __all__ = ["Dataset", "make_dataset", "head_vector", "check_number", "check_int", "LR", "STEPS"]
 
 #: The paper's learning rate, the step size of full-batch GD in its experiments
-#: (:ref:`sec-dyn-settings`): the default ``lr`` of every trainer.
+#: (:ref:`sec-dyn-settings`), the default ``lr`` of every trainer.
 LR = 5e-3
-#: The paper's number of GD steps: the default ``steps`` of every trainer.
+#: The paper's number of GD steps, the default ``steps`` of every trainer.
 STEPS = 1000
 
 #: The smallest allowed ||mu||: the head nu has norm 1/||mu||, and below this the outputs (of order

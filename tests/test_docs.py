@@ -202,6 +202,7 @@ def test_docstrings_have_no_stray_rst_markup():
     by the words)."""
     from sphinx.pycode import ModuleAnalyzer
 
+    documented = _documented()[1]
     substitution = re.compile(r"(?<![|\w])\|[^\s|]([^|\n]*[^\s|])?\|(?![|\w])")
     bad = []
     for name in MODULES:
@@ -217,9 +218,9 @@ def test_docstrings_have_no_stray_rst_markup():
             if substitution.search(_plain_rst(doc)):
                 bad.append(f"{name}.{attr}: |...| is an RST substitution: {substitution.search(_plain_rst(doc))[0]!r}")
         for (cls, attr), lines in ModuleAnalyzer.for_module(name).find_attr_docs().items():
-            if not cls or cls.startswith("_") or attr.startswith("_"):
-                continue  # napoleon reads the comments of class attributes (dataclass fields) as "type: text"
+            if cls.startswith("_") or attr.startswith("_") or not cls and f"{name}.{attr}" not in documented:
+                continue  # napoleon reads the comments of documented data and class attributes as "type: text"
             first = _plain_rst(lines[0] if lines else "")
-            if re.match(r"^[^:]*\w: ", first) or substitution.search(_plain_rst(" ".join(lines))):
+            if re.match(r"^[^:]*\S: ", first) or substitution.search(_plain_rst(" ".join(lines))):
                 bad.append(f"{name}.{cls + '.' if cls else ''}{attr}: attribute comment {lines[0]!r}")
     assert not bad, "docstrings Sphinx misreads:\n" + "\n".join(bad)

@@ -1,12 +1,13 @@
 """The paper's appendix model: a one-layer transformer encoder with every parameter trained
 (:ref:`sec-encoder-overview`). One job per module:
 
-* ``model`` - the model: :class:`EncoderReference` (the architecture, literally), the [CLS]-only
-  :func:`fast_forward`, the fused training step :func:`sgd_step`, :func:`make_encoder`, :func:`step_flops`;
-* ``train`` - training: :func:`train_encoder` and its :class:`EncoderRun`;
-* ``grid`` - stored results: :func:`save_run`, :func:`load_runs`, and the (d, ||mu||) grid
-  (:func:`encoder_cell`, :func:`run_encoder_grid`, :func:`load_grid`), through the package's one grid
-  mechanism (:class:`~benign_attention.cache.CellGrid`).
+* ``model``: the architecture, literally (:class:`~benign_attention.encoder.model.EncoderReference`),
+  the [CLS]-only forward pass and the fused training step
+  (:func:`~benign_attention.encoder.model.fast_forward`, :func:`~benign_attention.encoder.model.sgd_step`);
+* ``train``: :func:`~benign_attention.encoder.train.train_encoder` and its
+  :class:`~benign_attention.encoder.train.EncoderRun`;
+* ``grid``: stored runs and the (d, ``||mu||``) grid (:func:`~benign_attention.encoder.grid.run_encoder_grid`),
+  through the package's one grid mechanism (:class:`~benign_attention.cache.CellGrid`).
 
 Every public name is importable from here (``from benign_attention.encoder import train_encoder``).
 The figures are drawn by :mod:`benign_attention.encoder_figures`; the attention summary by token

@@ -31,7 +31,7 @@ CELL_NAME = "d{d}_mu{signal_norm:g}_seed{seed}"
 
 
 def save_run(run, out, name):
-    """Store ``run`` (an :class:`EncoderRun`) as the cell file ``<name>.json`` in the folder ``out``,
+    """Store ``run`` (an :class:`~benign_attention.encoder.train.EncoderRun`) as the cell file ``<name>.json`` in the folder ``out``,
     through the book's one cell cache (:class:`~benign_attention.cache.CellCache`: atomic,
     checksummed, with provenance); its ``config`` is the cell's parameters. Returns the file's path.
     :func:`load_runs` reads it back, bit for bit. The stored runs of :ref:`sec-encoder-paper-scale`."""
@@ -72,7 +72,7 @@ def load_runs(folder):
 #: The numeric results every encoder cell record holds (the ``keys`` :func:`load_grid` can map).
 RECORD_KEYS = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc", "noisy_attention_x3",
                "clean_attention_x1", "seconds")
-#: The training settings of a cell besides (d, ||mu||, seed): one grid map holds one setting only.
+#: The training settings of a cell besides d, ``||mu||`` and the seed; one grid map holds one setting only.
 SETTING_KEYS = ("steps", "lr", "mlp_dim", "dtype")
 
 
@@ -170,7 +170,7 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=LR, mlp_dim=MLP_DIM, dtype="
     """Train one cell of the encoder grid and store it in the folder ``out``.
 
     The cell is ``make_dataset(d=d, signal_norm=mu, seed=seed)`` (paper defaults otherwise), trained by
-    :func:`train_encoder` for ``steps`` SGD steps on ``threads`` torch threads. Its record (final train
+    :func:`~benign_attention.encoder.train.train_encoder` for ``steps`` SGD steps on ``threads`` torch threads. Its record (final train
     and test loss and accuracy, the [CLS] attention of noisy samples on x_3 and of clean samples on
     x_1, wall seconds) is written with its provenance through the book's one cell cache
     (:class:`~benign_attention.cache.CellCache`: atomic, checksummed), where this function runs.

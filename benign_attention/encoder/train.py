@@ -90,12 +90,12 @@ def train_encoder(ds, steps=1000, lr=LR, record_every=10, mlp_dim=MLP_DIM, seed=
     mlp_dim : int
         Width of the feed-forward block, >= 1.
     seed : int
-        Seed of the initialisation (:func:`make_encoder`), >= 0.
+        Seed of the initialisation (:func:`~benign_attention.encoder.model.make_encoder`), >= 0.
     dtype : str or torch.dtype
         float32 or float64.
     path : str
-        ``"fast"`` (:func:`sgd_step`: the [CLS]-only path with in-place factored updates) or
-        ``"reference"`` (:class:`EncoderReference` and ``torch.optim.SGD``); the same numbers to
+        ``"fast"`` (:func:`~benign_attention.encoder.model.sgd_step`: the [CLS]-only path with in-place factored updates) or
+        ``"reference"`` (:class:`~benign_attention.encoder.model.EncoderReference` and ``torch.optim.SGD``); the same numbers to
         round-off.
     test_every : int, optional
         Steps between test evaluations.

@@ -39,7 +39,7 @@ INIT_STD = 0.02
 
 class FineTuneRun(dict):
     """One fine-tuning run (:func:`run`): a json-serialisable dict (the grid's cell) that answers
-    :meth:`final` and :meth:`at` like :class:`~benign_attention.engines.Run` and
+    :meth:`FineTuneRun.final` and :meth:`FineTuneRun.at` like :class:`~benign_attention.engines.Run` and
     :class:`~benign_attention.sweeps.GridResult`. Keys: the run's parameters, ``final`` (every metric
     at the last epoch), ``history`` (training metrics every ``log_every`` epochs, with ``epoch``) and
     ``test_history`` (test metrics every ``eval_every`` epochs). Used in :ref:`sec-own-data`.
