@@ -630,7 +630,7 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
 def cost_growth(panels, ylabel="seconds per run"):
     """One log-log panel per knob: run time against the knob's value, with the fitted power law;
     ``panels`` maps an axis label to ``(values, seconds)`` (:ref:`sec-own-synthetic`)."""
-    fig, axes = subplots(len(panels), width=2.2, height=2.6, sharey=True)
+    fig, axes = subplots(len(panels), width=2.2 if len(panels) > 1 else 3.6, height=2.6, sharey=True)
     for ax, (label, (x, t)) in zip(axes[0], panels.items()):
         x, t = np.asarray(x, float), np.asarray(t, float)
         slope, icept = np.polyfit(np.log(x), np.log(t), 1)
@@ -639,6 +639,8 @@ def cost_growth(panels, ylabel="seconds per run"):
         ax.set_title(f"slope {slope:.2f}", fontsize=9)
         ax.set_xlabel(label)
         _plain_log_ticks(ax.xaxis, x)
+        if np.allclose(np.log10(x), np.round(np.log10(x))) and x.max() / x.min() > 1e3:  # decades: 10^k
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{round(np.log10(v))}}}$"))
         _plain_log_ticks(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
     axes[0, 0].set_ylabel(ylabel)
