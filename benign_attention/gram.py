@@ -324,7 +324,8 @@ def from_arrays(X, y, y_clean, noisy, nu, W0, X_test=None, y_test=None):
 def wishart(rng, m, dof, scale=1.0):
     """A Wishart_m(dof, scale^2 I) draw as (W, L) with W = L L^T, in O(m^3) whatever ``dof`` is.
 
-    dof >= m: Bartlett's factor (L lower triangular, L_ii = scale * chi_{dof - i}, N(0, scale^2) below);
+    dof >= m: Bartlett's factor (L lower triangular, L_ii = scale times a chi variable
+    with dof - i degrees of freedom, N(0, scale^2) below);
     0 < dof < m: H^T H with H (dof, m) Gaussian (singular); dof = 0: zeros."""
     if dof >= m:
         L = np.tril(rng.standard_normal((m, m)), -1)
@@ -341,7 +342,8 @@ def wishart(rng, m, dof, scale=1.0):
 def token_coordinates(rng, N, d, sigma):
     """Coordinates of N i.i.d. N(0, sigma^2 I_d) vectors in an orthonormal basis that starts with e_1, e_2
     and continues with their Gram-Schmidt directions: (N, 2 + min(N, d - 2)). The first two columns are
-    Gaussian; the rest is a lower-trapezoidal Bartlett factor (chi_{d-2-i} on the diagonal, Gaussian below)."""
+    Gaussian; the rest is a lower-trapezoidal Bartlett factor (chi variables with d - 2 - i
+    degrees of freedom on the diagonal, Gaussian below)."""
     r = min(N, d - 2)
     out = np.zeros((N, 2 + r))
     out[:, :2] = rng.standard_normal((N, 2))

@@ -437,7 +437,7 @@ def g_law(taus, x_numeric, x_theory, T):
 def cell_edges(v, log=False):
     """Cell edges around the grid values ``v``: midpoints, and a one-point axis gets a cell of
     half-width ``|v| / 2`` (1/2 at 0). With ``log``: geometric midpoints of positive values, and a factor
-    e^(1/2) either side of a one-point axis. Used by every map (:ref:`sec-phase-grid`)."""
+    e^(1/2) either side of a one-point axis. Used by every map (:ref:`the phase grid <sec-phase-grid>`)."""
     v = np.asarray(v, float)
     if log:
         lv = np.log(v)

@@ -361,7 +361,7 @@ def check_array(name, value, ndim=None, shape=None, finite=True, low=None, high=
 
 
 def check_grid_axis(name, values, log=False):
-    """The grid values along one axis of a map (:ref:`sec-phase-grid`): a 1-d array of at least one
+    """The grid values along one axis of a map (:ref:`the phase grid <sec-phase-grid>`): a 1-d array of at least one
     finite number, all > 0 on a logarithmic axis (``log``)."""
     a = check_array(name, values, ndim=1)
     if a.size == 0:
