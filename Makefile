@@ -54,7 +54,7 @@ define stage
 	 exit $$rc
 endef
 
-.PHONY: help venv lock test-latest vendor book test test-unit test-notebooks test-browser shots sync bench clean distclean
+.PHONY: help venv lock test-latest vendor book test test-unit test-notebooks test-browser shots prose sync bench clean distclean
 
 help:
 	@echo "make book   build the HTML book into _build/html (index.html)"
@@ -63,6 +63,7 @@ help:
 	@echo "            build) full length at 1280 and 390 px -> artifacts/shots/<page>-<width>.png"
 	@echo "make sync   jupytext --sync every chapter (book/*.md <-> book/*.ipynb), clear notebook outputs"
 	@echo "            and write colab/*.ipynb, the chapters in plain Markdown for Colab (scripts/colab.py)"
+	@echo "make prose  reading figures per chapter: paragraph words, numbers per paragraph, shown/hidden code"
 	@echo "make bench  run benchmarks/*.py"
 	@echo "make venv   create .venv: torch first (its own build), then every package at the lock's version"
 	@echo "make lock   regenerate requirements.lock, environment.yml and the chapters' Colab cell (PyPI, uv)"
@@ -147,6 +148,9 @@ test-browser: venv vendor
 # page list and local CDN copies: artifacts/shots/<page>-1280.png and <page>-390.png.
 shots: venv vendor
 	$(PY) -m tests.browser.shots
+
+prose:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) scripts/prose.py
 
 sync: venv
 	@shopt -s nullglob; for nb in book/*.ipynb; do \

@@ -1,7 +1,7 @@
 """The figures of the chapter *A full transformer encoder* (:ref:`sec-encoder-overview`): the
 encoder's training dynamics, its (d, ||mu||) loss maps and the boundary they draw. Drawing only:
 the runs come from :mod:`benign_attention.encoder`, the attention summaries from
-:func:`benign_attention.analysis.attention_by_type`, and the figure conventions (sizes, colours,
+:func:`~benign_attention.analysis.attention_by_type`, and the figure conventions (sizes, colours,
 legends below the panels, closed figures) from :mod:`benign_attention.plots`."""
 from __future__ import annotations
 

@@ -11,7 +11,7 @@
 
 Every public name is importable from here (``from benign_attention.encoder import train_encoder``).
 The figures are drawn by :mod:`benign_attention.encoder_figures`; the attention summary by token
-type is :func:`benign_attention.analysis.attention_by_type`. The oneDNN switch is
+type is :func:`~benign_attention.analysis.attention_by_type`. The oneDNN switch is
 :data:`benign_attention.encoder.model.ONEDNN` (set it there).
 """
 from __future__ import annotations
