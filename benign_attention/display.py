@@ -34,7 +34,7 @@ import numpy as np
 
 from .validation import ArgumentTypeError, check_bool, check_number
 
-__all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "FigureWarning", "png", "show",
+__all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "COLORS", "FigureWarning", "png", "show",
            "figure_problems", "glue", "G"]
 
 #: CSS pixels per inch of figure size. A 7.2 in wide figure is laid out 720 CSS px wide, about the
@@ -46,6 +46,17 @@ PIXEL_RATIO = 2
 COLUMN_CSS_PX = 672
 #: Smallest text, in CSS px as shown in that column, that :func:`figure_problems` accepts.
 MIN_TEXT_PX = 10.0
+#: The book's one colour code, used by every figure of the package. The training set with its
+#: observed labels is black and with its clean labels purple (dashed); the test set is orange, and
+#: its loss brown where test accuracy is in the same panel. Token types: x_1 blue, x_2 green, x_3
+#: red, irrelevant tokens grey. Regimes: not overfitting purple, benign green, harmful red. Classes
+#: (y = +1 blue, y = -1 red), clean and noisy samples (blue, red), and a single measured series
+#: (blue) where no test set or token type is in the figure.
+COLORS = {"train": "k", "train_clean": "#9467bd", "test": "#ff7f0e", "test_loss": "#8c564b",
+          "x1": "#1f77b4", "x2": "#2ca02c", "x3": "#d62728", "irrelevant": "#7f7f7f",
+          "not overfitting": "#9467bd", "benign": "#2ca02c", "harmful": "#d62728",
+          "class +1": "#1f77b4", "class -1": "#d62728", "clean": "#1f77b4", "noisy": "#d62728",
+          "measured": "#1f77b4"}
 
 
 class FigureWarning(UserWarning):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import attention_by_type
+from .display import COLORS
 from .metrics import TOKEN_GROUPS
 from .plots import TOKEN_COLORS, TOKEN_LABELS, closed_figure, legend_below, subplots
 
@@ -33,13 +34,13 @@ def encoder_dynamics(settings):
             ax.plot(x, att[:, 4], color="k", ls=":", label="[CLS] itself")
             ax.set(ylim=(-0.03, 1.03), title=title if r == 0 else None)
         ax = axes[2, c]
-        ax.plot(x, run.history["train_acc"], color="k", label="train (observed labels)")
+        ax.plot(x, run.history["train_acc"], color=COLORS["train"], label="train (observed labels)")
         t = np.isfinite(run.history["test_acc"])
-        ax.plot(x[t], run.history["test_acc"][t], color="#ff7f0e", label="test")
+        ax.plot(x[t], run.history["test_acc"][t], color=COLORS["test"], label="test")
         ax.set(ylim=(0.4, 1.03))
         ax = axes[3, c]
         ax.plot(x, run.history["train_loss"], color="k")
-        ax.plot(x[t], run.history["test_loss"][t], color="#ff7f0e")
+        ax.plot(x[t], run.history["test_loss"][t], color=COLORS["test"])
         ax.set(yscale="log", xlabel="SGD step")
     for r, label in enumerate(("clean samples:\nattention", "noisy samples:\nattention", "accuracy", "loss")):
         axes[r, 0].set_ylabel(label)

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FormatStrFormatter, NullLocator
 
+from .display import COLORS
 from .metrics import TOKEN_GROUPS
 from .plots import (REGIME_CMAP, REGIME_COLORS, TOKEN_COLORS, TOKEN_LABELS, accuracy_loss_panels, cell_edges,
                     half_planes, regime_handles)
@@ -143,9 +144,10 @@ def explorer_regime(steps, hist, regime=None, title=None):
 
 
 #: Sequence kinds of the token-selection movie: (observed label, noisy?) -> colour, marker, size, label.
-_SEQ_STYLE = {(1, False): ("#1f77b4", "o", 14, "$y=+1$, clean"), (-1, False): ("#d62728", "o", 14, "$y=-1$, clean"),
-              (1, True): ("#1f77b4", "X", 70, "$y=+1$, label flipped"),
-              (-1, True): ("#d62728", "X", 70, "$y=-1$, label flipped")}
+_SEQ_STYLE = {(1, False): (COLORS["class +1"], "o", 14, "$y=+1$, clean"),
+              (-1, False): (COLORS["class -1"], "o", 14, "$y=-1$, clean"),
+              (1, True): (COLORS["class +1"], "X", 70, "$y=+1$, label flipped"),
+              (-1, True): (COLORS["class -1"], "X", 70, "$y=-1$, label flipped")}
 #: Token-type landmarks of the movie: where a sequence sits when it attends to one token of that type.
 _LANDMARK_STYLE = dict(x1=("*", 150, r"$x_1 = \mu_{y^*}$ (relevant)"),
                        x3=("D", 60, r"$x_3 = \rho\,\mu_{-y^*}$: at $(\rho, 0)$ if $y^*\!=\!+1$"),

@@ -22,15 +22,17 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 
 from . import analysis, theory
 from .data import token_noise
+from .display import COLORS
 from .metrics import TOKEN_GROUPS
 from .theory import REGIMES, classify_regime, evaluate_query, existence_accuracies, existence_query
 from .validation import check_grid_axis, check_map, check_map_panels, check_maps
 
-#: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure.
-TOKEN_COLORS = dict(zip(TOKEN_GROUPS, ("#1f77b4", "#2ca02c", "#d62728", "#7f7f7f")))
+#: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure
+#: (from the book's colour code, ``display.COLORS``).
+TOKEN_COLORS = {g: COLORS[g] for g in TOKEN_GROUPS}
 TOKEN_LABELS = dict(zip(TOKEN_GROUPS, ("$x_1$ (relevant)", "$x_2$ (weak, true class)",
                                        "$x_3$ (weak, other class)", "irrelevant $x_4..x_T$")))
-REGIME_COLORS = {"not overfitting": "#9467bd", "benign": "#2ca02c", "harmful": "#d62728"}
+REGIME_COLORS = {r: COLORS[r] for r in ("not overfitting", "benign", "harmful")}
 
 
 #: Widest figure in inches: at ``display.CSS_DPI`` it fits the book's text column, so text of 7 pt or
@@ -84,13 +86,13 @@ def band(ax, x, values, color, label=None):
 
 def accuracy_loss_panels(ax_acc, ax_loss, steps, hist, titles=("accuracy", "loss"), fontsize=8):
     """Accuracy (train on observed and clean labels, test) and loss (train, test) over steps."""
-    ax_acc.plot(steps, hist["train_acc"], color="k", label="train, observed labels")
-    ax_acc.plot(steps, hist["train_clean_acc"], color="#ff7f0e", ls="--", label="train, clean labels")
-    ax_acc.plot(steps, hist["test_acc"], color="#1f77b4", ls=":", lw=2, label="test")
+    ax_acc.plot(steps, hist["train_acc"], color=COLORS["train"], label="train, observed labels")
+    ax_acc.plot(steps, hist["train_clean_acc"], color=COLORS["train_clean"], ls="--", label="train, clean labels")
+    ax_acc.plot(steps, hist["test_acc"], color=COLORS["test"], ls=":", lw=2, label="test")
     ax_acc.set(xlabel="gradient step", ylabel="accuracy", title=titles[0], ylim=(0.45, 1.04))
     ax_acc.legend(fontsize=fontsize, loc="lower right")
-    ax_loss.plot(steps, hist["train_loss"], color="k", label="train loss")
-    ax_loss.plot(steps, hist["test_loss"], color="#1f77b4", ls=":", lw=2, label="test loss")
+    ax_loss.plot(steps, hist["train_loss"], color=COLORS["train"], label="train loss")
+    ax_loss.plot(steps, hist["test_loss"], color=COLORS["test"], ls=":", lw=2, label="test loss")
     ax_loss.set(xlabel="gradient step", ylabel="mean logistic loss", title=titles[1])
     ax_loss.legend(fontsize=fontsize)
 
@@ -141,11 +143,21 @@ def welcome_overview(run, ds, clean_index=None, noisy_index=None):
     return fig
 
 
+def _asinh_axis(ax, axis, ticks):
+    """An asinh axis (linear around 0, logarithmic far from it, smooth) labelled at ``ticks`` only."""
+    getattr(ax, f"set_{axis}scale")("asinh", linear_width=1.0)
+    label = lambda t, _: f"{t:g}" if abs(t) < 100 else f"${'-' if t < 0 else ''}10^{{{np.log10(abs(t)):.0f}}}$"
+    for setter, value in (("major_locator", FixedLocator(ticks)), ("major_formatter", FuncFormatter(label)),
+                          ("minor_locator", NullLocator())):
+        getattr(getattr(ax, f"{axis}axis"), f"set_{setter}")(value)
+
+
 @closed_figure
 def token_geometry(ds, samples=(0, 1, 2, 3)):
     """:ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
 
-    (a) projections ``(<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu||`` coloured by token type, marker by clean class;
+    (a) projections ``(<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu||`` coloured by token type, marker by clean class,
+    on asinh axes (linear near 0, where the weak tokens sit apart from the irrelevant ones, logarithmic beyond);
     (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
     (c) head values y* nu^T x_t of all training tokens by type against +-1/sqrt(2), +-rho/sqrt(2)."""
     fig, axes = subplots(3, 1, width=4.0, height=3.4)
@@ -164,6 +176,8 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
     ax.scatter([], [], marker="s", color="w", edgecolor="k", label="$y^*=-1$")
     ax.set(xlabel=r"$\langle x_t, \mu_{+1}\rangle / \|\mu\|$", ylabel=r"$\langle x_t, \mu_{-1}\rangle / \|\mu\|$",
            title=f"(a) tokens of {len(samples)} sequences")
+    _asinh_axis(ax, "x", [-2, 0, 2, 5, 10, 20, 50])  # linear near 0, where the weak tokens sit apart
+    _asinh_axis(ax, "y", [-2, 0, 2, 5, 10, 20, 50])  # from the irrelevant ones; logarithmic out to x_1
     ax = axes[0, 1]
     _type_boxes(ax, np.linalg.norm(token_noise(ds), axis=-1), types)
     ax.axhline(ds.config.get("sigma", 1.0) * np.sqrt(ds.d), color="k", ls="--", lw=0.8, label=r"$\sigma\sqrt{d}$")
@@ -180,8 +194,8 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
 def half_planes(ax, lim):
     """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on ``(mu_{-}, mu_{+})`` axes."""
     lo, hi = lim
-    ax.fill_between([lo, hi], [lo, hi], [hi, hi], color="#1f77b4", alpha=0.08, lw=0)
-    ax.fill_between([lo, hi], [lo, lo], [lo, hi], color="#d62728", alpha=0.08, lw=0)
+    ax.fill_between([lo, hi], [lo, hi], [hi, hi], color=COLORS["class +1"], alpha=0.08, lw=0)
+    ax.fill_between([lo, hi], [lo, lo], [lo, hi], color=COLORS["class -1"], alpha=0.08, lw=0)
     ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.6)
     ax.set(xlim=lim, ylim=lim)
     ax.set_aspect("equal")
@@ -206,7 +220,7 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
             half_planes(ax, lim)
             top = X[np.arange(len(X)), (X @ q).argmax(1)]
             px, py = top @ ds.mu_neg / norm2, top @ ds.mu_pos / norm2
-            for sign, color in ((1, "#1f77b4"), (-1, "#d62728")):
+            for sign, color in ((1, COLORS["class +1"]), (-1, COLORS["class -1"])):
                 for flag, marker, size in ((False, "o", 18), (True, "X", 55)):
                     sel = (y == sign) & (noisy == flag)
                     if sel.any():
@@ -235,9 +249,9 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
     edges = np.concatenate([[cs[0]], edges, [cs[-1]]])
     for j, r in enumerate(regime):
         ax.axvspan(edges[j], edges[j + 1], color=REGIME_COLORS[REGIMES[r]], alpha=0.15, lw=0)
-    ax.plot(cs, tr, "k-", marker=".", label="train, observed labels")
-    ax.plot(cs, trc, color="#ff7f0e", ls="--", label="train, clean labels")
-    ax.plot(cs, te, color="#1f77b4", ls=":", lw=2, marker=".", label="test")
+    ax.plot(cs, tr, "-", color=COLORS["train"], marker=".", label="train, observed labels")
+    ax.plot(cs, trc, color=COLORS["train_clean"], ls="--", label="train, clean labels")
+    ax.plot(cs, te, color=COLORS["test"], ls=":", lw=2, marker=".", label="test")
     for c, name in ((c_low, r"$c_{\rm low}$"), (c_high, r"$c_{\rm high}$")):
         if c is not None:
             ax.axvline(c, color="k", ls="--", lw=0.8)
@@ -246,7 +260,7 @@ def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
         ax.fill_between([], [], color=REGIME_COLORS[r], alpha=0.3, label=r)
     ax.set(xscale="log", xlabel="memorisation weight $c$", ylabel="accuracy", ylim=(0.4, 1.03),
            xlim=(cs[0], cs[-1]))
-    ax.legend(fontsize=8, loc="lower left", ncol=2)
+    legend_below(fig, ax=ax, ncol=3)  # below the axes: inside, it covered the c_low label
     return fig
 
 
@@ -279,11 +293,11 @@ def dynamics_grid(settings, max_step=1000):
                 band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
             ax.set(ylim=(-0.03, 1.03), title=title if r == 0 else None)
         ax = axes[2, c]
-        band(ax, x, _runs_stack(runs, "train_acc", keep), "k", "train (observed labels)")
-        band(ax, x, _runs_stack(runs, "test_acc", keep), "#ff7f0e", "test")
+        band(ax, x, _runs_stack(runs, "train_acc", keep), COLORS["train"], "train (observed labels)")
+        band(ax, x, _runs_stack(runs, "test_acc", keep), COLORS["test"], "test")
         ax.set(ylim=(0.5, 1.02))
         ax = axes[3, c]
-        band(ax, x, _runs_stack(runs, "test_loss", keep), "#ff7f0e", "test loss")
+        band(ax, x, _runs_stack(runs, "test_loss", keep), COLORS["test"], "test loss")
         ax.set(xlabel="GD step")
     lims = np.array([ax.get_ylim() for ax in axes[3]])
     for ax in axes[3]:  # one test-loss scale for all settings, so that flat curves look flat
@@ -308,9 +322,9 @@ def long_run(runs, datasets, title="large signal", horizon=None):
     fig, axes = subplots(3, 1, width=3.4, height=4.0)
     ax = axes[0, 0]
     for k, run in enumerate(runs):
-        ax.plot(x, run.history["train_acc"][1:], color="k", alpha=0.35 + 0.13 * k, lw=1,
+        ax.plot(x, run.history["train_acc"][1:], color=COLORS["train"], alpha=0.35 + 0.13 * k, lw=1,
                 label="train, observed labels" if k == len(runs) - 1 else None)
-        ax.plot(x, run.history["train_clean_acc"][1:], color="#9467bd", ls="--", alpha=0.35 + 0.13 * k,
+        ax.plot(x, run.history["train_clean_acc"][1:], color=COLORS["train_clean"], ls="--", alpha=0.35 + 0.13 * k,
                 lw=1, label="train, clean labels" if k == len(runs) - 1 else None)
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
@@ -321,14 +335,17 @@ def long_run(runs, datasets, title="large signal", horizon=None):
         band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
     ax.set(title="(b) noisy samples' attention", ylim=(-0.03, 1.03))
     ax = axes[0, 2]
-    band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], "#ff7f0e", "test accuracy")
-    band(ax, x, _runs_stack(runs, "test_loss")[:, 1:], "#8c564b", "test loss")
+    band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], COLORS["test"], "test accuracy")
+    ax.set_ylabel("test accuracy", color=COLORS["test"])
+    loss_ax = ax.twinx()  # accuracy and loss have their own labelled scales
+    band(loss_ax, x, _runs_stack(runs, "test_loss")[:, 1:], COLORS["test_loss"], "test loss")
+    loss_ax.set_ylabel("test loss", color=COLORS["test_loss"])
     ax.set(title="(c) test set")
     if horizon is not None:
         for ax in axes[0]:
             ax.axvline(horizon, color="0.3", ls=":", lw=1)
     fig.suptitle(title, fontsize=10)
-    legend_below(fig, ax=list(axes[0]), ncol=3)
+    legend_below(fig, ax=[*axes[0], loss_ax], ncol=3)
     for ax in axes[0]:
         ax.set(xscale="log", xlabel="GD step")
     return fig
@@ -353,7 +370,7 @@ def delayed_generalisation(runs, mark_fit=False):
         vals = _runs_stack(runs, key)[:, 1:]
         if key == "attn_test":
             vals = vals[..., 0]
-        band(ax, x, vals, "#ff7f0e" if key != "attn_test" else TOKEN_COLORS["x1"], label)
+        band(ax, x, vals, COLORS["test"] if key != "attn_test" else TOKEN_COLORS["x1"])  # the title names it
         ax.axvspan(np.nanmin(fits), np.nanmax(fits), color="0.85", lw=0)
         ax.axvline(np.nanmedian(fits), color="k", ls="--", lw=0.9, label="train labels fitted")
         if mark_fit:
@@ -377,7 +394,7 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
     fig, axes = subplots(len(g_values), 1, width=3.9)
     steps = np.asarray(steps, float)
     for ax, vals, name in zip(axes[0], g_values, names):
-        band(ax, steps, vals, "#1f77b4" if "clean" in name else "#d62728", name)
+        band(ax, steps, vals, COLORS["clean" if "clean" in name else "noisy"], name)
         slope, intercept, r2 = analysis.late_linear_fit(steps, np.nanmean(vals, 0), start)
         late = steps >= start
         ax.plot(steps[late], slope * steps[late] + intercept, "k--", lw=1,
@@ -401,7 +418,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     if window is not None:
         ax.axhspan(*window, color="0.9", lw=0, label="steps used for the fit")
     levels = np.asarray(levels, float)
-    band(ax, levels, times, "#1f77b4", f"{label}: measured")
+    band(ax, levels, times, COLORS["measured"], f"{label}: measured")
     ax.plot(levels, np.exp(np.nanmean(np.log(predicted), 0)), "k--", lw=1, label="g-law prediction")
     last = np.exp(np.nanmean(np.log(times[:, -1])))
     ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
@@ -421,7 +438,8 @@ def g_law(taus, x_numeric, x_theory, T):
     xs = np.linspace(-4, 12, 400)
     ax.plot(xs, theory.g(xs, T), label="$g(x)$")
     ax.plot(xs, np.exp(xs) / T, ls="--", label="$e^x / T$")
-    ax.set(yscale="symlog", xlabel="gap $x$", title=f"$g(x) = 2x + 2\\sinh(x - \\log T)$, T = {T}")
+    _asinh_axis(ax, "y", [-1e3, -1e2, -10, 0, 10, 1e2, 1e3, 1e4])  # smooth: symlog drew false kinks
+    ax.set(xlabel="gap $x$", title=f"$g(x) = 2x + 2\\sinh(x - \\log T)$, T = {T}")
     ax.legend(fontsize=8)
     ax = axes[0, 1]
     for k in range(x_numeric.shape[1]):
@@ -635,7 +653,7 @@ def cost_growth(panels, ylabel="seconds per run"):
         x, t = np.asarray(x, float), np.asarray(t, float)
         slope, icept = np.polyfit(np.log(x), np.log(t), 1)
         ax.loglog(x, t, "o", color="k")
-        ax.loglog(x, np.exp(icept) * x ** slope, "-", color="#1f77b4", lw=1)
+        ax.loglog(x, np.exp(icept) * x ** slope, "-", color=COLORS["measured"], lw=1)
         ax.set_title(f"slope {slope:.2f}", fontsize=9)
         ax.set_xlabel(label)
         _plain_log_ticks(ax.xaxis, x)
