@@ -1,15 +1,15 @@
 """Full-batch gradient descent on the mean logistic loss, with two engines (:ref:`sec-exact-dynamics`).
 
-* ``dense`` - autograd on W (d x d) and p (d): the reference, obviously the paper's model.
+* ``dense`` - autograd on W (d x d) and p (d): the reference, a direct implementation of the paper's model.
 * ``exact`` - the same trajectory computed in the m <= nT (+2) dimensional span of the training tokens.
   With B an orthonormal basis of that span, A = W_0^T B, G = A^T A and C the tokens in B coordinates,
   p_tau = A alpha_tau and W_tau^T B = A Z_tau, and one GD step is
 
-      v = Z^T G alpha   (token scores C v),   c = C^T dL/da,
-      alpha <- alpha - lr Z c,   Z <- Z - lr alpha_old c^T,
+      v = Z^T G alpha   (token scores C v),   r = C^T dL/da,
+      alpha <- alpha - lr Z r,   Z <- Z - lr alpha_old r^T,
 
   O(m^2 + nTm) per step whatever d is. The full query of step tau is q = K alpha - B w with K = W_0 A
-  and w = G alpha - v (since Z = I - lr S^T, S = sum_k c_k alpha_k^T), which scores test tokens.
+  and w = G alpha - v (since Z = I - lr S^T, S = sum_k r_k alpha_k^T), which scores test tokens.
 
 Both engines share one interface, :func:`train`; :func:`train_many` batches many data sets in one call.
 Every result reads its history with the same two verbs: ``final(key)`` (the last recorded step) and
@@ -258,10 +258,10 @@ class _Tokens:
         return a
 
     def back(self, g):  # C^T g for each run: (R, nT) -> (R, m)
-        c = g @ self.EB if self.EB.dim() == 2 else torch.bmm(g[:, None, :], self.EB)[:, 0]
+        r = g @ self.EB if self.EB.dim() == 2 else torch.bmm(g[:, None, :], self.EB)[:, 0]
         if self.coef is not None:
-            c = c + torch.bmm(g[:, None, :], self.coef)[:, 0] @ self.DB
-        return c
+            r = r + torch.bmm(g[:, None, :], self.coef)[:, 0] @ self.DB
+        return r
 
 
 def _lowdim_loop(C: _Tokens, G, z, y, steps, lr, record_steps, alpha, Z, progress=False):
@@ -314,12 +314,12 @@ def _loop(C, G, z, y, steps, lr, record_steps, alpha, Z, progress):
         s = torch.softmax(a, dim=-1)
         f = (s * z).sum(-1)
         dloss = -y * torch.sigmoid(-y * f) / n  # d(mean loss)/d f_i
-        c = C.back((dloss[..., None] * s * (z - f[..., None])).reshape(R, n * T))
-        Zc = torch.bmm(c[:, None, :], Z.transpose(1, 2))[:, 0]  # (Z c)^T
-        # scale the small factor first (as dense GD scales its gradient): lr * alpha c^T would overflow
-        # to inf * 0 = NaN once alpha is huge, although the product alpha c^T is 0
-        Z.baddbmm_(alpha[:, :, None], (-lr * c)[:, None, :])
-        alpha = alpha - lr * Zc
+        r = C.back((dloss[..., None] * s * (z - f[..., None])).reshape(R, n * T))  # r = C^T dL/da
+        Zr = torch.bmm(r[:, None, :], Z.transpose(1, 2))[:, 0]  # (Z r)^T
+        # scale the small factor first (as dense GD scales its gradient): lr * alpha r^T would overflow
+        # to inf * 0 = NaN once alpha is huge, although the product alpha r^T is 0
+        Z.baddbmm_(alpha[:, :, None], (-lr * r)[:, None, :])
+        alpha = alpha - lr * Zr
     stack = lambda xs: torch.stack(xs, 1)
     return stack(logits_hist), stack(alpha_hist), stack(w_hist), alpha
 

@@ -157,9 +157,10 @@ _LANDMARK_STYLE = dict(x1=("*", 150, r"$x_1 = \mu_{y^*}$ (relevant)"),
 class SelectionFigure(_ExplorerFigure):
     """:ref:`sec-playground-movie`, token-selection movie: what every sequence's attention reads.
 
-    Each sequence is drawn at its *attended token* z = sum_t s_t x_t (s its attention), projected on
-    ``(mu_{-1}, mu_{+1}) / ||mu||^2``. The head's output is nu^T z, so the diagonal is exactly the decision
-    boundary (shaded: the two output half-planes; blue: output +1, as in the paper's Figure 1).
+    Each sequence is drawn at its *attended token* x_hat = sum_t s_t x_t (s its attention), projected on
+    ``(mu_{-1}, mu_{+1}) / ||mu||^2``. The head's output is nu^T x_hat, so the diagonal is exactly the
+    decision boundary (shaded: the two output half-planes; blue: output +1). The paper's Figure 1 uses
+    the same plane but plots each sequence's most-attended token, under a hand-built query.
     Hollow markers: the token-type landmarks, where a sequence sits when it attends to a single token
     of that type (x_1 at distance one along its class, x_3 at rho along the other class, noise at the
     origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
@@ -184,8 +185,8 @@ class SelectionFigure(_ExplorerFigure):
                 color, marker, size, _ = _SEQ_STYLE[kind]
                 self.scatter[k, kind] = ax.scatter(np.empty(0), np.empty(0), marker=marker, s=size * (1.3 if k == 1 else 1),
                                                    color=color, edgecolor="k", lw=0.35, alpha=0.8, zorder=4)
-            _label(ax, r"$\langle z, \mu_{-1}\rangle/\|\mu\|^2$",
-                   r"$\langle z, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
+            _label(ax, r"$\langle \hat x, \mu_{-1}\rangle/\|\mu\|^2$",
+                   r"$\langle \hat x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
         axes[0].add_patch(Rectangle((zoom[0], zoom[0]), zoom[1] - zoom[0], zoom[1] - zoom[0], fill=False,
                                     ec="0.3", lw=0.8, ls=":", zorder=5))
         handles = [Line2D([], [], ls="", marker=m, ms=np.sqrt(s), color=c, mec="k", mew=0.35, label=lab)

@@ -157,7 +157,7 @@ def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64, signal=None, 
     noise and differ in signal strength). ``G`` (m, m) shared or (R, m, m); ``z`` (R, n, T) head values,
     ``y`` (R, n) labels. From alpha = 0, Z = I, one step is
 
-        v = Z^T G alpha,  scores C v,  c = C^T dL/da,  alpha <- alpha - lr Z c,  Z <- Z - lr alpha_old c^T.
+        v = Z^T G alpha,  scores C v,  r = C^T dL/da,  alpha <- alpha - lr Z r,  Z <- Z - lr alpha_old r^T.
 
     The rank-one updates of Z are kept aside and folded into Z every ``block`` steps (one batched matrix
     product), which makes a step two matrix-vector products per run instead of a pass over Z. Returns

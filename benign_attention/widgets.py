@@ -543,7 +543,7 @@ _SELECTION_CACHE: "OrderedDict[tuple, list]" = OrderedDict()
 def selection_frames(frames=SELECTION_DEFAULTS["frames"], **knobs):
     """Train once, in chunks ending at each step of ``frames`` (``train(..., resume=run)``), and
     record per frame where every sequence's attention points: its *attended token*
-    z = sum_t s_t x_t (s its attention) projected on ``(mu_{-1}, mu_{+1}) / ||mu||^2``, for the training
+    x_hat = sum_t s_t x_t (s its attention) projected on ``(mu_{-1}, mu_{+1}) / ||mu||^2``, for the training
     sequences (from the run's attention) and the test sequences (softmax of x_t·q with q = W p from
     the run's state, computed in the token span: O(d m) per frame, never the d x d matrix).
 
