@@ -281,6 +281,30 @@ def test_grid_resumes_and_recomputes_corrupt_cells(tmp_path, monkeypatch, breast
     assert [(r["n"], r["eta"], r["epochs"]) for r in rows] == [(10, 0.0, 5), (10, 0.2, 6)]
 
 
+def test_new_cell_records_device_date_torch_and_commit(tmp_path, monkeypatch, breast):
+    """A cell written now says where, when, with which torch and from which source it was computed
+    (the stored cells of chapter 8 predate this: their date is null, some their device)."""
+    import datetime
+    import subprocess
+
+    monkeypatch.setattr(ft, "prepare", lambda *a, **k: breast)
+    grid.run_realdata_grid(tmp_path, ["breast_cancer"], [10], [0.2], [0], epochs=2, progress=False)
+    body = json.loads(grid.cell_path(tmp_path, "breast_cancer", 10, 0.2, 0).read_text())
+    prov = body["provenance"]
+    for key in ("device", "date", "torch", "commit"):
+        assert prov.get(key) not in (None, ""), key
+    assert prov["device"] == str(breast.head_w.device) and prov["torch"] == torch.__version__
+    age = datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(prov["date"])
+    assert datetime.timedelta(0) <= age < datetime.timedelta(minutes=10)
+    root = Path(grid.__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:   # a git checkout: the commit it ran from (and whether files differed)
+        assert prov["commit"].removesuffix("-dirty") == head.stdout.strip()
+    # and the cell cache reads it back with its provenance
+    (cell,) = grid.load_results(tmp_path)
+    assert cell["provenance"] == prov
+
+
 def test_missing_file_is_downloaded_then_verified(tmp_path, monkeypatch):
     body = "NUM:date When ?\n"
 
