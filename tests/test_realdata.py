@@ -305,6 +305,24 @@ def test_new_cell_records_device_date_torch_and_commit(tmp_path, monkeypatch, br
     assert cell["provenance"] == prov
 
 
+def test_pretrained_weights_record_their_provenance(tmp_path):
+    """scripts/pretrain_vit.py writes device, date, torch version and commit beside new weights."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_vit.py"
+    spec = importlib.util.spec_from_file_location("pretrain_vit", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from benign_attention.engines import torch_threads
+
+    with torch_threads(1):   # small full-batch steps: one thread does not spin-wait on a busy machine
+        meta = script.pretrain("breast_cancer", out=tmp_path)
+    stored = json.loads((tmp_path / "tabular_breast_cancer.json").read_text())
+    assert stored["provenance"] == meta["provenance"]
+    for key in ("device", "date", "torch", "commit"):
+        assert stored["provenance"].get(key) not in (None, ""), key
+
+
 def test_missing_file_is_downloaded_then_verified(tmp_path, monkeypatch):
     body = "NUM:date When ?\n"
 
@@ -357,8 +375,23 @@ def test_seed_spread_and_paired_noise_cost():
     assert cost["seeds"] == 2 and cost["costs"] == pytest.approx([10.0, 5.0])
     assert (cost["min"], cost["max"], cost["mean"]) == pytest.approx((5.0, 10.0, 7.5))
     html = report.noise_cost_html([cost], paper={"trec": {20: 2.2}})
-    assert "7.5 ± 3.5 [5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
-    assert "± " in report.table2_spread_html(cells)
+    assert "7.5 ± 3.5<br>[5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
+    assert "0.10 ± 0.00<br>85.0 ± 7.1" in report.table2_spread_html(cells)
+
+
+def test_provenance_rows_group_what_the_files_record():
+    from benign_attention.realdata import report
+
+    def cell(seed, n, **prov):
+        return dict(dataset="mnist", n=n, seed=seed, provenance=prov)
+    cells = [cell(0, 20, device="cpu", torch="2.13", threads=2, date=None),
+             cell(1, 200, device="cpu", torch="2.13", threads=2, date=None),
+             cell(2, 20, device=None, torch="2.11", threads=1, date=None)]
+    rows = report.provenance_rows(cells)
+    assert [(r["cells"], r["seeds"], r["ns"], r["device"], r["commit"]) for r in rows] == [
+        (2, [0, 1], [20, 200], "cpu", None), (1, [2], [20], None, None)]
+    html = report.provenance_html(cells)
+    assert "<td>0–1</td>" in html and "<td>—</td>" in html
 
 
 # ----------------------------------------------------------------------------- your own backbone and data
