@@ -377,6 +377,10 @@ def test_seed_spread_and_paired_noise_cost():
     html = report.noise_cost_html([cost], paper={"trec": {20: 2.2}})
     assert "7.5 ± 3.5<br>[5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
     assert "0.10 ± 0.00<br>85.0 ± 7.1" in report.table2_spread_html(cells)
+    rows = [dict(r, train_loss=0.1) for r in report.seed_spread(cells)]
+    html = report.table2_html(rows + [dict(rows[0], dataset="paper")], datasets=("trec", "paper"),
+                              names={"paper": "the paper's row"})
+    assert "the paper&#x27;s row (baseline 70.0)" in html and "TREC (MiniLM) (baseline 70.0)" in html
 
 
 def test_provenance_rows_group_what_the_files_record():
@@ -391,7 +395,18 @@ def test_provenance_rows_group_what_the_files_record():
     assert [(r["cells"], r["seeds"], r["ns"], r["device"], r["commit"]) for r in rows] == [
         (2, [0, 1], [20, 200], "cpu", None), (1, [2], [20], None, None)]
     html = report.provenance_html(cells)
-    assert "<td>0–1</td>" in html and "<td>—</td>" in html
+    assert "<td>MNIST<br>seeds 0–1; n = 20, 200</td><td>2</td>" in html and "<td>—</td>" in html
+
+
+def test_baselines_table_shows_head_pool_test_and_official_sizes():
+    from types import SimpleNamespace
+
+    from benign_attention.realdata import report
+
+    prep = SimpleNamespace(baseline=0.5, info=dict(head_size=5444, pool_size=2000, test_size=499))
+    html = report.baselines_html({"trec": prep}, {"trec": 3000})
+    assert "<td>TREC (MiniLM)</td><td>50.0</td><td>5,444</td><td>2,000</td><td>499</td><td>3,000</td>" in html
+    assert "official" not in report.baselines_html({"trec": prep})
 
 
 # ----------------------------------------------------------------------------- your own backbone and data

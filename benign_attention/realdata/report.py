@@ -17,8 +17,10 @@ from ..plots import legend_below
 NAMES = {"trec": "TREC (MiniLM)", "mnist": "MNIST (small ViT)", "breast_cancer": "Breast cancer (tabular)"}
 
 
-def table2_html(rows, datasets=("trec", "mnist", "breast_cancer")) -> str:
-    """A Table-2-style HTML table: for each data set and η, 'train loss, test acc %' for every n."""
+def table2_html(rows, datasets=("trec", "mnist", "breast_cancer"), names=None) -> str:
+    """A Table-2-style HTML table: for each data set and η, 'train loss, test acc %' for every n.
+    ``names``: the row label of each data set (default ``NAMES``; e.g. to add a row of the paper's)."""
+    names = NAMES if names is None else {**NAMES, **names}
     ns = sorted({r["n"] for r in rows})
     head = "".join(f"<th>n = {n}</th>" for n in ns)
     body = []
@@ -32,7 +34,7 @@ def table2_html(rows, datasets=("trec", "mnist", "breast_cancer")) -> str:
                 r = next((r for r in rs if r["n"] == n and r["eta"] == eta), None)
                 cells.append("<td>–</td>" if r is None else
                              f"<td>{r['train_loss']:.2f}, {100 * r['test_acc']:.1f}</td>")
-            label = f"{NAMES[d]} (baseline {100 * rs[0]['baseline']:.1f})"
+            label = f"{names[d]} (baseline {100 * rs[0]['baseline']:.1f})"
             body.append(f"<tr><td>{escape(label)}</td><td>{eta:g}</td>{''.join(cells)}</tr>")
     return (f"<table><thead><tr><th>data set (baseline %)</th><th>η</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -184,8 +186,9 @@ PROVENANCE_FIELDS = ("device", "torch", "threads", "date", "commit")
 
 
 def provenance_rows(cells, datasets=("trec", "mnist", "breast_cancer")) -> list[dict]:
-    """The cells grouped by data set and by what their files record in :data:`PROVENANCE_FIELDS`
-    (a field a file lacks, or holds as null, is None here: nothing is filled in). One row per group:
+    """The cells grouped by data set and by what their files record in ``PROVENANCE_FIELDS``
+    (device, torch, threads, date, commit; a field a file lacks, or holds as null, is None here:
+    nothing is filled in). One row per group:
     ``dataset``, ``cells`` (how many), ``seeds`` and ``ns`` (sorted lists) and the fields."""
     groups = defaultdict(list)
     for c in cells:
@@ -210,11 +213,29 @@ def _span(values):
 def provenance_html(cells, datasets=("trec", "mnist", "breast_cancer")) -> str:
     """Table of :func:`provenance_rows`: what the stored cell files record about where, when, with
     which torch and from which commit they were computed ('—' where a file records nothing)."""
-    head = "".join(f"<th>{k}</th>" for k in ("data set", "seeds", "n", "cells", *PROVENANCE_FIELDS))
+    head = "".join(f"<th>{k}</th>" for k in ("cells", "files", *PROVENANCE_FIELDS))
     body = []
     for r in provenance_rows(cells, datasets):
         fields = "".join(f"<td>{'—' if r[k] is None else escape(str(r[k]))}</td>" for k in PROVENANCE_FIELDS)
-        body.append(f"<tr><td>{escape(NAMES.get(r['dataset'], r['dataset']).split(' (')[0])}</td>"
-                    f"<td>{_span(r['seeds'])}</td><td>{', '.join(map(str, r['ns']))}</td><td>{r['cells']}</td>"
-                    f"{fields}</tr>")
+        name = escape(NAMES.get(r["dataset"], r["dataset"]).split(" (")[0])
+        body.append(f"<tr><td>{name}<br>seeds {_span(r['seeds'])}; n = {', '.join(map(str, r['ns']))}</td>"
+                    f"<td>{r['cells']}</td>{fields}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def baselines_html(preps, official_head=None) -> str:
+    """Table of step 1 for the prepared data sets ``preps`` ({name: Prepared}): the baseline test
+    accuracy (%), how many clean samples trained the head, how many of them form the fine-tuning
+    pool, and the test size. ``official_head``: optional {name: head-set size in the official code},
+    shown in a last column."""
+    extra = "" if official_head is None else "<th>head set, official code</th>"
+    body = []
+    for name, p in preps.items():
+        info = p.info
+        last = "" if official_head is None else f"<td>{official_head.get(name, '–'):,}</td>"
+        body.append(f"<tr><td>{escape(NAMES.get(name, name))}</td><td>{100 * p.baseline:.1f}</td>"
+                    f"<td>{info['head_size']:,}</td><td>{info['pool_size']:,}</td><td>{info['test_size']:,}</td>"
+                    f"{last}</tr>")
+    return ("<table><thead><tr><th>data set</th><th>baseline (%)</th><th>head trained on</th>"
+            f"<th>fine-tuning pool (part of it)</th><th>test</th>{extra}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
