@@ -9,7 +9,8 @@ folder, through :class:`CellCache`. A cell file holds
   reused only by a call with exactly these parameters;
 * ``record``: json results (numbers, lists, nested dicts) and ``arrays``: numpy arrays, stored with
   their dtype and shape (json numbers read back bit for bit, NaN and inf included);
-* ``provenance``: package and torch versions, device, torch threads, machine and date;
+* ``provenance``: package and torch versions, device, torch threads, machine, date and the commit
+  of the package's source (:func:`source_commit`);
 * ``checksum``: the SHA-256 of all of the above, checked on every load.
 
 Writes go to a unique temporary file in the same folder and then ``os.replace`` it, so a reader sees
@@ -33,6 +34,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -47,7 +49,8 @@ from ._version import __version__
 from .parallel import ExecutorError, run_jobs
 from .validation import ArgumentTypeError, check_number, check_path, check_progress, dir_is_writable
 
-__all__ = ["CellCache", "Cell", "CellGrid", "CacheWarning", "provenance", "cell_key", "stored", "STORED"]
+__all__ = ["CellCache", "Cell", "CellGrid", "CacheWarning", "provenance", "source_commit", "cell_key", "stored",
+           "STORED"]
 
 #: The stored results the book shows (long computations made by ``scripts/`` and ``benchmarks/``),
 #: shipped inside the package so that a chapter finds them without the repository (Colab).
@@ -64,15 +67,54 @@ class CacheWarning(UserWarning):
     """A cell file is corrupt, stale or could not be written (the cell is computed, or kept in memory)."""
 
 
+def _git(*args) -> str | None:
+    """The output of ``git -C <package folder> ARGS`` (stripped), or None if git fails or is missing."""
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), *args], capture_output=True,
+                             text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def source_commit() -> str:
+    """The commit of the package's source, for a cell's provenance; never None.
+
+    * In a git checkout of the book's repository: ``git rev-parse HEAD``, with ``-dirty`` appended
+      when tracked files differ from that commit (so the commit alone does not say what ran).
+    * Installed by pip from a git URL: the commit pip recorded (``direct_url.json``).
+    * Otherwise ``"unknown (benign-attention <version>, not a git checkout)"``.
+    """
+    package = Path(__file__).resolve().parent
+    top = _git("rev-parse", "--show-toplevel")
+    if top and (Path(top).resolve() / package.name) == package:
+        head = _git("rev-parse", "HEAD")
+        if head:
+            status = _git("status", "--porcelain", "--untracked-files=no")
+            return head + ("" if status == "" else "-dirty")
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        direct = json.loads(distribution("benign-attention").read_text("direct_url.json") or "{}")
+        commit = direct.get("vcs_info", {}).get("commit_id")
+        if commit:
+            return str(commit)
+    except (PackageNotFoundError, ValueError, TypeError, AttributeError, OSError):
+        pass
+    return f"unknown (benign-attention {__version__}, not a git checkout)"
+
+
 def provenance(device=None, threads=None) -> dict:
     """Where and with what a cell was computed: package and torch versions, ``device`` (default
-    'cpu'), torch ``threads`` (default: the current count), machine and UTC date."""
+    'cpu'), torch ``threads`` (default: the current count), machine, UTC date and the source
+    ``commit`` (:func:`source_commit`). No field is None."""
     import torch
 
     return {"package": __version__, "torch": torch.__version__, "device": str(device or "cpu"),
             "threads": int(torch.get_num_threads() if threads is None else threads),
             "machine": platform.machine(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": source_commit()}
 
 
 _provenance = provenance

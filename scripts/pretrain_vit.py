@@ -15,8 +15,10 @@
   weight decay 0.05) for 300 epochs, seed 0.
 
 Weights go to ``<name>.npz`` (no pickle) and a ``<name>.json`` with the config, seed, wall-clock
-seconds, torch thread count and the accuracy reached on the split's held-out **test** part.
-The shipped weights (seed 0, torch 2.13 CPU, 2 threads on a shared 2-core machine) reached:
+seconds, torch thread count, the accuracy reached on the split's held-out **test** part and a
+``provenance`` block (device, date, torch version, source commit: ``benign_attention.cache.provenance``).
+The shipped weights were made before that block existed: their json files record seed 0 and 2 torch
+threads, but no device, date, torch version or commit. They reached:
 
 * ViT on MNIST digits 0-4: 98.9% accuracy on the 1025 held-out images of those digits (99.4% on
   its 2558 training images), 746 s (the machine was busy with other jobs at the time);
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benign_attention.cache import provenance
 from benign_attention.realdata.datasets import MNIST_PRETRAIN_DIGITS, task_split
 from benign_attention.realdata.backbones import Encoder, save_encoder
 
@@ -99,7 +102,7 @@ def pretrain(dataset: str, seed: int = 0, out: Path = OUT) -> dict:
             "seconds": round(time.time() - start, 1), "torch_threads": torch.get_num_threads(),
             "pretrain_size": len(x), "train_accuracy": accuracy(model, x, y),
             "test_size": len(xt), "test_accuracy": accuracy(model, xt, yt),
-            "script": "scripts/pretrain_vit.py"}
+            "script": "scripts/pretrain_vit.py", "provenance": provenance("cpu", torch.get_num_threads())}
     if dataset == "mnist":
         meta["pretrain_digits"] = list(MNIST_PRETRAIN_DIGITS)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,21 @@ def test_round_trip_is_bit_for_bit(tmp_path):
         assert cell.arrays[k].dtype == a.dtype and cell.arrays[k].shape == a.shape
         assert cell.arrays[k].tobytes() == a.tobytes(), k
     assert cache.save("c", PARAMS, record, ARRAYS) == path            # rewriting: same file, default provenance
-    assert set(cache.load("c", PARAMS).provenance) >= {"package", "torch", "device", "threads", "date"}
+    assert set(cache.load("c", PARAMS).provenance) >= {"package", "torch", "device", "threads", "date", "commit"}
     assert [c.path.name for c in cache.cells()] == ["c.json"]
     assert cell_key(PARAMS) == cell_key(dict(reversed(PARAMS.items()))) != cell_key(dict(PARAMS, d=9))
+
+
+def test_source_commit_without_git(monkeypatch):
+    """Outside a git checkout (or without git) the commit is the one pip recorded, else a plain
+    'unknown' sentence: never None."""
+    from benign_attention import cache
+
+    monkeypatch.setattr(cache, "_git", lambda *args: None)
+    commit = cache.source_commit()
+    assert isinstance(commit, str) and commit
+    assert commit.startswith("unknown (benign-attention ") or len(commit) == 40
+    assert cache.provenance()["commit"] == commit
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped number", "no checksum", "other format"])

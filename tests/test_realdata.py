@@ -281,6 +281,48 @@ def test_grid_resumes_and_recomputes_corrupt_cells(tmp_path, monkeypatch, breast
     assert [(r["n"], r["eta"], r["epochs"]) for r in rows] == [(10, 0.0, 5), (10, 0.2, 6)]
 
 
+def test_new_cell_records_device_date_torch_and_commit(tmp_path, monkeypatch, breast):
+    """A cell written now says where, when, with which torch and from which source it was computed
+    (the stored cells of chapter 8 predate this: their date is null, some their device)."""
+    import datetime
+    import subprocess
+
+    monkeypatch.setattr(ft, "prepare", lambda *a, **k: breast)
+    grid.run_realdata_grid(tmp_path, ["breast_cancer"], [10], [0.2], [0], epochs=2, progress=False)
+    body = json.loads(grid.cell_path(tmp_path, "breast_cancer", 10, 0.2, 0).read_text())
+    prov = body["provenance"]
+    for key in ("device", "date", "torch", "commit"):
+        assert prov.get(key) not in (None, ""), key
+    assert prov["device"] == str(breast.head_w.device) and prov["torch"] == torch.__version__
+    age = datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(prov["date"])
+    assert datetime.timedelta(0) <= age < datetime.timedelta(minutes=10)
+    root = Path(grid.__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:   # a git checkout: the commit it ran from (and whether files differed)
+        assert prov["commit"].removesuffix("-dirty") == head.stdout.strip()
+    # and the cell cache reads it back with its provenance
+    (cell,) = grid.load_results(tmp_path)
+    assert cell["provenance"] == prov
+
+
+def test_pretrained_weights_record_their_provenance(tmp_path):
+    """scripts/pretrain_vit.py writes device, date, torch version and commit beside new weights."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_vit.py"
+    spec = importlib.util.spec_from_file_location("pretrain_vit", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from benign_attention.engines import torch_threads
+
+    with torch_threads(1):   # small full-batch steps: one thread does not spin-wait on a busy machine
+        meta = script.pretrain("breast_cancer", out=tmp_path)
+    stored = json.loads((tmp_path / "tabular_breast_cancer.json").read_text())
+    assert stored["provenance"] == meta["provenance"]
+    for key in ("device", "date", "torch", "commit"):
+        assert stored["provenance"].get(key) not in (None, ""), key
+
+
 def test_missing_file_is_downloaded_then_verified(tmp_path, monkeypatch):
     body = "NUM:date When ?\n"
 
@@ -333,8 +375,38 @@ def test_seed_spread_and_paired_noise_cost():
     assert cost["seeds"] == 2 and cost["costs"] == pytest.approx([10.0, 5.0])
     assert (cost["min"], cost["max"], cost["mean"]) == pytest.approx((5.0, 10.0, 7.5))
     html = report.noise_cost_html([cost], paper={"trec": {20: 2.2}})
-    assert "7.5 ± 3.5 [5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
-    assert "± " in report.table2_spread_html(cells)
+    assert "7.5 ± 3.5<br>[5.0, 10.0] (2)" in html and "<td>2.2</td>" in html
+    assert "0.10 ± 0.00<br>85.0 ± 7.1" in report.table2_spread_html(cells)
+    rows = [dict(r, train_loss=0.1) for r in report.seed_spread(cells)]
+    html = report.table2_html(rows + [dict(rows[0], dataset="paper")], datasets=("trec", "paper"),
+                              names={"paper": "the paper's row"})
+    assert "the paper&#x27;s row (baseline 70.0)" in html and "TREC (MiniLM) (baseline 70.0)" in html
+
+
+def test_provenance_rows_group_what_the_files_record():
+    from benign_attention.realdata import report
+
+    def cell(seed, n, **prov):
+        return dict(dataset="mnist", n=n, seed=seed, provenance=prov)
+    cells = [cell(0, 20, device="cpu", torch="2.13", threads=2, date=None),
+             cell(1, 200, device="cpu", torch="2.13", threads=2, date=None),
+             cell(2, 20, device=None, torch="2.11", threads=1, date=None)]
+    rows = report.provenance_rows(cells)
+    assert [(r["cells"], r["seeds"], r["ns"], r["device"], r["commit"]) for r in rows] == [
+        (2, [0, 1], [20, 200], "cpu", None), (1, [2], [20], None, None)]
+    html = report.provenance_html(cells)
+    assert "<td>MNIST<br>seeds 0–1; n = 20, 200</td><td>2</td>" in html and "<td>—</td>" in html
+
+
+def test_baselines_table_shows_head_pool_test_and_official_sizes():
+    from types import SimpleNamespace
+
+    from benign_attention.realdata import report
+
+    prep = SimpleNamespace(baseline=0.5, info=dict(head_size=5444, pool_size=2000, test_size=499))
+    html = report.baselines_html({"trec": prep}, {"trec": 3000})
+    assert "<td>TREC (MiniLM)</td><td>50.0</td><td>5,444</td><td>2,000</td><td>499</td><td>3,000</td>" in html
+    assert "official" not in report.baselines_html({"trec": prep})
 
 
 # ----------------------------------------------------------------------------- your own backbone and data

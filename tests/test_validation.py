@@ -507,7 +507,9 @@ raises("cache.cell_key", lambda e: cache.cell_key([1, 2]), T, "params")
 ok("cache.cell_key", lambda e: (cache.cell_key({"a": 1, "b": 2.0}), cache.cell_key({"b": 2.0, "a": 1})),
    lambda t: t[0] == t[1] and len(t[0]) == 24)
 ok("cache.provenance", lambda e: cache.provenance("cuda", 3),
-   lambda p: p["device"] == "cuda" and p["threads"] == 3 and p["package"] == ba.__version__)
+   lambda p: p["device"] == "cuda" and p["threads"] == 3 and p["package"] == ba.__version__
+   and p["commit"] and p["date"] and p["torch"])
+ok("cache.source_commit", lambda e: cache.source_commit(), lambda c: isinstance(c, str) and c)
 raises("cache.stored", lambda e: cache.stored(3), T, "stored")
 raises("cache.stored", lambda e: cache.stored("no-such-result"), V, "stored")
 raises("cache.stored", lambda e: cache.stored("../../benign_attention"), V, "stored")

