@@ -82,19 +82,33 @@ def encoder_loss_maps(d_values, mu_values, train_loss, test_loss, title=""):
 def encoder_boundary(d_values, boundaries, threshold=0.1):
     """The signal strength at which the test loss crosses ``threshold``, against d: ``boundaries``
     is ``{label: values}`` with one value per entry of ``d_values`` (NaN where not computed), one line
-    with markers per label (e.g. per seed). Shown in :ref:`sec-encoder-grid`."""
+    with markers per label (e.g. per seed). Several thresholds side by side, one panel each: a list
+    of thresholds and a list of such dicts, one per threshold (the panels share their y axis).
+    Shown in :ref:`sec-encoder-grid`."""
     d_values = np.asarray(d_values, float)
-    if not isinstance(boundaries, dict) or not boundaries:
-        raise ValueError("boundaries must be a non-empty dict {label: one value per d}")
-    for label, b in boundaries.items():
-        if np.shape(b) != d_values.shape:
-            raise ValueError(f"boundaries[{label!r}] must have one value per d ({len(d_values)}), got shape {np.shape(b)}")
-    fig, axes = subplots(1, width=4.2, height=2.8)
-    ax = axes[0, 0]
-    for (label, b), marker in zip(boundaries.items(), "os^vDP"):
-        b = np.asarray(b, float)
-        ok = np.isfinite(b)
-        ax.plot(d_values[ok], b[ok], marker=marker, ms=5, lw=1, label=label)
-    ax.set(xlabel="$d$", ylabel=rf"$\|\mu\|$ where test loss = {threshold:g}")
-    legend_below(fig, *ax.get_legend_handles_labels(), ncol=len(boundaries), fontsize=8)
+    several = isinstance(threshold, (list, tuple))
+    thresholds, panels = (list(threshold), boundaries) if several else ([threshold], [boundaries])
+    if several and (not isinstance(panels, (list, tuple)) or len(panels) != len(thresholds)):
+        raise ValueError(f"boundaries must be a list of {len(thresholds)} dicts, one per threshold, got "
+                         f"{type(panels).__name__}")
+    for t in thresholds:
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.number)) or not np.isfinite(t):
+            raise ValueError(f"threshold must be a finite number (or a list of them), got {t!r}")
+    for panel in panels:
+        if not isinstance(panel, dict) or not panel:
+            raise ValueError("boundaries must be a non-empty dict {label: one value per d}")
+        for label, b in panel.items():
+            if np.shape(b) != d_values.shape:
+                raise ValueError(f"boundaries[{label!r}] must have one value per d ({len(d_values)}), "
+                                 f"got shape {np.shape(b)}")
+    fig, axes = subplots(len(panels), width=4.2 if len(panels) == 1 else 3.4, height=2.8, sharey=True)
+    for ax, panel, t in zip(axes[0], panels, thresholds):
+        for (label, b), marker in zip(panel.items(), "os^vDP"):
+            b = np.asarray(b, float)
+            ok = np.isfinite(b)
+            ax.plot(d_values[ok], b[ok], marker=marker, ms=5, lw=1, label=label)
+        ax.set(xlabel="$d$", title=f"test loss = {t:g}" if several else None)
+    axes[0, 0].set_ylabel(r"$\|\mu\|$ where the test loss crosses" if several
+                          else rf"$\|\mu\|$ where test loss = {threshold:g}")
+    legend_below(fig, *axes[0, 0].get_legend_handles_labels(), ncol=len(panels[0]), fontsize=8)
     return fig

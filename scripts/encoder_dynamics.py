@@ -18,7 +18,8 @@ from benign_attention import make_dataset  # noqa: E402
 from benign_attention.encoder import load_runs, save_run, train_encoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / "benign_attention" / "results" / "encoder_dynamics"
-# The paper's notes: (2000, 20) benign, (5000, 5) harmful, (1000, 100) large signal.
+# The paper's three settings for the encoder, as the authors' plotting notebook lists them (plot.ipynb in
+# keitaroskmt/benign-attention, at commit 425cbd4): (2000, 20) benign, (5000, 5) harmful, (1000, 100) large signal.
 SETTINGS = {"benign": (2000, 20.0), "harmful": (5000, 5.0), "large_signal": (1000, 100.0)}
 
 

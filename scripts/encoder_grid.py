@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benign_attention.encoder import run_encoder_grid  # noqa: E402
+from benign_attention.encoder import LR, MLP_DIM, run_encoder_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / "benign_attention" / "results" / "encoder"
 
@@ -26,6 +26,8 @@ def main(argv=None):
     ap.add_argument("--mu", type=float, nargs="+", default=[5 + 2.5 * i for i in range(19)] + [60, 70, 80, 100])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--lr", type=float, default=LR, help="SGD learning rate (default: the paper's)")
+    ap.add_argument("--mlp-dim", type=int, default=MLP_DIM, help="width of the feed-forward block (default: the paper's)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per cell")
     ap.add_argument("--scheduler", default=None, help="address of a dask.distributed scheduler (default: run here)")
     ap.add_argument("--out", default=str(ROOT))
@@ -35,7 +37,8 @@ def main(argv=None):
         from dask.distributed import Client
         executor = Client(args.scheduler).get_executor()
 
-    records = run_encoder_grid(args.d, args.mu, args.out, args.seed, args.steps, args.threads, executor, progress=True)
+    records = run_encoder_grid(args.d, args.mu, args.out, args.seed, args.steps, args.threads, executor, progress=True,
+                               lr=args.lr, mlp_dim=args.mlp_dim)
     for rec in records:
         print(f"d={rec['d']} mu={rec['signal_norm']:g}: train {rec['train_loss']:.3f} test {rec['test_loss']:.3f} "
               f"({rec['seconds']:.1f} s)", flush=True)

@@ -183,3 +183,56 @@ def test_onednn_failure_falls_back_to_the_default_matmul(monkeypatch):
     loss = encoder.sgd_step(a, X, y, 0.1)[0]
     assert encoder.model.ONEDNN is False   # switched off for the rest of the session
     assert torch.equal(loss, encoder.sgd_step(b, X, y, 0.1)[0])
+
+
+def test_train_from_given_initial_weights():
+    ds = make_dataset(n=6, T=4, d=12, n_test=5, seed=2)
+    start = make_encoder(12, 8, seed=5)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    seeded = train_encoder(ds, steps=4, record_every=2, mlp_dim=8, seed=5)
+    for given in (start.state_dict(), start, {k: v.numpy() for k, v in start.state_dict().items()}):
+        run = train_encoder(ds, steps=4, record_every=2, mlp_dim=8, seed=0, init_state=given)
+        for k in seeded.history:   # the given weights, not seed 0's: the seed-5 run exactly
+            np.testing.assert_array_equal(run.history[k], seeded.history[k], err_msg=k)
+        assert run.config["init_state"] == "given" and "init_state" not in seeded.config
+    for k, v in start.state_dict().items():   # copied, never trained in place
+        assert torch.equal(v, before[k]), k
+    start64 = make_encoder(12, 8, seed=5, dtype="float64")   # float64 weights train in float64 unrounded
+    run64 = train_encoder(ds, steps=2, mlp_dim=8, dtype="float64", init_state=start64, path="reference")
+    ref64 = train_encoder(ds, steps=2, mlp_dim=8, dtype="float64", seed=5, path="reference")
+    np.testing.assert_array_equal(run64.history["train_loss"], ref64.history["train_loss"])
+
+
+def test_init_state_validation():
+    ds = make_dataset(n=4, T=3, d=5, n_test=4)
+    good = make_encoder(5, 3).state_dict()
+    cases = [([1.0, 2.0], "init_state must be a dict"),
+             ({k: v for k, v in good.items() if k != "cls"}, r"missing \['cls'\]"),
+             (dict(good, extra=torch.zeros(1)), r"unknown \['extra'\]"),
+             (make_encoder(5, 7).state_dict(), "mlp_dim=7"),
+             (make_encoder(6, 3).state_dict(), r"init_state\['cls'\] must have shape \(5,\)"),
+             (dict(good, cls=torch.full((5,), float("nan"))), "finite"),
+             (dict(good, cls="zeros"), r"init_state\['cls'\]")]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            train_encoder(ds, steps=1, mlp_dim=3, init_state=bad)
+
+
+def test_encoder_grid_passes_lr_and_mlp_dim(tmp_path):
+    from benign_attention.encoder import encoder_cell, load_grid, run_encoder_grid
+    (rec,) = run_encoder_grid([6], [5.0], tmp_path, steps=2, lr=0.01, mlp_dim=4)
+    assert (rec["lr"], rec["mlp_dim"]) == (0.01, 4)
+    direct = train_encoder(make_dataset(d=6, signal_norm=5.0), steps=2, lr=0.01, mlp_dim=4, record_every=2)
+    assert rec["test_loss"] == direct.final("test_loss") and rec["train_loss"] == direct.final("train_loss")
+    run_encoder_grid([6], [5.0], tmp_path, steps=2)   # the paper's setting: the old name, kept apart
+    names = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert names == ["d6_mu5_lr0.01_mlp4_seed0.json", "d6_mu5_seed0.json"]
+    assert run_encoder_grid([6], [5.0], tmp_path, steps=2, lr=0.01, mlp_dim=4) == []   # found again
+    assert encoder_cell(6, 5.0, tmp_path, steps=2, lr=0.01, mlp_dim=4)["test_loss"] == rec["test_loss"]
+    with pytest.raises(ValueError, match="mlp_dim="):
+        load_grid(tmp_path)   # two settings: never merged
+    assert load_grid(tmp_path, mlp_dim=4)[3][0]["lr"] == 0.01
+    assert load_grid(tmp_path, lr=0.005)[3][0]["mlp_dim"] == 2000
+    for kw, name in (({"lr": 0}, "lr"), ({"lr": 1e39}, "lr"), ({"mlp_dim": 0}, "mlp_dim"), ({"mlp_dim": 2.5}, "mlp_dim")):
+        with pytest.raises(ValueError, match=name):
+            run_encoder_grid([6], [5.0], tmp_path, steps=2, **kw)

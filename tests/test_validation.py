@@ -565,6 +565,17 @@ raises("encoder_figures.encoder_boundary", lambda e: encoder_figures.encoder_bou
 raises("encoder_figures.encoder_boundary", lambda e: encoder_figures.encoder_boundary([250], {}), V, "boundaries")
 ok("encoder_figures.encoder_boundary", lambda e: encoder_figures.encoder_boundary([250, 500], {"a": [10.0, np.nan]}),
    lambda fig: len(fig.axes) == 1)
+ok("encoder_figures.encoder_boundary", lambda e: encoder_figures.encoder_boundary(
+    [250, 500], [{"a": [10.0, 12.0]}, {"a": [14.0, np.nan]}], threshold=[0.41, 0.1]), lambda fig: len(fig.axes) == 2)
+raises("encoder_figures.encoder_boundary", lambda e: encoder_figures.encoder_boundary(
+    [250, 500], {"a": [10.0, 12.0]}, threshold=[0.41, 0.1]), V, "boundaries")
+raises("encoder_figures.encoder_boundary", lambda e: encoder_figures.encoder_boundary(
+    [250, 500], {"a": [10.0, 12.0]}, threshold="low"), V, "threshold")
+raises("encoder.train_encoder", lambda e: encoder.train_encoder(ba.make_dataset(n=4, T=3, d=5, n_test=2), steps=1, mlp_dim=3,
+                                                                init_state=[0.0]), T, "init_state")
+raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [5.0], e.tmp, lr=-1.0), V, "lr")
+raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [5.0], e.tmp, mlp_dim=0), V, "mlp_dim")
+raises("encoder.load_grid", lambda e: encoder.load_grid(e.tmp, mlp_dim=0), V, "mlp_dim")
 raises("encoder.load_grid", lambda e: encoder.load_grid(e.tmp, seed=-1), V, "seed")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [-1.0], e.tmp), V, "mu_values[0]")
 raises("encoder.run_encoder_grid", lambda e: encoder.run_encoder_grid([8], [5.0], e.tmp, progress="yes"), T, "progress")

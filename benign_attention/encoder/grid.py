@@ -5,7 +5,10 @@ Every file is a cell of the book's one cell cache (:class:`~benign_attention.cac
 checksummed, with provenance), and the grid runs through the package's one grid mechanism
 (:class:`~benign_attention.cache.CellGrid`): a grid cell's parameters are ``{"experiment": "encoder",
 "d", "signal_norm", "seed", "steps", "lr", "mlp_dim", "dtype"}`` and its file ``d<d>_mu<mu>_seed<seed>.json``
-(:data:`CELL_NAME`). See :ref:`sec-encoder-grid` and :ref:`sec-encoder-cluster`.
+(:data:`CELL_NAME`) at the paper's lr, ``mlp_dim`` and dtype; other values of these three are written
+into the name (``d<d>_mu<mu>_lr<lr>_mlp<mlp_dim>_<dtype>_seed<seed>.json``, only the ones that differ),
+so that cells of two settings never replace each other. See :ref:`sec-encoder-grid` and
+:ref:`sec-encoder-cluster`.
 """
 from __future__ import annotations
 
@@ -18,16 +21,27 @@ import torch
 from ..cache import CacheWarning, Cell, CellCache, CellGrid, provenance
 from ..data import make_dataset
 from ..engines import DivergenceWarning
-from ..validation import (ArgumentTypeError, check_dtype, check_executor, check_int, check_int_array, check_number,
-                          check_path)
+from ..validation import (ArgumentTypeError, check_dtype, check_executor, check_int, check_int_array, check_lr_dtype,
+                          check_number, check_path)
 from .model import MLP_DIM
 from .train import LR, EncoderRun, train_encoder
 
 __all__ = ["save_run", "load_runs", "load_grid", "encoder_cell", "run_encoder_grid", "RECORD_KEYS", "SETTING_KEYS",
            "CELL_NAME"]
 
-#: The file name of a grid cell, over its parameters (:class:`~benign_attention.cache.CellGrid`).
+#: The file name of a grid cell, over its parameters (:class:`~benign_attention.cache.CellGrid`), at the
+#: paper's lr, ``mlp_dim`` and dtype (the stored grid's); other values of these three are added to it (see above).
 CELL_NAME = "d{d}_mu{signal_norm:g}_seed{seed}"
+
+
+def _cell_name(lr, mlp_dim, dtype):
+    """The cell name pattern for these settings: :data:`CELL_NAME` at the paper's (``LR``, ``MLP_DIM``,
+    float32), else with ``_lr<lr>``, ``_mlp<mlp_dim>`` and ``_<dtype>`` (those that differ) before
+    ``_seed``, so that the files of two settings never share a name and ``load_grid`` still finds them."""
+    parts = ((f"_lr{float(lr)!r}", lr != LR), (f"_mlp{int(mlp_dim)}", mlp_dim != MLP_DIM),
+             (f"_{dtype}", dtype != "float32"))
+    extra = "".join(part for part, differs in parts if differs)
+    return CELL_NAME.replace("_seed", extra + "_seed")
 
 
 def save_run(run, out, name):
@@ -76,7 +90,8 @@ RECORD_KEYS = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_
 SETTING_KEYS = ("steps", "lr", "mlp_dim", "dtype")
 
 
-def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0, steps=None):
+def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", "seconds"), seed=0, steps=None,
+              lr=None, mlp_dim=None):
     """Read the encoder grid's cell files of one ``seed`` (``d*_mu*_seed<seed>.json``, see
     :func:`run_encoder_grid`) from ``folder``.
 
@@ -85,13 +100,16 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
     its ``provenance``). Partial or corrupt files, and files that are not encoder cells, are left out
     with a :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`.
 
-    ``keys``: a list of names from ``RECORD_KEYS``. ``steps``: keep only the cells trained for
-    that many steps (None: all). The cells mapped must share one training setting (steps, lr,
-    mlp_dim, dtype): cells of different settings are never merged into one map; a folder that mixes
-    them raises ValueError naming the settings found (pass ``steps`` to pick one)."""
+    ``keys``: a list of names from ``RECORD_KEYS``. ``steps``, ``lr``, ``mlp_dim``: keep only the
+    cells trained with that many steps, that learning rate, that width of the feed-forward block
+    (None: any). The cells mapped must share one training setting (steps, lr, mlp_dim, dtype):
+    cells of different settings are never merged into one map; a folder that mixes them raises
+    ValueError naming the settings found (pass ``steps``, ``lr`` or ``mlp_dim`` to pick one)."""
     folder = check_path("folder", folder)
     seed = check_int("seed", seed, low=0)
     steps = None if steps is None else check_int("steps", steps, low=0)
+    lr = None if lr is None else check_number("lr", lr, low=0, low_open=True)
+    mlp_dim = None if mlp_dim is None else check_int("mlp_dim", mlp_dim, low=1)
     if isinstance(keys, str) or not hasattr(keys, "__iter__"):
         raise ArgumentTypeError(f"keys must be a list of record names from {RECORD_KEYS}, got {keys!r}")
     keys = list(keys)
@@ -109,13 +127,13 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
             warnings.warn(CacheWarning(f"folder: {str(c.path)!r} is not an encoder grid cell; it is left out"),
                           stacklevel=2)
             continue
-        if steps is None or r["steps"] == steps:
+        if all(want is None or r[k] == want for k, want in (("steps", steps), ("lr", lr), ("mlp_dim", mlp_dim))):
             recs.append(dict(r, provenance=c.provenance))
     settings = sorted({tuple(r[k] for k in SETTING_KEYS) for r in recs}, key=str)
     if len(settings) > 1:
         found = "; ".join(", ".join(f"{k}={v}" for k, v in zip(SETTING_KEYS, st)) for st in settings)
         raise ValueError(f"folder {str(folder)!r} holds cells of {len(settings)} training settings ({found}); "
-                         f"one map holds one setting: pass steps= to choose")
+                         f"one map holds one setting: pass steps=, lr= or mlp_dim= to choose")
     d_values = np.array(sorted({r["d"] for r in recs}), dtype=int)
     mu_values = np.array(sorted({r["signal_norm"] for r in recs}), dtype=float)
     maps = {k: np.full((len(d_values), len(mu_values)), np.nan) for k in keys}
@@ -159,7 +177,7 @@ def _grid(out, seed, steps, lr, mlp_dim, dtype, threads):
     """The :class:`~benign_attention.cache.CellGrid` of the encoder cells with these settings in ``out``."""
     settings = {"seed": seed, "steps": steps, "lr": lr, "mlp_dim": mlp_dim, "dtype": dtype}
     return CellGrid("encoder", settings, _cells, partial(_train_cell, seed, steps, lr, mlp_dim, dtype, threads),
-                    CellCache(out, "out"), CELL_NAME, in_worker=True)
+                    CellCache(out, "out"), _cell_name(lr, mlp_dim, dtype), in_worker=True)
 
 
 def _record(cell):
@@ -186,12 +204,15 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=LR, mlp_dim=MLP_DIM, dtype="
     mu = check_number("mu", mu, low=0)
     steps, mlp_dim = check_int("steps", steps, low=0), check_int("mlp_dim", mlp_dim, low=1)
     lr = check_number("lr", lr, low=0, low_open=True)
-    dtype = str(check_dtype("dtype", dtype)).replace("torch.", "")
+    tdt = check_dtype("dtype", dtype)
+    check_lr_dtype(lr, tdt)
+    dtype = str(tdt).replace("torch.", "")
     ((cell,), _), = _grid(out, seed, steps, lr, mlp_dim, dtype, threads).run([(d, mu)], progress=False)
     return _record(cell)
 
 
-def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None):
+def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None, lr=LR,
+                     mlp_dim=MLP_DIM):
     """Compute the missing cells of the encoder's (d, ||mu||) grid into the folder ``out``.
 
     Parameters
@@ -216,6 +237,13 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
     progress : bool or None
         The package's progress bar: True, False or None (the default: automatic, see
         :func:`~benign_attention.validation.check_progress`).
+    lr : float
+        The SGD learning rate, > 0 (default: the paper's, ``LR``).
+    mlp_dim : int
+        The width of the feed-forward block, >= 1 (default: the paper's, ``MLP_DIM``). Cells of an lr
+        or ``mlp_dim`` other than the paper's have those values in their file names (:data:`CELL_NAME`),
+        so they never replace the paper-setting cells of the same folder; :func:`load_grid` picks
+        one setting with its ``lr`` and ``mlp_dim`` arguments.
 
     Returns
     -------
@@ -243,10 +271,12 @@ def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, ex
             mu_values.append(mu)
     seed, steps = check_int("seed", seed, low=0), check_int("steps", steps, low=0)
     threads = check_int("threads", threads, low=1)
-    grid = _grid(out, seed, steps, LR, MLP_DIM, "float32", threads)
+    lr = check_lr_dtype(check_number("lr", lr, low=0, low_open=True), torch.float32)
+    mlp_dim = check_int("mlp_dim", mlp_dim, low=1)
+    grid = _grid(out, seed, steps, lr, mlp_dim, "float32", threads)
     done = grid.run([(d, mu) for d in d_values for mu in mu_values], executor, progress, desc="encoder grid")
     records = [_record(cell) for (cell,), computed in done if computed]
-    _warn_diverged_cells("run_encoder_grid", [(f"d={r['d']}, mu={r['signal_norm']:g}", r) for r in records], LR)
+    _warn_diverged_cells("run_encoder_grid", [(f"d={r['d']}, mu={r['signal_norm']:g}", r) for r in records], lr)
     return records
 
 

@@ -15,8 +15,10 @@ import torch
 from torch.nn import functional as F
 
 from ..engines import check_dataset, divergence_rule
-from ..validation import check_choice, check_dtype, check_int, check_lr_dtype, check_number
-from .model import MLP_DIM, fast_forward, make_encoder, sgd_step
+from collections.abc import Mapping
+
+from ..validation import ArgumentTypeError, check_array, check_choice, check_dtype, check_int, check_lr_dtype, check_number
+from .model import MLP_DIM, EncoderReference, fast_forward, make_encoder, sgd_step
 
 __all__ = ["EncoderRun", "train_encoder", "LR"]
 
@@ -68,8 +70,37 @@ def _forward(model, X, path):
     return logits, A[:, 0]
 
 
+def _initial_model(d, mlp_dim, seed, dtype_name, init_state):
+    """The model training starts from: PyTorch's default initialisation drawn from ``seed``
+    (:func:`~benign_attention.encoder.model.make_encoder`), or a copy of ``init_state``, checked."""
+    model = make_encoder(d, mlp_dim, seed, dtype_name)
+    if init_state is None:
+        return model
+    if isinstance(init_state, EncoderReference):
+        init_state = dict(init_state.named_parameters())
+    if not isinstance(init_state, Mapping):
+        raise ArgumentTypeError(f"init_state must be a dict {{parameter name: tensor}} (e.g. model.state_dict() of an "
+                                f"EncoderReference) or an EncoderReference, got {type(init_state).__name__}")
+    params = dict(model.named_parameters())
+    missing = [k for k in params if k not in init_state]
+    unknown = sorted(str(k) for k in init_state if k not in params)
+    if missing or unknown:
+        found = ([f"missing {missing}"] if missing else []) + ([f"unknown {unknown}"] if unknown else [])
+        raise ValueError(f"init_state must hold exactly the encoder's {len(params)} parameters ({', '.join(params)}): "
+                         + "; ".join(found))
+    rows = check_array("init_state['fc1.weight']", init_state["fc1.weight"], ndim=2).shape[0]
+    if rows != mlp_dim:
+        raise ValueError(f"init_state['fc1.weight'] has {rows} rows, the width of its feed-forward block, but "
+                         f"mlp_dim={mlp_dim}: pass mlp_dim={rows}")
+    values = {k: check_array(f"init_state[{k!r}]", init_state[k], shape=tuple(p.shape)) for k, p in params.items()}
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(torch.from_numpy(np.array(values[k])))
+    return model
+
+
 def train_encoder(ds, steps=1000, lr=LR, record_every=10, mlp_dim=MLP_DIM, seed=0, dtype="float32",
-                  path="fast", test_every=None):
+                  path="fast", test_every=None, init_state=None):
     """Full-batch SGD on every parameter of the encoder (logistic loss on the observed labels).
 
     ``ds`` a :class:`~benign_attention.data.Dataset`; records every ``record_every`` steps (and the
@@ -99,6 +130,14 @@ def train_encoder(ds, steps=1000, lr=LR, record_every=10, mlp_dim=MLP_DIM, seed=
         round-off.
     test_every : int, optional
         Steps between test evaluations.
+    init_state : dict or EncoderReference, optional
+        The initial parameters, instead of the initialisation drawn from ``seed``: a dict
+        ``{name: tensor or array}`` with exactly the 14 parameters of an
+        :class:`~benign_attention.encoder.model.EncoderReference` of width ``d`` = ``ds.d`` and
+        ``mlp_dim`` (``model.state_dict()`` of one, or another implementation's weights renamed to
+        these names), or such a model itself. It is copied (never trained in place) and cast to
+        ``dtype``; the run's ``config`` records ``init_state="given"``. For comparing with another
+        implementation from the same start.
 
     Returns
     -------
@@ -118,8 +157,9 @@ def train_encoder(ds, steps=1000, lr=LR, record_every=10, mlp_dim=MLP_DIM, seed=
     tdt = check_dtype("dtype", dtype)
     check_lr_dtype(lr, tdt)
     mlp_dim = check_int("mlp_dim", mlp_dim, low=1)
+    seed = check_int("seed", seed, low=0)
     dtype_name = str(tdt).replace("torch.", "")
-    model = make_encoder(ds.d, mlp_dim, seed, dtype_name)
+    model = _initial_model(ds.d, mlp_dim, seed, dtype_name, init_state)
     X, y = torch.tensor(np.asarray(ds.X), dtype=tdt), torch.tensor(np.asarray(ds.y), dtype=tdt)
     y_clean = torch.tensor(np.asarray(ds.y_clean), dtype=tdt)
     has_test = ds.X_test is not None
@@ -162,4 +202,6 @@ def train_encoder(ds, steps=1000, lr=LR, record_every=10, mlp_dim=MLP_DIM, seed=
     history = {k: np.asarray(v, float) for k, v in hist.items()}
     at = divergence_rule("train_encoder", lr, rec, history, state=[p.detach() for p in model.parameters()])
     config = dict(ds.config, steps=steps, lr=lr, mlp_dim=mlp_dim, seed=seed, dtype=dtype_name, path=path)
+    if init_state is not None:
+        config["init_state"] = "given"
     return EncoderRun(np.asarray(rec), history, seconds, config, at)
