@@ -11,9 +11,11 @@ The three explorers:
 
 :func:`regime_explorer`
     knobs ||mu||, d, n, eta, rho, T, steps, seed -> accuracy, loss and attention over steps, and the
-    regime reached (``theory.classify_regime`` by the test loss, :prf:ref:`def-regime-finite`). Live
-    runs use :func:`~benign_attention.sweeps.train_cell`, which caches the noise draw and the span
-    projection, so moving ||mu||, rho or eta re-runs only the low-dimensional loop.
+    regime reached (``theory.classify_regime`` by the accuracy rule, threshold 0.95, as
+    :ref:`sec-playground-regime` describes; the live status line also shows the test loss that
+    :prf:ref:`def-regime-finite` uses). Live runs use :func:`~benign_attention.sweeps.train_cell`,
+    which caches the noise draw and the span projection, so moving ||mu||, rho or eta re-runs only
+    the low-dimensional loop.
 :func:`selection_explorer`
     the token-selection "movie": where every training and test sequence's attention points (its
     attended token on the ``(mu_{-}, mu_{+})`` plane) as training proceeds (time slider over recorded steps).
@@ -427,7 +429,7 @@ def regime_result(record_every=10, **knobs):
     knobs = dict(REGIME_DEFAULTS, **knobs)
     steps = knobs.pop("steps")
     run = train_cell(steps=steps, record_every=record_every, **knobs)
-    regime = theory.classify_regime(run.final("train_acc"), test_loss=run.final("test_loss"))
+    regime = theory.classify_regime(run.final("train_acc"), run.final("test_acc"))
     return run.steps, run.history, regime, dict(knobs, steps=steps)
 
 
@@ -496,7 +498,7 @@ def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=N
     updates, labels = [], []
     for j, v in enumerate(values):
         hist = {key: grid.data[key][j] for key in grid.data}
-        regime = theory.classify_regime(hist["train_acc"][-1], test_loss=hist["test_loss"][-1])
+        regime = theory.classify_regime(hist["train_acc"][-1], hist["test_acc"][-1])
         knobs_j = dict(base, **{vary: v}, steps=steps)
         updates.append(lambda fig, h=hist, r=regime, kj=knobs_j: fig.update(grid.steps, h, r, _regime_title(kj)))
         labels.append(f"{_KNOB_NAMES.get(vary, vary)} = {v:g}: {regime}")
