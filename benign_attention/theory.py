@@ -18,11 +18,16 @@ from .validation import ArgumentTypeError, check_array, check_int, check_number,
 
 __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_query",
            "analytic_gradients", "classify_regime", "fit_exponential_time", "REGIMES", "DIVERGED",
+           "LOSS_THRESHOLD",
            "snr_upper_order", "snr_lower_order", "fitting_step"]
 
 #: Names of the three regimes (:prf:ref:`def-regime-finite`), in the order of the indices
 #: :func:`classify_regime` returns for arrays.
 REGIMES = ("not overfitting", "benign", "harmful")
+#: The clean test loss at or above which a run that fits every label counts as harmful
+#: (:prf:ref:`def-regime-finite`): between the untrained model's test loss and the loss of
+#: attention entirely on x_1, both computed in :ref:`sec-phase-regimes`.
+LOSS_THRESHOLD = 0.5
 #: The regime name of a diverged run, which :func:`classify_regime` returns for a scalar whose
 #: accuracies are NaN; array results hold NaN in those cells (so they are never coloured or counted).
 DIVERGED = "diverged"
@@ -309,24 +314,38 @@ def analytic_gradients(ds: Dataset, W, p):
     return np.outer(u, p), W.T @ u
 
 
-def classify_regime(train_acc, test_acc, test_threshold=0.95):
-    """Name the regime of a run: "not overfitting" if some training label is not fitted (observed
-    train accuracy < 1), else "harmful" if clean test accuracy < ``test_threshold``, else "benign".
+def classify_regime(train_acc, test_acc=None, test_threshold=0.95, *, test_loss=None,
+                    loss_threshold=LOSS_THRESHOLD):
+    """Name the regime of a run (:prf:ref:`def-regime-finite`): "not overfitting" if some training
+    label is not fitted (observed train accuracy < 1); otherwise "harmful" or "benign" by one of two
+    rules, chosen by which test quantity is given (exactly one of them):
+
+    * ``test_loss`` (the book's definition): harmful if the clean test loss is at least
+      ``loss_threshold``, else benign;
+    * ``test_acc`` (the accuracy rule): harmful if the clean test accuracy is below
+      ``test_threshold``, else benign. Before any training the model is already correct with
+      probability Phi(||mu|| / (sigma sqrt(2T))) (:func:`fixed_attention_accuracy` with uniform
+      weights), so wherever that is below ``test_threshold`` this rule calls every fitted run
+      harmful, whatever training did (:ref:`sec-phase-regimes`).
 
     Works elementwise on arrays; returns a name for scalars and integer indices into :data:`REGIMES`
-    for arrays. A run whose accuracy is NaN diverged and has no regime: a scalar gives
+    for arrays. A run whose accuracy or loss is NaN diverged and has no regime: a scalar gives
     :data:`DIVERGED` ("diverged"); an array with such cells is returned as floats with NaN there (so
-    the cell is neither coloured by a plot nor counted by ``np.bincount``). Accuracies must lie in
-    [0, 1] (or be NaN). The regimes at a finite time of :prf:ref:`def-regime-finite`.
+    the cell is neither coloured by a plot nor counted by ``np.bincount``).
 
     Parameters
     ----------
     train_acc : float or array_like
-        Accuracy on the observed training labels.
-    test_acc : float or array_like
-        Clean test accuracy, broadcastable with ``train_acc``.
+        Accuracy on the observed training labels, in [0, 1].
+    test_acc : float or array_like, optional
+        Clean test accuracy in [0, 1], broadcastable with ``train_acc`` (the accuracy rule).
     test_threshold : float
-        In [0, 1]: the test accuracy below which overfitting counts as harmful.
+        In [0, 1]: the test accuracy below which the accuracy rule calls a fitted run harmful.
+    test_loss : float or array_like, optional
+        Clean test loss, >= 0, broadcastable with ``train_acc`` (the loss rule; keyword only).
+    loss_threshold : float
+        > 0: the test loss from which the loss rule calls a fitted run harmful (default
+        :data:`LOSS_THRESHOLD`).
 
     Returns
     -------
@@ -337,16 +356,32 @@ def classify_regime(train_acc, test_acc, test_threshold=0.95):
     Raises
     ------
     ValueError
-        An accuracy outside [0, 1], shapes that do not broadcast, or ``test_threshold`` out of range.
+        An accuracy outside [0, 1], a negative test loss, shapes that do not broadcast, a threshold
+        out of range, or not exactly one of ``test_acc`` and ``test_loss``.
     """
+    if (test_acc is None) == (test_loss is None):
+        raise ValueError("give exactly one of test_acc (the accuracy rule) and test_loss (the loss rule)")
     test_threshold = check_number("test_threshold", test_threshold, 0.0, 1.0)
+    loss_threshold = check_number("loss_threshold", loss_threshold, 0.0)
+    if loss_threshold <= 0:
+        raise ValueError(f"loss_threshold must be > 0, got {loss_threshold!r}")
     tr = _real("train_acc", train_acc, finite=False)
-    te = _real("test_acc", test_acc, finite=False)
-    shape = _broadcast(train_acc=tr, test_acc=te)
-    for name, a in (("train_acc", tr), ("test_acc", te)):
+    if test_loss is None:
+        te = _real("test_acc", test_acc, finite=False)
+        shape = _broadcast(train_acc=tr, test_acc=te)
+        checks = (("train_acc", tr), ("test_acc", te))
+        harmful = te < test_threshold
+    else:
+        te = _real("test_loss", test_loss, finite=False)
+        shape = _broadcast(train_acc=tr, test_loss=te)
+        checks = (("train_acc", tr),)
+        if np.any(np.isinf(te)) or np.any(te < 0):
+            raise ValueError("test_loss must be losses >= 0 (NaN for a diverged run)")
+        harmful = te >= loss_threshold
+    for name, a in checks:
         if np.any(np.isinf(a)) or np.any((a < 0) | (a > 1)):
             raise ValueError(f"{name} must be accuracies in [0, 1] (NaN for a diverged run)")
-    idx = np.where(tr < 1 - 1e-9, 0, np.where(te < test_threshold, 2, 1))
+    idx = np.where(tr < 1 - 1e-9, 0, np.where(harmful, 2, 1))
     diverged = np.broadcast_to(np.isnan(tr) | np.isnan(te), shape)
     if idx.ndim == 0:
         return DIVERGED if diverged else REGIMES[int(idx)]

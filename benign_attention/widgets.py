@@ -11,9 +11,11 @@ The three explorers:
 
 :func:`regime_explorer`
     knobs ||mu||, d, n, eta, rho, T, steps, seed -> accuracy, loss and attention over steps, and the
-    regime reached (``theory.classify_regime``). Live runs use :func:`~benign_attention.sweeps.train_cell`,
-    which caches the noise draw and the span projection, so moving ||mu||, rho or eta re-runs only the
-    low-dimensional loop.
+    regime reached (``theory.classify_regime`` by the accuracy rule, threshold 0.95, as
+    :ref:`sec-playground-regime` describes; the live status line also shows the test loss that
+    :prf:ref:`def-regime-finite` uses). Live runs use :func:`~benign_attention.sweeps.train_cell`,
+    which caches the noise draw and the span projection, so moving ||mu||, rho or eta re-runs only
+    the low-dimensional loop.
 :func:`selection_explorer`
     the token-selection "movie": where every training and test sequence's attention points (its
     attended token on the ``(mu_{-}, mu_{+})`` plane) as training proceeds (time slider over recorded steps).
@@ -411,10 +413,11 @@ def _one_torch_thread():
         torch.set_num_threads(old)
 
 
-def _regime_text(knobs, regime, tr, te):
+def _regime_text(knobs, regime, tr, te, loss):
     color = plots.REGIME_COLORS[regime]
     return (f"<b style='color:{color}'>{regime}</b>: train accuracy {tr:.2f} (observed labels), "
-            f"test accuracy {te:.3f}; SNR = ‖μ‖/(σ√d) = {theory.snr(knobs['signal_norm'], knobs['d']):.3g}")
+            f"test loss {loss:.3f}, test accuracy {te:.3f}; "
+            f"SNR = ‖μ‖/(σ√d) = {theory.snr(knobs['signal_norm'], knobs['d']):.3g}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,9 +476,11 @@ class RegimeExplorer(_Live):
                            f"(⌈ηn⌉); η < 0.5 and T ≥ 3 are required, so the sliders stop at η = {ETA_MAX} "
                            f"and T = 3; d ≤ {D_CHOICES[-1]} keeps an update interactive.</span>")
         tr, te = float(hist["train_acc"][-1]), float(hist["test_acc"][-1])
+        loss = float(hist["test_loss"][-1])
         draw = lambda fig: fig.update(steps, hist, regime, _regime_title(knobs))  # noqa: E731
-        return (draw, _regime_text(knobs, regime, tr, te),
-                dict(regime=regime, train_acc=tr, test_acc=te, steps=steps, history=hist, knobs=knobs))
+        return (draw, _regime_text(knobs, regime, tr, te, loss),
+                dict(regime=regime, train_acc=tr, test_acc=te, test_loss=loss, steps=steps, history=hist,
+                     knobs=knobs))
 
 
 def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, alt=None, **knobs):
@@ -725,14 +730,18 @@ def _check_phase_grid(grid, name="grid"):
     return grid
 
 
-def _phase_regime(grid, step, test_threshold=0.95):
-    """(index of the recorded step closest to ``step``, regime indices of every cell there)."""
+def _phase_regime(grid, step, loss_threshold=theory.LOSS_THRESHOLD):
+    """(index of the recorded step closest to ``step``, regime indices of every cell there, by the
+    loss rule of :func:`~benign_attention.theory.classify_regime`)."""
     i = int(np.argmin(np.abs(grid.steps - step)))
-    return i, theory.classify_regime(grid.data["train_acc"][..., i], grid.data["test_acc"][..., i], test_threshold)
+    return i, theory.classify_regime(grid.data["train_acc"][..., i], test_loss=grid.data["test_loss"][..., i],
+                                     loss_threshold=loss_threshold)
 
 
-def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss", figure=None):
+def phase_figure(grid, step, title=None, loss_threshold=theory.LOSS_THRESHOLD, panel="test_loss", figure=None):
     """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
+    Regimes by the loss rule of :prf:ref:`def-regime-finite` (harmful: every label fitted and clean
+    test loss >= ``loss_threshold``).
     ``panel``: the right panel, "test_loss" (colour scale over the whole grid and every recorded
     step, so frames compare; the quantity of :ref:`sec-phase-regimes`) or "test_acc" (0.5..1).
     ``figure``: a :class:`~benign_attention.explorer_figures.PhaseFigure` of this grid to update in place (default: a new one,
@@ -740,7 +749,7 @@ def phase_figure(grid, step, title=None, test_threshold=0.95, panel="test_loss",
     _check_panel(panel)
     grid = _check_phase_grid(grid)
     step = check_number("step", step)
-    i, regime = _phase_regime(grid, step, test_threshold)
+    i, regime = _phase_regime(grid, step, loss_threshold)
     label = panel.replace("_", " ")
     if figure is None:
         figure = explorer_figures.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], label, _phase_vlim(grid, panel))
@@ -812,7 +821,8 @@ class PhaseExplorer(_Live):
         return draw, _phase_label(grid, v["step"], regime), dict(regime=regime, grid=grid, step=v["step"])
 
 
-def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", alt=None, **knobs):
+def phase_twin(start=None, grid=None, loss_threshold=theory.LOSS_THRESHOLD, panel="test_loss", alt=None,
+               **knobs):
     """Static twin of the phase-diagram explorer: a slider over the recorded training steps (one
     grid run; pass ``grid`` to reuse one with axes ``d`` and ``signal_norm``; ``alt``: the image's
     alt text, default a generic description)."""
@@ -824,7 +834,7 @@ def phase_twin(start=None, grid=None, test_threshold=0.95, panel="test_loss", al
                                _phase_vlim(grid, panel))
     frames, labels = [], []
     for s in grid.steps:
-        _, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}", test_threshold=test_threshold,
+        _, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}", loss_threshold=loss_threshold,
                                  panel=panel, figure=figure)
         frames.append(_twin_frame(figure))
         labels.append(_phase_label(grid, int(s), regime))

@@ -677,6 +677,23 @@ raises("theory.classify_regime", lambda e: theory.classify_regime(1.5, 1.0), V, 
 raises("theory.classify_regime", lambda e: theory.classify_regime([1, 1], [1, 0.5, 1]), V, "train_acc")
 raises("theory.classify_regime", lambda e: theory.classify_regime(1, 1, test_threshold=2), V, "test_threshold")
 raises("theory.classify_regime", lambda e: theory.classify_regime(None, 1), T, "train_acc")
+# the loss rule of def-regime-finite: harmful = every label fitted and test loss >= LOSS_THRESHOLD
+ok("theory.classify_regime", lambda e: [theory.classify_regime(tr, test_loss=loss) for tr, loss in
+                                        ((1.0, 0.6), (1.0, theory.LOSS_THRESHOLD), (1.0, 0.45), (0.9, 0.6))],
+   lambda r: r == ["harmful", "harmful", "benign", "not overfitting"], id="regime-loss-rule")
+ok("theory.classify_regime", lambda e: theory.classify_regime([1.0, 1.0, 0.5], test_loss=[0.6, np.nan, 0.2]),
+   lambda r: r[0] == 2 and np.isnan(r[1]) and r[2] == 0, id="regime-loss-array-nan-cell")
+ok("theory.classify_regime", lambda e: theory.classify_regime(1.0, test_loss=0.45, loss_threshold=0.4),
+   lambda r: r == "harmful", id="regime-loss-threshold")
+# the accuracy rule differs where the untrained model is already below theta: fitted, loss low, accuracy 0.9
+ok("theory.classify_regime", lambda e: (theory.classify_regime(1.0, 0.9), theory.classify_regime(1.0, test_loss=0.45)),
+   lambda r: r == ("harmful", "benign"), id="regime-rules-differ")
+raises("theory.classify_regime", lambda e: theory.classify_regime(1.0), V, "test_loss")
+raises("theory.classify_regime", lambda e: theory.classify_regime(1.0, 1.0, test_loss=0.3), V, "test_acc")
+raises("theory.classify_regime", lambda e: theory.classify_regime(1.0, test_loss=-0.1), V, "test_loss")
+raises("theory.classify_regime", lambda e: theory.classify_regime([1, 1], test_loss=[0.1, 0.2, 0.3]), V, "test_loss")
+raises("theory.classify_regime", lambda e: theory.classify_regime(1.0, test_loss=0.3, loss_threshold=0), V,
+       "loss_threshold")
 raises("theory.fit_exponential_time", lambda e: theory.fit_exponential_time([1.0], [1.0]), V, "gaps")
 raises("theory.fit_exponential_time", lambda e: theory.fit_exponential_time([1, 2], [1, 2, 3]), V, "gaps")
 

@@ -57,8 +57,10 @@ def test_regime_explorer_names_the_regime_it_reaches():
     assert ex.result["regime"] == "benign" and "benign" in ex.status.value
     ex.controls["signal_norm"].value = 2.0  # weak signal: memorises harmfully
     assert ex.result["regime"] == "harmful" and "harmful" in ex.status.value
-    tr, te = ex.result["train_acc"], ex.result["test_acc"]
-    assert theory.classify_regime(tr, te) == "harmful"
+    tr, te, loss = ex.result["train_acc"], ex.result["test_acc"], ex.result["test_loss"]
+    assert theory.classify_regime(tr, te) == "harmful"  # the accuracy rule, as chapter 9 says
+    assert theory.classify_regime(tr, test_loss=loss) == "harmful"  # and by the test loss
+    assert "test loss" in ex.status.value
 
 
 def test_live_sliders_only_offer_valid_values(regime):
