@@ -150,6 +150,28 @@ def test_chapter_code_lines_fit_in_88_columns(md: Path):
                       + "; ".join(f"{i}, {n}: {line.strip()[:60]}..." for i, n, line in long))
 
 
+_EVAL_NAME = re.compile(r"\{eval\}`(?:f\"\{)?G\.([A-Za-z_][A-Za-z0-9_]*)")
+_GLUE_NAME = re.compile(r"""\bglue\(\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=_ids(CHAPTERS))
+def test_every_inline_number_is_glued_above_it(md: Path):
+    """A reader in JupyterLab runs a chapter top to bottom, and jupyterlab-myst evaluates a markdown
+    cell's {eval} expressions when the cell runs: a number glued only further down shows an error
+    there (the Binder test finds this after minutes; this finds it at once). Names glued under a
+    computed name (glue(f"...")) are not checked."""
+    nb = jupytext.read(md)
+    literal = {m for cell in nb.cells if cell.cell_type == "code" for m in _GLUE_NAME.findall(cell.source)}
+    glued, late = set(), []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            glued |= set(_GLUE_NAME.findall(cell.source))
+        else:
+            late += [(i, name) for name in _EVAL_NAME.findall(cell.source)
+                     if name in literal and name not in glued]
+    assert not late, f"{md.name}: numbers shown before the cell that glues them (cell, name): {late}"
+
+
 # --- Chapter shape: Overview, labelled sections, Summary, Exercises with folded solutions ---------
 
 SHAPE = ("Overview", "Summary", "Exercises")   # required `##` sections, in this order
