@@ -11,7 +11,8 @@ Parts (all on the CPU, in one process unless said otherwise; no cache):
 * ``init``: kaiming-uniform against Gaussian W_0 of the same variance at the paper's d = 2000, paired
   by data seed (24 seeds), with the exact engine.
 * ``process``: whole-process wall and CPU time of a default run (d=2000, test metrics every 10 steps)
-  started from a fresh interpreter: ``sample_runs`` (numpy only) against ``train`` with the exact engine.
+  started from a fresh interpreter: ``sample_runs`` (numpy only) against ``train`` with the exact engine,
+  and against the authors' ``main.py`` when AUTHORS_REPO and AUTHORS_PYTHON are set (see :data:`AUTHORS`).
 
 Run: .venv/bin/python benchmarks/bench_sampler.py [grid] [dims] [init] [process]  (default: all)
 Writes benchmarks/results/sampler_2core.json (merged with what is there).
@@ -115,10 +116,26 @@ PROCESS = {
 }
 
 
+#: The authors' experiment (keitaroskmt/benign-attention, ``main.py``: 1000 full-batch steps at d = 2000,
+#: train and test metrics every 10 steps, 1000 test sequences) runs when AUTHORS_REPO names a checkout of it
+#: and AUTHORS_PYTHON an interpreter with its requirements (torch, hydra-core 1.3.2, wandb 0.19.9, pandas);
+#: wandb runs offline, hydra writes into a temporary folder.
+AUTHORS = (os.environ.get("AUTHORS_REPO"), os.environ.get("AUTHORS_PYTHON"))
+
+
 def _process(code):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    if code == "authors":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([AUTHORS[1], "main.py", f"hydra.run.dir={tmp}/out"], check=True, cwd=AUTHORS[0],
+                           capture_output=True,
+                           env=dict(os.environ, WANDB_MODE="offline", WANDB_DIR=tmp, WANDB_SILENT="true"))
+    else:
+        subprocess.run([sys.executable, "-c", code], check=True,
+                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -126,13 +143,20 @@ def _process(code):
 
 def process():
     out = {}
-    for name, code in PROCESS.items():
+    todo = dict(PROCESS, **({"authors_main": "authors"} if all(AUTHORS) else {}))
+    for name, code in todo.items():
         runs = [_process(code) for _ in range(3)]
         out[name] = {"wall_s": [round(w, 3) for w, _ in runs], "cpu_s": [round(c, 3) for _, c in runs],
                      "median_wall_s": round(float(np.median([w for w, _ in runs])), 3)}
         print(name, out[name], flush=True)
     out["ratio_median_wall_exact_over_gram"] = round(out["exact_train"]["median_wall_s"]
                                                       / out["gram_sample_runs"]["median_wall_s"], 2)
+    if "authors_main" in out:
+        for name in ("gram_sample_runs", "exact_train"):
+            out[f"ratio_median_wall_authors_over_{name}"] = round(out["authors_main"]["median_wall_s"]
+                                                                 / out[name]["median_wall_s"], 1)
+            out[f"ratio_median_cpu_authors_over_{name}"] = round(
+                float(np.median(out["authors_main"]["cpu_s"]) / np.median(out[name]["cpu_s"])), 1)
     return {"whole_process": out}
 
 
