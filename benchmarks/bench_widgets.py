@@ -9,8 +9,9 @@ time over several updates and the process CPU time (a load-independent proxy on 
   records both for every update). The same updates are also timed with 2x frames.
 * regime explorer, seed slider: a new data set (draw, QR projection, loop).
 * token-selection movie, time slider: re-draw only.
-* phase explorer: step slider (re-draw only), eta slider (the grid's loops re-run; draws and
-  projections cached), n slider (the whole grid re-runs, with a progress bar per value of d).
+* phase explorer: step slider (re-draw only), eta and n sliders (the grid re-runs, with a progress
+  bar per value of d), on the gram sampler (the live default) and, side by side, on the exact engine
+  (``*_exact``: eta re-runs only the loops, draws and projections cached; n re-runs everything).
 
 ``wall_s`` is the median, ``wall_min_s`` the fastest update (closest to an unloaded machine when
 other processes share the cores; compare ``load_average_*`` with ``cores``).
@@ -77,6 +78,9 @@ def main():
     out["phase_step_slider"] = drive(ph, "step", steps[:-1][:REPEATS])
     out["phase_eta_slider"] = drive(ph, "eta", [0.25, 0.3, 0.35])
     out["phase_n_slider"] = drive(ph, "n", [22, 24, 26])
+    ex_ph = widgets.phase_explorer(engine="exact")  # side by side: the same sliders on the exact engine
+    out["phase_eta_slider_exact"] = drive(ex_ph, "eta", [0.25, 0.3, 0.35])
+    out["phase_n_slider_exact"] = drive(ex_ph, "n", [22, 24, 26])
     out["load_average_end"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"widgets_{out['cores']}core.json"

@@ -676,20 +676,23 @@ class _PhaseRunner:
     """The live phase explorer's grid runs: one :func:`~benign_attention.sweeps.run_grid` per value of
     d (one family: every ||mu||) in two threads with one torch thread each, reporting each finished
     family (for a progress bar).
-    ``reuse_draws`` keeps each family's noise draw and token-span projection, so the eta slider
-    re-runs only the low-dimensional loops. Results equal :func:`phase_grid`'s (the same grid
-    mechanism, engine, dtype and cells)."""
+    With ``engine="exact"``, ``reuse_draws`` keeps each family's noise draw and token-span projection,
+    so the eta slider re-runs only the low-dimensional loops, and results equal :func:`phase_grid`'s
+    (the same grid mechanism, engine, dtype and cells). With ``engine="gram"`` each family is drawn by
+    the sampler (:mod:`~benign_attention.gram`): no d-dimensional set-up at all, so a new n costs what a
+    new eta costs; the cells agree with the exact engine's in law (Gaussian W_0), not draw by draw."""
 
-    def run(self, axes, frames, base, on_family=None, workers=2):
+    def run(self, axes, frames, base, on_family=None, workers=2, engine="exact"):
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         from .sweeps import GridResult
 
         ds, mus, frames = list(axes["d"]), list(axes["signal_norm"]), [int(f) for f in frames]
+        how = dict(reuse_draws=True) if engine == "exact" else dict(engine="gram")
 
         def family(d):
             return run_grid({"signal_norm": mus}, base=dict(base, d=d), steps=frames[-1], record_steps=frames,
-                            progress=False, workers=1, reuse_draws=True)
+                            progress=False, workers=1, **how)
 
         results = {}
         with _one_torch_thread(), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
@@ -767,10 +770,14 @@ def _phase_label(grid, step, regime):
 class PhaseExplorer(_Live):
     """Live phase-diagram explorer (see :func:`phase_explorer`)."""
 
-    def __init__(self, grid=None, panel="test_loss", **knobs):
+    def __init__(self, grid=None, panel="test_loss", engine=None, **knobs):
         w = _ipw()
         k = dict(PHASE_DEFAULTS, **_check_knobs("phase_explorer", knobs, _PHASE_KNOBS))
         self.panel = _check_panel(panel)
+        # the engine of new (eta, n) grids: by default the sampler, or the exact engine when the first grid
+        # is given (it comes from the exact engine's phase_grid, and every grid of one explorer should agree)
+        engine = ("exact" if grid is not None else "gram") if engine is None else engine
+        self.engine = check_choice("engine", engine, ("exact", "gram"))
         self.axes = dict(d=list(k.pop("d")), signal_norm=list(k.pop("signal_norm")))
         self.frame_steps = tuple(k.pop("frames"))
         self.fixed = {kk: k[kk] for kk in ("T", "rho", "n_test", "seed")}
@@ -805,7 +812,8 @@ class PhaseExplorer(_Live):
             self.status.value = f"<i>computing… {done}/{total} values of d done (last: d = {d})</i>"
 
         try:
-            grid = self._runner.run(self.axes, self.frame_steps, dict(self.fixed, eta=eta, n=n), on_family)
+            grid = self._runner.run(self.axes, self.frame_steps, dict(self.fixed, eta=eta, n=n), on_family,
+                                    engine=self.engine)
         finally:
             bar.layout.visibility = "hidden"
         self._grids[key] = grid
@@ -844,6 +852,11 @@ def phase_twin(start=None, grid=None, loss_threshold=theory.LOSS_THRESHOLD, pane
 
 def phase_explorer(static=False, **kw):
     """The phase-diagram explorer: live (:class:`PhaseExplorer`) or its :func:`phase_twin`.
+
+    The live explorer's ``engine`` (``"gram"`` or ``"exact"``) computes the grid of each new (eta, n).
+    By default it is the gram sampler (no d-dimensional set-up: a slider move re-runs 42 small loops),
+    or the exact engine when a first ``grid`` is given, so that every map of one explorer comes from
+    one engine. The static twin always uses the exact engine (:func:`phase_grid`).
 
     Shown in :ref:`sec-playground-phase`; a knob outside its slider's range raises ValueError naming it.
     """

@@ -447,3 +447,16 @@ def test_twin_slider_answers_the_keyboard_in_chromium(tmp_path):
             assert s0["label"] == "label 0" and s0["aria"] == "label 0"
         finally:
             browser.close()
+
+
+def test_phase_explorer_engine():
+    """The live phase explorer runs new grids with the sampler by default, with the exact engine when
+    its first grid is given (one engine per explorer), and rejects an unknown engine."""
+    ex = widgets.phase_explorer(d=(50, 200), signal_norm=(2, 20), frames=(10, 100), n=10, n_test=40)
+    assert ex.engine == "gram"
+    ref = widgets._PhaseRunner().run(ex.axes, ex.frame_steps, dict(ex.fixed, eta=0.2, n=10), engine="gram")
+    np.testing.assert_allclose(ex.result["grid"].data["test_loss"], ref.data["test_loss"], rtol=1e-6)
+    grid = widgets.phase_grid(d=(50, 200), signal_norm=(2, 20), frames=(10, 100), n=10, n_test=40)
+    assert widgets.phase_explorer(grid=grid, n=10, n_test=40).engine == "exact"
+    with pytest.raises(ValueError, match="engine"):
+        widgets.phase_explorer(d=(50, 200), signal_norm=(2, 20), frames=(10, 100), n=10, engine="fast")
