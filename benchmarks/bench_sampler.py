@@ -8,13 +8,15 @@ Parts (all on the CPU, in one process unless said otherwise; no cache):
   10th step recorded (train and test metrics at each, 10^3 test sequences).
 * ``dims``: one default run (n=20, T=8, 1000 steps, every 10th step recorded, 10^3 test sequences) with
   the sampler at d = 10^2 .. 10^6; the slope of log time against log d.
+* ``floor``: the least time the 39 x 39 grid can take with this recursion, from the measured
+  throughput of its kernels (see :func:`floor`).
 * ``init``: kaiming-uniform against Gaussian W_0 of the same variance at the paper's d = 2000, paired
   by data seed (24 seeds), with the exact engine.
 * ``process``: whole-process wall and CPU time of a default run (d=2000, test metrics every 10 steps)
   started from a fresh interpreter: ``sample_runs`` (numpy only) against ``train`` with the exact engine,
   and against the authors' ``main.py`` when AUTHORS_REPO and AUTHORS_PYTHON are set (see :data:`AUTHORS`).
 
-Run: .venv/bin/python benchmarks/bench_sampler.py [grid] [dims] [init] [process]  (default: all)
+Run: .venv/bin/python benchmarks/bench_sampler.py [grid] [grid_pair] [floor] [dims] [init] [process]  (default: all)
 Writes benchmarks/results/sampler_2core.json (merged with what is there).
 """
 import json
@@ -67,6 +69,41 @@ def grid_pair():
         print(r, flush=True)
     return {"grid_39x39_pair": {"load_average_at_start": load, "rows": rows,
                                 "ratio_exact_over_gram": round(rows[0]["wall_s"] / rows[1]["wall_s"], 2)}}
+
+
+def floor():
+    """What the 39 x 39 grid costs at the least, from the kernels it is made of (float32, one BLAS thread
+    per worker, two workers). A GD step of one run is six m x m (or nT x m) multiply-add passes:
+    G alpha, C v and C^T g are shared by a family's runs (one matrix product for the family), while
+    Z^T G alpha, Z c and folding the rank-one updates into Z are passes over each run's own Z. The
+    floor assumes no Python overhead and perfect use of both cores, at the throughput each kernel is
+    measured to reach here, for 39 x 39 cells x 1000 steps."""
+    from threadpoolctl import threadpool_limits
+
+    R, m, nT, block, steps, cells, workers = 39, 162, 160, 16, 1000, 39 * 39, 2
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    Z, G, x, Al, Cl = f32(R, m, m), f32(m, m), f32(R, m), f32(R, m, block), f32(R, block, m)
+
+    def rate(fn, fma, reps=300):
+        fn()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return fma * reps / (time.perf_counter() - t)
+
+    with threadpool_limits(1, user_api="blas"):
+        shared = rate(lambda: x @ G, R * m * m)
+        per_run = rate(lambda: (x[:, None, :] @ Z)[:, 0], R * m * m)
+        fold = rate(lambda: Al @ Cl, R * m * m * block, reps=30)
+    fma_shared, fma_run = 3 * m * max(m, nT), 2 * m * m      # per run and step; the fold adds m * m
+    seconds = cells * steps * (fma_shared / shared + fma_run / per_run + m * m / fold) / workers
+    return {"grid_floor": {"multiply_adds_per_run_step": fma_shared + fma_run + m * m,
+                           "gfma_per_s_one_core": {"shared_matrix_product": round(shared / 1e9, 2),
+                                                   "batched_per_run_matvec": round(per_run / 1e9, 2),
+                                                   "batched_rank_16_fold": round(fold / 1e9, 2)},
+                           "floor_s_39x39_two_cores": round(seconds, 2),
+                           "load_average": [round(v, 2) for v in os.getloadavg()]}}
 
 
 def init():
@@ -181,4 +218,4 @@ def main(parts):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["dims", "process", "init", "grid"])
+    main(sys.argv[1:] or ["dims", "process", "init", "floor", "grid"])
