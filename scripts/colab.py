@@ -47,7 +47,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 OUT = ROOT / "colab"
-CHAPTER = re.compile(r"^\d\d[a-z]?_\w+$")          # book/NN_name.md (07b_... too)
+CHAPTER = re.compile(r"^(\d\d[a-z]?|A\d)_\w+$")   # book/NN_name.md (07b_... too), appendices A1_...
 
 _spec = importlib.util.spec_from_file_location("_lock", Path(__file__).with_name("lock.py"))
 lock = importlib.util.module_from_spec(_spec)

@@ -236,3 +236,43 @@ def test_encoder_grid_passes_lr_and_mlp_dim(tmp_path):
     for kw, name in (({"lr": 0}, "lr"), ({"lr": 1e39}, "lr"), ({"mlp_dim": 0}, "mlp_dim"), ({"mlp_dim": 2.5}, "mlp_dim")):
         with pytest.raises(ValueError, match=name):
             run_encoder_grid([6], [5.0], tmp_path, steps=2, **kw)
+
+
+def test_report_glue_table_and_final_metrics():
+    from benign_attention.display import G
+    from benign_attention.encoder.report import final_metrics, glue_table
+
+    ds = make_dataset(n=6, T=4, d=16, n_test=10, seed=0)
+    run = train_encoder(ds, steps=20, record_every=10, mlp_dim=8)
+    table = final_metrics({"tiny run": (run, ds)})
+    row = table["tiny run"]
+    assert row["train_loss"] == run.final("train_loss") and row["test_acc"] == run.final("test_acc")
+    assert set(row) >= {"clean_x1", "clean_irr", "noisy_x2", "noisy_x3", "noisy_irr", "minutes"}
+    assert glue_table("t_enc", table) is None and G.t_enc_tiny_run_train_loss == row["train_loss"]
+    glue_table("t_enc", {"flat": 3})
+    assert G.t_enc_flat == 3
+
+
+def test_report_reads_the_stored_results():
+    import json
+
+    from benign_attention.cache import CellCache, stored
+    from benign_attention.encoder import load_grid
+    from benign_attention.encoder.report import (benchmark_summary, boundary_summary, grid_crossings,
+                                                 offset_summary, seed_cells)
+
+    cells = seed_cells(stored("encoder"), [(2000, 20.0), (250, 1e9)], (0, 1))
+    D, MU, maps, _ = load_grid(stored("encoder"))
+    i, j = np.flatnonzero(D == 2000)[0], np.flatnonzero(MU == 20.0)[0]
+    assert cells[2000, 20.0][0]["test_acc"] == maps["test_acc"][i, j] and cells[250, 1e9] == {}
+    crossing, hours = grid_crossings(stored("encoder"), D, (0.41, 0.1), (0, 1, 2))
+    assert crossing[0.41, 0].shape == D.shape and np.isfinite(crossing[0.41, 0]).all() and hours > 0
+    b = boundary_summary(D, crossing)
+    assert b["n_rows"] == 5 and b["d_first"] < b["d_last"] and b["gap_min_all"] > 0
+    assert b["s0_3000"] == crossing[0.41, 0][np.flatnonzero(D == 3000)[0]]
+    off = offset_summary(CellCache(stored("encoder_offset")).cells())
+    assert list(off)[0] == "data0_init0" and off["data0_init0"]["settled"] > 0
+    bench = json.loads(stored("benchmarks/encoder_2core.json").read_text())
+    s = benchmark_summary(bench)
+    assert s["ratio"] == bench["ratio"] and s["ms_fast"] == 1000 * bench["s_per_step_median"]["fast"]
+    assert s["ratio_lo"] <= s["ratio"] <= s["ratio_hi"] and s["traffic_ms_lo"] <= s["traffic_ms_hi"]

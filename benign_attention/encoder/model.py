@@ -120,7 +120,7 @@ def _cls_forward(model, X, lr):
 
 #: Whether the float32 fast step (:func:`sgd_step`) computes its matrix products with oneDNN
 #: (``torch.ops.mkldnn._linear_pointwise``) rather than torch's default float32 matmul (MKL on x86).
-#: True where this torch build has oneDNN. Set it to False to compare; see :ref:`sec-encoder-cls`.
+#: True where this torch build has oneDNN. Set it to False to compare; see :ref:`sec-encoder-benchmark`.
 ONEDNN = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
@@ -175,7 +175,7 @@ def _matmul(x, W, lr, transposed=False):
 
 #: The parameters of the five d x d blocks (``qkv`` holds three), which :func:`sgd_step` updates in
 #: place during the backward pass; every other parameter is small (about 20 thousand of the 20 M at
-#: paper scale, :ref:`sec-encoder-cls`).
+#: paper scale, :ref:`sec-encoder-fused`).
 BIG_WEIGHTS = ("qkv.weight", "fc1.weight", "fc2.weight")
 
 
@@ -188,7 +188,7 @@ def sgd_step(model, X, y, lr):
     all but about 20 thousand of the 20 M parameters at paper scale) have rank at most ``n``, and each
     is applied in place during the backward pass, just after the block was read for its input's
     gradient, instead of being materialised and then read again by the optimizer. The small
-    parameters take their step after the backward pass. See :ref:`sec-encoder-cls`.
+    parameters take their step after the backward pass. See :ref:`sec-encoder-fused`.
 
     Everything is checked before the model is touched (a bad input never changes a parameter):
     raises ValueError unless ``model`` is an :class:`EncoderReference`, ``X``
@@ -244,7 +244,7 @@ def step_flops(n, T, d, mlp_dim, path="fast"):
     reference: n (T+1) (3 d^2 + 2 d mlp_dim) + 2 n (T+1)^2 d;
     fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes).
 
-    The costs compared in :ref:`sec-encoder-cls`. Sizes must be integers >= 1 and ``path``
+    The costs of :ref:`sec-encoder-cls`, compared at paper scale in :ref:`sec-encoder-flops`. Sizes must be integers >= 1 and ``path``
     ``"fast"`` or ``"reference"``; raises ValueError otherwise."""
     n, T, d, mlp_dim = (check_int(k, v, low=1) for k, v in (("n", n), ("T", T), ("d", d), ("mlp_dim", mlp_dim)))
     path = check_choice("path", path, ("fast", "reference"))
