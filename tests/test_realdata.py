@@ -543,3 +543,34 @@ def test_check_adapter_on_minilm():
     enc = tokenizer(["Who wrote Hamlet ?", "How far is the moon from the earth in miles ?"], padding=True,
                     return_tensors="pt")
     assert check_adapter(model, enc) < 1e-12
+
+
+def test_fitted_pretraining_and_attention_tables():
+    from benign_attention.realdata import grid, report
+
+    def cell(n, eta, seed, fit, mem, att, first=0.1):
+        final = dict(train_loss=0.1, train_acc_noisy=fit, train_acc_clean=1.0, memorised=mem, test_acc=0.8,
+                     test_max_attention=att, train_max_attention=att)
+        hist = dict(epoch=[0, 1500, 2000], train_max_attention=[first, att - 0.1, att])
+        return dict(dataset="trec", n=n, eta=eta, seed=seed, epochs=2000, baseline=0.7, final=final, history=hist)
+    cells = [cell(200, 0.0, 0, 1.0, float("nan"), 0.5), cell(200, 0.2, 0, 0.9, 0.5, 0.6),
+             cell(200, 0.0, 1, 1.0, float("nan"), 0.5), cell(200, 0.2, 1, 1.0, 1.0, 0.4)]
+    html = report.fitted_html(grid.summarize(cells))
+    assert "<td>TREC (MiniLM)</td><td>200</td><td>2</td><td>90.0–100.0</td><td>50–100</td>" in html
+    rec = {"small ViT": dict(pretrain_size=2558, test_size=1025, test_accuracy=0.98927, seed=0)}
+    assert "<td>small ViT</td><td>2,558</td><td>1,025</td><td>98.9</td><td>0</td>" in report.pretraining_html(rec)
+    (row,) = report.attention_summary(cells, {"trec": 10.0})
+    assert (row["pairs"], row["higher"], row["uniform"]) == (2, 1, 0.1)
+    assert (row["start"], row["end_clean"], row["end_noisy"]) == pytest.approx((0.1, 0.5, 0.5))
+    assert "<td>1 of 2</td>" in report.attention_html([row])
+    report.check_attention_claims(cells, [row], full_grid=False)
+    with pytest.raises(AssertionError, match="noisier run ends higher"):
+        report.check_attention_claims(cells, [row, dict(row, dataset="mnist")])
+
+
+def test_noise_claims_name_the_claim_that_fails():
+    from benign_attention.realdata import report
+
+    rows = [dict(dataset="trec", n=20, eta=0.2, train_acc_noisy_min=0.5, memorised_min=1.0)]
+    with pytest.raises(AssertionError, match="every seed fits every noisy label"):
+        report.check_noise_claims(rows, [], {"trec": {}})

@@ -239,3 +239,220 @@ def baselines_html(preps, official_head=None) -> str:
     return ("<table><thead><tr><th>data set</th><th>baseline (%)</th><th>head trained on</th>"
             f"<th>fine-tuning pool (part of it)</th><th>test</th>{extra}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _range(lo, hi, fmt="{:.1f}") -> str:
+    """'lo–hi', or one value where both agree (one seed); '–' where there is none."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "–"
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def fitted_html(rows, eta=0.2, datasets=("trec", "mnist", "breast_cancer")) -> str:
+    """Table of how far the noisy labels are fitted at one ``eta`` (:ref:`sec-realdata-grid`): for each
+    data set and n, the training accuracy on the noisy labels and the share of the *flipped* labels
+    that the run predicts (both in %, smallest–largest over seeds; one value where the seeds agree).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of :func:`benign_attention.realdata.grid.summarize`.
+    eta : float
+        The noise rate shown.
+    datasets : tuple of str
+        The data sets, in the order of the table.
+
+    Returns
+    -------
+    str
+        An HTML table.
+    """
+    body = []
+    for d in datasets:
+        for r in sorted((r for r in rows if r["dataset"] == d and r["eta"] == eta), key=lambda r: r["n"]):
+            noisy = _range(100 * r["train_acc_noisy_min"], 100 * r["train_acc_noisy_max"])
+            flipped = _range(100 * r["memorised_min"], 100 * r["memorised_max"], "{:.0f}")
+            body.append(f"<tr><td>{escape(NAMES.get(d, d))}</td><td>{r['n']}</td><td>{r['seeds']}</td>"
+                        f"<td>{noisy}</td><td>{flipped}</td></tr>")
+    return (f"<table><thead><tr><th>data set (η = {eta:g})</th><th>n</th><th>seeds</th>"
+            "<th>noisy labels fitted (%)</th><th>flipped labels fitted (%)</th></tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def pretraining_html(records) -> str:
+    """Table of how the small backbones were pretrained, from the json files beside their weights
+    (:ref:`sec-realdata-step1`): the samples they were pretrained on, the held-out samples and the
+    accuracy on them (%), and the seed.
+
+    Parameters
+    ----------
+    records : dict
+        {backbone name: the dict read from its json file} (keys ``pretrain_size``, ``test_size``,
+        ``test_accuracy``, ``seed``).
+
+    Returns
+    -------
+    str
+        An HTML table.
+    """
+    body = "".join(f"<tr><td>{escape(name)}</td><td>{r['pretrain_size']:,}</td><td>{r['test_size']:,}</td>"
+                   f"<td>{100 * r['test_accuracy']:.1f}</td><td>{r['seed']}</td></tr>"
+                   for name, r in records.items())
+    return ("<table><thead><tr><th>backbone</th><th>pretrained on</th><th>held out</th>"
+            "<th>held-out accuracy (%)</th><th>seed</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def attention_summary(cells, tokens, n=200, eta=0.2, datasets=("trec", "mnist", "breast_cancer")) -> list[dict]:
+    """The [CLS] attention of the stored runs, per data set (:ref:`sec-realdata-attention`).
+
+    Parameters
+    ----------
+    cells : list of dict
+        Cell dicts of :func:`benign_attention.realdata.finetune.run` or
+        :func:`benign_attention.realdata.grid.load_results`.
+    tokens : dict
+        {data set: mean number of tokens T of its samples}; ``1/T`` is uniform attention.
+    n : int
+        The training-set size whose runs give the start and end values; pairs are counted over
+        all runs with at least ``n`` samples.
+    eta : float
+        The noise rate compared with ``eta = 0``.
+    datasets : tuple of str
+        The data sets, in order (those without a run at ``n`` are left out).
+
+    Returns
+    -------
+    list of dict
+        One row per data set: ``dataset``, ``tokens``, ``uniform`` (1/T), ``start`` (mean max
+        attention at epoch 0, mean over the runs at ``n``), ``end_clean`` and ``end_noisy`` (its
+        final value at ``eta = 0`` and at ``eta``, mean over seeds), ``pairs`` (runs at ``eta`` with
+        at least ``n`` samples whose seed also ran at ``eta = 0``) and ``higher`` (how many of those
+        end above their ``eta = 0`` partner).
+    """
+    final = {(c["dataset"], c["n"], c["eta"], c["seed"]): c["final"]["train_max_attention"] for c in cells}
+    out = []
+    for d in datasets:
+        at_n = [c for c in cells if c["dataset"] == d and c["n"] == n]
+        if not at_n:
+            continue
+        keys = [k for k in final if k[0] == d and k[1] >= n and k[2] == eta and (d, k[1], 0.0, k[3]) in final]
+
+        def end(e):
+            v = [c["final"]["train_max_attention"] for c in at_n if c["eta"] == e]
+            return float(np.mean(v)) if v else float("nan")
+        out.append(dict(dataset=d, tokens=float(tokens[d]), uniform=1 / float(tokens[d]),
+                        start=float(np.mean([c["history"]["train_max_attention"][0] for c in at_n])),
+                        end_clean=end(0.0), end_noisy=end(eta), pairs=len(keys),
+                        higher=int(sum(final[k] > final[d, k[1], 0.0, k[3]] for k in keys))))
+    return out
+
+
+def attention_html(summary, n=200, eta=0.2) -> str:
+    """Table of :func:`attention_summary` (data sets as columns): the mean number of tokens and
+    ``1/T``, the mean max [CLS] attention at the start and at the end (at ``eta = 0`` and at
+    ``eta``), and in how many seed pairs the noisier run ends higher.
+
+    Parameters
+    ----------
+    summary : list of dict
+        Rows of :func:`attention_summary`.
+    n, eta : int, float
+        The values :func:`attention_summary` was called with (for the row labels).
+
+    Returns
+    -------
+    str
+        An HTML table.
+    """
+    lines = [("mean tokens T", lambda r: f"{r['tokens']:.1f}"), ("uniform, 1/T", lambda r: f"{r['uniform']:.2f}"),
+             (f"start (n = {n})", lambda r: f"{r['start']:.2f}"),
+             (f"end, η = 0 (n = {n})", lambda r: f"{r['end_clean']:.2f}"),
+             (f"end, η = {eta:g} (n = {n})", lambda r: f"{r['end_noisy']:.2f}"),
+             (f"η = {eta:g} ends higher (pairs, n ≥ {n})", lambda r: f"{r['higher']} of {r['pairs']}")]
+    head = "".join(f"<th>{escape(NAMES.get(r['dataset'], r['dataset']))}</th>" for r in summary)
+    body = "".join(f"<tr><td>{escape(label)}</td>{''.join(f'<td>{cell(r)}</td>' for r in summary)}</tr>"
+                   for label, cell in lines)
+    return f"<table><thead><tr><th>mean max [CLS] attention</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def check_noise_claims(rows, cost, paper_cost) -> None:
+    """Check what :ref:`sec-realdata-grid` says about the stored grid; raise ``AssertionError``
+    naming the first claim that fails.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of :func:`benign_attention.realdata.grid.summarize` for the full grid.
+    cost : list of dict
+        Rows of :func:`noise_cost` for the same cells.
+    paper_cost : dict
+        {data set: {n: cost of eta = 0.2 in the paper's Table 2, in points}} (TREC at least).
+    """
+    R = {(r["dataset"], r["n"], r["eta"]): r for r in rows}
+    C = {(r["dataset"], r["n"], r["eta"]): r for r in cost}
+    trec = [r for r in rows if r["dataset"] == "trec"]
+    assert all(r["train_acc_noisy_min"] == 1.0 for r in trec if r["n"] <= 200), \
+        "TREC, n <= 200: every seed fits every noisy label"
+    assert all(r["memorised_min"] == 1.0 for r in trec if r["eta"] > 0 and r["n"] <= 200), \
+        "TREC, n <= 200: every seed fits every flipped label"
+    assert 0.99 <= R["trec", 1000, 0.2]["train_acc_noisy_min"] and R["trec", 1000, 0.2]["train_acc_noisy_max"] < 1, \
+        "TREC, n = 1000, eta = 0.2: every seed leaves a few (at most 1%) labels unfitted"
+    tc = [C["trec", n, 0.2] for n in (20, 200, 1000)]
+    assert all(c["mean"] > paper_cost["trec"][n] for c, n in zip(tc, (20, 200, 1000))), \
+        "TREC: on average noise costs more than in the paper at every n"
+    assert tc[0]["mean"] < tc[1]["mean"] < tc[2]["mean"], "TREC: the mean cost grows with n"
+    assert tc[1]["min"] < tc[0]["max"] and tc[2]["min"] < tc[1]["max"], \
+        "TREC: the seed ranges of neighbouring n overlap"
+    assert all(R["trec", n, 0.0]["test_acc_min"] > R["trec", n, 0.0]["baseline"] for n in (200, 1000)), \
+        "TREC: clean re-trained runs beat the head-only baseline at n >= 200"
+    assert R["trec", 1000, 0.0]["test_acc_min"] > R["trec", 1000, 0.0]["baseline"] + 0.05, \
+        "TREC: by several points at n = 1000"
+    assert R["mnist", 20, 0.0]["test_acc_max"] < R["mnist", 20, 0.0]["baseline"] - 0.02, \
+        "MNIST: clean re-trained runs fall below the baseline at n = 20"
+    assert (R["trec", 200, 0.2]["memorised"] > R["mnist", 200, 0.2]["memorised"]
+            > R["breast_cancer", 200, 0.2]["memorised"]), \
+        "flipped labels fitted (n = 200, eta = 0.2): TREC > MNIST > breast cancer"
+    mn = [r for r in rows if r["dataset"] == "mnist" and r["eta"] > 0 and r["n"] >= 200]
+    assert all(0.05 < r["memorised"] < 0.35 and r["train_acc_noisy_max"] < 1 for r in mn), \
+        "MNIST: a minority of the flipped labels is fitted, never all"
+    assert all(r["mean"] < 5 for r in cost if r["dataset"] == "mnist"), "MNIST: noise costs a few points"
+    bc = [r for r in rows if r["dataset"] == "breast_cancer" and r["eta"] > 0]
+    assert all(r["memorised_max"] <= 0.2 for r in bc), "breast cancer: almost no flipped label fitted"
+    assert all(abs(r["mean"]) < 1 for r in cost if r["dataset"] == "breast_cancer"), \
+        "breast cancer: noise moves test accuracy by less than one point"
+
+
+def check_attention_claims(cells, summary, full_grid=True, n=200) -> None:
+    """Check what :ref:`sec-realdata-attention` says about the [CLS] attention; raise
+    ``AssertionError`` naming the first claim that fails.
+
+    Parameters
+    ----------
+    cells : list of dict
+        The cell dicts :func:`attention_summary` read.
+    summary : list of dict
+        Its rows.
+    full_grid : bool
+        Whether ``cells`` is the stored grid (2000 epochs, several seeds); the live runs are
+        checked only for concentration.
+    n : int
+        The training-set size of ``summary``.
+    """
+    att = [c["history"]["train_max_attention"] for c in cells]
+    assert all(a[-1] > a[0] for a in att), "in every run the [CLS] attention concentrates"
+    if not full_grid:
+        return
+
+    def at(h, epoch):
+        return h["train_max_attention"][int(np.argmin(np.abs(np.array(h["epoch"]) - epoch)))]
+    assert all(c["history"]["train_max_attention"][-1] > at(c["history"], 1500) for c in cells if c["n"] == n), \
+        "still rising after 1500 epochs"
+    s = {r["dataset"]: r for r in summary}
+    assert all(s[d]["higher"] == s[d]["pairs"] for d in ("trec", "mnist")), \
+        "TREC and MNIST: in every pair the noisier run ends higher"
+    assert s["breast_cancer"]["higher"] >= s["breast_cancer"]["pairs"] - 1, "breast cancer: all pairs but one"
+    uniform = {r["dataset"]: r["uniform"] for r in summary}
+    assert all(c["history"]["train_max_attention"][0] < 1.3 * uniform[c["dataset"]]
+               for c in cells if c["n"] == n and c["dataset"] in uniform), \
+        "near uniform at the start: within 30% of 1/T at the mean number of tokens"
