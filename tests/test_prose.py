@@ -61,3 +61,12 @@ def test_prose_counts_paragraphs_numbers_and_code(tmp_path):
 def test_prose_reads_every_chapter():
     rows = [prose.chapter_figures(p) for p in prose.chapters()]
     assert len(rows) >= 10 and all(r["paragraphs"] > 10 for r in rows)
+
+
+def test_every_chapter_meets_the_reading_targets():
+    """Issue 19's reading targets hold on every chapter and appendix page (make prose shows the figures):
+    median paragraph <= 45 words, none over 120, at most three numbers a paragraph, shown code >= hidden."""
+    missed = {r["chapter"]: {k: r[k] for k in ("median_words", "max_words", "over_3_numbers", "shown_code",
+                                               "hidden_code")}
+              for r in map(prose.chapter_figures, prose.chapters()) if not r["meets"]}
+    assert not missed, f"chapters missing the reading targets (run make prose): {missed}"
