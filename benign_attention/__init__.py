@@ -1,13 +1,13 @@
-"""benign_attention: the package behind the book *Benign overfitting in token selection of attention*.
+r"""benign_attention: the package behind the book *Benign overfitting in token selection of attention*.
 
 The paper: K. Sakamoto and I. Sato, ICML 2025 (arXiv:2409.17625). Chapters import from here:
 
 * :mod:`.data` - the token-sequence distribution (``make_dataset``, ``Dataset.from_arrays``)
-* :mod:`.model` - f(X) = nu^T X^T softmax(X W p) (``AttentionModel``)
+* :mod:`.model` - :math:`f(X) = \nu^\top X^\top \operatorname{softmax}(XWp)` (``AttentionModel``)
 * :mod:`.engines` - full-batch GD, ``dense``, ``exact`` and ``gram`` engines (``train``, ``train_many``)
 * :mod:`.gram` - only Gram matrices matter: the sampler engine, numpy only (``sample_runs``)
 * :mod:`.metrics` - what a run records
-* :mod:`.theory` - SNR, g(x), logit gaps, the existence construction, regimes
+* :mod:`.theory` - SNR, :math:`g(x)`, logit gaps, the existence construction, regimes
 * :mod:`.analysis` - numbers read off recorded runs and grids (fitting steps, gaps, boundaries)
 * :mod:`.sweeps` - cached, resumable grids of runs (``run_grid``)
 * :mod:`.validation` - the argument checks every public entry point uses

@@ -1,7 +1,7 @@
-"""Reading recorded runs: fitting times, score gaps, passage times, fitted lines and boundaries.
+r"""Reading recorded runs: fitting times, score gaps, passage times, fitted lines and boundaries.
 
 These helpers turn what a run or a grid recorded into the numbers the chapters reason about: when
-the training labels are fitted (:ref:`sec-dyn-benign`), the selection gaps Lambda and Gamma and the
+the training labels are fitted (:ref:`sec-dyn-benign`), the selection gaps :math:`\Lambda` and :math:`\Gamma` and the
 times at which they pass given levels (:prf:ref:`prop-g-law`), the gap ODE of
 :ref:`sec-delay-law`, and where a regime boundary crosses a grid (:ref:`sec-phase-regimes`).
 They compute and never draw; the figures built from them are in :mod:`benign_attention.plots`.
@@ -29,8 +29,8 @@ def _check_run(name, run):
 
 
 def attention_by_type(run, mask):
-    """(E, 5) mean over the training samples in ``mask`` of an encoder run's [CLS] attention on x_1,
-    x_2, x_3, on all irrelevant tokens together, and on [CLS] itself (1 minus the rest).
+    r"""``(E, 5)`` mean over the training samples in ``mask`` of an encoder run's [CLS] attention on
+    :math:`x_1`, :math:`x_2`, :math:`x_3`, on all irrelevant tokens together, and on [CLS] itself (1 minus the rest).
 
     ``run`` an :class:`~benign_attention.encoder.train.EncoderRun` (its ``train_attention``, (E, n, T)),
     ``mask`` a boolean mask over its training samples; raises ValueError otherwise. Shown in
@@ -80,7 +80,7 @@ def first_fit_step(run, key="train_acc"):
 
 
 def sample_attention(run, i):
-    """Attention of one training sample on x_1, x_2, x_3 and on all irrelevant tokens together.
+    r"""Attention of one training sample on :math:`x_1`, :math:`x_2`, :math:`x_3` and on all irrelevant tokens together.
 
     The quantity of :ref:`sec-dyn-benign` and :ref:`sec-dyn-harmful`.
 
@@ -110,10 +110,11 @@ def sample_attention(run, i):
 
 
 def selection_gaps(logits, noisy):
-    """Score gap ``a_u - max_{t != u} a_t`` of every training sample, at every record.
+    r"""Score gap :math:`a_u - \max_{t \ne u} a_t` of every training sample, at every record.
 
-    Clean samples: u = x_1 (the paper's Lambda). Noisy samples: u = the token the sample attends
-    most at the last record (the paper's Gamma; usually x_3, sometimes an irrelevant token). The
+    Clean samples: :math:`u = 1`, the token :math:`x_1` (the paper's :math:`\Lambda`). Noisy samples:
+    :math:`u` the token the sample attends most at the last record (the paper's :math:`\Gamma`; usually
+    :math:`x_3`, sometimes an irrelevant token). The
     gaps of :prf:ref:`prop-g-law`; computed with :func:`benign_attention.theory.logit_gaps` once
     per selected token.
 
@@ -152,10 +153,10 @@ def selection_gaps(logits, noisy):
 
 
 def onset(runs, level, key="train_acc"):
-    """For each run, the first recorded step at which ``key`` rises strictly above ``level``.
+    r"""For each run, the first recorded step at which ``key`` rises strictly above ``level``.
 
-    In the large-signal setting the training accuracy sits at 1 - eta while only the clean labels
-    are fitted; its onset above 1 - eta is when the noisy labels start being fitted
+    In the large-signal setting the training accuracy sits at :math:`1 - \eta` while only the clean labels
+    are fitted; its onset above :math:`1 - \eta` is when the noisy labels start being fitted
     (:ref:`sec-dyn-large`).
 
     Parameters
@@ -188,9 +189,9 @@ def onset(runs, level, key="train_acc"):
 
 
 def noisy_tokens(runs, datasets):
-    """Where the noisy training samples end up: the token each attends most at the last record, and
+    r"""Where the noisy training samples end up: the token each attends most at the last record, and
     its best token for the observed label, the one with the largest signed head value
-    y_i nu^T x_t^(i) (:ref:`sec-dyn-benign`, :ref:`sec-dyn-harmful`).
+    :math:`Y_i \nu^\top x^{(i)}_t` (:ref:`sec-dyn-benign`, :ref:`sec-dyn-harmful`).
 
     Parameters
     ----------
@@ -202,7 +203,7 @@ def noisy_tokens(runs, datasets):
     Returns
     -------
     tuple of numpy.ndarray
-        ``(top, best)``: token indices (0 is x_1) of every noisy sample, concatenated over the runs.
+        ``(top, best)``: token indices (0 is :math:`x_1`) of every noisy sample, concatenated over the runs.
 
     Raises
     ------
@@ -296,10 +297,10 @@ def _crossings(values, where, thresholds, above):
 
 
 def late_linear_fit(x, y, start, stop=np.inf):
-    """Least-squares line y = slope x + intercept through the points with start <= x <= stop.
+    r"""Least-squares line ``y = slope * x + intercept`` through the points with ``start <= x <= stop``.
 
-    Fits the late, linear growth of g(gap) in :prf:ref:`prop-g-law` (its slope is the speed
-    constant beta). Points where ``y`` is not finite are left out.
+    Fits the late, linear growth of :math:`g(\text{gap})` in :prf:ref:`prop-g-law` (its slope is the speed
+    constant :math:`\beta`). Points where ``y`` is not finite are left out.
 
     Parameters
     ----------
@@ -315,7 +316,7 @@ def late_linear_fit(x, y, start, stop=np.inf):
     Returns
     -------
     tuple of float
-        ``(slope, intercept, r2)``, r2 the coefficient of determination of the fit (1 when ``y`` is
+        ``(slope, intercept, r2)``, ``r2`` the coefficient of determination :math:`R^2` of the fit (1 when ``y`` is
         constant in the window: the horizontal line fits it exactly).
 
     Raises
@@ -345,10 +346,11 @@ def late_linear_fit(x, y, start, stop=np.inf):
 
 
 def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
-    """Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
-    (column of ``gaps`` (E, n)) reaches each level (NaN if one never does). With ``start`` and
+    r"""Geometric mean over the samples in ``mask`` of the first step at which a sample's gap
+    (column of ``gaps`` ``(E, n)``) reaches each level (NaN if one never does). With ``start`` and
     ``T``: instead the times predicted by each sample's g-law line, the least-squares fit of
-    g(gap) against the step on ``start`` <= step <= ``stop``: tau_L = (g(L) - intercept) / slope.
+    :math:`g(\text{gap})` against the step on ``start <= step <= stop``:
+    :math:`\tau_{\bar x} = (g(\bar x) - \text{intercept}) / \text{slope}` for a level :math:`\bar x`.
 
     Used in :ref:`sec-delay-runs`.
     """
@@ -364,26 +366,27 @@ def passage_times(steps, gaps, mask, levels, start=None, stop=np.inf, T=None):
 
 
 def integrate_gap_ode(x0, c, T, taus):
-    """RK4 solution of the gap ODE dx/dtau = c s (1 - s), s = e^x / (e^x + T).
+    r"""RK4 solution of the gap ODE :math:`\mathrm{d}x/\mathrm{d}\tau = c\, s(1 - s)` with
+    :math:`s = e^x / (e^x + T)`.
 
     The ODE behind :prf:ref:`prop-g-law` (:ref:`sec-delay-law`); its exact solution is
-    g(x(tau)) = g(x0) + c tau. The step grid refines ``taus`` 20-fold.
+    :math:`g(x(\tau)) = g(x_0) + c\tau`. The step grid refines ``taus`` 20-fold.
 
     Parameters
     ----------
     x0 : array_like
         Initial gaps (any shape), finite.
     c : float
-        Speed constant, >= 0.
+        Speed constant :math:`c \ge 0`.
     T : float
-        Number of tokens, > 0 (``T - 1`` for equal competitors, :prf:ref:`rem-equal-competitors`).
+        Number of tokens, :math:`T > 0` (``T - 1`` for equal competitors, :prf:ref:`rem-equal-competitors`).
     taus : array_like
         Non-decreasing times (K,); the first is the time of ``x0``.
 
     Returns
     -------
     numpy.ndarray
-        Shape (K, \\*x0.shape): the gaps at ``taus``.
+        Shape ``(K, *x0.shape)``: the gaps at ``taus``.
 
     Raises
     ------
@@ -408,10 +411,10 @@ def integrate_gap_ode(x0, c, T, taus):
 
 
 def boundary_crossing(values, levels, threshold, above=True):
-    """For each row of a grid, the first level at which the row crosses ``threshold``.
+    r"""For each row of a grid, the first level at which the row crosses ``threshold``.
 
     Locates a regime boundary on a grid (:ref:`sec-phase-regimes`), e.g. the signal strength at
-    which the clean test loss drops below 1/2, by linear interpolation between grid points.
+    which the clean test loss drops below :math:`1/2`, by linear interpolation between grid points.
 
     Parameters
     ----------
@@ -424,7 +427,7 @@ def boundary_crossing(values, levels, threshold, above=True):
     threshold : float
         The level to cross.
     above : bool
-        True: the first value >= threshold; False: the first value < threshold.
+        True: the first value :math:`\ge` ``threshold``; False: the first value :math:`<` ``threshold``.
 
     Returns
     -------
@@ -445,10 +448,12 @@ def boundary_crossing(values, levels, threshold, above=True):
 
 
 def ks_two_sample(a, b):
-    """Two-sample Kolmogorov-Smirnov test: the statistic D = sup ``|F_a - F_b|`` and its asymptotic p-value.
+    r"""Two-sample Kolmogorov-Smirnov test: the statistic :math:`D = \sup_x |F_a(x) - F_b(x)|` and its
+    asymptotic p-value.
 
     Compares the sampler with the exact engine in :ref:`sec-gram-law`. The p-value is Kolmogorov's
-    limit law evaluated at (sqrt(n_e) + 0.12 + 0.11 / sqrt(n_e)) D with n_e = n_a n_b / (n_a + n_b)
+    limit law evaluated at :math:`(\sqrt{n_e} + 0.12 + 0.11/\sqrt{n_e})\, D` with
+    :math:`n_e = n_a n_b / (n_a + n_b)`
     (Stephens' small-sample correction); ties (e.g. accuracies) make it conservative.
 
     Parameters
@@ -459,7 +464,7 @@ def ks_two_sample(a, b):
     Returns
     -------
     tuple of float
-        ``(D, p)``.
+        ``(D, p)``: :math:`D` and the p-value.
 
     Raises
     ------

@@ -1,15 +1,17 @@
-"""The paper's token-sequence distribution, defined in :ref:`sec-setting-tokens` (:prf:ref:`def-data`).
+r"""The paper's token-sequence distribution, defined in :ref:`sec-setting-tokens` (:prf:ref:`def-data`).
 
-A sample is a sequence X = (x_1, ..., x_T) of T tokens in R^d with a clean label Y* in {+1, -1}:
+A sample is a sequence :math:`X = (x_1, \dots, x_T)^\top` of :math:`T` tokens in :math:`\mathbb R^d`
+with a clean label :math:`Y^* \in \{+1, -1\}`:
 
-* ``x_1 = mu_{Y*} + eps``: relevant token
-* ``x_2 = rho * mu_{Y*} + eps``: weakly relevant, aligned with the true class
-* ``x_3 = rho * mu_{-Y*} + eps``: weakly relevant, aligned with the other class
-* ``x_4, ..., x_T = eps``: irrelevant tokens
+* :math:`x_1 = \mu_{Y^*} + \epsilon_1`: relevant token
+* :math:`x_2 = \rho\,\mu_{Y^*} + \epsilon_2`: weakly relevant, aligned with the true class
+* :math:`x_3 = \rho\,\mu_{-Y^*} + \epsilon_3`: weakly relevant, aligned with the other class
+* :math:`x_t = \epsilon_t` for :math:`t = 4, \dots, T`: irrelevant tokens
 
-with ``mu_{+1} = signal_norm * e_1``, ``mu_{-1} = signal_norm * e_2`` and eps ~ N(0, sigma^2 I_d) drawn
-independently for every token. Training labels are exactly balanced and exactly ceil(eta * n) of
-them are flipped, as evenly as possible between the two classes (:ref:`sec-setting-labels`). The test set is clean and drawn
+with :math:`\mu_{+1} = \lVert\mu\rVert e_1`, :math:`\mu_{-1} = \lVert\mu\rVert e_2`
+(:math:`\lVert\mu\rVert` = ``signal_norm``) and :math:`\epsilon_t \sim \mathcal N(0, \sigma^2 I_d)`
+drawn independently for every token. Training labels are exactly balanced and exactly
+:math:`\lceil \eta n \rceil` of them are flipped, as evenly as possible between the two classes (:ref:`sec-setting-labels`). The test set is clean and drawn
 from its own random stream, so it is independent of the training draw.
 
 Random streams are split with :class:`numpy.random.SeedSequence`, and the noise is drawn before
@@ -36,8 +38,8 @@ LR = 5e-3
 #: The paper's number of GD steps, the default ``steps`` of every trainer.
 STEPS = 1000
 
-#: The smallest allowed ||mu||: the head nu has norm 1/||mu||, and below this the outputs (of order
-#: sigma sqrt(d) / ||mu||) leave float32's range of useful numbers; the book's grids start far above it.
+#: The smallest allowed :math:`\lVert\mu\rVert`: the head :math:`\nu` has norm :math:`1/\lVert\mu\rVert`,
+#: and below this the outputs (of order :math:`\sigma\sqrt d / \lVert\mu\rVert`) leave float32's range of useful numbers; the book's grids start far above it.
 MIN_SIGNAL_NORM = 1e-6
 
 # Stream indices of SeedSequence(seed).spawn(5)
@@ -45,25 +47,27 @@ _LABELS, _TRAIN_NOISE, _TEST_LABELS, _TEST_NOISE, _INIT = range(5)
 
 
 def head_vector(mu_pos, mu_neg):
-    """The fixed head ``nu = (mu_{+} - mu_{-}) / ||mu_{+} - mu_{-}|| / ||mu||`` of :prf:ref:`def-model`.
+    r"""The fixed head :math:`\nu = (\mu_{+1} - \mu_{-1}) / (\lVert\mu_{+1} - \mu_{-1}\rVert\, \lVert\mu\rVert)` of :prf:ref:`def-model`.
 
-    With orthogonal signals of equal norm ||mu||, ``nu . mu_{+-1} = +-1/sqrt(2)``.
+    With orthogonal signals of equal norm :math:`\lVert\mu\rVert`,
+    :math:`\nu^\top \mu_{\pm1} = \pm 1/\sqrt 2`.
 
     Parameters
     ----------
     mu_pos, mu_neg : array_like
-        The two class signals, shape (d,), real and finite. ||mu|| is the mean of their norms.
+        The two class signals, shape ``(d,)``, real and finite. :math:`\lVert\mu\rVert` is the mean of
+        their norms.
 
     Returns
     -------
     numpy.ndarray
-        nu, shape (d,).
+        :math:`\nu`, shape ``(d,)``.
 
     Raises
     ------
     ValueError
         The signals are not 1-d arrays of the same shape, not finite, or equal, or so small that
-        1/||mu|| overflows.
+        :math:`1/\lVert\mu\rVert` overflows.
     """
     mu_pos = check_array("mu_pos", mu_pos, ndim=1)
     mu_neg = check_array("mu_neg", mu_neg, shape=mu_pos.shape)
@@ -86,7 +90,7 @@ _ARRAY_FIELDS = ("X", "y", "y_clean", "noisy", "X_test", "y_test", "mu_pos", "mu
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Training and test sequences with their labels (arrays are read-only float64 numpy).
+    r"""Training and test sequences with their labels (arrays are read-only float64 numpy).
 
     The data of :prf:ref:`def-data` with the label noise of :prf:ref:`def-label-noise`.
 
@@ -95,7 +99,7 @@ class Dataset:
     X : numpy.ndarray
         Training tokens, shape (n, T, d).
     y : numpy.ndarray
-        Observed training labels (+1 or -1), shape (n,); the flipped ones included.
+        Observed training labels (:math:`+1` or :math:`-1`), shape ``(n,)``; the flipped ones included.
     y_clean : numpy.ndarray
         Clean training labels, shape (n,).
     noisy : numpy.ndarray
@@ -103,7 +107,7 @@ class Dataset:
     X_test, y_test : numpy.ndarray or None
         The clean test set, shapes (n_test, T, d) and (n_test,) (``X_test`` may be None).
     mu_pos, mu_neg : numpy.ndarray
-        The class signals ``mu_{+1}`` and ``mu_{-1}``, shape (d,).
+        The class signals :math:`\mu_{+1}` and :math:`\mu_{-1}`, shape ``(d,)``.
     config : dict
         The knobs the data set was drawn with.
 
@@ -191,7 +195,7 @@ class Dataset:
 
     @classmethod
     def from_arrays(cls, X, y, mu_pos, mu_neg, noisy=None, X_test=None, y_test=None, config=None):
-        """Build a data set from your own arrays (e.g. to reproduce an external run exactly).
+        r"""Build a data set from your own arrays (e.g. to reproduce an external run exactly).
 
         Arrays may be numpy arrays, nested lists or torch tensors; they must be real and finite.
         They are copied: changing your arrays afterwards does not change the data set.
@@ -199,7 +203,7 @@ class Dataset:
         Parameters
         ----------
         X : array_like
-            Training tokens (n, T, d) with n >= 2, T >= 3 and d >= 2.
+            Training tokens ``(n, T, d)`` with :math:`n \ge 2`, :math:`T \ge 3` and :math:`d \ge 2`.
         y : array_like
             Observed labels in {+1, -1}, shape (n,).
         mu_pos, mu_neg : array_like
@@ -218,7 +222,7 @@ class Dataset:
         Raises
         ------
         ValueError
-            An array has the wrong shape, is not real and finite, or labels are not +-1.
+            An array has the wrong shape, is not real and finite, or labels are not :math:`\pm 1`.
         """
         checked = _check_arrays(X, y, mu_pos, mu_neg, noisy, X_test, y_test, config)
         y_clean = np.where(checked["noisy"], -checked["y"], checked["y"])
@@ -301,7 +305,7 @@ class NoiseDraw:
 
 
 def draw_noise(n, T, d, sigma, n_test, seed):
-    """Draw labels, flip order and token noise; independent of signal_norm, rho and eta.
+    """Draw labels, flip order and token noise; independent of ``signal_norm``, ``rho`` and ``eta``.
 
     Knobs as in :func:`make_dataset`. Returns a :class:`NoiseDraw`; :func:`assemble` adds the
     signals. Raises ValueError for a knob out of range.
@@ -325,13 +329,14 @@ def draw_noise(n, T, d, sigma, n_test, seed):
 
 
 def noisy_mask(y_clean, flip_order, eta):
-    """Exactly ceil(eta*n) flips: ceil(k/2) positives and floor(k/2) negatives, nested in eta.
+    r"""Exactly :math:`k = \lceil \eta n \rceil` flips: :math:`\lceil k/2 \rceil` positives and
+    :math:`\lfloor k/2 \rfloor` negatives, nested in :math:`\eta`.
 
     ``eta`` is read by :func:`~benign_attention.validation.check_number`, so a float32 eta flips as many
     labels as the decimal it stands for (np.float32(0.3) flips 3 of 10, like 0.3). The rule of
     :prf:ref:`def-label-noise`.
 
-    Raises ValueError for ``eta`` outside [0, 0.5), labels that are not +-1, or a ``flip_order`` of
+    Raises ValueError for ``eta`` outside :math:`[0, 0.5)`, labels that are not :math:`\pm 1`, or a ``flip_order`` of
     another shape.
     """
     eta = check_number("eta", eta, 0.0, 0.5, high_open=True)
@@ -349,7 +354,8 @@ def noisy_mask(y_clean, flip_order, eta):
 
 
 def signal_coefficients(labels, T, rho):
-    """Signal part of each token as coefficients on (e_1, e_2), in units of signal_norm.
+    r"""Signal part of each token as coefficients on :math:`(e_1, e_2)`, in units of
+    :math:`\lVert\mu\rVert` (``signal_norm``).
 
     ``labels`` (N,) clean labels, ``T`` >= 3 tokens, ``rho`` >= 0; returns shape (N, T, 2)
     (:prf:ref:`def-data`). Raises ValueError for a knob out of range.
@@ -370,7 +376,8 @@ def signal_coefficients(labels, T, rho):
 
 
 def token_noise(ds):
-    """Noise part eps of every training token (n, T, d): x_t minus its signal (needs ``rho`` in config).
+    r"""Noise part :math:`\epsilon_t` of every training token, shape ``(n, T, d)``: :math:`x_t` minus its
+    signal (needs ``rho`` in config).
 
     Used in :ref:`sec-setting-tokens`.
     """
@@ -379,9 +386,9 @@ def token_noise(ds):
 
 
 def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
-    """Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns.
+    r"""Add the signals to a noise draw and flip labels: the data set :func:`make_dataset` returns.
 
-    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` >= ``MIN_SIGNAL_NORM``, ``rho`` >= 0 and ``eta`` in [0, 0.5) as in
+    ``draw`` a :class:`NoiseDraw`; ``signal_norm`` >= ``MIN_SIGNAL_NORM``, ``rho`` >= 0 and ``eta`` in :math:`[0, 0.5)` as in
     :func:`make_dataset`; ``config`` the knobs to record. Raises ValueError otherwise.
     """
     if not isinstance(draw, NoiseDraw):
@@ -403,27 +410,28 @@ def assemble(draw: NoiseDraw, signal_norm, rho, eta, config):
 
 
 def make_dataset(n=20, T=8, d=2000, rho=0.1, signal_norm=20.0, sigma=1.0, eta=0.2, n_test=1000, seed=0):
-    """Draw the paper's data set (:prf:ref:`def-data`, :prf:ref:`def-label-noise`).
+    r"""Draw the paper's data set (:prf:ref:`def-data`, :prf:ref:`def-label-noise`).
 
     The defaults are the paper's default setting. Same seed -> identical arrays.
 
     Parameters
     ----------
     n : int
-        Training sequences, >= 2.
+        Training sequences, :math:`n \ge 2`.
     T : int
-        Tokens per sequence, >= 3.
+        Tokens per sequence, :math:`T \ge 3`.
     d : int
-        Token dimension, >= 2.
+        Token dimension, :math:`d \ge 2`.
     rho : float
-        Weak-signal factor of x_2 and x_3, >= 0.
+        Weak-signal factor of :math:`x_2` and :math:`x_3`, :math:`\rho \ge 0`.
     signal_norm : float
-        ||mu||, the norm of both class signals, >= ``MIN_SIGNAL_NORM`` (1e-6; the head has
-        norm 1/||mu||).
+        :math:`\lVert\mu\rVert`, the norm of both class signals, >= ``MIN_SIGNAL_NORM`` (1e-6; the head
+        has norm :math:`1/\lVert\mu\rVert`).
     sigma : float
-        Standard deviation of the token noise, > 0.
+        Standard deviation of the token noise, :math:`\sigma > 0`.
     eta : float
-        Label-noise rate in [0, 0.5): exactly ceil(eta * n) training labels are flipped.
+        Label-noise rate :math:`\eta \in [0, 0.5)`: exactly :math:`\lceil \eta n \rceil` training labels
+        are flipped.
     n_test : int
         Clean test sequences, >= 1, drawn from a stream independent of the training draw.
     seed : int
@@ -447,16 +455,17 @@ INITS = ("uniform", "gaussian")
 
 
 def init_W(d, seed, dtype=np.float64, init="uniform"):
-    """The paper's initialisation of W: entries U(-1/sqrt(d), 1/sqrt(d)) (kaiming-uniform, a=sqrt(5)).
+    r"""The paper's initialisation of :math:`W`: entries :math:`U(-1/\sqrt d, 1/\sqrt d)` (kaiming-uniform,
+    ``a=sqrt(5)``).
 
     See :prf:ref:`def-model`; drawn from its own stream of ``seed``, independent of the data.
-    ``init="gaussian"`` draws N(0, 1/(3d)) entries instead (the same variance), the initialisation
+    ``init="gaussian"`` draws :math:`\mathcal N(0, 1/(3d))` entries instead (the same variance), the initialisation
     under which the ``gram`` engine's sampler is exact (:ref:`sec-gram-init`).
 
     Parameters
     ----------
     d : int
-        Token dimension, >= 2.
+        Token dimension, :math:`d \ge 2`.
     seed : int
         Random seed, >= 0.
     dtype : numpy.dtype, str or torch.dtype
@@ -465,7 +474,7 @@ def init_W(d, seed, dtype=np.float64, init="uniform"):
     Returns
     -------
     numpy.ndarray
-        W, shape (d, d).
+        :math:`W`, shape ``(d, d)``.
 
     Raises
     ------

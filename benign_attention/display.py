@@ -48,9 +48,9 @@ COLUMN_CSS_PX = 672
 MIN_TEXT_PX = 10.0
 #: The book's one colour code, used by every figure of the package. The training set with its
 #: observed labels is black and with its clean labels purple (dashed); the test set is orange, and
-#: its loss brown where test accuracy is in the same panel. Token types: x_1 blue, x_2 green, x_3
-#: red, irrelevant tokens grey. Regimes: not overfitting purple, benign green, harmful red. Classes
-#: (y = +1 blue, y = -1 red), clean and noisy samples (blue, red), and a single measured series
+#: its loss brown where test accuracy is in the same panel. Token types: :math:`x_1` blue, :math:`x_2`
+#: green, :math:`x_3` red, irrelevant tokens grey. Regimes: not overfitting purple, benign green,
+#: harmful red. Classes (:math:`y = +1` blue, :math:`y = -1` red), clean and noisy samples (blue, red), and a single measured series
 #: (blue) where no test set or token type is in the figure.
 COLORS = {"train": "k", "train_clean": "#9467bd", "test": "#ff7f0e", "test_loss": "#8c564b",
           "x1": "#1f77b4", "x2": "#2ca02c", "x3": "#d62728", "irrelevant": "#7f7f7f",

@@ -1,5 +1,5 @@
-"""The figures of the chapter *A full transformer encoder* (:ref:`sec-encoder-overview`): the
-encoder's training dynamics, its (d, ||mu||) loss maps and the boundary they draw. Drawing only:
+r"""The figures of the chapter *A full transformer encoder* (:ref:`sec-encoder-overview`): the
+encoder's training dynamics, its :math:`(d, \lVert\mu\rVert)` loss maps and the boundary they draw. Drawing only:
 the runs come from :mod:`benign_attention.encoder`, the attention summaries from
 :func:`~benign_attention.analysis.attention_by_type`, and the figure conventions (sizes, colours,
 legends below the panels, closed figures) from :mod:`benign_attention.plots`."""
@@ -57,8 +57,8 @@ def encoder_dynamics(settings):
 
 @closed_figure
 def encoder_loss_maps(d_values, mu_values, train_loss, test_loss, title=""):
-    """Train and test loss maps (each (len(d_values), len(mu_values))) after training, one column per
-    d and one row per ||mu|| in grid order (not to scale); NaN cells (not computed) are left blank.
+    r"""Train and test loss maps (each ``(len(d_values), len(mu_values))``) after training, one column per
+    :math:`d` and one row per :math:`\lVert\mu\rVert` in grid order (not to scale); NaN cells (not computed) are left blank.
     The encoder grid of :ref:`sec-encoder-grid` (:func:`~benign_attention.encoder.grid.load_grid`)."""
     shape = (len(d_values), len(mu_values))
     for name, m in (("train_loss", train_loss), ("test_loss", test_loss)):
@@ -80,7 +80,7 @@ def encoder_loss_maps(d_values, mu_values, train_loss, test_loss, title=""):
 
 @closed_figure
 def encoder_boundary(d_values, boundaries, threshold=0.1):
-    """The signal strength at which the test loss crosses ``threshold``, against d: ``boundaries``
+    r"""The signal strength at which the test loss crosses ``threshold``, against :math:`d`: ``boundaries``
     is ``{label: values}`` with one value per entry of ``d_values`` (NaN where not computed), one line
     with markers per label (e.g. per seed). Several thresholds side by side, one panel each: a list
     of thresholds and a list of such dicts, one per threshold (the panels share their y axis).

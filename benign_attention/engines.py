@@ -1,15 +1,24 @@
-"""Full-batch gradient descent on the mean logistic loss, with two engines (:ref:`sec-exact-dynamics`).
+r"""Full-batch gradient descent on the mean logistic loss, with two engines (:ref:`sec-exact-dynamics`).
 
-* ``dense`` - autograd on W (d x d) and p (d): the reference, a direct implementation of the paper's model.
-* ``exact`` - the same trajectory computed in the m <= nT (+2) dimensional span of the training tokens.
-  With B an orthonormal basis of that span, A = W_0^T B, G = A^T A and C the tokens in B coordinates,
-  p_tau = A alpha_tau and W_tau^T B = A Z_tau, and one GD step is
+* ``dense`` - autograd on :math:`W` (shape ``(d, d)``) and :math:`p` (shape ``(d,)``): the reference, a
+  direct implementation of the paper's model.
+* ``exact`` - the same trajectory computed in the span of the training tokens, of dimension
+  :math:`m \le nT + 2`. With :math:`B` an orthonormal basis of that span,
+  :math:`A = W_0^\top B`, :math:`G = A^\top A` and :math:`C` the tokens in :math:`B` coordinates,
+  :math:`p_\tau = A\alpha_\tau` and :math:`W_\tau^\top B = AZ_\tau`, and one GD step is
 
-      v = Z^T G alpha   (token scores C v),   r = C^T dL/da,
-      alpha <- alpha - lr Z r,   Z <- Z - lr alpha_old r^T,
+  .. math::
 
-  O(m^2 + nTm) per step whatever d is. The full query of step tau is q = K alpha - B w with K = W_0 A
-  and w = G alpha - v (since Z = I - lr S^T, S = sum_k r_k alpha_k^T), which scores test tokens.
+     v_\tau &= Z_\tau^\top G\alpha_\tau \quad (\text{token scores } Cv_\tau), \qquad
+     r_\tau = C^\top \delta(\tau), \\
+     \alpha_{\tau+1} &= \alpha_\tau - \text{lr}\, Z_\tau r_\tau, \qquad
+     Z_{\tau+1} = Z_\tau - \text{lr}\, \alpha_\tau r_\tau^\top,
+
+  with :math:`\delta(\tau)` the score gradients :math:`\partial L/\partial a_{it}`:
+  :math:`O(m^2 + nTm)` per step whatever :math:`d` is. The full query of step :math:`\tau` is
+  :math:`q_\tau = K\alpha_\tau - Bw_\tau` with :math:`K = W_0 A` and :math:`w_\tau = G\alpha_\tau - v_\tau`
+  (since :math:`Z_\tau = I - \text{lr}\, S^\top` with :math:`S = \sum_{k<\tau} r_k \alpha_k^\top`), which
+  scores test tokens.
 
 Both engines share one interface, :func:`train`; :func:`train_many` batches many data sets in one call.
 Every result reads its history with the same two verbs: ``final(key)`` (the last recorded step) and
@@ -99,11 +108,11 @@ def _check_record_steps(record_steps, steps):
 
 @dataclass(eq=False)
 class Run:
-    """One training run: ``steps`` (E,) record steps and ``history`` arrays with leading axis E.
+    r"""One training run: ``steps`` ``(E,)`` record steps and ``history`` arrays with leading axis :math:`E`.
 
     History keys: ``train_loss``/``train_acc`` (observed labels), ``train_clean_acc`` (clean labels),
     ``test_loss``/``test_acc``/``test_margin`` (clean test set), ``attn_clean``/``attn_noisy``/``attn_test``
-    (E, 4) mean attention on x_1, x_2, x_3 and all irrelevant tokens, and per training sample
+    ``(E, 4)`` mean attention on :math:`x_1`, :math:`x_2`, :math:`x_3` and all irrelevant tokens, and per training sample
     ``train_attention``/``train_logits`` (E, n, T) and ``train_outputs`` (E, n).
     ``state`` holds what is needed to continue (``train(..., resume=run)``) or inspect (:meth:`params`).
     """
@@ -137,7 +146,7 @@ class Run:
         return self.history[self._key(key)][int(np.argmin(np.abs(self.steps - step)))]
 
     def params(self):
-        """Final (W, p) as float64 numpy arrays (materialises the d x d matrix)."""
+        r"""Final :math:`(W, p)` as float64 numpy arrays (materialises the :math:`d \times d` matrix)."""
         if "W" not in self.state and "problem" not in self.state:
             raise ValueError("this run keeps no parameters (runs from train_many, train_cell and run_grid keep "
                              "none); train it with train() to inspect or resume it")
@@ -156,7 +165,7 @@ class Run:
 
 @dataclass(eq=False)
 class Family:
-    """Data sets that share token noise and W_0 and differ in signal strength and labels.
+    r"""Data sets that share token noise and :math:`W_0` and differ in signal strength and labels.
 
     ``eps`` (n, T, d) and ``eps_test`` (N, T, d) are the shared parts of the tokens; member r adds
     ``coef[r] @ dirs.T`` (coefficients (n, T, 2) on the two signal directions ``dirs`` (d, 2)).
@@ -183,8 +192,9 @@ class Family:
         return self
 
     def prepare(self, shared: "Family | None" = None):
-        """Basis B, A = W_0^T B, G = A^T A, K = W_0 A and the tokens in B coordinates; taken from
-        ``shared`` (a prepared family with the same eps, W_0 and signal directions) when given."""
+        r"""Basis :math:`B`, :math:`A = W_0^\top B`, :math:`G = A^\top A`, :math:`K = W_0 A` and the tokens in
+        :math:`B` coordinates; taken from ``shared`` (a prepared family with the same ``eps``, :math:`W_0` and
+        signal directions) when given."""
         if shared is not None:
             for k in ("B", "A", "G", "K", "EB", "DB", "with_signal"):
                 setattr(self, k, getattr(shared, k))
@@ -210,7 +220,7 @@ class Family:
         return shared + torch.einsum("ritk,rk->rit", coef, dn)
 
     def test_logits(self, alpha, w):
-        """Test token scores for the recorded states: alpha, w (R, E, m) -> (R, E, N, T)."""
+        r"""Test token scores for the recorded states: :math:`\alpha`, :math:`w` ``(R, E, m)`` -> ``(R, E, N, T)``."""
         R, E, m = alpha.shape
         N, T, d = self.eps_test.shape
         a, w = alpha.reshape(R * E, m).T, w.reshape(R * E, m).T
@@ -508,7 +518,7 @@ def _check_resume(resume, dataset, engine, W0, init_seed, dtype, device):
 def train(dataset: Dataset, steps=STEPS, lr=LR, engine=None, W0=None, init_seed=None,
           record_every=None, record_steps=None, dtype=None, resume: Run | None = None,
           progress=None, device=None, init=None) -> Run:
-    """Full-batch GD on the mean logistic loss from W = W0, p = 0.
+    r"""Full-batch GD on the mean logistic loss from :math:`W = W_0`, :math:`p = 0`.
 
     The training of :ref:`sec-dyn-settings`; the exact engine is :prf:ref:`prop-exact`.
 
@@ -529,8 +539,8 @@ def train(dataset: Dataset, steps=STEPS, lr=LR, engine=None, W0=None, init_seed=
         Seed of the default W0 (default: the data set's seed); give at most one of ``W0`` and
         ``init_seed``.
     init : str, optional
-        The default W0's law: ``"uniform"`` (the paper's U(-1/sqrt(d), 1/sqrt(d)), the default) or
-        ``"gaussian"`` (N(0, 1/(3d)), the same variance; see :func:`~benign_attention.data.init_W`).
+        The default W0's law: ``"uniform"`` (the paper's :math:`U(-1/\sqrt d, 1/\sqrt d)`, the default) or
+        ``"gaussian"`` (:math:`\mathcal N(0, 1/(3d))`, the same variance; see :func:`~benign_attention.data.init_W`).
     record_every : int, optional
         Record the metrics every this many steps (default 10) ...
     record_steps : array_like of int, optional
@@ -626,9 +636,9 @@ def train(dataset: Dataset, steps=STEPS, lr=LR, engine=None, W0=None, init_seed=
 
 def train_many(datasets, steps=STEPS, lr=LR, W0s=None, init_seeds=None, record_every=None,
                record_steps=None, dtype=None, progress=None, device=None, engine=None, init=None):
-    """Train many data sets with the exact engine in batched tensor operations; returns a list of
-    :class:`Run` (without continuation state, to keep memory small). Data sets with the same n, T and
-    token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
+    r"""Train many data sets with the exact engine in batched tensor operations; returns a list of
+    :class:`Run` (without continuation state, to keep memory small). Data sets with the same :math:`n`,
+    :math:`T` and token-span dimension run in one batch. ``W0s`` / ``init_seeds``: one entry per data set (give at
     most one of the two); other arguments (``progress``, ``init`` and ``engine`` "exact" or "gram" included)
     as in :func:`train`. Runs that diverge warn once
     (:class:`DivergenceWarning`) and have NaN metrics and ``run.diverged`` set. Batching as in
@@ -738,10 +748,11 @@ def _run_batch(fams, steps, lr, rec, dtype, progress=False):
 
 
 def exact_gd(ds, W0, steps, lr=LR):
-    """The exact engine's recursion in plain numpy, for one data set (:ref:`sec-exact-dynamics`).
+    r"""The exact engine's recursion in plain numpy, for one data set (:ref:`sec-exact-dynamics`).
 
-    ``steps`` >= 0 GD steps with ``lr`` > 0 from W = ``W0`` (d, d), p = 0.
-    Returns the final training scores (n, T), query q = W p (d,), and W rebuilt from (alpha, Z)."""
+    ``steps`` >= 0 GD steps with ``lr`` > 0 from :math:`W` = ``W0`` ``(d, d)``, :math:`p = 0`.
+    Returns the final training scores ``(n, T)``, query :math:`q = Wp` ``(d,)``, and :math:`W` rebuilt from
+    :math:`(\alpha, Z)`."""
     ds = check_dataset("ds", ds)
     W0 = check_array("W0", W0, shape=(ds.d, ds.d))
     steps = check_int("steps", steps, 0)

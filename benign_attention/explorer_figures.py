@@ -80,8 +80,8 @@ def _label(ax, xlabel=None, ylabel=None, title=None):
 class RegimeFigure(_ExplorerFigure):
     """:ref:`sec-playground-regime`, regime explorer: one run at a glance (3 panels, legends below).
 
-    ``update()`` takes ``hist`` with (E,) ``train_acc``, ``train_clean_acc``, ``test_acc``,
-    ``train_loss``, ``test_loss`` and (E, 4) ``attn_clean`` / ``attn_noisy`` (a
+    ``update()`` takes ``hist`` with ``(E,)`` ``train_acc``, ``train_clean_acc``, ``test_acc``,
+    ``train_loss``, ``test_loss`` and ``(E, 4)`` ``attn_clean`` / ``attn_noisy`` (a
     :class:`~benign_attention.engines.Run` history or one cell of a
     :class:`~benign_attention.sweeps.GridResult`). (a) accuracy, (b) loss, (c) mean attention by token
     type on clean (solid) and noisy (dashed) training samples. ``regime`` (a name of
@@ -155,15 +155,16 @@ _LANDMARK_STYLE = dict(x1=("*", 150, r"$x_1 = \mu_{y^*}$ (relevant)"),
 
 
 class SelectionFigure(_ExplorerFigure):
-    """:ref:`sec-playground-movie`, token-selection movie: what every sequence's attention reads.
+    r""":ref:`sec-playground-movie`, token-selection movie: what every sequence's attention reads.
 
-    Each sequence is drawn at its *attended token* x_hat = sum_t s_t x_t (s its attention), projected on
-    ``(mu_{-1}, mu_{+1}) / ||mu||^2``. The head's output is nu^T x_hat, so the diagonal is exactly the
-    decision boundary (shaded: the two output half-planes; blue: output +1). The paper's Figure 1 uses
+    Each sequence is drawn at its *attended token* :math:`\hat x = \sum_t s_t x_t` (:math:`s` its
+    attention), projected on :math:`(\mu_{-1}, \mu_{+1}) / \lVert\mu\rVert^2`. The head's output is
+    :math:`\nu^\top \hat x`, so the diagonal is exactly the decision boundary (shaded: the two output
+    half-planes; blue: output :math:`+1`). The paper's Figure 1 uses
     the same plane but plots each sequence's most-attended token, under a hand-built query.
     Hollow markers: the token-type landmarks, where a sequence sits when it attends to a single token
-    of that type (x_1 at distance one along its class, x_3 at rho along the other class, noise at the
-    origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
+    of that type (:math:`x_1` at distance one along its class, :math:`x_3` at :math:`\rho` along the other
+    class, noise at the origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
     so far), (b) a zoom on the weak-token corner of (a), (c) test sequences (colour: clean label).
     ``update()`` takes a frame dict of ``widgets.selection_frames``."""
 
@@ -239,7 +240,7 @@ def explorer_selection(frame, title=None):
 
 
 class PhaseFigure(_ExplorerFigure):
-    """:ref:`sec-playground-phase`, phase-diagram explorer: the (d, ||mu||) map at one step (2 panels).
+    r""":ref:`sec-playground-phase`, phase-diagram explorer: the :math:`(d, \lVert\mu\rVert)` map at one step (2 panels).
 
     (a) the regime of each cell (indices into ``theory.REGIMES``; legend below); (b) a per-cell value
     named ``panel`` (e.g. "test loss") on the fixed colour scale ``vlim``. Axes are logarithmic

@@ -1,28 +1,30 @@
-"""Only Gram matrices matter: the ``gram`` engine, whose cost does not grow with d (:ref:`sec-gram-overview`).
+r"""Only Gram matrices matter: the ``gram`` engine, whose cost does not grow with :math:`d` (:ref:`sec-gram-overview`).
 
-Gradient descent from p_0 = 0 lives in the span of the training tokens (:prf:ref:`prop-exact`). In an
-orthonormal basis B (d x m) of that span (and of the two signal directions), a run depends on W_0 only
-through
+Gradient descent from :math:`p_0 = 0` lives in the span of the training tokens (:prf:ref:`prop-exact`). In an
+orthonormal basis :math:`B` (shape ``(d, m)``) of that span (and of the two signal directions), a run depends
+on :math:`W_0` only through
 
-* ``G = A^T A`` with ``A = W_0^T B`` (m x m), which drives the training steps, and
-* ``Omega = K^T K - G^2`` with ``K = W_0 A``: ``||P_perp q||^2 = alpha^T Omega alpha`` for the query
-  q = W p, the only other thing the test scores need (:prf:ref:`prop-gram`).
+* :math:`G = A^\top A` with :math:`A = W_0^\top B` (shape ``(m, m)``), which drives the training steps, and
+* :math:`\Omega = K^\top K - G^2` with :math:`K = W_0 A`: :math:`\lVert P_\perp q\rVert^2 = \alpha^\top \Omega\, \alpha`
+  for the query :math:`q = Wp`, the only other thing the test scores need (:prf:ref:`prop-gram`).
 
 The engine has one core, :func:`gram_gd` (the low-dimensional recursion of the exact engine, in numpy),
 and two sources of its inputs:
 
-* :func:`from_arrays` - your data set and your W_0 (d-dimensional set-up, then the same core). Its test
-  scores are the exact projections, so it reproduces the ``exact`` engine to round-off;
-* :func:`sample_problems` - the sampler: for a Gaussian W_0 with i.i.d. N(0, s^2) entries it draws the
-  token coordinates (Gaussian on the signal directions, a Bartlett factor on the rest), G ~ Wishart_m(d,
-  s^2 I) and Omega = L Omega_0 L^T with G = L L^T and Omega_0 ~ Wishart_m(d - m, s^2 I) independent,
-  all in O(m^3) whatever d is. Test scores and head values of fresh tokens are jointly Gaussian given the
-  run, with a covariance built from the recorded states (:func:`test_metrics_law`).
+* :func:`from_arrays` - your data set and your :math:`W_0` (:math:`d`-dimensional set-up, then the same core).
+  Its test scores are the exact projections, so it reproduces the ``exact`` engine to round-off;
+* :func:`sample_problems` - the sampler: for a Gaussian :math:`W_0` with i.i.d. :math:`\mathcal N(0, \kappa^2)`
+  entries it draws the token coordinates (Gaussian on the signal directions, a Bartlett factor on the
+  rest), :math:`G \sim \mathrm{Wishart}_m(d, \kappa^2 I)` and :math:`\Omega = L\Omega_0 L^\top` with
+  :math:`G = LL^\top` and :math:`\Omega_0 \sim \mathrm{Wishart}_m(d - m, \kappa^2 I)` independent, all in
+  :math:`O(m^3)` whatever :math:`d` is. Test scores and head values of fresh tokens are jointly Gaussian
+  given the run, with a covariance built from the recorded states (:func:`test_metrics_law`).
 
-When d <= nT + 2 the training tokens span all of R^d: then m = d, Omega = 0 (Wishart with zero degrees
-of freedom) and the sampler is still exact; nothing falls back to d-dimensional work.
+When :math:`d \le nT + 2` the training tokens span all of :math:`\mathbb R^d`: then :math:`m = d`,
+:math:`\Omega = 0` (Wishart with zero degrees of freedom) and the sampler is still exact; nothing falls
+back to :math:`d`-dimensional work.
 
-:func:`sample_runs` is the whole experiment without d: it imports numpy only (no torch), so a script that
+:func:`sample_runs` is the whole experiment without :math:`d`: it imports numpy only (no torch), so a script that
 needs nothing else starts in a fraction of a second. :func:`~benign_attention.engines.train` and
 :func:`~benign_attention.engines.train_many` take ``engine="gram"`` (the explicit-arrays source) and
 :func:`~benign_attention.sweeps.run_grid` takes ``engine="gram"`` (the sampler).
@@ -63,7 +65,7 @@ def _by_type(s):
 
 def batch_metrics_np(logits, z, y, y_clean=None, noisy=None, prefix="train", per_sample=True):
     """Numpy twin of :func:`benign_attention.metrics.batch_metrics` (same keys, same formulas): logits
-    (..., N, T), head values z broadcastable to them, labels y (N,); ``y_clean``/``noisy`` for a training
+    ``(..., N, T)``, head values ``z`` broadcastable to them, labels ``y`` ``(N,)``; ``y_clean``/``noisy`` for a training
     set. ``per_sample`` False drops the per-sample outputs, attention and logits."""
     s = _softmax(logits)
     f = (s * z).sum(-1)
@@ -89,18 +91,19 @@ def batch_metrics_np(logits, z, y, y_clean=None, noisy=None, prefix="train", per
 
 @dataclass(eq=False)
 class GramProblem:
-    """What one run depends on, in basis coordinates (m = span dimension).
+    r"""What one run depends on, in basis coordinates (:math:`m` = span dimension).
 
-    ``C`` (nT, m) training tokens, ``G`` (m, m) = A^T A, ``z`` (n, T) head values, ``y``/``y_clean``/
-    ``noisy`` (n,) labels. Test side, one of two forms:
+    ``C`` ``(nT, m)`` training tokens, ``G`` ``(m, m)`` :math:`= A^\top A`, ``z`` ``(n, T)`` head values,
+    ``y``/``y_clean``/``noisy`` ``(n,)`` labels. Test side, one of two forms:
 
-    * projections (explicit arrays): ``test_PK`` = X_test K and ``test_PB`` = X_test B, both (N, T, m),
-      and head values ``test_z`` (N, T) - scores are exact;
-    * law (sampler): ``Omega`` (m, m) = K^T K - G^2, head ``nu_B`` (m,), noise level ``sigma``, the test
-      tokens' signal parts ``test_coef`` (N, T, 2) on the signal directions whose coordinates are
-      ``dirs_B`` (2, m), and standard normals ``test_xi`` (N, T, E + 1) for the Gaussian noise parts.
+    * projections (explicit arrays): ``test_PK`` :math:`= X_{\text{test}} K` and ``test_PB``
+      :math:`= X_{\text{test}} B`, both ``(N, T, m)``, and head values ``test_z`` ``(N, T)`` - scores are exact;
+    * law (sampler): ``Omega`` ``(m, m)`` :math:`= K^\top K - G^2`, head ``nu_B`` ``(m,)``, noise level
+      ``sigma``, the test tokens' signal parts ``test_coef`` ``(N, T, 2)`` on the signal directions whose
+      coordinates are ``dirs_B`` ``(2, m)``, and standard normals ``test_xi`` ``(N, T, E + 1)`` for the
+      Gaussian noise parts.
 
-    ``test_y`` (N,) test labels; ``config`` the knobs it stands for.
+    ``test_y`` ``(N,)`` test labels; ``config`` the knobs it stands for.
     """
 
     C: np.ndarray
@@ -150,18 +153,27 @@ def blas_threads(threads=1):
 
 
 def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64, signal=None, block=16):
-    """Full-batch GD for a batch of R problems in basis coordinates (:prf:ref:`prop-exact`).
+    r"""Full-batch GD for a batch of :math:`R` problems in basis coordinates (:prf:ref:`prop-exact`).
 
-    ``C`` (nT, m) tokens shared by all runs or (R, nT, m) one per run; ``signal`` None or a pair
-    (coef (R, nT, 2), dirs (2, m)) adding coef_r @ dirs to run r's tokens (the sweeps' families share
-    noise and differ in signal strength). ``G`` (m, m) shared or (R, m, m); ``z`` (R, n, T) head values,
-    ``y`` (R, n) labels. From alpha = 0, Z = I, one step is
+    ``C`` ``(nT, m)`` tokens shared by all runs or ``(R, nT, m)`` one per run; ``signal`` None or a pair
+    (``coef`` ``(R, nT, 2)``, ``dirs`` ``(2, m)``) adding ``coef[r] @ dirs`` to run :math:`r`'s tokens (the
+    sweeps' families share noise and differ in signal strength). ``G`` ``(m, m)`` shared or ``(R, m, m)``;
+    ``z`` ``(R, n, T)`` head values, ``y`` ``(R, n)`` labels. From :math:`\alpha_0 = 0` and :math:`Z_0 = I`,
+    one step is
 
-        v = Z^T G alpha,  scores C v,  r = C^T dL/da,  alpha <- alpha - lr Z r,  Z <- Z - lr alpha_old r^T.
+    .. math::
 
-    The rank-one updates of Z are kept aside and folded into Z every ``block`` steps (one batched matrix
-    product), which makes a step two matrix-vector products per run instead of a pass over Z. Returns
-    recorded training logits (R, E, n, T), alpha and v (R, E, m) at ``record_steps`` and the final alpha.
+       v_\tau &= Z_\tau^\top G\alpha_\tau \quad (\text{scores } Cv_\tau), \qquad
+       r_\tau = C^\top \delta(\tau), \\
+       \alpha_{\tau+1} &= \alpha_\tau - \text{lr}\, Z_\tau r_\tau, \qquad
+       Z_{\tau+1} = Z_\tau - \text{lr}\, \alpha_\tau r_\tau^\top,
+
+    with :math:`\delta(\tau)` the score gradients :math:`\partial L/\partial a_{it}`.
+
+    The rank-one updates of :math:`Z` are kept aside and folded into :math:`Z` every ``block`` steps (one
+    batched matrix product), which makes a step two matrix-vector products per run instead of a pass
+    over :math:`Z`. Returns recorded training logits ``(R, E, n, T)``, :math:`\alpha` and :math:`v`
+    ``(R, E, m)`` at ``record_steps`` and the final :math:`\alpha`.
     """
     C, G = np.asarray(C, dtype), np.asarray(G, dtype)
     z, y = np.asarray(z, dtype), np.asarray(y, dtype)
@@ -216,22 +228,31 @@ def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64, signal=None, 
 
 
 def test_logits_exact(prob: GramProblem, alpha_h, v_h):
-    """Test scores (E, N, T) from exact projections: x^T q = (X K)alpha - (X B)w, w = G alpha - v."""
+    r"""Test scores ``(E, N, T)`` from exact projections: :math:`x^\top q = (XK)\alpha - (XB)w` with
+    :math:`w = G\alpha - v`."""
     w = alpha_h @ prob.G - v_h
     return np.einsum("ntm,em->ent", prob.test_PK, alpha_h) - np.einsum("ntm,em->ent", prob.test_PB, w)
 
 
 def test_metrics_law(prob: GramProblem, alpha_h, v_h, joint=None):
-    """Test metrics of one run drawn from their law given the run (:prf:ref:`prop-gram`).
+    r"""Test metrics of one run drawn from their law given the run (:prf:ref:`prop-gram`).
 
-    A fresh test token is x = signal + sigma * eps with eps ~ N(0, I_d) independent of the run, so its
-    scores x^T q_tau (tau over the E recorded steps) and head value x^T nu are Gaussian around the
-    signal parts, with covariance sigma^2 times the Gram matrix of (nu, q_1, ..., q_E):
-    q^T q' = v^T v' + alpha^T Omega alpha' and q^T nu = v^T nu_B (nu lies in the span).
+    A fresh test token is :math:`x` = signal part :math:`+\, \sigma\epsilon` with
+    :math:`\epsilon \sim \mathcal N(0, I_d)` independent of the run, so its scores :math:`x^\top q_\tau`
+    (:math:`\tau` over the :math:`E` recorded steps) and head value :math:`\nu^\top x` are Gaussian around
+    the signal parts, with covariance :math:`\sigma^2` times the Gram matrix of
+    :math:`(\nu, q_1, \dots, q_E)`:
 
-    ``joint`` True draws all E steps jointly (cost O(N T E^2)); False draws each step with its own
-    normals, exact for every step's metrics but not for their correlation across steps (cost O(N T E));
-    None: joint when E <= 16. Returns the test-metric dict (arrays with leading axis E).
+    .. math::
+
+       q^\top q' = v^\top v' + \alpha^\top \Omega\, \alpha', \qquad q^\top \nu = v^\top \nu_B
+
+    (:math:`\nu` lies in the span; :math:`v, \alpha` and :math:`v', \alpha'` are the engine's states at
+    the two steps).
+
+    ``joint`` True draws all :math:`E` steps jointly (cost :math:`O(NTE^2)`); False draws each step with
+    its own normals, exact for every step's metrics but not for their correlation across steps (cost
+    :math:`O(NTE)`); None: joint when :math:`E \le 16`. Returns the test-metric dict (arrays with leading axis :math:`E`).
     """
     E = alpha_h.shape[0]
     joint = E <= 16 if joint is None else bool(joint)
@@ -259,8 +280,8 @@ def test_metrics_law(prob: GramProblem, alpha_h, v_h, joint=None):
 
 def run_problems(probs, steps, lr, record_steps, dtype=np.float64, per_sample=True, joint=None,
                  test_steps=None):
-    """Run a list of :class:`GramProblem` (equal n, T and m) as one batch; per-problem history dicts
-    (numpy, leading axis E) and the final alphas. ``test_steps`` (a subset of ``record_steps``; default
+    r"""Run a list of :class:`GramProblem` (equal :math:`n`, :math:`T` and :math:`m`) as one batch;
+    per-problem history dicts (numpy, leading axis :math:`E`) and the final alphas. ``test_steps`` (a subset of ``record_steps``; default
     all of them) are the steps whose test metrics are computed."""
     p0 = probs[0]
     signal = None
@@ -294,10 +315,11 @@ def run_problems(probs, steps, lr, record_steps, dtype=np.float64, per_sample=Tr
 
 
 def from_arrays(X, y, y_clean, noisy, nu, W0, X_test=None, y_test=None):
-    """The core's inputs from explicit arrays: tokens X (n, T, d), labels, head nu (d,), any W0 (d, d),
-    and optionally a test set. The basis is a QR of the training tokens; test scores use the exact
-    projections X_test K and X_test B, so the core reproduces the ``exact`` engine (:prf:ref:`prop-gram`,
-    first part). Cost O(d^2 m): this source is d-dimensional."""
+    r"""The core's inputs from explicit arrays: tokens ``X`` ``(n, T, d)``, labels, head ``nu`` ``(d,)``,
+    any ``W0`` ``(d, d)``, and optionally a test set. The basis is a QR of the training tokens; test scores
+    use the exact projections :math:`X_{\text{test}} K` and :math:`X_{\text{test}} B`, so the core
+    reproduces the ``exact`` engine (:prf:ref:`prop-gram`, first part). Cost :math:`O(d^2 m)`: this source
+    is :math:`d`-dimensional."""
     X = check_array("X", X, ndim=3)
     n, T, d = X.shape
     W0 = check_array("W0", W0, shape=(d, d))
@@ -322,11 +344,13 @@ def from_arrays(X, y, y_clean, noisy, nu, W0, X_test=None, y_test=None):
 
 
 def wishart(rng, m, dof, scale=1.0):
-    """A Wishart_m(dof, scale^2 I) draw as (W, L) with W = L L^T, in O(m^3) whatever ``dof`` is.
+    r"""A :math:`\mathrm{Wishart}_m(\mathrm{dof}, \mathrm{scale}^2 I)` draw as ``(W, L)`` with
+    :math:`W = LL^\top`, in :math:`O(m^3)` whatever ``dof`` is.
 
-    dof >= m: Bartlett's factor (L lower triangular, L_ii = scale times a chi variable
-    with dof - i degrees of freedom, N(0, scale^2) below);
-    0 < dof < m: H^T H with H (dof, m) Gaussian (singular); dof = 0: zeros."""
+    ``dof >= m``: Bartlett's factor (:math:`L` lower triangular, :math:`L_{ii}` = ``scale`` times a
+    :math:`\chi` variable with :math:`\mathrm{dof} - i` degrees of freedom,
+    :math:`\mathcal N(0, \mathrm{scale}^2)` below); ``0 < dof < m``: :math:`H^\top H` with :math:`H`
+    ``(dof, m)`` Gaussian (singular); ``dof = 0``: zeros."""
     if dof >= m:
         L = np.tril(rng.standard_normal((m, m)), -1)
         L[np.diag_indices(m)] = np.sqrt(rng.chisquare(dof - np.arange(m)))
@@ -340,10 +364,11 @@ def wishart(rng, m, dof, scale=1.0):
 
 
 def token_coordinates(rng, N, d, sigma):
-    """Coordinates of N i.i.d. N(0, sigma^2 I_d) vectors in an orthonormal basis that starts with e_1, e_2
-    and continues with their Gram-Schmidt directions: (N, 2 + min(N, d - 2)). The first two columns are
-    Gaussian; the rest is a lower-trapezoidal Bartlett factor (chi variables with d - 2 - i
-    degrees of freedom on the diagonal, Gaussian below)."""
+    r"""Coordinates of :math:`N` i.i.d. :math:`\mathcal N(0, \sigma^2 I_d)` vectors in an orthonormal
+    basis that starts with :math:`e_1`, :math:`e_2` and continues with their Gram-Schmidt directions:
+    shape ``(N, 2 + min(N, d - 2))``. The first two columns are Gaussian; the rest is a lower-trapezoidal
+    Bartlett factor (:math:`\chi` variables with :math:`d - 2 - i` degrees of freedom on the diagonal,
+    Gaussian below)."""
     r = min(N, d - 2)
     out = np.zeros((N, 2 + r))
     out[:, :2] = rng.standard_normal((N, 2))
@@ -367,15 +392,16 @@ def _streams(seed, d):
 
 
 def sample_problems(cfgs, init_var=None, test_record=1, init_seeds=None):
-    """Sampler source: one :class:`GramProblem` per config, with a Gaussian W_0 of entry variance
-    ``init_var`` (default 1/(3d), the variance of the paper's U(-1/sqrt(d), 1/sqrt(d))).
+    r"""Sampler source: one :class:`GramProblem` per config, with a Gaussian :math:`W_0` of entry variance
+    :math:`\kappa^2` = ``init_var`` (default :math:`1/(3d)`, the variance of the paper's
+    :math:`U(-1/\sqrt d, 1/\sqrt d)`).
 
-    Configs (dicts of :func:`~benign_attention.data.validate_config` knobs) that share (n, T, d, sigma,
-    n_test, seed) share every random draw - common random numbers across signal_norm, rho and eta, as
-    in the sweeps' families. ``test_record``: how many recorded steps the test normals must serve.
-    ``init_seeds`` (one int per config, optional) draws W_0's part (G and Omega) from its own seed, so
-    runs can share their tokens and differ only in W_0.
-    Cost O((nT)^2 + m^3 + N T E) per family: no d-dimensional array is ever formed.
+    Configs (dicts of :func:`~benign_attention.data.validate_config` knobs) that share ``(n, T, d, sigma,
+    n_test, seed)`` share every random draw - common random numbers across ``signal_norm``, ``rho`` and
+    ``eta``, as in the sweeps' families. ``test_record``: how many recorded steps the test normals must
+    serve. ``init_seeds`` (one int per config, optional) draws :math:`W_0`'s part (:math:`G` and
+    :math:`\Omega`) from its own seed, so runs can share their tokens and differ only in :math:`W_0`.
+    Cost :math:`O((nT)^2 + m^3 + NTE)` per family: no :math:`d`-dimensional array is ever formed.
     """
     test_record = check_int("test_record", test_record, 1)
     cfgs = [validate_config(**c) for c in cfgs]
@@ -427,7 +453,7 @@ def sample_problems(cfgs, init_var=None, test_record=1, init_seeds=None):
 
 @dataclass(eq=False)
 class SampledRuns:
-    """Runs from :func:`sample_runs`: ``steps`` (E,) and ``history[key]`` arrays (R, E, ...), one row per
+    """Runs from :func:`sample_runs`: ``steps`` ``(E,)`` and ``history[key]`` arrays ``(R, E, ...)``, one row per
     config; ``configs`` the knobs of each row. Read with ``final(key)`` / ``at(key, step)`` like
     :class:`~benign_attention.engines.Run` (with the run axis first)."""
 
@@ -467,10 +493,10 @@ def record_steps_of(steps, record_every=None, record_steps=None):
 def sample_runs(configs=None, seeds=None, steps=STEPS, lr=LR, record_every=None, record_steps=None,
                 init_var=None, dtype="float64", joint=None, test_steps=None, init_seeds=None,
                 **knobs) -> SampledRuns:
-    """The whole experiment without d: sample and train one run per config (or per seed of ``seeds``
-    with the same ``knobs``), batched by span dimension. Knobs as in
-    :func:`~benign_attention.data.make_dataset`; ``init_var`` the entry variance of the Gaussian W_0
-    (default 1/(3d)); ``dtype`` "float64" or "float32" for the GD loop; ``joint``/``test_steps`` as in
+    r"""The whole experiment without :math:`d`: sample and train one run per config (or per seed of
+    ``seeds`` with the same ``knobs``), batched by span dimension. Knobs as in
+    :func:`~benign_attention.data.make_dataset`; ``init_var`` the entry variance of the Gaussian
+    :math:`W_0` (default :math:`1/(3d)`); ``dtype`` "float64" or "float32" for the GD loop; ``joint``/``test_steps`` as in
     :func:`test_metrics_law`/:func:`run_problems`. Returns :class:`SampledRuns` (per-sample arrays dropped)."""
     if configs is None:
         if seeds is None:

@@ -12,8 +12,8 @@ from .validation import ArgumentTypeError
 
 __all__ = ["TOKEN_GROUPS", "outputs_and_attention", "logistic_loss", "attention_by_type", "batch_metrics"]
 
-#: Columns of the attention summaries. x_1 (relevant), x_2 (weak, true class), x_3 (weak, other
-#: class) and the total mass on the irrelevant tokens x_4..x_T.
+#: Columns of the attention summaries. :math:`x_1` (relevant), :math:`x_2` (weak, true class),
+#: :math:`x_3` (weak, other class) and the total mass on the irrelevant tokens :math:`x_4, \dots, x_T`.
 TOKEN_GROUPS = ("x1", "x2", "x3", "irrelevant")
 
 
@@ -44,10 +44,11 @@ def _broadcast(name_a, a, name_b, b):
 
 
 def outputs_and_attention(logits, z):
-    """Outputs f = sum_t softmax(logits)_t z_t and the attention softmax(logits).
+    r"""Outputs :math:`f = \sum_t s_t z_t` and the attention :math:`s = \operatorname{softmax}(a)` of the
+    token scores :math:`a` (``logits``).
 
-    The model of :prf:ref:`def-model` written with token scores a_t = x_t^T W p and head values
-    z_t = nu^T x_t (:prf:ref:`def-dyn-notation`).
+    The model of :prf:ref:`def-model` written with token scores :math:`a_t = x_t^\top W p` and head values
+    :math:`z_t = \nu^\top x_t` (:prf:ref:`def-dyn-notation`).
 
     Parameters
     ----------
@@ -75,14 +76,14 @@ def outputs_and_attention(logits, z):
 
 
 def logistic_loss(outputs, y):
-    """Numerically stable log(1 + exp(-y f)), elementwise (:prf:ref:`def-dyn-notation`).
+    r"""Numerically stable :math:`\log(1 + e^{-yf})`, elementwise (:prf:ref:`def-dyn-notation`).
 
     Parameters
     ----------
     outputs : torch.Tensor or array_like
-        Model outputs f.
+        Model outputs :math:`f`.
     y : torch.Tensor or array_like
-        Labels (+-1), broadcastable to ``outputs``.
+        Labels (:math:`\pm 1`), broadcastable to ``outputs``.
 
     Returns
     -------
@@ -99,12 +100,12 @@ def logistic_loss(outputs, y):
 
 
 def attention_by_type(attention):
-    """Attention mass on x_1, x_2, x_3 and on all irrelevant tokens together (:data:`TOKEN_GROUPS`).
+    r"""Attention mass on :math:`x_1`, :math:`x_2`, :math:`x_3` and on all irrelevant tokens together (:data:`TOKEN_GROUPS`).
 
     Parameters
     ----------
     attention : torch.Tensor or array_like
-        Attention (..., T) with T >= 3.
+        Attention ``(..., T)`` with :math:`T \ge 3`.
 
     Returns
     -------
@@ -132,7 +133,7 @@ def _masked_mean(values, mask):
 
 
 def batch_metrics(logits, z, y, y_clean=None, noisy=None, prefix="train"):
-    """Loss, accuracy, margin and attention summaries of a batch of sequences.
+    r"""Loss, accuracy, margin and attention summaries of a batch of sequences.
 
     What :class:`~benign_attention.engines.Run` records (:ref:`sec-dyn-settings`).
 
@@ -141,7 +142,7 @@ def batch_metrics(logits, z, y, y_clean=None, noisy=None, prefix="train"):
     logits : torch.Tensor or array_like
         Token scores (..., N, T).
     z : torch.Tensor or array_like
-        Head values nu^T x_t, (N, T) or broadcastable to ``logits``.
+        Head values :math:`\nu^\top x_t`, ``(N, T)`` or broadcastable to ``logits``.
     y : torch.Tensor or array_like
         The labels the loss uses, (N,).
     y_clean, noisy : optional

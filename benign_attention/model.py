@@ -1,8 +1,9 @@
-"""The one-head attention model f(X) = nu^T X^T softmax(X W p) of :ref:`sec-setting-model`.
+r"""The one-head attention model :math:`f(X) = \nu^\top X^\top \operatorname{softmax}(XWp)` of :ref:`sec-setting-model`.
 
-``p`` plays a trainable [CLS]/query token, ``W`` the key-query matrix (the official code's W, i.e.
-the paper's W^T), ``nu`` the fixed head. Initialisation as in the paper: W ~ U(-1/sqrt(d), 1/sqrt(d)),
-p = 0, so attention starts uniform.
+``p`` plays a trainable [CLS]/query token :math:`p`, ``W`` the key-query matrix :math:`W` (the official
+code's :math:`W`, i.e. the paper's :math:`W^\top`), ``nu`` the fixed head :math:`\nu`. Initialisation as
+in the paper: entries of :math:`W` drawn from :math:`U(-1/\sqrt d, 1/\sqrt d)` and :math:`p = 0`, so
+attention starts uniform.
 """
 from __future__ import annotations
 
@@ -16,16 +17,17 @@ __all__ = ["AttentionModel"]
 
 
 class AttentionModel(torch.nn.Module):
-    """f(X) = nu^T X^T softmax(X W p) (:prf:ref:`def-model`) as a torch module with a fixed head.
+    r""":math:`f(X) = \nu^\top X^\top \operatorname{softmax}(XWp)` (:prf:ref:`def-model`) as a torch module
+    with a fixed head.
 
-    ``model(X)`` (``forward``) takes tokens X of shape (N, T, d) (array or tensor) and returns
+    ``model(X)`` (``forward``) takes tokens ``X`` of shape ``(N, T, d)`` (array or tensor) and returns
     ``(outputs (N,), attention (N, T))``. The dense engine of :func:`~benign_attention.engines.train`
     trains ``W`` and ``p`` of this module by autograd.
 
     Parameters
     ----------
     nu : array_like
-        The fixed head, shape (d,) with d >= 2 (e.g. ``Dataset.nu``).
+        The fixed head :math:`\nu`, shape ``(d,)`` with :math:`d \ge 2` (e.g. ``Dataset.nu``).
     W : array_like, optional
         Key-query matrix (d, d); default: the paper's initialisation
         (:func:`~benign_attention.data.init_W`) drawn from ``seed``.
@@ -69,7 +71,7 @@ class AttentionModel(torch.nn.Module):
         return torch.tensor(check_array("X", X, shape=(None, None, d)), dtype=self.nu.dtype)
 
     def logits(self, X):
-        """Token scores X W p, shape (N, T). Computed as X (W p): O(d^2 + N T d).
+        r"""Token scores :math:`XWp`, shape ``(N, T)``. Computed as :math:`X(Wp)`: :math:`O(d^2 + NTd)`.
 
         Raises ValueError unless ``X`` is real with shape (N, T, d).
         """

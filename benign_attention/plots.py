@@ -27,7 +27,7 @@ from .metrics import TOKEN_GROUPS
 from .theory import REGIMES, classify_regime, evaluate_query, existence_accuracies, existence_query
 from .validation import check_grid_axis, check_map, check_map_panels, check_maps
 
-#: One colour per token type (x_1, x_2, x_3, irrelevant) and per regime, used by every figure
+#: One colour per token type (:math:`x_1`, :math:`x_2`, :math:`x_3`, irrelevant) and per regime, used by every figure
 #: (from the book's colour code, ``display.COLORS``).
 TOKEN_COLORS = {g: COLORS[g] for g in TOKEN_GROUPS}
 TOKEN_LABELS = dict(zip(TOKEN_GROUPS, ("$x_1$ (relevant)", "$x_2$ (weak, true class)",
@@ -154,12 +154,14 @@ def _asinh_axis(ax, axis, ticks):
 
 @closed_figure
 def token_geometry(ds, samples=(0, 1, 2, 3)):
-    """:ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
+    r""":ref:`sec-setting-tokens`: real tokens of a few training sequences (3 panels).
 
-    (a) projections ``(<x_t, mu_{+}>, <x_t, mu_{-}>) / ||mu||`` coloured by token type, marker by clean class,
-    on asinh axes (linear near 0, where the weak tokens sit apart from the irrelevant ones, logarithmic beyond);
-    (b) noise norms ||eps_t|| of all training tokens by type against sigma sqrt(d);
-    (c) head values y* nu^T x_t of all training tokens by type against +-1/sqrt(2), +-rho/sqrt(2)."""
+    (a) projections :math:`(\langle x_t, \mu_{+1}\rangle, \langle x_t, \mu_{-1}\rangle) / \lVert\mu\rVert`
+    coloured by token type, marker by clean class, on asinh axes (linear near 0, where the weak tokens sit
+    apart from the irrelevant ones, logarithmic beyond);
+    (b) noise norms :math:`\lVert\epsilon_t\rVert` of all training tokens by type against :math:`\sigma\sqrt d`;
+    (c) head values :math:`Y^* \nu^\top x_t` of all training tokens by type against :math:`\pm 1/\sqrt2`,
+    :math:`\pm\rho/\sqrt2`."""
     fig, axes = subplots(3, 1, width=4.0, height=3.4)
     types = _token_type(ds.T)
     norm = np.linalg.norm(ds.mu_pos)
@@ -192,7 +194,8 @@ def token_geometry(ds, samples=(0, 1, 2, 3)):
 
 
 def half_planes(ax, lim):
-    """Shade where nu^T x > 0 (above the diagonal: output +1) and < 0, on ``(mu_{-}, mu_{+})`` axes."""
+    r"""Shade where :math:`\nu^\top x > 0` (above the diagonal: output :math:`+1`) and :math:`< 0`, on
+    :math:`(\mu_{-1}, \mu_{+1})` axes."""
     lo, hi = lim
     ax.fill_between([lo, hi], [lo, hi], [hi, hi], color=COLORS["class +1"], alpha=0.08, lw=0)
     ax.fill_between([lo, hi], [lo, lo], [lo, hi], color=COLORS["class -1"], alpha=0.08, lw=0)
@@ -203,11 +206,11 @@ def half_planes(ax, lim):
 
 @closed_figure
 def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
-    """:prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
+    r""":prf:ref:`def-construction`: the paper's Figure 1 (train top, test bottom).
 
-    For each sequence, the token with the largest score x_t·q under the construction q(c)
-    (``theory.existence_query``), projected on ``(mu_{-}, mu_{+}) / ||mu||^2``; shaded: the head's two output
-    half-planes (blue: nu^T x > 0, output +1). Colour: the label used (observed for train, clean for
+    For each sequence, the token with the largest score :math:`x_t^\top q` under the construction
+    :math:`q(c)` (``theory.existence_query``), projected on :math:`(\mu_{-1}, \mu_{+1}) / \lVert\mu\rVert^2`;
+    shaded: the head's two output half-planes (blue: :math:`\nu^\top x > 0`, output :math:`+1`). Colour: the label used (observed for train, clean for
     test); crosses: noisy training samples."""
     fig, axes = subplots(len(cs), 2, width=3.3, height=3.3)
     norm2 = np.linalg.norm(ds.mu_pos) ** 2
@@ -237,9 +240,10 @@ def existence_scatter(ds, cs, titles=None, lim=(-0.45, 1.35)):
 
 @closed_figure
 def existence_sweep(ds, cs, c_low=None, c_high=None, test_threshold=0.95):
-    """:ref:`sec-existence-sweep`: train (observed and clean labels) and test accuracy of
-    the construction as c sweeps ``cs``; background: the regime of each c (``theory.classify_regime``);
-    dashed lines: the scales c_low and c_high of the chapter's sketch."""
+    r""":ref:`sec-existence-sweep`: train (observed and clean labels) and test accuracy of
+    the construction as :math:`c` sweeps ``cs``; background: the regime of each :math:`c`
+    (``theory.classify_regime``); dashed lines: the scales :math:`c_{\rm low}` and :math:`c_{\rm high}` of
+    the chapter's sketch."""
     acc = existence_accuracies(ds, cs)
     tr, trc, te = (acc[k] for k in ("train_acc", "train_clean_acc", "test_acc"))
     regime = classify_regime(tr, te, test_threshold)
@@ -273,10 +277,10 @@ def _runs_stack(runs, key, keep=slice(None)):
 
 @closed_figure
 def dynamics_grid(settings, max_step=1000):
-    """The paper's training-dynamics experiment over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
+    r"""The paper's training-dynamics experiment over seeds. ``settings``: {title: (runs, datasets)}, one run per seed.
 
     Columns: settings. Rows: attention of one clean and one noisy training sample (the first of
-    each kind in every seed) on x_1, x_2, x_3 and the irrelevant tokens; train and test accuracy;
+    each kind in every seed) on :math:`x_1`, :math:`x_2`, :math:`x_3` and the irrelevant tokens; train and test accuracy;
     test loss. Lines are means over seeds, bands the min-max range.
 
     Shown in :ref:`sec-dyn-settings`.
@@ -353,7 +357,7 @@ def long_run(runs, datasets, title="large signal", horizon=None):
 
 @closed_figure
 def delayed_generalisation(runs, mark_fit=False):
-    """Test loss, test margin and test-side attention on x_1 over a long run (log step axis; mean and
+    r"""Test loss, test margin and test-side attention on :math:`x_1` over a long run (log step axis; mean and
     min-max band over seeds). The grey span covers the steps at which the seeds first fit every
     training label, the dashed line is their median. With ``mark_fit``, a dotted horizontal line in
     each panel marks the seed mean of the value at each seed's fitting step, so that the change
@@ -386,8 +390,9 @@ def delayed_generalisation(runs, mark_fit=False):
 
 @closed_figure
 def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noisy samples: $g(\\Gamma)$")):
-    """Mean over samples of g(gap) against the step (linear axes) for each array in ``g_values``
-    (seeds, E); band over seeds and, dashed, the least-squares line on steps >= ``start``.
+    r"""Mean over samples of :math:`g(\text{gap})` against the step (linear axes) for each array in
+    ``g_values`` ``(seeds, E)``; band over seeds and, dashed, the least-squares line on steps
+    :math:`\ge` ``start``.
 
     Shown in :ref:`sec-delay-runs`.
     """
@@ -406,10 +411,10 @@ def g_linear(steps, g_values, start, names=("clean samples: $g(\\Lambda)$", "noi
 
 @closed_figure
 def gap_times(levels, times, predicted, window=None, label="clean samples, $\\Lambda$"):
-    """Steps for the gap to first reach L (log scale): measured (mean and range over seeds of the
-    per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1 in
-    log-time, time proportional to e^L (dotted), through the last measured point, and shaded the
-    ``window`` of steps (start, stop) the prediction was fitted on.
+    r"""Steps for the gap to first reach a level :math:`\bar x` (log scale): measured (mean and range over
+    seeds of the per-seed geometric mean over samples), the g-law prediction (dashed), a line of slope 1
+    in log-time, time proportional to :math:`e^{\bar x}` (dotted), through the last measured point, and shaded the
+    ``window`` of steps ``(start, stop)`` the prediction was fitted on.
 
     Shown in :ref:`sec-delay-runs`.
     """
@@ -429,7 +434,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
 
 @closed_figure
 def g_law(taus, x_numeric, x_theory, T):
-    """The logit-gap ODE: numerical solutions (solid) and ``g^{-1}(g(x_0) + c tau)`` (dots), log time axis.
+    r"""The logit-gap ODE: numerical solutions (solid) and :math:`g^{-1}(g(x_0) + c\tau)` (dots), log time axis.
 
     Shown in :ref:`sec-delay-law`.
     """
@@ -453,9 +458,9 @@ def g_law(taus, x_numeric, x_theory, T):
 
 
 def cell_edges(v, log=False):
-    """Cell edges around the grid values ``v``: midpoints, and a one-point axis gets a cell of
-    half-width ``|v| / 2`` (1/2 at 0). With ``log``: geometric midpoints of positive values, and a factor
-    e^(1/2) either side of a one-point axis. Used by every map (:ref:`the phase grid <sec-phase-grid>`)."""
+    r"""Cell edges around the grid values ``v``: midpoints, and a one-point axis gets a cell of
+    half-width :math:`|v|/2` (:math:`1/2` at 0). With ``log``: geometric midpoints of positive values, and a
+    factor :math:`e^{1/2}` either side of a one-point axis. Used by every map (:ref:`the phase grid <sec-phase-grid>`)."""
     v = np.asarray(v, float)
     if log:
         lv = np.log(v)
@@ -599,7 +604,7 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
 
 @closed_figure
 def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
-    """Time per GD step against d on log-log axes; ``seconds_per_step`` maps engine name -> values
+    r"""Time per GD step against :math:`d` on log-log axes; ``seconds_per_step`` maps engine name -> values
     (NaN where not measured).
 
     Shown in :ref:`the timing section <sec-exact-speed>`.

@@ -1,6 +1,6 @@
-"""Grids of runs: batched, cached on disk, resumable (:ref:`the (d, ||mu||) grid <sec-phase-grid>`, :ref:`sec-exact-families`).
+r"""Grids of runs: batched, cached on disk, resumable (:ref:`the grid over d and the signal norm <sec-phase-grid>`, :ref:`sec-exact-families`).
 
-Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise draw and W_0 (see
+Cells that differ only in ``signal_norm``, ``rho`` or ``eta`` share their noise draw and :math:`W_0` (see
 :mod:`benign_attention.data`), hence the token span: they form one :class:`~benign_attention.engines.Family`
 and run as one batch of the exact engine. Each cell's result equals ``train(make_dataset(...))`` for
 that cell (tested). Results are cached one file per cell in the book's one cell cache
@@ -10,7 +10,7 @@ family, each cell stored here as it arrives, so the workers of an executor need 
 interrupted sweep resumes and recomputes only the families with missing or corrupt cells.
 
 A family is always computed as one batch, all its cells together (a cell computed alone can differ
-from the batched one by float rounding, up to ~3e-8 in float32): if one cell of a family is missing
+from the batched one by float rounding, up to about :math:`3 \times 10^{-8}` in float32): if one cell of a family is missing
 or corrupt, the whole family of the grid is recomputed and rewritten, so a repaired sweep equals a
 clean one. (Cells cached by an earlier grid whose family held other members were computed in another
 batch and agree with this grid's batch to that rounding.)
@@ -75,7 +75,7 @@ class GridResult:
     axes: dict
     """Ordered knob name -> the values it takes (the grid's axes, in the order of the array axes)."""
     steps: np.ndarray
-    """The recorded steps (length E)."""
+    r"""The recorded steps (length :math:`E`)."""
     data: dict
     """Metric name -> array of shape ``(*grid_shape, E, ...)``."""
     diverged: np.ndarray | None = None
@@ -232,8 +232,8 @@ def _check_knobs(name, knobs):
 
 def train_cell(steps=STEPS, lr=LR, record_every=None, record_steps=None, dtype=torch.float64, **knobs) -> Run:
     """One run of the paper's setting, equal to ``train(make_dataset(**knobs), ...)``, but the noise
-    draw and the span projection are cached for the last few (n, T, d, sigma, n_test, seed): changing
-    only signal_norm, rho or eta re-runs just the low-dimensional loop (used by the live explorers of
+    draw and the span projection are cached for the last few ``(n, T, d, sigma, n_test, seed)``: changing
+    only ``signal_norm``, ``rho`` or ``eta`` re-runs just the low-dimensional loop (used by the live explorers of
     :ref:`sec-playground-regime`).
     Knobs as in :func:`~benign_attention.data.make_dataset`; a diverged run warns and is marked as in
     :func:`~benign_attention.engines.train`."""
@@ -326,8 +326,8 @@ def _result(axes, cells, done, rec, lr):
 def run_grid(grid: dict, base: dict | None = None, steps=STEPS, lr=LR, record_every=None, record_steps=None,
              dtype=torch.float32, cache_dir=None, progress=None, workers=None, device=None, executor=None,
              engine="exact", reuse_draws=False) -> GridResult:
-    """Train every cell of the product of ``grid`` (knob -> list of values: n, T, d, sigma, n_test,
-    seed, signal_norm, rho, eta) over ``base`` settings (defaults of
+    r"""Train every cell of the product of ``grid`` (knob -> list of values: ``n``, ``T``, ``d``, ``sigma``,
+    ``n_test``, ``seed``, ``signal_norm``, ``rho``, ``eta``) over ``base`` settings (defaults of
     :func:`~benign_attention.data.make_dataset`; a knob in one of the two), as in :ref:`the phase
     diagram <sec-phase-grid>`; returns a :class:`GridResult`. A bad argument raises ValueError naming it.
 
@@ -336,11 +336,11 @@ def run_grid(grid: dict, base: dict | None = None, steps=STEPS, lr=LR, record_ev
     folder or "default" (:func:`default_cache_dir`) for the book's one cell cache (see the module
     docstring); ``progress``: the package's bar (True, False, None: automatic;
     :func:`~benign_attention.validation.check_progress`); ``workers``: threads for the families
-    (default min(2, CPU count), 1 on a GPU ``device``); ``executor``: run the families elsewhere
+    (default :math:`\min(2, \text{CPU count})`, 1 on a GPU ``device``); ``executor``: run the families elsewhere
     (:func:`~benign_attention.parallel.run_jobs`; the same numbers, see :ref:`sec-encoder-cluster`);
     ``engine``: "exact" or "gram" (:mod:`~benign_attention.gram`, CPU only: cells agree in law, not
     number by number); ``reuse_draws``: keep the last families' noise draws and projections in memory,
-    so that a call changing only signal_norm, rho or eta re-runs just the loops (the live phase explorer)."""
+    so that a call changing only ``signal_norm``, ``rho`` or ``eta`` re-runs just the loops (the live phase explorer)."""
     axes, cells, settings, cell_grid, executor, workers, prov = _check_run(
         grid, base, steps, lr, record_every, record_steps, dtype, cache_dir, workers, device, executor, engine,
         reuse_draws)

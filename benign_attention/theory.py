@@ -1,7 +1,7 @@
-"""Closed forms the book proves and checks.
+r"""Closed forms the book proves and checks.
 
 The SNR (:prf:ref:`def-snr`), the existence construction (:ref:`sec-existence-construction`), the
-gradient structure (:prf:ref:`prop-gradient-structure`), the growth law g (:prf:ref:`prop-g-law`),
+gradient structure (:prf:ref:`prop-gradient-structure`), the growth law :math:`g` (:prf:ref:`prop-g-law`),
 the regimes at a finite time (:prf:ref:`def-regime-finite`) and the fixed head's baselines
 (:ref:`sec-setting-baseline`).
 """
@@ -26,7 +26,7 @@ __all__ = ["snr", "g", "g_inverse", "logit_gaps", "existence_query", "evaluate_q
 REGIMES = ("not overfitting", "benign", "harmful")
 #: The clean test loss at or above which a run that fits every label counts as harmful
 #: (:prf:ref:`def-regime-finite`): between the untrained model's test loss and the loss of
-#: attention entirely on x_1, both computed in :ref:`sec-phase-regimes`.
+#: attention entirely on :math:`x_1`, both computed in :ref:`sec-phase-regimes`.
 LOSS_THRESHOLD = 0.5
 #: The regime name of a diverged run, which :func:`classify_regime` returns for a scalar whose
 #: accuracies are NaN; array results hold NaN in those cells (so they are never coloured or counted).
@@ -60,16 +60,16 @@ def _out(a):
 
 
 def snr(signal_norm, d, sigma=1.0):
-    """Signal-to-noise ratio ||mu|| / (sigma sqrt(d)) of :prf:ref:`def-snr`, elementwise.
+    r"""Signal-to-noise ratio :math:`\lVert\mu\rVert / (\sigma\sqrt d)` of :prf:ref:`def-snr`, elementwise.
 
     Parameters
     ----------
     signal_norm : float or array_like
-        ||mu||, >= 0.
+        :math:`\lVert\mu\rVert \ge 0`.
     d : float or array_like
-        Token dimension, > 0.
+        Token dimension, :math:`d > 0`.
     sigma : float or array_like
-        Noise scale, > 0.
+        Noise scale, :math:`\sigma > 0`.
 
     Returns
     -------
@@ -90,7 +90,7 @@ def snr(signal_norm, d, sigma=1.0):
 
 
 def snr_upper_order(n):
-    """The order ``n^{-1/2}`` above which noisy samples are not fitted (an order, not a constant).
+    r"""The order :math:`n^{-1/2}` above which noisy samples are not fitted (an order, not a constant).
 
     See :prf:ref:`rem-phase-orders`. ``n`` > 0 (number or array); raises ValueError otherwise.
     """
@@ -98,7 +98,7 @@ def snr_upper_order(n):
 
 
 def snr_lower_order(d):
-    """The order ``d^{-1/4}`` below which overfitting turns harmful (an order, not a constant).
+    r"""The order :math:`d^{-1/4}` below which overfitting turns harmful (an order, not a constant).
 
     See :prf:ref:`rem-phase-orders`. ``d`` > 0 (number or array); raises ValueError otherwise.
     """
@@ -106,16 +106,16 @@ def snr_lower_order(d):
 
 
 def g(x, T):
-    """The growth function g(x) = 2x + 2 sinh(x - log T) of :prf:ref:`prop-g-law`, elementwise.
+    r"""The growth function :math:`g(x) = 2x + 2\sinh(x - \log T)` of :prf:ref:`prop-g-law`, elementwise.
 
-    g'(x) = 1 / (s(1-s)) with s = e^x / (e^x + T).
+    :math:`g'(x) = 1 / (s(1-s))` with :math:`s = e^x / (e^x + T)`.
 
     Parameters
     ----------
     x : float or array_like
-        Score gaps.
+        Score gaps :math:`x`.
     T : float or array_like
-        Number of tokens, > 0.
+        Number of tokens, :math:`T > 0`.
 
     Returns
     -------
@@ -133,14 +133,16 @@ def g(x, T):
 
 
 def g_inverse(y, T, iters=100):
-    """Solve g(x) = y for x (g is strictly increasing and maps the real line onto itself), elementwise.
+    r"""Solve :math:`g(x) = y` for :math:`x` (:math:`g` is strictly increasing and maps the real line onto
+    itself), elementwise.
 
     The inverse of :func:`g` (:prf:ref:`prop-g-law`), to round-off for every real ``y`` (tested on
-    x in [-700, 700]). With u = x - log T, g(x) = 2 log T + h(u) where h(u) = 2u + 2 sinh(u) is odd and
-    convex for u >= 0; Newton's method on h starts at ``arcsinh(|z| / 2) >= u`` (z = y - 2 log T), where
-    it cannot overshoot, so it decreases monotonically to the root.
+    :math:`x \in [-700, 700]`). With :math:`u = x - \log T`, :math:`g(x) = 2\log T + h(u)` where
+    :math:`h(u) = 2u + 2\sinh u` is odd and convex for :math:`u \ge 0`; Newton's method on :math:`h` starts
+    at :math:`\operatorname{arcsinh}(|z|/2) \ge u` (:math:`z = y - 2\log T`), where it cannot overshoot, so
+    it decreases monotonically to the root.
 
-    Contract: ``y`` real numbers (+-inf give +-inf, NaN gives NaN, as :func:`g` would map them back),
+    Contract: ``y`` real numbers (:math:`\pm\infty` give :math:`\pm\infty`, NaN gives NaN, as :func:`g` would map them back),
     ``T`` > 0 and finite, ``iters`` >= 1 Newton steps (the iteration stops earlier once it has
     converged); raises ValueError otherwise.
     """
@@ -164,20 +166,21 @@ def g_inverse(y, T, iters=100):
 
 
 def logit_gaps(logits, noisy, selected=2):
-    """Per-sample score gaps between the token a sample should select and its best competitor.
+    r"""Per-sample score gaps between the token a sample should select and its best competitor.
 
-    Clean samples: ``a_{x_1} - max_{t != 1} a_t`` (the paper's Lambda); noisy samples:
-    ``a_u - max_{t != u} a_t`` with ``u = x_{selected+1}`` (default x_3, the paper's Gamma). The gaps of :prf:ref:`prop-gaps`;
+    Clean samples: :math:`a_1 - \max_{t \ne 1} a_t` (the paper's :math:`\Lambda`); noisy samples:
+    :math:`a_u - \max_{t \ne u} a_t` with :math:`u` = ``selected + 1`` (default :math:`x_3`, the paper's
+    :math:`\Gamma`). The gaps of :prf:ref:`prop-gaps`;
     :func:`benign_attention.analysis.selection_gaps` picks the selected token per sample.
 
     Parameters
     ----------
     logits : array_like
-        Token scores (..., n, T), T >= 2; NaN allowed.
+        Token scores ``(..., n, T)``, :math:`T \ge 2`; NaN allowed.
     noisy : array_like of bool
         Mask (n,) of the flipped samples.
     selected : int
-        Index in [0, T - 1] of the token the noisy samples should select (default 2, x_3).
+        Index in ``[0, T - 1]`` of the token the noisy samples should select (default 2, :math:`x_3`).
 
     Returns
     -------
@@ -205,24 +208,25 @@ def logit_gaps(logits, noisy, selected=2):
 
 
 def existence_query(ds: Dataset, c, rho=None):
-    """The existence construction of :prf:ref:`def-construction` with W = I.
+    r"""The existence construction of :prf:ref:`def-construction` with :math:`W = I`.
 
-    Returns ``q = W p = p = mu_{+} + mu_{-} + c S`` with S the sum over clean samples of eps_1 plus
-    the sum over noisy samples of eps_3, eps_t the noise of token t.
+    Returns :math:`q = Wp = p = \mu_{+1} + \mu_{-1} + cM` with :math:`M = \sum_i \epsilon^{(i)}_{t_i}`
+    the sum over clean samples of :math:`\epsilon_1` plus the sum over noisy samples of
+    :math:`\epsilon_3` (:math:`\epsilon_t` the noise of token :math:`t`).
 
     Parameters
     ----------
     ds : benign_attention.data.Dataset
         The training set.
     c : float
-        Memorisation weight, >= 0.
+        Memorisation weight :math:`c \ge 0`.
     rho : float, optional
         Weak-signal factor used to strip the signals from the tokens (default ``ds.config["rho"]``).
 
     Returns
     -------
     numpy.ndarray
-        The query q, shape (d,).
+        The query :math:`q`, shape ``(d,)``.
 
     Raises
     ------
@@ -244,7 +248,7 @@ def existence_query(ds: Dataset, c, rho=None):
 
 
 def evaluate_query(ds: Dataset, q):
-    """Metrics of the model with fixed query q = W p on the training and test sets.
+    r"""Metrics of the model with fixed query :math:`q = Wp` on the training and test sets.
 
     Used to check the construction of :ref:`sec-existence-construction`.
 
@@ -252,7 +256,7 @@ def evaluate_query(ds: Dataset, q):
     ----------
     ds : benign_attention.data.Dataset
     q : array_like
-        The query W p, shape (d,), finite.
+        The query :math:`Wp`, shape ``(d,)``, finite.
 
     Returns
     -------
@@ -277,18 +281,21 @@ def evaluate_query(ds: Dataset, q):
 
 
 def analytic_gradients(ds: Dataset, W, p):
-    """Gradients of the mean logistic loss from the closed form of :prf:ref:`prop-gradient-structure`.
+    r"""Gradients of the mean logistic loss from the closed form of :prf:ref:`prop-gradient-structure`.
 
-    dL/da_it = (1/n) l'_i s_it (z_it - f_i), u = sum_it dL/da_it x_it, grad_W = u p^T (rank one),
-    grad_p = W^T u.
+    .. math::
+
+       \frac{\partial L}{\partial a_{it}} = \frac1n\, \ell'_i\, s_{it} (z_{it} - f_i), \qquad
+       u = \sum_{i,t} \frac{\partial L}{\partial a_{it}}\, x^{(i)}_t, \qquad
+       \nabla_W L = u p^\top \ \text{(rank one)}, \qquad \nabla_p L = W^\top u.
 
     Parameters
     ----------
     ds : benign_attention.data.Dataset
     W : array_like
-        Key-query matrix (d, d).
+        Key-query matrix :math:`W`, shape ``(d, d)``.
     p : array_like
-        Query token (d,).
+        Query token :math:`p`, shape ``(d,)``.
 
     Returns
     -------
@@ -316,7 +323,7 @@ def analytic_gradients(ds: Dataset, W, p):
 
 def classify_regime(train_acc, test_acc=None, test_threshold=0.95, *, test_loss=None,
                     loss_threshold=LOSS_THRESHOLD):
-    """Name the regime of a run (:prf:ref:`def-regime-finite`): "not overfitting" if some training
+    r"""Name the regime of a run (:prf:ref:`def-regime-finite`): "not overfitting" if some training
     label is not fitted (observed train accuracy < 1); otherwise "harmful" or "benign" by one of two
     rules, chosen by which test quantity is given (exactly one of them):
 
@@ -324,7 +331,7 @@ def classify_regime(train_acc, test_acc=None, test_threshold=0.95, *, test_loss=
       ``loss_threshold``, else benign;
     * ``test_acc`` (the accuracy rule): harmful if the clean test accuracy is below
       ``test_threshold``, else benign. Before any training the model is already correct with
-      probability Phi(||mu|| / (sigma sqrt(2T))) (:func:`fixed_attention_accuracy` with uniform
+      probability :math:`\Phi(\lVert\mu\rVert / (\sigma\sqrt{2T}))` (:func:`fixed_attention_accuracy` with uniform
       weights), so wherever that is below ``test_threshold`` this rule calls every fitted run
       harmful, whatever training did (:ref:`sec-phase-regimes`).
 
@@ -336,16 +343,17 @@ def classify_regime(train_acc, test_acc=None, test_threshold=0.95, *, test_loss=
     Parameters
     ----------
     train_acc : float or array_like
-        Accuracy on the observed training labels, in [0, 1].
+        Accuracy on the observed training labels, in :math:`[0, 1]`.
     test_acc : float or array_like, optional
-        Clean test accuracy in [0, 1], broadcastable with ``train_acc`` (the accuracy rule).
+        Clean test accuracy in :math:`[0, 1]`, broadcastable with ``train_acc`` (the accuracy rule).
     test_threshold : float
-        In [0, 1]: the test accuracy below which the accuracy rule calls a fitted run harmful.
+        The threshold :math:`\theta \in [0, 1]`: the test accuracy below which the accuracy rule calls a
+        fitted run harmful.
     test_loss : float or array_like, optional
         Clean test loss, >= 0, broadcastable with ``train_acc`` (the loss rule; keyword only).
     loss_threshold : float
-        > 0: the test loss from which the loss rule calls a fitted run harmful (default
-        :data:`LOSS_THRESHOLD`).
+        :math:`L_{\mathrm h} > 0`: the test loss from which the loss rule calls a fitted run harmful
+        (default :data:`LOSS_THRESHOLD`).
 
     Returns
     -------
@@ -356,7 +364,7 @@ def classify_regime(train_acc, test_acc=None, test_threshold=0.95, *, test_loss=
     Raises
     ------
     ValueError
-        An accuracy outside [0, 1], a negative test loss, shapes that do not broadcast, a threshold
+        An accuracy outside :math:`[0, 1]`, a negative test loss, shapes that do not broadcast, a threshold
         out of range, or not exactly one of ``test_acc`` and ``test_loss``.
     """
     if (test_acc is None) == (test_loss is None):
@@ -391,7 +399,8 @@ def classify_regime(train_acc, test_acc=None, test_threshold=0.95, *, test_loss=
 
 
 def fit_exponential_time(gaps, times):
-    """Least-squares slope of log(time) against gap: time ~ exp(slope * gap).
+    r"""Least-squares slope of :math:`\log(\text{time})` against gap:
+    :math:`\text{time} \propto \exp(\text{slope} \cdot \text{gap})`.
 
     Pairs with a non-finite gap or a time that is not a finite positive number are left out; at
     least two with distinct gaps must remain. Checks the exponential delay of :prf:ref:`prop-g-law`.
@@ -432,23 +441,28 @@ def _normal_cdf(x):
 
 
 def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
-    """Accuracy of the head under fixed attention weights (:prf:ref:`prop-fixed-attention`).
+    r"""Accuracy of the head under fixed attention weights (:prf:ref:`prop-fixed-attention`).
 
     The probability that a fresh clean sequence is classified correctly when the attention weights
-    s = ``weights`` are fixed (do not depend on the tokens):
-    Phi((s_1 + rho (s_2 - s_3)) ||mu|| / (sigma sqrt(2) ||s||)). Uniform weights (p = 0) give
-    Phi(||mu|| / (sigma sqrt(2T))); all weight on x_1 gives Phi(||mu|| / (sigma sqrt 2)).
+    :math:`s` = ``weights`` are fixed (do not depend on the tokens):
+
+    .. math::
+
+       \Phi\!\left(\frac{(s_1 + \rho(s_2 - s_3))\, \lVert\mu\rVert}{\sqrt2\, \sigma \lVert s\rVert}\right).
+
+    Uniform weights (:math:`p = 0`) give :math:`\Phi(\lVert\mu\rVert / (\sigma\sqrt{2T}))`; all weight on
+    :math:`x_1` gives :math:`\Phi(\lVert\mu\rVert / (\sqrt2\,\sigma))`.
 
     Parameters
     ----------
     weights : array_like
-        T >= 3 non-negative weights summing to 1.
+        :math:`T \ge 3` non-negative weights summing to 1.
     rho : float
-        Weak-signal factor, >= 0.
+        Weak-signal factor, :math:`\rho \ge 0`.
     signal_norm : float
-        ||mu||, >= 0.
+        :math:`\lVert\mu\rVert \ge 0`.
     sigma : float
-        Noise scale, >= 0; sigma = 0 gives the noise-free limit (1, 0, or 1/2 when the signal
+        Noise scale, :math:`\sigma \ge 0`; :math:`\sigma = 0` gives the noise-free limit (1, 0, or 1/2 when the signal
         term is 0).
 
     Returns
@@ -458,7 +472,7 @@ def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
     Raises
     ------
     ValueError
-        ``weights`` is not a probability vector over T >= 3 tokens, or a knob is out of range.
+        ``weights`` is not a probability vector over :math:`T \ge 3` tokens, or a knob is out of range.
     """
     s = np.asarray(weights, float)
     if s.ndim != 1 or s.size < 3 or np.any(s < 0) or not np.isclose(s.sum(), 1):
@@ -473,24 +487,25 @@ def fixed_attention_accuracy(weights, rho, signal_norm, sigma=1.0):
 
 
 def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
-    """For a sequence read with the *other* label -Y* (a noisy sample's observed label), the
-    probability that each token type carries the largest signed head value -Y* nu^T x_t.
+    r"""For a sequence read with the *other* label :math:`-Y^*` (a noisy sample's observed label), the
+    probability that each token type carries the largest signed head value :math:`-Y^* \nu^\top x_t`.
 
-    The signed head values are independent normals with sd sigma/||mu|| and means -1/sqrt2 (x_1),
-    -rho/sqrt2 (x_2), +rho/sqrt2 (x_3) and 0 (the T-3 irrelevant tokens); each probability is a
-    one-dimensional integral, computed by the trapezoid rule (:ref:`sec-setting-floor`).
+    The signed head values are independent normals with standard deviation
+    :math:`\sigma/\lVert\mu\rVert` and means :math:`-1/\sqrt2` (:math:`x_1`), :math:`-\rho/\sqrt2`
+    (:math:`x_2`), :math:`+\rho/\sqrt2` (:math:`x_3`) and 0 (the :math:`T - 3` irrelevant tokens); each
+    probability is a one-dimensional integral, computed by the trapezoid rule (:ref:`sec-setting-floor`).
 
     Parameters
     ----------
     rho : float
-        Weak-signal factor, >= 0.
+        Weak-signal factor, :math:`\rho \ge 0`.
     signal_norm : float
-        ||mu||, >= 0.
+        :math:`\lVert\mu\rVert \ge 0`.
     T : int
-        Tokens per sequence, >= 3.
+        Tokens per sequence, :math:`T \ge 3`.
     sigma : float
-        Noise scale, >= 0. The limits are exact: ``signal_norm`` = 0 gives every token the same
-        chance 1/T; ``sigma`` = 0 (with ``signal_norm`` > 0) gives the token of largest mean
+        Noise scale, :math:`\sigma \ge 0`. The limits are exact: ``signal_norm`` = 0 gives every token the
+        same chance :math:`1/T`; ``sigma`` = 0 (with ``signal_norm`` > 0) gives the token of largest mean
         probability 1, shared equally between tied tokens.
     grid : int
         Points of the trapezoid rule, >= 3.
@@ -534,9 +549,9 @@ def wrong_label_best_token(rho, signal_norm, T, sigma=1.0, grid=4001):
 
 
 def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
-    """Train (observed and clean labels) and test accuracy of the existence construction for every
-    memorisation weight in ``cs`` at once (scores are affine in c). ``clean=False`` memorises only
-    the noisy samples' x_3 noise (drops the clean samples' x_1 noise from the query).
+    r"""Train (observed and clean labels) and test accuracy of the existence construction for every
+    memorisation weight in ``cs`` at once (scores are affine in :math:`c`). ``clean=False`` memorises only
+    the noisy samples' :math:`x_3` noise (drops the clean samples' :math:`x_1` noise from the query).
 
     The sweep of :ref:`sec-existence-sweep`.
 
@@ -547,7 +562,7 @@ def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
     cs : float or array_like
         Memorisation weights (1-d), finite.
     clean : bool
-        Whether the query also memorises the clean samples' x_1 noise.
+        Whether the query also memorises the clean samples' :math:`x_1` noise.
     rho : float, optional
         As in :func:`existence_query`.
 
@@ -584,7 +599,8 @@ def existence_accuracies(ds: Dataset, cs, clean=True, rho=None):
 
 
 def per_sample_loss_floor(ds, X=None, y=None):
-    """:prf:ref:`prop-loss-floor`: log(1 + exp(-max_t y_i nu^T x_t^(i))) for every sequence (n,).
+    r""":prf:ref:`prop-loss-floor`: :math:`\log(1 + \exp(-\max_t Y_i \nu^\top x^{(i)}_t))` for every
+    sequence, shape ``(n,)``.
 
     Used in :ref:`sec-setting-floor`.
     """
@@ -594,9 +610,9 @@ def per_sample_loss_floor(ds, X=None, y=None):
 
 
 def selecting_query(ds, scale=60.0):
-    """A query that selects each sample's best head token, with score ``scale`` on that token and
-    0 on the others (``x_t^(i)·q``, least squares; exact when the n*T training tokens are
-    linearly independent).
+    r"""A query that selects each sample's best head token, with score ``scale`` on that token and
+    0 on the others (scores :math:`x^{(i)\top}_t q`, least squares; exact when the :math:`nT` training
+    tokens are linearly independent).
 
     Used in :ref:`sec-setting-floor`.
     """
@@ -608,9 +624,15 @@ def selecting_query(ds, scale=60.0):
 
 
 def existence_test_bound(ds, q, h=0.2):
-    """:prf:ref:`prop-test-guarantee`: for each class y, the bound
-    ``sum_{t>=2} Phi_bar((Delta_t - lambda) / (sqrt(2) sigma ||q||)) + 2 T Phi_bar(h / (sigma ||nu||))``
-    on the probability that a fresh test sequence of class y is misclassified by W = I, p = q;
+    r""":prf:ref:`prop-test-guarantee`: for each class :math:`y`, the bound
+
+    .. math::
+
+       \sum_{t=2}^T \bar\Phi\!\left(\frac{\Delta_t - \lambda}{\sqrt2\,\sigma\lVert q\rVert}\right)
+       + 2T\,\bar\Phi\!\left(\frac{h}{\sigma\lVert\nu\rVert}\right)
+
+    on the probability that a fresh test sequence of class :math:`y` is misclassified by :math:`W = I`,
+    :math:`p = q`;
     returns the average over the two classes (balanced test labels).
 
     Used in :ref:`sec-existence-construction`.
@@ -635,7 +657,7 @@ __all__ += ["fixed_attention_accuracy", "wrong_label_best_token", "existence_acc
 
 
 def fitting_step(steps, train_acc):
-    """First recorded step from which every observed training label stays fitted (train accuracy 1
+    r"""First recorded step from which every observed training label stays fitted (train accuracy 1
     at that record and all later ones); ``inf`` where the last record still has an unfitted label.
 
     Used in :ref:`sec-phase-not-yet` to tell "not overfitting" apart from "not yet fitted".
@@ -643,9 +665,9 @@ def fitting_step(steps, train_acc):
     Parameters
     ----------
     steps : array_like
-        Record steps (E,).
+        Record steps ``(E,)``.
     train_acc : array_like
-        Observed-label training accuracy (..., E).
+        Observed-label training accuracy ``(..., E)``.
 
     Returns
     -------
@@ -655,7 +677,7 @@ def fitting_step(steps, train_acc):
     Raises
     ------
     ValueError
-        ``train_acc`` does not end with the E record steps.
+        ``train_acc`` does not end with the :math:`E` record steps.
     """
     steps, acc = _real("steps", steps), _real("train_acc", train_acc, finite=False)
     if steps.ndim != 1 or acc.ndim < 1 or acc.shape[-1] != steps.shape[0]:

@@ -1,4 +1,4 @@
-"""Interactive explorers (:ref:`sec-playground-regime` and the next sections): each exists twice, from one code path.
+r"""Interactive explorers (:ref:`sec-playground-regime` and the next sections): each exists twice, from one code path.
 
 * **live** (``static=False``): an ipywidgets panel that re-runs the exact engine on every change
   (needs a kernel: Binder, Colab, local Jupyter);
@@ -10,17 +10,17 @@
 The three explorers:
 
 :func:`regime_explorer`
-    knobs ||mu||, d, n, eta, rho, T, steps, seed -> accuracy, loss and attention over steps, and the
+    knobs :math:`\lVert\mu\rVert`, :math:`d`, :math:`n`, :math:`\eta`, :math:`\rho`, :math:`T`, steps, seed -> accuracy, loss and attention over steps, and the
     regime reached (``theory.classify_regime`` by the accuracy rule, threshold 0.95, as
     :ref:`sec-playground-regime` describes; the live status line also shows the test loss that
     :prf:ref:`def-regime-finite` uses). Live runs use :func:`~benign_attention.sweeps.train_cell`,
-    which caches the noise draw and the span projection, so moving ||mu||, rho or eta re-runs only
+    which caches the noise draw and the span projection, so moving :math:`\lVert\mu\rVert`, :math:`\rho` or :math:`\eta` re-runs only
     the low-dimensional loop.
 :func:`selection_explorer`
     the token-selection "movie": where every training and test sequence's attention points (its
-    attended token on the ``(mu_{-}, mu_{+})`` plane) as training proceeds (time slider over recorded steps).
+    attended token on the :math:`(\mu_{-1}, \mu_{+1})` plane) as training proceeds (time slider over recorded steps).
 :func:`phase_explorer`
-    the (d, ||mu||) regime map and the clean test loss (as in :ref:`sec-phase-regimes`), with a
+    the :math:`(d, \lVert\mu\rVert)` regime map and the clean test loss (as in :ref:`sec-phase-regimes`), with a
     slider over the training step (one grid run records every step).
 
 Figures are drawn by the *Explorers* section of :mod:`benign_attention.plots`: one figure object per
@@ -58,13 +58,14 @@ __all__ = ["StaticTwin", "regime_explorer", "selection_explorer", "phase_explore
 
 #: Defaults of the live regime explorer (the paper's default setting; n_test=200 keeps updates fast).
 REGIME_DEFAULTS = dict(signal_norm=20.0, d=2000, n=20, eta=0.2, rho=0.1, T=8, steps=1000, seed=0, n_test=200)
-#: Defaults of the token-selection movie. rho = 0.2 as in the paper's Figure 1 (at rho = 0.1 the weak
-#: token x_3 sits within two noise standard deviations 1/||mu|| of the noise tokens), n = 40 so that
-#: eight flipped sequences move, d = 3000 (fits them within 500 steps; d = 10000 as in Figure 1
-#: needs a 0.8 GB W_0), frames over the 2000 steps in which the flipped sequences are fitted.
+#: Defaults of the token-selection movie. :math:`\rho = 0.2` as in the paper's Figure 1 (at
+#: :math:`\rho = 0.1` the weak token :math:`x_3` sits within two noise standard deviations
+#: :math:`1/\lVert\mu\rVert` of the noise tokens), :math:`n = 40` so that eight flipped sequences move,
+#: :math:`d = 3000` (fits them within 500 steps; :math:`d = 10000` as in Figure 1 needs a 0.8 GB
+#: :math:`W_0`), frames over the 2000 steps in which the flipped sequences are fitted.
 SELECTION_DEFAULTS = dict(signal_norm=20.0, d=3000, n=40, eta=0.2, rho=0.2, T=8, seed=0, n_test=200,
                           frames=(0, 50, 100, 200, 300, 400, 500, 1000, 2000))
-#: Defaults of the phase-diagram explorer. A coarse (d, ||mu||) grid, steps recorded for the slider.
+#: Defaults of the phase-diagram explorer. A coarse :math:`(d, \lVert\mu\rVert)` grid, steps recorded for the slider.
 PHASE_DEFAULTS = dict(d=(100, 200, 500, 1000, 2000, 4000), signal_norm=(2, 4, 8, 16, 32, 64, 128),
                       eta=0.2, n=20, T=8, rho=0.1, seed=0, n_test=200, frames=(25, 50, 100, 200, 400, 700, 1000))
 
@@ -485,7 +486,7 @@ class RegimeExplorer(_Live):
 
 def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=None, alt=None, **knobs):
     """Static twin of the regime explorer: one frame per value of knob ``vary`` (a member knob,
-    signal_norm/rho/eta, runs as one batched :func:`~benign_attention.sweeps.run_grid`; other knobs one cell each).
+    ``signal_norm``/``rho``/``eta``, runs as one batched :func:`~benign_attention.sweeps.run_grid`; other knobs one cell each).
     ``alt``: the image's alt text (default: a generic description of the panels)."""
     if vary not in _KNOB_NAMES or vary == "step":
         raise ValueError(f"vary must be one of {[k for k in _KNOB_NAMES if k != 'step']}, got {vary!r}")
@@ -546,16 +547,17 @@ _SELECTION_CACHE: "OrderedDict[tuple, list]" = OrderedDict()
 
 
 def selection_frames(frames=SELECTION_DEFAULTS["frames"], **knobs):
-    """Train once, in chunks ending at each step of ``frames`` (``train(..., resume=run)``), and
+    r"""Train once, in chunks ending at each step of ``frames`` (``train(..., resume=run)``), and
     record per frame where every sequence's attention points: its *attended token*
-    x_hat = sum_t s_t x_t (s its attention) projected on ``(mu_{-1}, mu_{+1}) / ||mu||^2``, for the training
-    sequences (from the run's attention) and the test sequences (softmax of x_t·q with q = W p from
-    the run's state, computed in the token span: O(d m) per frame, never the d x d matrix).
+    :math:`\hat x = \sum_t s_t x_t` (:math:`s` its attention) projected on
+    :math:`(\mu_{-1}, \mu_{+1}) / \lVert\mu\rVert^2`, for the training sequences (from the run's attention)
+    and the test sequences (softmax of the scores :math:`x_t^\top q` with :math:`q = Wp` from the run's
+    state, computed in the token span: :math:`O(dm)` per frame, never the :math:`d \times d` matrix).
 
-    Returns a list of frame dicts for :class:`~benign_attention.explorer_figures.SelectionFigure`: ``step``, ``train_xy`` (n, 2),
-    ``train_path`` (frames so far, n, 2), ``train_y`` (observed), ``noisy``, ``test_xy``, ``test_y``,
+    Returns a list of frame dicts for :class:`~benign_attention.explorer_figures.SelectionFigure`: ``step``, ``train_xy`` ``(n, 2)``,
+    ``train_path`` (frames so far, ``n``, 2), ``train_y`` (observed), ``noisy``, ``test_xy``, ``test_y``,
     accuracies, ``noisy_fitted`` (flipped labels fitted), ``noisy_x3`` (mean attention of the flipped
-    sequences on x_3), ``test_x1`` (mean test attention on x_1) and ``knobs``. The last two results are cached (the live movie reuses the twin's)."""
+    sequences on :math:`x_3`), ``test_x1`` (mean test attention on :math:`x_1`) and ``knobs``. The last two results are cached (the live movie reuses the twin's)."""
     k = {kk: v for kk, v in dict(SELECTION_DEFAULTS, **knobs).items() if kk != "frames"}
     frames = _check_steps("frames", frames)
     key = (frames, tuple(sorted(k.items())))
@@ -665,7 +667,7 @@ _PHASE_KNOBS = dict(d=("values", 2, None), signal_norm=("values", 0.0, None, Tru
 
 def phase_grid(d=PHASE_DEFAULTS["d"], signal_norm=PHASE_DEFAULTS["signal_norm"], frames=PHASE_DEFAULTS["frames"],
                cache_dir=None, **knobs):
-    """One :func:`~benign_attention.sweeps.run_grid` over (d, ||mu||) recording every step of ``frames``."""
+    r"""One :func:`~benign_attention.sweeps.run_grid` over :math:`(d, \lVert\mu\rVert)` recording every step of ``frames``."""
     base = {k: v for k, v in dict(PHASE_DEFAULTS, **knobs).items() if k not in ("d", "signal_norm", "frames")}
     frames = _check_steps("frames", frames, 1)
     return run_grid({"d": list(d), "signal_norm": list(signal_norm)}, base=base, steps=frames[-1],
@@ -742,11 +744,11 @@ def _phase_regime(grid, step, loss_threshold=theory.LOSS_THRESHOLD):
 
 
 def phase_figure(grid, step, title=None, loss_threshold=theory.LOSS_THRESHOLD, panel="test_loss", figure=None):
-    """The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
+    r"""The phase map of ``grid`` at the recorded step closest to ``step``; (figure, regime indices).
     Regimes by the loss rule of :prf:ref:`def-regime-finite` (harmful: every label fitted and clean
-    test loss >= ``loss_threshold``).
+    test loss :math:`\ge` ``loss_threshold``).
     ``panel``: the right panel, "test_loss" (colour scale over the whole grid and every recorded
-    step, so frames compare; the quantity of :ref:`sec-phase-regimes`) or "test_acc" (0.5..1).
+    step, so frames compare; the quantity of :ref:`sec-phase-regimes`) or "test_acc" (0.5 to 1).
     ``figure``: a :class:`~benign_attention.explorer_figures.PhaseFigure` of this grid to update in place (default: a new one,
     returned closed)."""
     _check_panel(panel)

@@ -1,4 +1,4 @@
-"""The paper's appendix model: a one-layer transformer encoder with every parameter trained
+r"""The paper's appendix model: a one-layer transformer encoder with every parameter trained
 (:ref:`sec-encoder-overview`). One job per module:
 
 * ``model``: the architecture, literally (:class:`~benign_attention.encoder.model.EncoderReference`),
@@ -6,7 +6,7 @@
   (:func:`~benign_attention.encoder.model.fast_forward`, :func:`~benign_attention.encoder.model.sgd_step`);
 * ``train``: :func:`~benign_attention.encoder.train.train_encoder` and its
   :class:`~benign_attention.encoder.train.EncoderRun`;
-* ``grid``: stored runs and the (d, ``||mu||``) grid (:func:`~benign_attention.encoder.grid.run_encoder_grid`),
+* ``grid``: stored runs and the :math:`(d, \lVert\mu\rVert)` grid (:func:`~benign_attention.encoder.grid.run_encoder_grid`),
   through the package's one grid mechanism (:class:`~benign_attention.cache.CellGrid`).
 
 Every public name is importable from here (``from benign_attention.encoder import train_encoder``).

@@ -1,5 +1,5 @@
-"""The encoder's stored results: single runs (:func:`save_run`, :func:`load_runs`) and the (d, ||mu||)
-grid (:func:`encoder_cell`, :func:`run_encoder_grid`, :func:`load_grid`; ``scripts/encoder_grid.py``).
+r"""The encoder's stored results: single runs (:func:`save_run`, :func:`load_runs`) and the
+:math:`(d, \lVert\mu\rVert)` grid (:func:`encoder_cell`, :func:`run_encoder_grid`, :func:`load_grid`; ``scripts/encoder_grid.py``).
 
 Every file is a cell of the book's one cell cache (:class:`~benign_attention.cache.CellCache`: atomic,
 checksummed, with provenance), and the grid runs through the package's one grid mechanism
@@ -86,7 +86,7 @@ def load_runs(folder):
 #: The numeric results every encoder cell record holds (the ``keys`` :func:`load_grid` can map).
 RECORD_KEYS = ("train_loss", "train_acc", "train_clean_acc", "test_loss", "test_acc", "noisy_attention_x3",
                "clean_attention_x1", "seconds")
-#: The training settings of a cell besides d, ``||mu||`` and the seed; one grid map holds one setting only.
+#: The training settings of a cell besides :math:`d`, :math:`\lVert\mu\rVert` and the seed; one grid map holds one setting only.
 SETTING_KEYS = ("steps", "lr", "mlp_dim", "dtype")
 
 
@@ -96,7 +96,7 @@ def load_grid(folder, keys=("train_loss", "test_loss", "test_acc", "train_acc", 
     :func:`run_encoder_grid`) from ``folder``.
 
     Returns ``(d_values, mu_values, maps, records)``: sorted grid values, ``maps[key]`` arrays of
-    shape (len(d_values), len(mu_values)) with NaN where a cell is missing, and the records (each with
+    shape ``(len(d_values), len(mu_values))`` with NaN where a cell is missing, and the records (each with
     its ``provenance``). Partial or corrupt files, and files that are not encoder cells, are left out
     with a :class:`~benign_attention.cache.CacheWarning`. The grid of :ref:`sec-encoder-grid`.
 
@@ -185,12 +185,12 @@ def _record(cell):
 
 
 def encoder_cell(d, mu, out, seed=0, steps=1000, lr=LR, mlp_dim=MLP_DIM, dtype="float32", threads=1):
-    """Train one cell of the encoder grid and store it in the folder ``out``.
+    r"""Train one cell of the encoder grid and store it in the folder ``out``.
 
     The cell is ``make_dataset(d=d, signal_norm=mu, seed=seed)`` (paper defaults otherwise), trained by
     :func:`~benign_attention.encoder.train.train_encoder` for ``steps`` SGD steps on ``threads`` torch threads. Its record (final train
-    and test loss and accuracy, the [CLS] attention of noisy samples on x_3 and of clean samples on
-    x_1, wall seconds) is written with its provenance through the book's one cell cache
+    and test loss and accuracy, the [CLS] attention of noisy samples on :math:`x_3` and of clean samples on
+    :math:`x_1`, wall seconds) is written with its provenance through the book's one cell cache
     (:class:`~benign_attention.cache.CellCache`: atomic, checksummed), where this function runs.
 
     Returns
@@ -213,14 +213,14 @@ def encoder_cell(d, mu, out, seed=0, steps=1000, lr=LR, mlp_dim=MLP_DIM, dtype="
 
 def run_encoder_grid(d_values, mu_values, out, seed=0, steps=1000, threads=1, executor=None, progress=None, lr=LR,
                      mlp_dim=MLP_DIM):
-    """Compute the missing cells of the encoder's (d, ||mu||) grid into the folder ``out``.
+    r"""Compute the missing cells of the encoder's :math:`(d, \lVert\mu\rVert)` grid into the folder ``out``.
 
     Parameters
     ----------
     d_values : list
-        The grid's values of d (integers >= 1); cells run cheapest (small d) first.
+        The grid's values of :math:`d` (integers >= 1); cells run cheapest (small :math:`d`) first.
     mu_values : list
-        The grid's signal norms ||mu|| (numbers >= 0); every d runs with every one. A value given
+        The grid's signal norms :math:`\lVert\mu\rVert` (numbers >= 0); every :math:`d` runs with every one. A value given
         twice (in either list) is one cell, computed and returned once; two values whose cell files
         would share a name (equal to 6 significant digits) raise ValueError.
     out : str or Path

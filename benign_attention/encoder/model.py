@@ -1,26 +1,30 @@
-"""The paper's appendix model: a one-layer transformer encoder with every parameter trained.
+r"""The paper's appendix model: a one-layer transformer encoder with every parameter trained.
 
 The architecture (:ref:`sec-encoder-architecture`):
 
-* a learnable [CLS] token ``cls`` (initialised N(0, 1)) is prepended to the T data tokens;
-* pre-norm single-head attention: ``ln1`` -> one bias-free linear map ``qkv`` (d -> 3d) to q, k, v ->
-  scores q.k / sqrt(d) -> softmax over all T + 1 tokens -> softmax . v, added to the residual stream;
-* a pre-norm feed-forward block ``ln2`` -> ``fc1`` (d -> mlp_dim) -> GELU -> ``fc2`` (mlp_dim -> d),
-  added to the residual stream;
+* a learnable [CLS] token ``cls`` (:math:`x_{\mathrm{cls}}`, initialised :math:`\mathcal N(0, 1)`) is
+  prepended to the :math:`T` data tokens;
+* pre-norm single-head attention: ``ln1`` -> one bias-free linear map ``qkv``
+  (:math:`\mathbb R^d \to \mathbb R^{3d}`) to :math:`q, k, v` -> scores :math:`q^\top k / \sqrt d` ->
+  softmax over all :math:`T + 1` tokens -> attention-weighted sum of the :math:`v`, added to the residual
+  stream;
+* a pre-norm feed-forward block ``ln2`` -> ``fc1`` (:math:`d` -> ``mlp_dim``) -> GELU -> ``fc2``
+  (``mlp_dim`` -> :math:`d`), added to the residual stream;
 * a final LayerNorm ``ln_f`` and a linear head ``head`` (with bias) on the [CLS] position.
 
 It is built twice on the same parameters:
 
 * :class:`EncoderReference` is that architecture literally (every position through every block),
-  O(n (T+1) (3 d^2 + 2 d mlp_dim)) per step;
+  :math:`O(n(T+1)(3d^2 + 2d\,\mathrm{mlp}))` per step (:math:`\mathrm{mlp}` = ``mlp_dim``);
 * :func:`fast_forward` computes only what reaches the loss: the [CLS] position. Its query
-  ``q = W_q LN(cls)`` is the same for every sample, the data-token scores are
-  ``LN(x_t) . (W_k^T q) / sqrt(d)``, and the value is ``W_v (sum_t s_t LN(x_t))`` - one d x d product
-  per sample instead of one per token. O(d^2 + n (d^2 + 2 d mlp_dim) + n T d) per step. Autograd
+  :math:`q = W_q\,\mathrm{LN}(x_{\mathrm{cls}})` is the same for every sample, the data-token scores are
+  :math:`\mathrm{LN}(x_t)^\top (W_k^\top q) / \sqrt d`, and the value is
+  :math:`W_v \sum_t s_t \mathrm{LN}(x_t)` - one :math:`d \times d` product per sample instead of one per
+  token. :math:`O(d^2 + n(d^2 + 2d\,\mathrm{mlp}) + nTd)` per step. Autograd
   follows the same contraction order, so gradients are cheap too.
 
-:func:`sgd_step` is the training step on the fast path: the five d x d blocks' gradients have rank at
-most n, and each block takes its SGD step in place during the backward pass, so no gradient of a big
+:func:`sgd_step` is the training step on the fast path: the five :math:`d \times d` blocks' gradients
+have rank at most :math:`n`, and each block takes its SGD step in place during the backward pass, so no gradient of a big
 weight is ever formed. Training is in ``benign_attention.encoder.train``.
 """
 from __future__ import annotations
@@ -41,10 +45,10 @@ MLP_DIM = 2000
 
 
 class EncoderReference(nn.Module):
-    """The one-layer encoder, literally: every position goes through every block.
+    r"""The one-layer encoder, literally: every position goes through every block.
 
-    ``forward(X)`` takes X of shape (n, T, d) and returns ``(logits (n,), attention (n, T + 1, T + 1))``
-    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1..T the data tokens).
+    ``forward(X)`` takes ``X`` of shape ``(n, T, d)`` and returns ``(logits (n,), attention (n, T + 1, T + 1))``
+    where ``attention[:, 0]`` is the [CLS] row (position 0 is [CLS], 1 to :math:`T` the data tokens).
     See :ref:`sec-encoder-architecture`. ``d`` and ``mlp_dim`` integers >= 1; raises ValueError
     otherwise."""
 
@@ -173,18 +177,18 @@ def _matmul(x, W, lr, transposed=False):
     return _SGDMatmul.apply(x, W, transposed, lr)
 
 
-#: The parameters of the five d x d blocks (``qkv`` holds three), which :func:`sgd_step` updates in
+#: The parameters of the five :math:`d \times d` blocks (``qkv`` holds three), which :func:`sgd_step` updates in
 #: place during the backward pass; every other parameter is small (about 20 thousand of the 20 M at
 #: paper scale, :ref:`sec-encoder-fused`).
 BIG_WEIGHTS = ("qkv.weight", "fc1.weight", "fc2.weight")
 
 
 def sgd_step(model, X, y, lr):
-    """One full-batch SGD step on every parameter of ``model`` (logistic loss on labels ``y``), on the
+    r"""One full-batch SGD step on every parameter of ``model`` (logistic loss on labels ``y``), on the
     [CLS]-only path; returns ``(loss, logits, cls_attention)`` before the step.
 
     The same step as ``torch.optim.SGD`` on the loss of :func:`fast_forward` (tested to round-off),
-    but faster: the gradients of the five d x d blocks (the three of ``qkv``, and ``fc1``, ``fc2``;
+    but faster: the gradients of the five :math:`d \times d` blocks (the three of ``qkv``, and ``fc1``, ``fc2``;
     all but about 20 thousand of the 20 M parameters at paper scale) have rank at most ``n``, and each
     is applied in place during the backward pass, just after the block was read for its input's
     gradient, instead of being materialised and then read again by the optimizer. The small
@@ -239,10 +243,11 @@ def make_encoder(d, mlp_dim=MLP_DIM, seed=0, dtype="float32"):
 
 
 def step_flops(n, T, d, mlp_dim, path="fast"):
-    """Multiply-adds of one forward pass on the training set (the backward costs about twice that).
+    r"""Multiply-adds of one forward pass on the training set (the backward costs about twice that),
+    with :math:`\mathrm{mlp}` = ``mlp_dim``:
 
-    reference: n (T+1) (3 d^2 + 2 d mlp_dim) + 2 n (T+1)^2 d;
-    fast:      2 d^2 + n (d^2 + 2 d mlp_dim) + 3 n T d (two LayerNorm/score/pooling passes).
+    * reference: :math:`n(T+1)(3d^2 + 2d\,\mathrm{mlp}) + 2n(T+1)^2 d`;
+    * fast: :math:`2d^2 + n(d^2 + 2d\,\mathrm{mlp}) + 3nTd` (two LayerNorm/score/pooling passes).
 
     The costs of :ref:`sec-encoder-cls`, compared at paper scale in :ref:`sec-encoder-flops`. Sizes must be integers >= 1 and ``path``
     ``"fast"`` or ``"reference"``; raises ValueError otherwise."""

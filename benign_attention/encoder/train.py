@@ -28,9 +28,9 @@ LR = 5e-3
 
 @dataclass
 class EncoderRun:
-    """History of one training run: ``steps`` (E,) and ``history`` with ``train_loss``,
-    ``train_acc`` (observed labels), ``train_clean_acc``, ``test_loss``, ``test_acc`` (E,),
-    ``train_attention`` (E, n, T) the [CLS] row over the data tokens, ``test_attention`` (E, T) its
+    """History of one training run: ``steps`` ``(E,)`` and ``history`` with ``train_loss``,
+    ``train_acc`` (observed labels), ``train_clean_acc``, ``test_loss``, ``test_acc`` ``(E,)``,
+    ``train_attention`` ``(E, n, T)`` the [CLS] row over the data tokens, ``test_attention`` ``(E, T)`` its
     mean over test samples; ``seconds`` the wall time; ``config`` the knobs."""
 
     steps: np.ndarray

@@ -145,12 +145,18 @@ def make_prefix(x: torch.Tensor, mask: torch.Tensor, layer: LastLayer) -> Prefix
 
 
 def last_layer_cls(prefix: Prefix, layer: LastLayer, wq, bq, wk, bk):
-    """The last layer's [CLS] output and [CLS] attention (N×heads×T) for query/key ``wq, bq, wk, bk``.
+    r"""The last layer's [CLS] output and [CLS] attention (N×heads×T) for query/key ``wq, bq, wk, bk``.
 
-    Only the [CLS] query row is computed. In head j the score of token t is
-    ``a_jt = q_j · (W_k,j x_t + b_k,j) / √D_head = ((W_k,jᵀ q_j) · x_t + q_j · b_k,j) / √D_head`` (the
-    chapter's :eq:`eq-rd-scores`), so the keys of all tokens are never formed: the cost per epoch is
-    O(N·heads·T·D) instead of O(N·T·D²).
+    Only the [CLS] query row :math:`q = W_q x_{\mathrm{cls}} + b_q` is computed. In head :math:`j` the
+    score of token :math:`t` is
+
+    .. math::
+
+       a_{j,t} = \frac{q_j^\top (W_{k,j} x_t + b_{k,j})}{\sqrt{D_{\mathrm{head}}}}
+               = \frac{(W_{k,j}^\top q_j)^\top x_t + q_j^\top b_{k,j}}{\sqrt{D_{\mathrm{head}}}}
+
+    (the chapter's :eq:`eq-rd-scores`), so the keys of all tokens are never formed: the cost per epoch
+    is :math:`O(NHTD)` instead of :math:`O(NTD^2)` (:math:`H` heads, :math:`N` examples).
 
     Returns ``(out (N×D), attention (N×heads×T))``; raises ValueError for a wrong type or shape.
     """
@@ -415,10 +421,11 @@ def last_layer(model) -> LastLayer:
 
 @torch.no_grad()
 def check_adapter(model, inputs: Mapping, seed: int = 0) -> float:
-    """How far the cached last layer is from the model's own forward pass (:ref:`sec-own-backbone`).
+    r"""How far the cached last layer is from the model's own forward pass (:ref:`sec-own-backbone`).
 
-    Every weight of a float64 copy of ``model`` is redrawn at random (a matrix N(0, 1/fan_in), a vector
-    such as a bias or a LayerNorm scale N(0, 1)), so that a weight read from the wrong place, or a
+    Every weight of a float64 copy of ``model`` is redrawn at random (a matrix with entries
+    :math:`\mathcal N(0, 1/\mathrm{fan\_in})`, a vector such as a bias or a LayerNorm scale
+    :math:`\mathcal N(0, 1)`), so that a weight read from the wrong place, or a
     wrong layer layout, changes the result, and the attention is far from uniform. ``inputs`` (e.g.
     a tokenizer's output, or ``{"pixel_values": x}``) go through the copy, and the [CLS] output of
     :func:`last_layer_cls` on the cached prefix is compared with the model's ``last_hidden_state[:, 0]``.

@@ -357,7 +357,8 @@ def prepare_model(model, pool: Split, test: Split, tokenizer=None, processor=Non
 
 # ----------------------------------------------------------------------------- step 2: noisy Q/K fine-tuning
 def init_qk(layer: LastLayer, seed: int, std: float = INIT_STD):
-    """Fresh query/key weights ~ N(0, std²) and zero biases (the BERT/ViT initialiser), seeded.
+    r"""Fresh query/key weights with entries :math:`\mathcal N(0, \mathrm{std}^2)` and zero biases (the
+    BERT/ViT initialiser), seeded.
 
     Returns ``(wq, bq, wk, bk)`` shaped like ``layer``'s; raises ValueError unless ``layer`` is a
     :class:`~benign_attention.realdata.backbones.LastLayer`, ``seed`` >= 0 and ``std`` >= 0.

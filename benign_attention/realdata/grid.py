@@ -1,9 +1,9 @@
-"""The full real-data grid of :ref:`sec-realdata-grid` — resumable::
+r"""The full real-data grid of :ref:`sec-realdata-grid` — resumable::
 
     python -m benign_attention.realdata.grid --out benign_attention/results/realdata
 
-runs every data set × n ∈ {20, 200, 1000} (where the fine-tuning pool is large enough) ×
-η ∈ {0, 0.1, 0.2} × seeds {0, 1, 2} for 2000 epochs (full-batch Adam, lr 1e-3) and stores one file
+runs every data set × :math:`n \in \{20, 200, 1000\}` (where the fine-tuning pool is large enough) ×
+:math:`\eta \in \{0, 0.1, 0.2\}` × seeds {0, 1, 2} for 2000 epochs (full-batch Adam, lr 1e-3) and stores one file
 per cell in the book's one cell cache (:class:`~benign_attention.cache.CellCache`: atomic write,
 checksummed, with provenance). A cell stored with the same parameters is skipped; a corrupt or partial
 one warns and is recomputed. ``--scheduler tcp://HOST:8786`` runs the cells on a Dask cluster.
