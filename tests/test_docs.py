@@ -224,3 +224,21 @@ def test_docstrings_have_no_stray_rst_markup():
             if re.match(r"^[^:]*\S: ", first) or substitution.search(_plain_rst(" ".join(lines))):
                 bad.append(f"{name}.{cls + '.' if cls else ''}{attr}: attribute comment {lines[0]!r}")
     assert not bad, "docstrings Sphinx misreads:\n" + "\n".join(bad)
+
+
+def test_docstrings_with_maths_keep_their_backslashes():
+    """A docstring that is not raw turns the backslash of ``\\alpha``, ``\\times`` or ``\\nu`` into a
+    control character or a tab (``\\a``, ``\\t``, ``\\n`` are Python escapes), which MathJax then shows
+    as an error or as a broken formula. Every docstring with maths must keep its LaTeX intact."""
+    bad = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        objects = [(attr, obj) for attr, obj in vars(module).items()
+                   if getattr(obj, "__module__", None) == name and (inspect.isfunction(obj) or inspect.isclass(obj))]
+        objects += [(f"{attr}.{m}", member) for attr, obj in objects if inspect.isclass(obj)
+                    for m, member in vars(obj).items() if inspect.isfunction(member) or isinstance(member, property)]
+        for attr, obj in [("(module)", module), *objects]:
+            doc = obj.__doc__ or ""
+            if re.search(r"[\x00-\x08\x0b-\x1f]", doc) or (":math:" in doc or ".. math::" in doc) and "\t" in doc:
+                bad.append(f"{name}.{attr}")
+    assert not bad, "docstrings with escaped LaTeX (make them raw strings, r\"\"\"...\"\"\"):\n" + "\n".join(bad)
