@@ -47,9 +47,9 @@ CSS_DPI = 100
 PIXEL_RATIO = 2
 #: Width of the book's text column at a 1280 px window; wider figures are shown scaled down to it.
 COLUMN_CSS_PX = 672
-#: Width of the book's text column at a 390 px (phone) window, in CSS px. A figure's phone layout
-#: is drawn this wide (:func:`show`).
-PHONE_COLUMN_CSS_PX = 358
+#: Width of the book's text column at a 390 px (phone) window, in CSS px (measured in the built
+#: book). A figure's phone layout is drawn this wide (:func:`show`).
+PHONE_COLUMN_CSS_PX = 342
 #: The CSS media query under which a page shows a figure's phone layout instead of the wide one.
 PHONE_MEDIA = "(max-width: 600px)"
 #: Smallest text, in CSS px as shown in the column, that :func:`figure_problems` accepts.

@@ -10,7 +10,8 @@ import numpy as np
 from .analysis import attention_by_type
 from .display import COLORS
 from .metrics import TOKEN_GROUPS
-from .plots import TOKEN_COLORS, TOKEN_LABELS, closed_figure, legend_below, phone_layout, subplots
+from .figure_layout import closed_figure, legend_below, phone_layout, subplots
+from .plots import TOKEN_COLORS, TOKEN_LABELS
 
 __all__ = ["encoder_dynamics", "encoder_loss_maps", "encoder_boundary"]
 

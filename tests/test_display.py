@@ -254,7 +254,7 @@ def _figure_battery():
 
 
 def _figure_functions():
-    """Every figure function of the package: the decorated ones (plots.closed_figure) and the
+    """Every figure function of the package: the decorated ones (figure_layout.closed_figure) and the
     explorers' ``explorer_*``."""
     import inspect
 
@@ -297,7 +297,7 @@ def test_battery_keys_are_listed(figure_battery):
 @pytest.mark.parametrize("key", BATTERY_KEYS)
 def test_every_figure_is_legible_wide_and_on_a_phone(figure_battery, key):
     """Text >= MIN_TEXT_PX (11 px) in the 672 px column at 1280 px, nothing cut off, no overlapping
-    labels, no legend over data; and the same for the phone layout in the 358 px column, which
+    labels, no legend over data; and the same for the phone layout in the 342 px column, which
     show() publishes beside every figure wider than that column."""
     import matplotlib.pyplot as plt
 
@@ -325,7 +325,7 @@ def test_small_text_fails_at_11_px():
     assert any("smaller than 11 px" in p for p in display.figure_problems(fig))
     ax.set_title("eight and a half points", fontsize=8.5)
     assert display.figure_problems(fig) == []
-    assert any("smaller than 11 px in a 358 px column" in p
+    assert any("smaller than 11 px in a 342 px column" in p
                for p in display.figure_problems(fig, column_px=display.PHONE_COLUMN_CSS_PX))
     with pytest.raises(ValueError, match="column_px"):
         display.figure_problems(fig, column_px=0)
@@ -336,9 +336,11 @@ def test_layout_keyword():
 
     from benign_attention import plots
 
+    from benign_attention.figure_layout import PHONE_WIDTH
+
     x = np.arange(5.0)
     fig = plots.seed_spread(x + 1, {"a": np.ones((2, 5))}, "x", "y", layout="phone")
-    assert fig.get_figwidth() == pytest.approx(plots.PHONE_WIDTH)
+    assert fig.get_figwidth() == pytest.approx(PHONE_WIDTH)
     assert not hasattr(fig, "phone_variant")
     with pytest.raises(ValueError, match="layout"):
         plots.seed_spread(x + 1, {"a": np.ones((2, 5))}, "x", "y", layout="tall")
@@ -357,7 +359,7 @@ show(plots.cost_growth({"$n$": (x * 10, x ** 2)}))
 def test_show_publishes_a_phone_layout_in_a_picture():
     """A figure wider than the phone column: text/html is a <picture> whose <img> (alt text, CSS
     size) is the wide PNG and whose <source> for the phone media query is the phone PNG; image/png
-    stays the wide PNG. A figure that fits a phone (3.5 in) is published alone."""
+    stays the wide PNG. A figure that fits a phone (3.4 in) is published alone."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PHONE_CELL)])
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     wide, narrow = nb.cells[0].outputs

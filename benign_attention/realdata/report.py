@@ -11,7 +11,7 @@ from html import escape
 
 import numpy as np
 
-from ..plots import closed_figure, legend_below, phone_layout, subplots
+from ..figure_layout import closed_figure, legend_below, phone_layout, subplots
 
 NAMES = {"trec": "TREC (MiniLM)", "mnist": "MNIST (small ViT)", "breast_cancer": "Breast cancer (tabular)"}
 
