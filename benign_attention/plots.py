@@ -398,11 +398,13 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     last = np.exp(np.nanmean(np.log(times[:, -1])))
     ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
     ax.set(yscale="log", xlabel="gap level $\\bar x$", ylabel="first step with gap $\\geq \\bar x$")
-    if phone_layout():  # a narrow panel has no free corner
-        legend_below(fig, ax=ax, ncol=1)
-    else:
-        ax.legend(fontsize=8)
+    _corner_legend(fig, ax)
     return fig
+
+
+def _corner_legend(fig, ax):
+    """The legend in a free corner of ``ax``; below the panel in the phone layout (no free corner)."""
+    return legend_below(fig, ax=ax, ncol=1) if phone_layout() else ax.legend(fontsize=8)
 
 
 @closed_figure
@@ -571,7 +573,7 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     if reference is not None:
         ax.plot(reference["x"], reference["y"], "k--", label=reference.get("label"))
     ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.legend(fontsize=8)
+    _corner_legend(fig, ax)
     return fig
 
 
@@ -590,7 +592,7 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
         ax.loglog(np.asarray(d)[ok], t[ok], "o-", label=name)
     ax.set(xlabel=xlabel, ylabel="seconds per GD step")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _corner_legend(fig, ax)
     return fig
 
 
