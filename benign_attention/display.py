@@ -11,7 +11,10 @@ script or under ``MPLBACKEND=Agg``). A chapter shows a figure explicitly, exactl
 output, so no IPython formatter or matplotlib backend is involved. The PNG has
 :data:`PIXEL_RATIO` device pixels per CSS pixel (sharp on high-DPI screens), and its display
 metadata asks for a CSS width of ``figure width in inches x`` :data:`CSS_DPI`; pages scale it
-down, never up, when the column is narrower. The static twins of :mod:`benign_attention.widgets`
+down, never up, when the column is narrower. Figures are at most :data:`COLUMN_CSS_PX` wide, so
+their text keeps :data:`MIN_TEXT_PX` at 1280 px; for a phone, :func:`show` adds the figure's phone
+layout (its panels stacked, :data:`PHONE_COLUMN_CSS_PX` wide) in the same output, as a
+``<picture>`` that shows exactly one of the two at any window width. The static twins of :mod:`benign_attention.widgets`
 use the same :func:`png` for their frames.
 
 **Numbers.** :func:`glue` hands a number to the prose as a plain Python value, under a name. The
@@ -34,18 +37,23 @@ import numpy as np
 
 from .validation import ArgumentTypeError, check_bool, check_number
 
-__all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "MIN_TEXT_PX", "COLORS", "FigureWarning", "png", "show",
-           "figure_problems", "glue", "G"]
+__all__ = ["CSS_DPI", "PIXEL_RATIO", "COLUMN_CSS_PX", "PHONE_COLUMN_CSS_PX", "PHONE_MEDIA", "MIN_TEXT_PX", "COLORS",
+           "FigureWarning", "png", "show", "figure_problems", "glue", "G"]
 
-#: CSS pixels per inch of figure size. A 7.2 in wide figure is laid out 720 CSS px wide, about the
-#: width of the book's text column at 1280 px, so 9 pt text shows at 12.5 px.
+#: CSS pixels per inch of figure size. A 6.72 in wide figure is laid out 672 CSS px wide, the
+#: width of the book's text column at 1280 px, so 8 pt text shows at 11.1 px.
 CSS_DPI = 100
 #: Device pixels per CSS pixel in every PNG the package makes (2 = sharp on "retina" screens).
 PIXEL_RATIO = 2
 #: Width of the book's text column at a 1280 px window; wider figures are shown scaled down to it.
 COLUMN_CSS_PX = 672
-#: Smallest text, in CSS px as shown in that column, that :func:`figure_problems` accepts.
-MIN_TEXT_PX = 10.0
+#: Width of the book's text column at a 390 px (phone) window, in CSS px (measured in the built
+#: book). A figure's phone layout is drawn this wide (:func:`show`).
+PHONE_COLUMN_CSS_PX = 342
+#: The CSS media query under which a page shows a figure's phone layout instead of the wide one.
+PHONE_MEDIA = "(max-width: 600px)"
+#: Smallest text, in CSS px as shown in the column, that :func:`figure_problems` accepts.
+MIN_TEXT_PX = 11.0
 #: The book's one colour code, used by every figure of the package. The training set with its
 #: observed labels is black and with its clean labels purple (dashed); the test set is orange, and
 #: its loss brown where test accuracy is in the same panel. Token types: :math:`x_1` blue, :math:`x_2`
@@ -108,7 +116,7 @@ def png(fig, pixel_ratio=PIXEL_RATIO, close=True):
     return data, (round(width / pixel_ratio), round(height / pixel_ratio))
 
 
-def show(fig, alt=None):
+def show(fig, alt=None, phone=None):
     """Show ``fig`` once in the running notebook as a high-DPI PNG (see the module docstring).
 
     In a Jupyter kernel (JupyterLab, Binder, Colab, nbmake, the book build) the PNG is published
@@ -116,28 +124,40 @@ def show(fig, alt=None):
     Outside IPython nothing is displayed. The figure is closed either way; returns None, so a
     cell ending in ``show(...)`` adds no second output.
 
+    **Phones.** A figure wider than :data:`PHONE_COLUMN_CSS_PX` that has a phone layout (``phone``,
+    or the ``fig.phone_variant`` that every function of :mod:`benign_attention.plots` attaches) is
+    published with both: the output's ``text/html`` part is a ``<picture>`` whose ``<img>`` is the
+    wide PNG and whose ``<source>`` (media :data:`PHONE_MEDIA`) is the phone PNG, each with the same
+    ``alt`` text and its CSS size, so a browser shows exactly one of them, the phone one in a
+    narrow window. The ``image/png`` part stays the wide PNG, for frontends without HTML.
+
     Parameters
     ----------
     fig : matplotlib.figure.Figure
         A figure, e.g. one returned by a function of :mod:`benign_attention.plots`.
     alt : str, optional
         Text alternative of the image.
+    phone : matplotlib.figure.Figure or False, optional
+        The phone layout of ``fig`` (default: ``fig.phone_variant()`` if ``fig`` has one); False:
+        publish the wide PNG alone.
 
     Raises
     ------
     ValueError
-        ``fig`` is not a matplotlib Figure or ``alt`` not a string
+        ``fig`` or ``phone`` is not a matplotlib Figure or ``alt`` not a string
         (:class:`~benign_attention.validation.ArgumentTypeError`).
 
     Warns
     -----
     FigureWarning
-        For each problem :func:`figure_problems` finds.
+        For each problem :func:`figure_problems` finds, in the wide figure (text column
+        :data:`COLUMN_CSS_PX`) and in the phone one (:data:`PHONE_COLUMN_CSS_PX`).
     """
     import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
 
     _check_figure(fig)
+    if phone is not None and phone is not False:
+        _check_figure(phone)
     if alt is not None and not isinstance(alt, str):
         raise ArgumentTypeError(f"alt must be a string or None, got {type(alt).__name__}")
     try:
@@ -146,24 +166,51 @@ def show(fig, alt=None):
         get_ipython = lambda: None  # noqa: E731
     if get_ipython() is None:
         plt.close(fig)
+        if phone is not None and phone is not False:
+            plt.close(phone)
         return None
     from IPython.display import display
 
     if alt is None:
         titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
         alt = "figure: " + "; ".join(titles) if titles else "figure"
-    for problem in figure_problems(fig):
+    if phone is None:
+        variant = getattr(fig, "phone_variant", None)
+        phone = variant() if callable(variant) and fig.get_figwidth() * CSS_DPI > PHONE_COLUMN_CSS_PX else False
+    problems = figure_problems(fig)
+    if phone is not False:
+        problems += [f"phone layout: {p}" for p in figure_problems(phone, column_px=PHONE_COLUMN_CSS_PX)]
+    for problem in problems:
         warnings.warn(problem, FigureWarning, stacklevel=2)
-    data, (width, _) = png(fig)
-    display({"image/png": data, "text/plain": alt},
-            metadata={"image/png": {"width": width}}, raw=True)  # height follows the aspect ratio
+    data, (width, height) = png(fig)
+    bundle = {"image/png": data, "text/plain": alt}
+    if phone is not False:
+        bundle["text/html"] = _picture_html(data, (width, height), *png(phone), alt)
+    display(bundle, metadata={"image/png": {"width": width}}, raw=True)  # height follows the aspect ratio
     return None
 
 
-def _text_px(fig):
-    """CSS px per point of font size once the figure is shown in the text column."""
+def _picture_html(wide, wide_size, phone, phone_size, alt):
+    """The ``<picture>`` that :func:`show` publishes for a figure with a phone layout: the wide PNG
+    ``wide`` in the ``<img>``, the phone PNG ``phone`` in a ``<source>`` for :data:`PHONE_MEDIA`,
+    both as data URLs with their CSS sizes (``(width, height)``, as returned by :func:`png`) and
+    ``alt`` as the image's text alternative. The image is scaled down, never up, to its column."""
+    import base64
+    from html import escape
+
+    def url(data):
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+    (w, h), (pw, ph) = wide_size, phone_size
+    return (f'<picture class="ba-figure"><source media="{PHONE_MEDIA}" srcset="{url(phone)}" width="{pw}" '
+            f'height="{ph}"><img src="{url(wide)}" alt="{escape(alt)}" width="{w}" height="{h}" '
+            f'style="max-width:100%;height:auto"></picture>')
+
+
+def _text_px(fig, column_px=COLUMN_CSS_PX):
+    """CSS px per point of font size once the figure is shown in a text column ``column_px`` wide."""
     width_css = fig.get_figwidth() * CSS_DPI
-    return CSS_DPI / 72 * min(1.0, COLUMN_CSS_PX / width_css)
+    return CSS_DPI / 72 * min(1.0, column_px / width_css)
 
 
 def _data_points(ax, artist, renderer):
@@ -199,17 +246,29 @@ def _labels(fig):
     return [t for t in texts if t is not None and t.get_visible() and t.get_text().strip()]
 
 
-def figure_problems(fig):
+def figure_problems(fig, column_px=COLUMN_CSS_PX):
     """What would make ``fig`` hard to read in the book; an empty list when nothing.
 
-    * text smaller than :data:`MIN_TEXT_PX` CSS pixels once the figure is shown in the text column
-      (:data:`COLUMN_CSS_PX` wide at a 1280 px window);
+    * text smaller than :data:`MIN_TEXT_PX` CSS pixels once the figure is shown in a text column
+      ``column_px`` CSS px wide (default :data:`COLUMN_CSS_PX`, the column at a 1280 px window;
+      :data:`PHONE_COLUMN_CSS_PX` for a phone layout);
     * text that sticks out of the figure (cut off in the PNG);
     * titles or axis labels that overlap each other;
     * a legend drawn inside an axes over that axes' data: plotted points or line segments, scatter
       markers, filled areas (bands, stacks) or images.
 
-    :func:`show` warns (:class:`FigureWarning`) about each; the book's tests fail on such warnings."""
+    :func:`show` warns (:class:`FigureWarning`) about each; the book's tests fail on such warnings.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    column_px : float
+        Width in CSS px of the column the figure is shown in (wider figures are scaled down to it).
+
+    Returns
+    -------
+    list of str
+    """
     from matplotlib.collections import PolyCollection, QuadMesh
     from matplotlib.image import AxesImage
     from matplotlib.text import Text
@@ -217,14 +276,15 @@ def figure_problems(fig):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     _check_figure(fig)
+    column_px = check_number("column_px", column_px, 100, 4000)
     problems = []
     renderer = FigureCanvasAgg(fig).get_renderer()  # a closed figure may have no drawing canvas
     fig.draw(renderer)
-    scale = _text_px(fig)
+    scale = _text_px(fig, column_px)
     small = sorted({(round(t.get_fontsize() * scale, 1), t.get_text()[:30]) for t in fig.findobj(Text)
                     if t.get_visible() and t.get_text().strip() and t.get_fontsize() * scale < MIN_TEXT_PX})
     if small:
-        problems.append(f"text shown smaller than {MIN_TEXT_PX:g} px in a {COLUMN_CSS_PX} px column "
+        problems.append(f"text shown smaller than {MIN_TEXT_PX:g} px in a {column_px:g} px column "
                         f"(figure {fig.get_figwidth():.1f} in wide): "
                         + ", ".join(f"{px} px {text!r}" for px, text in small[:5]))
     tight = fig.get_tightbbox(renderer)  # what is drawn, in inches (tick labels out of view excluded)

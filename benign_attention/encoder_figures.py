@@ -10,7 +10,8 @@ import numpy as np
 from .analysis import attention_by_type
 from .display import COLORS
 from .metrics import TOKEN_GROUPS
-from .plots import TOKEN_COLORS, TOKEN_LABELS, closed_figure, legend_below, subplots
+from .figure_layout import closed_figure, legend_below, phone_layout, subplots
+from .plots import TOKEN_COLORS, TOKEN_LABELS
 
 __all__ = ["encoder_dynamics", "encoder_loss_maps", "encoder_boundary"]
 
@@ -23,8 +24,11 @@ def encoder_dynamics(settings):
     :class:`~benign_attention.encoder.train.EncoderRun` and its data set per setting)."""
     if not isinstance(settings, dict) or not settings:
         raise ValueError("settings must be a non-empty dict {title: (run, ds)}")
-    fig, axes = subplots(len(settings), 4, width=2.4, height=1.75)
+    fig, axes = subplots(len(settings), 4, width=2.4, height=1.75, order="column", phone_height=1.8)
+    phone = phone_layout()
     for c, (title, (run, ds)) in enumerate(settings.items()):
+        if not phone:  # three titles side by side: the setting's numbers on a line of their own
+            title = title.replace(" (", "\n(", 1)
         x = run.steps
         for r, noisy in enumerate((False, True)):
             ax = axes[r, c]
@@ -32,23 +36,24 @@ def encoder_dynamics(settings):
             for g, name in enumerate(TOKEN_GROUPS):
                 ax.plot(x, att[:, g], color=TOKEN_COLORS[name], label=TOKEN_LABELS[name])
             ax.plot(x, att[:, 4], color="k", ls=":", label="[CLS] itself")
-            ax.set(ylim=(-0.03, 1.03), title=title if r == 0 else None)
+            ax.set(ylim=(-0.03, 1.03), title=title if r == 0 or phone else None)
         ax = axes[2, c]
         ax.plot(x, run.history["train_acc"], color=COLORS["train"], label="train (observed labels)")
         t = np.isfinite(run.history["test_acc"])
         ax.plot(x[t], run.history["test_acc"][t], color=COLORS["test"], label="test")
-        ax.set(ylim=(0.4, 1.03))
+        ax.set(ylim=(0.4, 1.03), title=title if phone else None)
         ax = axes[3, c]
         ax.plot(x, run.history["train_loss"], color="k")
         ax.plot(x[t], run.history["test_loss"][t], color=COLORS["test"])
-        ax.set(yscale="log", xlabel="SGD step")
+        ax.set(yscale="log", xlabel="SGD step", title=title if phone else None)
     for r, label in enumerate(("clean samples:\nattention", "noisy samples:\nattention", "accuracy", "loss")):
-        axes[r, 0].set_ylabel(label)
+        for ax in axes[r] if phone else axes[r, :1]:  # stacked: every panel says what it is
+            ax.set_ylabel(label)
     for ax in axes.flat:
-        ax.tick_params(labelsize=8)
-        ax.title.set_fontsize(8)
-        ax.yaxis.label.set_fontsize(8)
-        ax.xaxis.label.set_fontsize(8)
+        ax.tick_params(which="both", labelsize=8.5 if phone else 8)
+        ax.title.set_fontsize(9 if phone else 8)
+        ax.yaxis.label.set_fontsize(9 if phone else 8)
+        ax.xaxis.label.set_fontsize(9 if phone else 8)
     h, lab = axes[0, 0].get_legend_handles_labels()
     h2, lab2 = axes[2, 0].get_legend_handles_labels()
     legend_below(fig, h + h2, lab + lab2, ncol=4, fontsize=8)
@@ -101,7 +106,8 @@ def encoder_boundary(d_values, boundaries, threshold=0.1):
             if np.shape(b) != d_values.shape:
                 raise ValueError(f"boundaries[{label!r}] must have one value per d ({len(d_values)}), "
                                  f"got shape {np.shape(b)}")
-    fig, axes = subplots(len(panels), width=4.2 if len(panels) == 1 else 3.4, height=2.8, sharey=True)
+    fig, axes = subplots(len(panels), width=4.2 if len(panels) == 1 else 3.4, height=2.8, sharey=True,
+                         phone_height=2.8)
     for ax, panel, t in zip(axes[0], panels, thresholds):
         for (label, b), marker in zip(panel.items(), "os^vDP"):
             b = np.asarray(b, float)

@@ -6,7 +6,8 @@ Each explorer figure is a small class that lays its Figure out once and then cha
 data in place (``update``): the live explorers keep one per panel and re-render it on every slider
 move, the static twins render every frame from the same object, so frames share one layout and do
 not jitter. The figures are sized for the book's text column (``EXPLORER_WIDTH`` inches = 720 CSS px
-at ``display.CSS_DPI``) with text of at least 8 pt (11 CSS px). Legends sit in a row of their own
+at ``display.CSS_DPI``, shown 672 px wide in the column at 1280 px) with text of at least 8.5 pt
+(11 CSS px there). Legends sit in a row of their own
 below the panels, never over data. The ``explorer_*`` functions return one closed Figure. The
 shared style (token and regime colours, the half-planes of the head) comes from
 :mod:`benign_attention.plots`.
@@ -31,7 +32,7 @@ from .validation import ArgumentTypeError, check_array, check_grid_axis
 #: Width of every explorer figure in inches: the book's text column at display.CSS_DPI.
 EXPLORER_WIDTH = 7.2
 #: Font sizes (points) of the explorer figures.
-EXPLORER_FONTS = dict(tick=8.0, label=8.5, title=9.0, legend=8.0, suptitle=9.5, note=8.0)
+EXPLORER_FONTS = dict(tick=8.5, label=9.0, title=9.5, legend=8.5, suptitle=10.0, note=8.5)
 
 
 class _ExplorerFigure:

@@ -8,11 +8,11 @@ convention, explained there); the explorers' frames go through :func:`benign_att
 This module only draws: the numbers a figure shows come from :mod:`benign_attention.analysis`,
 :mod:`benign_attention.theory` or the runs themselves; the explorers' figures are in
 :mod:`benign_attention.explorer_figures`. Sections follow the chapters. Shared style (colours of
-token types and regimes) and the decorator that closes every figure live at the top.
+token types and regimes) lives at the top; the layout every figure shares (the widths of the book's
+column and of a phone, the decorator that closes every figure and draws its phone layout, panels
+and legends) in :mod:`benign_attention.figure_layout`.
 """
 from __future__ import annotations
-
-import functools
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +23,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 from . import analysis, theory
 from .data import token_noise
 from .display import COLORS
+from .figure_layout import MAX_WIDTH, closed_figure, legend_below, phone_layout, subplots  # noqa: F401
 from .metrics import TOKEN_GROUPS
 from .theory import REGIMES, classify_regime, evaluate_query, existence_accuracies, existence_query
 from .validation import check_grid_axis, check_map, check_map_panels, check_maps
@@ -35,46 +36,13 @@ TOKEN_LABELS = dict(zip(TOKEN_GROUPS, ("$x_1$ (relevant)", "$x_2$ (weak, true cl
 REGIME_COLORS = {r: COLORS[r] for r in ("not overfitting", "benign", "harmful")}
 
 
-#: Widest figure in inches: at ``display.CSS_DPI`` it fits the book's text column, so text of 7 pt or
-#: more stays at least ``display.MIN_TEXT_PX`` high on the page (``display.figure_problems`` checks).
-MAX_WIDTH = 7.2
 #: The regime colours as a colour map over the indices of ``theory.REGIMES`` (0, 1, 2).
 REGIME_CMAP = ListedColormap([REGIME_COLORS[r] for r in REGIMES])
-
-
-def closed_figure(draw):
-    """Decorator of every figure function: the display convention (see :mod:`benign_attention.display`).
-    The Figure it returns is closed in pyplot, so a notebook shows it once, as the cell's value, and
-    not a second time through the inline backend's automatic display."""
-    @functools.wraps(draw)
-    def closed(*args, **kwargs):
-        fig = draw(*args, **kwargs)
-        plt.close(fig)
-        return fig
-    return closed
 
 
 def regime_handles():
     """Legend handles of the three regimes, in the book's regime colours."""
     return [Patch(color=REGIME_COLORS[r], label=r) for r in REGIMES]
-
-
-def subplots(ncols=1, nrows=1, width=4.2, height=3.2, **kw):
-    """``plt.subplots`` with panels of ``width`` x ``height`` inches, shrunk to ``MAX_WIDTH`` (7.2 in)."""
-    shrink = min(1.0, MAX_WIDTH / (width * ncols))
-    return plt.subplots(nrows, ncols, figsize=(width * ncols * shrink, height * nrows * max(shrink, 0.75)),
-                        squeeze=False, constrained_layout=True, **kw)
-
-
-def legend_below(fig, handles=None, labels=None, ncol=4, fontsize=8, ax=None):
-    """One legend for the whole figure, below the panels (never over data). Without ``handles`` it
-    collects the labelled artists of ``ax`` (default: the first axes; a sequence: all of them)."""
-    if handles is None:
-        axes = ax if isinstance(ax, (list, tuple, np.ndarray)) else [ax or fig.axes[0]]
-        handles, labels = [sum(hl, []) for hl in zip(*(a.get_legend_handles_labels() for a in axes))]
-    kw = {} if labels is None else {"labels": labels}
-    return fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
-                      fontsize=fontsize, frameon=False, **kw)
 
 
 def band(ax, x, values, color, label=None):
@@ -285,7 +253,8 @@ def dynamics_grid(settings, max_step=1000):
 
     Shown in :ref:`sec-dyn-settings`.
     """
-    fig, axes = subplots(len(settings), 4, width=3.3, height=2.35)
+    fig, axes = subplots(len(settings), 4, width=3.3, height=2.35, order="column", phone_height=1.8)
+    rows = ("a clean sample:\nattention", "a noisy sample:\nattention", "accuracy", "test loss")
     for c, (title, (runs, datasets)) in enumerate(settings.items()):
         keep = runs[0].steps <= max_step
         x = runs[0].steps[keep]
@@ -306,9 +275,13 @@ def dynamics_grid(settings, max_step=1000):
     lims = np.array([ax.get_ylim() for ax in axes[3]])
     for ax in axes[3]:  # one test-loss scale for all settings, so that flat curves look flat
         ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
-    for r, label in enumerate(("a clean sample:\nattention", "a noisy sample:\nattention", "accuracy",
-                               "test loss")):
-        axes[r, 0].set_ylabel(label)
+    for r, label in enumerate(rows):
+        for ax in axes[r] if phone_layout() else axes[r, :1]:  # stacked: every panel says what it is
+            ax.set_ylabel(label)
+    if phone_layout():
+        for c, title in enumerate(settings):
+            for r in range(1, 4):
+                axes[r, c].set_title(title)
     legend_below(fig, ax=[axes[0, 0], axes[2, 0]], ncol=3)
     return fig
 
@@ -332,19 +305,21 @@ def long_run(runs, datasets, title="large signal", horizon=None):
                 lw=1, label="train, clean labels" if k == len(runs) - 1 else None)
     eta = datasets[0].config.get("eta", np.mean([ds.noisy.mean() for ds in datasets]))
     ax.axhline(1 - eta, color="0.6", lw=0.8, ls=":")
-    ax.set(title="(a) training accuracy", ylim=(0.7, 1.02))
+    ax.set_title("(a) training accuracy", fontsize=10)
+    ax.set(ylim=(0.7, 1.02))
     ax = axes[0, 1]
     vals = _runs_stack(runs, "attn_noisy")[:, 1:]
     for g, name in enumerate(TOKEN_GROUPS):
         band(ax, x, vals[..., g], TOKEN_COLORS[name], TOKEN_LABELS[name])
-    ax.set(title="(b) noisy samples' attention", ylim=(-0.03, 1.03))
+    ax.set_title("(b) noisy samples' attention", fontsize=10)
+    ax.set(ylim=(-0.03, 1.03))
     ax = axes[0, 2]
     band(ax, x, _runs_stack(runs, "test_acc")[:, 1:], COLORS["test"], "test accuracy")
     ax.set_ylabel("test accuracy", color=COLORS["test"])
     loss_ax = ax.twinx()  # accuracy and loss have their own labelled scales
     band(loss_ax, x, _runs_stack(runs, "test_loss")[:, 1:], COLORS["test_loss"], "test loss")
     loss_ax.set_ylabel("test loss", color=COLORS["test_loss"])
-    ax.set(title="(c) test set")
+    ax.set_title("(c) test set", fontsize=10)
     if horizon is not None:
         for ax in axes[0]:
             ax.axvline(horizon, color="0.3", ls=":", lw=1)
@@ -418,7 +393,7 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
 
     Shown in :ref:`sec-delay-runs`.
     """
-    fig, axes = subplots(1, 1, width=4.8)
+    fig, axes = subplots(1, 1, width=4.8, phone_height=3.3)
     ax = axes[0, 0]
     if window is not None:
         ax.axhspan(*window, color="0.9", lw=0, label="steps used for the fit")
@@ -428,8 +403,13 @@ def gap_times(levels, times, predicted, window=None, label="clean samples, $\\La
     last = np.exp(np.nanmean(np.log(times[:, -1])))
     ax.plot(levels, last * np.exp(levels - levels[-1]), ":", color="0.4", label="$\\propto e^{\\bar x}$")
     ax.set(yscale="log", xlabel="gap level $\\bar x$", ylabel="first step with gap $\\geq \\bar x$")
-    ax.legend(fontsize=8)
+    _corner_legend(fig, ax)
     return fig
+
+
+def _corner_legend(fig, ax):
+    """The legend in a free corner of ``ax``; below the panel in the phone layout (no free corner)."""
+    return legend_below(fig, ax=ax, ncol=1) if phone_layout() else ax.legend(fontsize=8)
 
 
 @closed_figure
@@ -598,7 +578,7 @@ def boundaries_in_time(x, curves_by_step, xlabel, ylabel, reference=None):
     if reference is not None:
         ax.plot(reference["x"], reference["y"], "k--", label=reference.get("label"))
     ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.legend(fontsize=8)
+    _corner_legend(fig, ax)
     return fig
 
 
@@ -617,7 +597,7 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
         ax.loglog(np.asarray(d)[ok], t[ok], "o-", label=name)
     ax.set(xlabel=xlabel, ylabel="seconds per GD step")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _corner_legend(fig, ax)
     return fig
 
 
@@ -653,7 +633,7 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
 def cost_growth(panels, ylabel="seconds per run"):
     """One log-log panel per knob: run time against the knob's value, with the fitted power law;
     ``panels`` maps an axis label to ``(values, seconds)`` (:ref:`sec-own-synthetic`)."""
-    fig, axes = subplots(len(panels), width=2.2 if len(panels) > 1 else 3.6, height=2.6, sharey=True)
+    fig, axes = subplots(len(panels), width=2.2 if len(panels) > 1 else 3.4, height=2.6, sharey=True)
     for ax, (label, (x, t)) in zip(axes[0], panels.items()):
         x, t = np.asarray(x, float), np.asarray(t, float)
         slope, icept = np.polyfit(np.log(x), np.log(t), 1)

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from html import escape
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from ..plots import legend_below
+from ..figure_layout import closed_figure, legend_below, phone_layout, subplots
 
 NAMES = {"trec": "TREC (MiniLM)", "mnist": "MNIST (small ViT)", "breast_cancer": "Breast cancer (tabular)"}
 
@@ -40,10 +39,12 @@ def table2_html(rows, datasets=("trec", "mnist", "breast_cancer"), names=None) -
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+@closed_figure
 def plot_noise_sweep(rows, datasets=("trec", "mnist", "breast_cancer")):
     """Test accuracy (top) and final training loss on the noisy labels (bottom) against η."""
     datasets = [d for d in datasets if any(r["dataset"] == d for r in rows)]
-    fig, axes = plt.subplots(2, len(datasets), figsize=(min(3.6 * len(datasets), 7.2), 5.4), squeeze=False, sharex=True)
+    fig, axes = subplots(len(datasets), 2, width=3.6, height=2.7, order="column",
+                         sharex=not phone_layout())  # stacked: every panel keeps its own η ticks
     for j, d in enumerate(datasets):
         rs = [r for r in rows if r["dataset"] == d]
         for k, n in enumerate(sorted({r["n"] for r in rs})):
@@ -56,20 +57,23 @@ def plot_noise_sweep(rows, datasets=("trec", "mnist", "breast_cancer")):
         axes[0, j].axhline(rs[0]["baseline"], color="k", ls="--", lw=1, label="baseline")
         axes[0, j].set_title(NAMES[d], fontsize=10)
         axes[1, j].set_xlabel("label noise η")
-    axes[0, 0].set_ylabel("test accuracy")
-    axes[1, 0].set_ylabel("final training loss\n(noisy labels)")
-    fig.set_layout_engine("constrained")
+    for ax in axes[0] if phone_layout() else axes[0, :1]:  # stacked: every panel says what it is
+        ax.set_ylabel("test accuracy")
+    for j, ax in enumerate(axes[1] if phone_layout() else axes[1, :1]):
+        ax.set_ylabel("final training loss\n(noisy labels)")
+        if phone_layout():
+            ax.set_title(NAMES[datasets[j]], fontsize=10)
     legend_below(fig, ax=axes[0, 0])
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 
+@closed_figure
 def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
     """Mean max [CLS] attention of the training samples over epochs, for each η (mean over seeds,
     band: min to max over seeds)."""
     cells = [c for c in cells if c["n"] == n]
     datasets = [d for d in datasets if any(c["dataset"] == d for c in cells)]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(min(3.6 * len(datasets), 7.2), 3.0), squeeze=False)
+    fig, axes = subplots(len(datasets), width=3.6, height=3.0)
     for j, d in enumerate(datasets):
         by_eta = defaultdict(list)
         for c in cells:
@@ -84,10 +88,9 @@ def plot_max_attention(cells, n, datasets=("trec", "mnist", "breast_cancer")):
                 axes[0, j].fill_between(ep, att.min(0), att.max(0), color=f"C{k}", alpha=0.15, lw=0)
         axes[0, j].set_title(f"{NAMES[d]}\nn = {n}", fontsize=10)
         axes[0, j].set_xlabel("epoch")
-    axes[0, 0].set_ylabel("mean max [CLS] attention")
-    fig.set_layout_engine("constrained")
+    for ax in axes[0] if phone_layout() else axes[0, :1]:
+        ax.set_ylabel("mean max [CLS] attention")
     legend_below(fig, ax=axes[0, 0])
-    plt.close(fig)  # the display convention: see benign_attention.display
     return fig
 
 

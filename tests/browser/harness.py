@@ -401,6 +401,36 @@ def check_image_aspect(report: PageReport) -> list[str]:
     return problems
 
 
+# Figure text: benign_attention.display draws every figure's text at >= 11 CSS px at its design
+# width (the PNG's width / PIXEL_RATIO, e.g. 672 px wide, or 358 px for its phone layout); shown
+# narrower, the text shrinks with the image. It must stay at least MIN_FIGURE_TEXT_PX.
+FIGURE_TEXT_PX, MIN_FIGURE_TEXT_PX, FIGURE_PIXEL_RATIO = 11.0, 9.0, 2
+
+
+def check_figure_text_scale(report: PageReport) -> list[str]:
+    """Every visible figure a chapter cell drew (a raster image in a cell output; static-twin frames
+    and widget images excluded) is shown at least MIN_FIGURE_TEXT_PX / FIGURE_TEXT_PX of its design
+    width (natural width / FIGURE_PIXEL_RATIO), so that its 11 px text is never drawn smaller than
+    9 px: at 390 px a wide figure needs its phone layout (a <picture> source), at 1280 px a figure
+    must not be wider than the column."""
+    if report.probe_error:
+        return _probe_failed(report)
+    problems = []
+    for img in _layout(report)["images"]:
+        if (img["svg"] or img["twin"] or not img.get("output") or not img["visible"] or not img["clientWidth"]
+                or not img["naturalWidth"]):
+            continue
+        design = img["naturalWidth"] / FIGURE_PIXEL_RATIO
+        text = FIGURE_TEXT_PX * min(1.0, img["clientWidth"] / design)
+        if text < MIN_FIGURE_TEXT_PX - 0.05:
+            problems.append(f"{_img_name(img)}: drawn {design:.0f} CSS px wide, shown {img['clientWidth']} px wide at "
+                            f"{report.width} px, so its {FIGURE_TEXT_PX:g} px text shows at {text:.1f} px "
+                            f"(needs {MIN_FIGURE_TEXT_PX:g}; "
+                            + ("its <picture> has no phone source for this width)" if img.get("picture")
+                               else "no phone layout: show() publishes one for a figure with fig.phone_variant)"))
+    return problems
+
+
 def check_math_layout(report: PageReport) -> list[str]:
     """Math is never cut off, never spills out of its box, never scrolls out of sight without a
     visible scrollbar, and no equation number covers its equation; the page never scrolls sideways."""

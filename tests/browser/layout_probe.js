@@ -3,7 +3,7 @@
 //   figures        every <figure> in the article: its id, caption, images, any "<Figure size" text
 //   captions       number of figure captions (figcaption) in the article
 //   images         every <img> in the article (static-twin frames included) with natural and
-//                  rendered sizes
+//                  rendered sizes (natural: of the source a <picture> chose at this width)
 //   figureReprText where the text "<Figure size" (matplotlib's repr, i.e. a figure that was
 //                  printed instead of shown) occurs anywhere in the page
 //   math           display and inline math whose rendered content is cut off, spills out of its
@@ -44,6 +44,9 @@
       clientHeight: img.clientHeight,
       visible: visible(img),
       twin: !!img.closest("div.ba-twin"),
+      // a figure a chapter cell drew (show(): a PNG or a <picture> in a cell output), not a widget's
+      output: !!img.closest(".cell_output") && !img.closest(".jupyter-widgets, .widget-subarea"),
+      picture: !!img.closest("picture"),
       where: where(img),
     };
   };

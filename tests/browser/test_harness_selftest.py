@@ -159,3 +159,29 @@ def test_bad_page_fails_each_check_for_the_right_reason(reports):
     assert any(p.startswith("link:") and "m \\le nT" in p for p in tex), tex
     assert any(p.startswith("cell output:") and "$X(Wp)$" in p for p in tex), tex
     assert bad.save_screenshot(harness.ROOT / "artifacts" / "browser-selftest").exists()
+
+
+# A figure published by display.show with its phone layout (a <picture>), and one without: the
+# wide one alone is drawn 672 px wide, so a 390 px phone shrinks its 11 px text to about 6 px.
+SCALE = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Scale</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body {{ margin: 0 16px; }} article {{ max-width: 672px; }} figure {{ margin: 0; }} img {{ max-width: 100%; height: auto; }}</style>
+</head><body><article class="bd-article">
+<figure id="fig-both"><div class="cell_output"><picture class="ba-figure">
+<source media="(max-width: 600px)" srcset="{_png(684, 1000)}" width="342" height="500">
+<img src="{_png(1344, 600)}" alt="two panels" width="672" height="300" style="max-width:100%;height:auto">
+</picture></div><figcaption>With a phone layout.</figcaption></figure>
+<figure id="fig-wide-only"><div class="cell_output"><img src="{_png(1344, 600)}" alt="wide" style="width: 672px">
+</div><figcaption>Without.</figcaption></figure>
+</article></body></html>"""
+
+
+def test_figure_text_scale_check(browser, tmp_path):
+    (tmp_path / "scale.html").write_text(SCALE)
+    with harness.serve(tmp_path) as origin:
+        wide, phone = (harness.load_page(browser, origin, tmp_path, "scale.html", width=w) for w in harness.WIDTHS)
+    assert harness.check_figure_text_scale(wide) == [], harness.check_figure_text_scale(wide)
+    both = [i for i in phone.layout["images"] if i["picture"]]
+    assert len(both) == 1 and both[0]["naturalWidth"] == 684 and both[0]["clientWidth"] == 342, both
+    problems = harness.check_figure_text_scale(phone)
+    assert len(problems) == 1 and "no phone layout" in problems[0] and "text shows at 5.9 px" in problems[0], problems

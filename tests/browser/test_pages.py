@@ -110,6 +110,14 @@ def test_images_keep_their_aspect_ratio(page_report, name, width):
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", PAGES)
+def test_figure_text_stays_legible(page_report, name, width):
+    """Every visible figure is shown large enough that its 11 px text stays at least 9 px: on a
+    390 px phone a wide figure shows its phone layout, at 1280 px no figure outgrows the column."""
+    _check(page_report, name, harness.check_figure_text_scale, "figure text shrunk below 9 px", width)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", PAGES)
 def test_math_is_never_clipped(page_report, name, width):
     """Display and inline math fit their box or scroll with a visible scrollbar; equation numbers
     do not cover equations; the page does not scroll sideways. At a laptop and a phone width."""
