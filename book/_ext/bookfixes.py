@@ -36,11 +36,15 @@
    release tag ``v<version>`` that the chapters' install cell also uses, so the notebook and the
    package it installs are the same release. Only that link changes (a late ``html-page-context``
    handler, after the theme's at 501); pages without a Colab notebook keep the theme's link.
+9. Figures that :func:`benign_attention.display.show` publishes as a ``<picture>`` (a wide and a
+   phone PNG as data URLs) are written out as image files once the build has finished
+   (:func:`_figures_to_files`).
 """
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import sys
 from functools import cache
@@ -138,8 +142,52 @@ def pin_colab_launch_link(app, pagename, templatename, context, doctree):
                 button["url"] = _colab_script().colab_url(name)
 
 
+_FIGURE = re.compile(r'<picture class="ba-figure">.*?</picture>', re.S)
+_DATA_URL = re.compile(r'data:image/png;base64,([A-Za-z0-9+/=]+)')
+
+
+def _figures_to_files(app, exception):
+    """9. :func:`benign_attention.display.show` publishes a figure with a phone layout as a
+    ``<picture>`` holding two PNGs as data URLs (a notebook output must be self-contained). In the
+    built pages, write each PNG once into ``_images/`` (named by its content) and point the picture
+    at the file, lazily loaded: a chapter's HTML then weighs kilobytes, not megabytes, and a phone
+    downloads only the images it shows."""
+    if exception is not None or app.builder.format != "html":
+        return
+    import base64
+    import hashlib
+
+    out = Path(app.outdir)
+    images = out / "_images"
+    images.mkdir(exist_ok=True)
+    for page in out.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        if 'class="ba-figure"' not in text:
+            continue
+        rel = os.path.relpath(images, page.parent).replace(os.sep, "/")
+
+        def to_file(match):
+            data = base64.b64decode(match.group(1))
+            name = f"ba-{hashlib.sha1(data).hexdigest()[:20]}.png"
+            target = images / name
+            if not target.exists():
+                tmp = target.with_suffix(".tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+            return f"{rel}/{name}"
+
+        def picture(match):
+            html = _DATA_URL.sub(to_file, match.group(0))
+            return html.replace("<img ", '<img loading="lazy" decoding="async" ', 1)
+
+        new = _FIGURE.sub(picture, text)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+
+
 def setup(app):
     app.add_role("eval", GluedEval(), override=True)
+    app.connect("build-finished", _figures_to_files)
     app.set_html_assets_policy("always")
     app.connect("config-inited", _add_static_path)
     for css in CSS_FILES:
