@@ -137,7 +137,7 @@ def show(fig, alt=None, phone=None):
         A figure, e.g. one returned by a function of :mod:`benign_attention.plots`.
     alt : str, optional
         Text alternative of the image.
-    phone : matplotlib.figure.Figure or False, optional
+    phone : matplotlib.figure.Figure or bool, optional
         The phone layout of ``fig`` (default: ``fig.phone_variant()`` if ``fig`` has one); False:
         publish the wide PNG alone.
 

@@ -75,7 +75,7 @@ def seed_cells(folder, cells, seeds):
 
     Parameters
     ----------
-    folder : path
+    folder : str or pathlib.Path
         The grid's folder (:func:`~benign_attention.encoder.grid.load_grid`).
     cells : list of (int, float)
         The cells ``(d, ||mu||)``.
@@ -103,9 +103,9 @@ def grid_crossings(folder, d_values, thresholds, seeds):
 
     Parameters
     ----------
-    folder : path
+    folder : str or pathlib.Path
         The grid's folder.
-    d_values : array of int
+    d_values : sequence of int
         The rows to report (NaN where a seed has no row).
     thresholds : tuple of float
         Test-loss levels.
@@ -144,7 +144,7 @@ def boundary_summary(d_values, crossing, low=0.41, high=0.1, seeds=(0, 1, 2)):
 
     Parameters
     ----------
-    d_values : array of int
+    d_values : sequence of int
         The grid's ``d`` (must include 2000, 2500, 3000, 4000 and 5000, and values after 4000).
     crossing : dict
         ``{(threshold, seed): array}`` from :func:`grid_crossings`.
