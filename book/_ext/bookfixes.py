@@ -150,8 +150,9 @@ def _figures_to_files(app, exception):
     """9. :func:`benign_attention.display.show` publishes a figure with a phone layout as a
     ``<picture>`` holding two PNGs as data URLs (a notebook output must be self-contained). In the
     built pages, write each PNG once into ``_images/`` (named by its content) and point the picture
-    at the file, lazily loaded: a chapter's HTML then weighs kilobytes, not megabytes, and a phone
-    downloads only the images it shows."""
+    at the file: a chapter's HTML then weighs kilobytes, not megabytes, and a phone downloads only
+    the images it shows (the ``<picture>`` picks one). Not ``loading="lazy"``: a full-page capture
+    (and a reader who jumps to a section) met blank figures on a phone."""
     if exception is not None or app.builder.format != "html":
         return
     import base64
@@ -178,7 +179,7 @@ def _figures_to_files(app, exception):
 
         def picture(match):
             html = _DATA_URL.sub(to_file, match.group(0))
-            return html.replace("<img ", '<img loading="lazy" decoding="async" ', 1)
+            return html.replace("<img ", '<img decoding="async" ', 1)
 
         new = _FIGURE.sub(picture, text)
         if new != text:
