@@ -55,19 +55,20 @@ def test_redirect_stubs_point_at_existing_pages():
 
 def test_figures_are_image_files_not_inline_data():
     """Every figure published as a ``<picture>`` (wide and phone PNG) points at files in ``_images``
-    after the build (book/_ext/bookfixes.py), not lazily loaded (full-page captures at 390 px showed
-    blank figures); inline data URLs made each chapter weigh megabytes."""
+    after the build (book/_ext/bookfixes.py), neither lazily loaded nor decoded asynchronously (with
+    either, full-page captures at 390 px showed blank figures); inline data URLs made each chapter
+    weigh megabytes."""
     inline, missing, pictures = [], [], 0
     for page in HTML.rglob("*.html"):
         for pic in re.findall(r'<picture class="ba-figure">.*?</picture>', page.read_text(encoding="utf-8"), re.S):
             pictures += 1
-            if "data:image" in pic or 'loading="lazy"' in pic:
+            if "data:image" in pic or "loading=" in pic or "decoding=" in pic:
                 inline.append(str(page.relative_to(HTML)))
             for src in re.findall(r'(?:src|srcset)="([^"]+)"', pic):
                 if not (page.parent / src).exists():
                     missing.append(f"{page.relative_to(HTML)}: {src}")
     assert pictures > 20, f"only {pictures} figures with a phone layout in the book"
-    assert not inline, f"pictures with inline data or lazy loading: {sorted(set(inline))[:5]}"
+    assert not inline, f"pictures with inline data or deferred loading: {sorted(set(inline))[:5]}"
     assert not missing, f"pictures pointing at missing files: {missing[:5]}"
 
 
