@@ -283,3 +283,12 @@ def test_static_twins_are_named_captioned_figures_with_alt_text(md: Path):
 def test_the_book_shows_its_static_twins_as_figures():
     shown = [md.name for md in CHAPTERS for _, shows, _ in _twin_cells(md) if shows]
     assert len(shown) >= 5, f"expected the five static twins of chapters 4, 6 and 9, found {shown}"
+
+
+@pytest.mark.parametrize("md", sorted(BOOK.glob("*.md")), ids=lambda p: p.name)
+def test_table_cells_write_norms_with_lvert(md: Path):
+    r"""Inside a Markdown table, ``\|`` is the escaped column bar, so ``$\|\mu\|$`` renders as
+    :math:`|\mu|` (single bars), not the norm the prose writes: tables use ``\lVert\mu\rVert``."""
+    bad = [(i, line[:80]) for i, line in enumerate(md.read_text(encoding="utf-8").splitlines(), 1)
+           if line.startswith("|") and any("\\|" in m for m in re.findall(r"\$[^$]+\$", line))]
+    assert not bad, f"{md.name}: \\| inside maths in a table row (write \\lVert ... \\rVert): {bad}"
