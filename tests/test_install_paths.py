@@ -239,7 +239,8 @@ def _outputs(nb: dict, kind: str) -> list:
 def _check_executed(nb: dict, name: str):
     """Every figure came out as a PNG (a cell output, or the image of a displayed widget: the
     playground draws only into widgets) and no figure leaked out as text. A page that draws
-    nothing (the appendices A1 and A2 have tables and code only) needs no PNG."""
+    nothing (the appendices A1 and A2 have tables and code only) needs no PNG. Colab's
+    copies print glued numbers with display(Markdown(...)), which draws nothing."""
     pngs = _outputs(nb, "image/png")
     if not pngs and _outputs(nb, "application/vnd.jupyter.widget-view+json"):
         state = nb.get("metadata", {}).get("widgets", {}).get(
@@ -248,8 +249,9 @@ def _check_executed(nb: dict, name: str):
                 and m["state"].get("format") == "png"
                 and any(b["path"] == ["value"] and b["data"].startswith("iVBORw0KGgo")  # base64 of PNG's magic
                         for b in m.get("buffers", []))]
-    draws = any(c.get("cell_type") == "code" and re.search(r"\b(show|display|phase_explorer|regime_explorer|"
-                                                          r"selection_explorer)\(", "".join(c["source"]))
+    draws = any(c.get("cell_type") == "code" and re.search(r"\b(show|phase_explorer|regime_explorer|"
+                                                          r"selection_explorer)\(|\bdisplay\((?!Markdown\()",
+                                                          "".join(c["source"]))
                 for c in nb.get("cells", []))
     assert pngs or not draws, f"{name}: no image/png output, in a cell or in a displayed widget"
     leaked = [o["data"]["text/plain"] for o in _outputs(nb, "text/plain")
