@@ -7,7 +7,9 @@ data in place (``update``): the live explorers keep one per panel and re-render 
 move, the static twins render every frame from the same object, so frames share one layout and do
 not jitter. The figures are sized for the book's text column (``EXPLORER_WIDTH`` inches = 720 CSS px
 at ``display.CSS_DPI``, shown 672 px wide in the column at 1280 px) with text of at least 8.5 pt
-(11 CSS px there). Legends sit in a row of their own
+(11 CSS px there). Each also has a phone layout (``layout="phone"``): its panels stacked one per
+row, ``figure_layout.PHONE_WIDTH`` wide (the column at 390 px), in the same fonts, so that a static
+twin carries a second set of frames for phones. Legends sit in a row of their own
 below the panels, never over data. The ``explorer_*`` functions return one closed Figure. The
 shared style (token and regime colours, the half-planes of the head) comes from
 :mod:`benign_attention.plots`.
@@ -22,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FormatStrFormatter, NullLocator
 
-from .display import COLORS
+from .display import COLORS, CSS_DPI, PHONE_COLUMN_CSS_PX
 from .metrics import TOKEN_GROUPS
 from .plots import (REGIME_CMAP, REGIME_COLORS, TOKEN_COLORS, TOKEN_LABELS, accuracy_loss_panels, cell_edges,
                     half_planes, regime_handles)
@@ -31,16 +33,25 @@ from .validation import ArgumentTypeError, check_array, check_grid_axis
 
 #: Width of every explorer figure in inches: the book's text column at display.CSS_DPI.
 EXPLORER_WIDTH = 7.2
-#: Font sizes (points) of the explorer figures.
+#: Width in inches of the explorer figures' phone layout: the text column at a 390 px window.
+EXPLORER_PHONE_WIDTH = PHONE_COLUMN_CSS_PX / CSS_DPI
+#: Font sizes (points) of the explorer figures (both layouts: >= 8.5 pt is >= 11 CSS px in either).
 EXPLORER_FONTS = dict(tick=8.5, label=9.0, title=9.5, legend=8.5, suptitle=10.0, note=8.5)
+_LAYOUTS = ("wide", "phone")
 
 
 class _ExplorerFigure:
     """A Figure (not registered with pyplot, so no backend ever shows it on its own) with an Agg
-    canvas. The first render lays it out (constrained layout); the layout is then frozen."""
+    canvas. The first render lays it out (constrained layout); the layout is then frozen.
+    ``layout``: "wide" (:data:`EXPLORER_WIDTH`, panels side by side) or "phone"
+    (:data:`EXPLORER_PHONE_WIDTH`, panels stacked; the subclass lays out its grid by ``self.phone``)."""
 
-    def __init__(self, height, nrows, ncols, height_ratios=None, width_ratios=None):
-        self.fig = Figure(figsize=(EXPLORER_WIDTH, height), layout="constrained")
+    def __init__(self, height, nrows, ncols, height_ratios=None, width_ratios=None, layout="wide"):
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+        self.layout, self.phone = layout, layout == "phone"
+        width = EXPLORER_PHONE_WIDTH if self.phone else EXPLORER_WIDTH
+        self.fig = Figure(figsize=(width, height), layout="constrained")
         FigureCanvasAgg(self.fig)
         self.grid = self.fig.add_gridspec(nrows, ncols, height_ratios=height_ratios, width_ratios=width_ratios)
         self._frozen = False
@@ -68,6 +79,15 @@ class _ExplorerFigure:
         return self.fig
 
 
+def _two_lines(text, sep=", "):
+    """``text`` broken at the ``sep`` nearest its middle (unchanged if it has none)."""
+    parts = text.split(sep)
+    if len(parts) < 2:
+        return text
+    k = min(range(1, len(parts)), key=lambda j: abs(len(sep.join(parts[:j])) - len(sep.join(parts[j:]))))
+    return sep.join(parts[:k]) + sep.rstrip() + "\n" + sep.join(parts[k:])
+
+
 def _label(ax, xlabel=None, ylabel=None, title=None):
     fs = EXPLORER_FONTS
     if xlabel is not None:
@@ -86,11 +106,19 @@ class RegimeFigure(_ExplorerFigure):
     :class:`~benign_attention.engines.Run` history or one cell of a
     :class:`~benign_attention.sweeps.GridResult`). (a) accuracy, (b) loss, (c) mean attention by token
     type on clean (solid) and noisy (dashed) training samples. ``regime`` (a name of
-    ``theory.REGIMES``) colours the title."""
+    ``theory.REGIMES``) colours the title. ``layout="phone"``: (a), (b), their legend, (c), its
+    legend, one per row, and the title on two lines."""
 
-    def __init__(self):
-        super().__init__(3.15, 2, 3, height_ratios=(1.0, 0.3))
-        acc, loss, att = (self._axes(self.grid[0, k]) for k in range(3))
+    def __init__(self, layout="wide"):
+        if layout == "phone":
+            super().__init__(7.4, 5, 1, height_ratios=(1.0, 1.0, 0.32, 1.0, 0.42), layout=layout)
+            spots = dict(acc=self.grid[0, 0], loss=self.grid[1, 0], att=self.grid[3, 0],
+                         legend=self.grid[2, 0], token_legend=self.grid[4, 0])
+        else:
+            super().__init__(3.15, 2, 3, height_ratios=(1.0, 0.3), layout=layout)
+            spots = dict(acc=self.grid[0, 0], loss=self.grid[0, 1], att=self.grid[0, 2],
+                         legend=self.grid[1, 0:2], token_legend=self.grid[1, 2])
+        acc, loss, att = (self._axes(spots[k]) for k in ("acc", "loss", "att"))
         zero = np.zeros(2)
         accuracy_loss_panels(acc, loss, zero, dict(train_acc=zero, train_clean_acc=zero, test_acc=zero,
                                                    train_loss=zero, test_loss=zero))
@@ -109,11 +137,12 @@ class RegimeFigure(_ExplorerFigure):
         for ax, title, ylabel in ((acc, "(a) accuracy", "accuracy"), (loss, "(b) loss", "mean logistic loss"),
                                   (att, "(c) attention", "mean attention")):
             _label(ax, "gradient step", ylabel, title)
-        self._legend_row(self.grid[1, 0:2], handles, ncol=2)
+        self._legend_row(spots["legend"], handles, ncol=2,
+                         **(dict(handlelength=1.6, columnspacing=0.8) if self.phone else {}))
         token_handles = [Line2D([], [], color=TOKEN_COLORS[g], label=TOKEN_LABELS[g]) for g in TOKEN_GROUPS]
         token_handles += [Line2D([], [], color="k", label="clean samples"),
                           Line2D([], [], color="k", ls="--", label="noisy samples")]
-        self._legend_row(self.grid[1, 2], token_handles, ncol=2, handlelength=1.6, columnspacing=0.8)
+        self._legend_row(spots["token_legend"], token_handles, ncol=2, handlelength=1.6, columnspacing=0.8)
         self.axes = (acc, loss, att)
         self.title = self.fig.suptitle("", fontsize=EXPLORER_FONTS["suptitle"])
 
@@ -134,14 +163,18 @@ class RegimeFigure(_ExplorerFigure):
         hi = float(np.nanmax([np.nanmax(hist["train_loss"]), np.nanmax(hist["test_loss"])]))
         pad = max(0.02 * (hi - lo), 1e-3)
         loss.set_ylim(lo - pad, hi + pad)
-        self.title.set_text(" | ".join(x for x in (title, regime and f"regime: {regime}") if x))
+        if self.phone and title:  # the knobs on two balanced lines, the regime on a third
+            title = _two_lines(title)
+        self.title.set_text(("\n" if self.phone else " | ").join(
+            x for x in (title, regime and f"regime: {regime}") if x))
         self.title.set_color(REGIME_COLORS.get(regime, "k"))
         return self.freeze()
 
 
-def explorer_regime(steps, hist, regime=None, title=None):
-    """:ref:`sec-playground-regime`, regime explorer: one closed Figure (see :class:`RegimeFigure`)."""
-    return RegimeFigure().update(steps, hist, regime, title)
+def explorer_regime(steps, hist, regime=None, title=None, layout="wide"):
+    """:ref:`sec-playground-regime`, regime explorer: one closed Figure (see :class:`RegimeFigure`;
+    ``layout``: "wide" or "phone")."""
+    return RegimeFigure(layout).update(steps, hist, regime, title)
 
 
 #: Sequence kinds of the token-selection movie: (observed label, noisy?) -> colour, marker, size, label.
@@ -167,13 +200,19 @@ class SelectionFigure(_ExplorerFigure):
     of that type (:math:`x_1` at distance one along its class, :math:`x_3` at :math:`\rho` along the other
     class, noise at the origin). (a) training sequences (colour: observed label; crosses: flipped labels, with their path
     so far), (b) a zoom on the weak-token corner of (a), (c) test sequences (colour: clean label).
-    ``update()`` takes a frame dict of ``widgets.selection_frames``."""
+    ``update()`` takes a frame dict of ``widgets.selection_frames``. ``layout="phone"``: (a), (b),
+    (c) one per row, then the legend in two columns."""
 
-    def __init__(self, rho, lim=(-0.2, 1.2), zoom=None):
-        super().__init__(3.55, 2, 3, height_ratios=(1.0, 0.24))
+    def __init__(self, rho, lim=(-0.2, 1.2), zoom=None, layout="wide"):
+        if layout == "phone":
+            super().__init__(9.4, 5, 1, height_ratios=(1.0, 1.0, 1.0, 0.2, 0.24), layout=layout)
+            spots = [self.grid[k, 0] for k in range(3)]
+        else:
+            super().__init__(3.55, 2, 3, height_ratios=(1.0, 0.24), layout=layout)
+            spots = [self.grid[0, k] for k in range(3)]
         self.rho = float(rho)
         zoom = (-0.12, max(0.3, self.rho + 0.16)) if zoom is None else zoom  # x_3 +- 3 noise sd (1/||mu||)
-        axes = [self._axes(self.grid[0, k]) for k in range(3)]
+        axes = [self._axes(spot) for spot in spots]
         self.axes = axes
         self.scatter, self.trails = {}, {}
         for k, (ax, limits) in enumerate(zip(axes, (lim, zoom, lim))):
@@ -188,14 +227,18 @@ class SelectionFigure(_ExplorerFigure):
                 self.scatter[k, kind] = ax.scatter(np.empty(0), np.empty(0), marker=marker, s=size * (1.3 if k == 1 else 1),
                                                    color=color, edgecolor="k", lw=0.35, alpha=0.8, zorder=4)
             _label(ax, r"$\langle \hat x, \mu_{-1}\rangle/\|\mu\|^2$",
-                   r"$\langle \hat x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 else None)
+                   r"$\langle \hat x, \mu_{+1}\rangle/\|\mu\|^2$" if k == 0 or self.phone else None)
         axes[0].add_patch(Rectangle((zoom[0], zoom[0]), zoom[1] - zoom[0], zoom[1] - zoom[0], fill=False,
                                     ec="0.3", lw=0.8, ls=":", zorder=5))
         handles = [Line2D([], [], ls="", marker=m, ms=np.sqrt(s), color=c, mec="k", mew=0.35, label=lab)
                    for (c, m, s, lab) in _SEQ_STYLE.values()]
         handles += [Line2D([], [], ls="", marker=m, ms=np.sqrt(s) * 0.8, mfc="none", mec="0.2", label=lab)
                     for m, s, lab in _LANDMARK_STYLE.values()]
-        self._legend_row(self.grid[1, :], handles, ncol=4, handlelength=1.2)
+        if self.phone:  # the sequences in two columns, the landmarks (long labels) in one
+            self._legend_row(self.grid[3, 0], handles[:4], ncol=2, handlelength=1.2, columnspacing=0.8)
+            self._legend_row(self.grid[4, 0], handles[4:], ncol=1, handlelength=1.2)
+        else:
+            self._legend_row(self.grid[1, :], handles, ncol=4, handlelength=1.2)
         self.titles = [ax.set_title("", fontsize=EXPLORER_FONTS["title"]) for ax in axes]
         self.title = self.fig.suptitle("", fontsize=EXPLORER_FONTS["suptitle"])
 
@@ -235,9 +278,10 @@ class SelectionFigure(_ExplorerFigure):
         return self.freeze()
 
 
-def explorer_selection(frame, title=None):
-    """:ref:`sec-playground-movie`, token-selection movie: one closed Figure (see :class:`SelectionFigure`)."""
-    return SelectionFigure(frame["knobs"]["rho"]).update(frame, title)
+def explorer_selection(frame, title=None, layout="wide"):
+    """:ref:`sec-playground-movie`, token-selection movie: one closed Figure (see :class:`SelectionFigure`;
+    ``layout``: "wide" or "phone")."""
+    return SelectionFigure(frame["knobs"]["rho"], layout=layout).update(frame, title)
 
 
 class PhaseFigure(_ExplorerFigure):
@@ -245,25 +289,33 @@ class PhaseFigure(_ExplorerFigure):
 
     (a) the regime of each cell (indices into ``theory.REGIMES``; legend below); (b) a per-cell value
     named ``panel`` (e.g. "test loss") on the fixed colour scale ``vlim``. Axes are logarithmic
-    when a grid spans more than a factor 25 (geometric cell edges), else linear."""
+    when a grid spans more than a factor 25 (geometric cell edges), else linear. ``layout="phone"``:
+    (a), its legend, then (b), one per row."""
 
-    def __init__(self, d_values, mu_values, panel="test loss", vlim=(0.5, 1.0)):
+    def __init__(self, d_values, mu_values, panel="test loss", vlim=(0.5, 1.0), layout="wide"):
         x, y = check_grid_axis("d_values", d_values, log=True), check_grid_axis("mu_values", mu_values, log=True)
         vlim = check_array("vlim", vlim, shape=(2,))
         if not vlim[0] < vlim[1]:
             raise ValueError(f"vlim must be (low, high) with low < high, got {tuple(vlim)}")
         if not isinstance(panel, str):
             raise ArgumentTypeError(f"panel must be a string (the name of the values shown), got {type(panel).__name__}")
-        super().__init__(3.3, 2, 2, height_ratios=(1.0, 0.12))
+        if layout == "phone":
+            super().__init__(6.2, 3, 1, height_ratios=(1.0, 0.1, 1.2), layout=layout)
+            spots = dict(regime=self.grid[0, 0], value=self.grid[2, 0], legend=self.grid[1, 0])
+        else:
+            super().__init__(3.3, 2, 2, height_ratios=(1.0, 0.12), layout=layout)
+            spots = dict(regime=self.grid[0, 0], value=self.grid[0, 1], legend=self.grid[1, 0])
         xlog, ylog = bool(x.max() > 25 * x.min()), bool(y.max() > 25 * y.min())
         ex, ey = cell_edges(x, xlog), cell_edges(y, ylog)
         self.shape = (len(x), len(y))
         blank = np.zeros((len(y), len(x)))
-        reg_ax, val_ax = self._axes(self.grid[0, 0]), self._axes(self.grid[0, 1])
+        reg_ax, val_ax = self._axes(spots["regime"]), self._axes(spots["value"])
         self.regime_mesh = reg_ax.pcolormesh(ex, ey, blank, cmap=REGIME_CMAP, vmin=-0.5, vmax=len(REGIMES) - 0.5,
                                              shading="flat")
         self.value_mesh = val_ax.pcolormesh(ex, ey, blank, cmap="viridis", vmin=vlim[0], vmax=vlim[1], shading="flat")
-        cbar = self.fig.colorbar(self.value_mesh, ax=val_ax)
+        # on a phone the colour bar goes below its panel, so that both maps get the full width
+        cbar = self.fig.colorbar(self.value_mesh, ax=val_ax, orientation="horizontal" if self.phone else "vertical",
+                                 **(dict(aspect=30, pad=0.02) if self.phone else {}))
         cbar.ax.tick_params(labelsize=EXPLORER_FONTS["tick"])
         cbar.set_label(panel, fontsize=EXPLORER_FONTS["label"])
         for ax, title in ((reg_ax, "(a) regime"), (val_ax, f"(b) clean {panel}")):
@@ -273,8 +325,8 @@ class PhaseFigure(_ExplorerFigure):
                     set_scale("log")
                     axis.set_ticks(values, [f"{v:g}" for v in values])
                     axis.set_minor_locator(NullLocator())
-            _label(ax, "dimension $d$", r"signal norm $\|\mu\|$" if ax is reg_ax else None, title)
-        self._legend_row(self.grid[1, 0], regime_handles(), ncol=3,
+            _label(ax, "dimension $d$", r"signal norm $\|\mu\|$" if ax is reg_ax or self.phone else None, title)
+        self._legend_row(spots["legend"], regime_handles(), ncol=3,
                          handlelength=1.2, columnspacing=0.9)
         self.axes = (reg_ax, val_ax)
         self.title = self.fig.suptitle("", fontsize=EXPLORER_FONTS["suptitle"])
@@ -290,6 +342,8 @@ class PhaseFigure(_ExplorerFigure):
         return self.freeze()
 
 
-def explorer_phase(d_values, mu_values, regime, values, title=None, panel="test loss", vlim=(0.5, 1.0)):
-    """:ref:`sec-playground-phase`, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`)."""
-    return PhaseFigure(d_values, mu_values, panel, vlim).update(regime, values, title)
+def explorer_phase(d_values, mu_values, regime, values, title=None, panel="test loss", vlim=(0.5, 1.0),
+                   layout="wide"):
+    """:ref:`sec-playground-phase`, phase-diagram explorer: one closed Figure (see :class:`PhaseFigure`;
+    ``layout``: "wide" or "phone")."""
+    return PhaseFigure(d_values, mu_values, panel, vlim, layout=layout).update(regime, values, title)

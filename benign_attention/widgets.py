@@ -6,6 +6,10 @@ r"""Interactive explorers (:ref:`sec-playground-regime` and the next sections): 
   values, shipped as a self-contained HTML/JS slider (:class:`StaticTwin`: base64 PNGs in a
   JavaScript array, an inline script wiring an ``<input type=range>``), which works in the published
   HTML book with no kernel and no widget manager, and with the keyboard (also inside JupyterLab).
+  Each frame is drawn twice, in the figure's wide layout and in its phone layout (panels stacked,
+  the column at 390 px), and a ``<picture>`` shows the phone one in a narrow window
+  (:data:`~benign_attention.display.PHONE_MEDIA`), as :func:`~benign_attention.display.show` does
+  for figures.
 
 The three explorers:
 
@@ -48,7 +52,7 @@ import numpy as np
 
 from . import explorer_figures, plots, theory
 from .data import check_int, check_number, make_dataset, validate_config
-from .display import CSS_DPI, PIXEL_RATIO, png
+from .display import CSS_DPI, PHONE_MEDIA, PIXEL_RATIO, png
 from .engines import train
 from .sweeps import run_grid, train_cell
 from .validation import ArgumentTypeError, check_choice
@@ -156,22 +160,25 @@ _TWIN_TEMPLATE = """<div class="ba-twin" id="{uid}" style="max-width:100%;margin
 <input type="range" class="ba-twin-slider" id="{uid}-slider" min="0" max="{last}" step="1" value="{start}" tabindex="0" style="flex:1 1 16em;max-width:28em" aria-label="{name}" aria-valuetext="{label}">
 <span class="ba-twin-label" id="{uid}-label" aria-live="polite" style="font-family:monospace">{label}</span>
 </div>
-<img class="ba-twin-image" id="{uid}-image" alt="{alt}" width="{width}" height="{height}" style="display:block;width:{width}px;max-width:100%;height:auto" src="data:image/png;base64,{src}">
+{picture_open}<img class="ba-twin-image" id="{uid}-image" alt="{alt}" width="{width}" height="{height}" style="display:block;width:{width}px;max-width:100%;height:auto" src="{src}">{picture_close}
 </div>
 <script>
 (function () {{
   var frames = {frames};
+  var phones = {phones};
   var labels = {labels};
   var root = document.getElementById("{uid}");
   if (!root) return;
   var slider = root.querySelector(".ba-twin-slider");
   var image = root.querySelector(".ba-twin-image");
+  var source = root.querySelector(".ba-twin-source");
   var label = root.querySelector(".ba-twin-label");
   var last = frames.length - 1;
   function index() {{ return Math.max(0, Math.min(last, parseInt(slider.value, 10) || 0)); }}
   function show() {{
     var i = index();
-    image.src = "data:image/png;base64," + frames[i];
+    if (source && phones) source.srcset = phones[i];
+    image.src = frames[i];
     label.textContent = labels[i];
     slider.setAttribute("aria-valuetext", labels[i]);
   }}
@@ -206,44 +213,70 @@ class StaticTwin:
     ``frames`` PNGs, each either bytes or ``(bytes, (css_width, css_height))`` as returned by
     :func:`benign_attention.display.png`; ``size`` the CSS size to show them at (default: the first
     frame's, else the PNG's pixel size / ``PIXEL_RATIO``). ``labels`` one distinct text per frame,
-    ``name`` the slider's caption, ``start`` the initial frame. The HTML is a ``div.ba-twin`` (unique
-    id) holding ``input[type=range].ba-twin-slider`` (keyboard: arrows, Page Up/Down, Home, End),
-    ``img.ba-twin-image`` (with its CSS width; scaled down, never up, in narrower columns) and
-    ``.ba-twin-label``, followed by an inline script that swaps the image and the label."""
+    ``name`` the slider's caption, ``start`` the initial frame. ``phone``: optionally the same frames
+    in a phone layout (same form, one per frame; ``phone_size`` as ``size``), shown instead in a
+    window that matches :data:`~benign_attention.display.PHONE_MEDIA`. The HTML is a ``div.ba-twin``
+    (unique id) holding ``input[type=range].ba-twin-slider`` (keyboard: arrows, Page Up/Down, Home,
+    End), ``img.ba-twin-image`` (with its CSS width; scaled down, never up, in narrower columns;
+    with phone frames inside a ``picture.ba-twin-picture`` whose ``source.ba-twin-source`` holds the
+    phone frame) and ``.ba-twin-label``, followed by an inline script that swaps the image (and the
+    phone source) and the label."""
 
-    def __init__(self, frames, labels, name="value", start=0, alt="explorer frame", size=None):
-        frames, labels = list(frames), [str(x) for x in labels]
-        sizes = [f[1] for f in frames if isinstance(f, tuple)]
-        frames = [bytes(f[0]) if isinstance(f, tuple) else bytes(f) for f in frames]
-        if len(frames) < 2 or len(frames) != len(labels):
-            raise ValueError(f"a twin needs >= 2 frames and one label per frame, got {len(frames)} frames "
+    def __init__(self, frames, labels, name="value", start=0, alt="explorer frame", size=None, phone=None,
+                 phone_size=None):
+        labels = [str(x) for x in labels]
+        self.frames, self.size = self._frames("frames", frames, size)
+        if len(self.frames) < 2 or len(self.frames) != len(labels):
+            raise ValueError(f"a twin needs >= 2 frames and one label per frame, got {len(self.frames)} frames "
                              f"and {len(labels)} labels")
         if len(set(labels)) != len(labels):
             raise ValueError(f"twin labels must be distinct, got {labels}")
+        self.phone, self.phone_size = (None, None) if phone is None else self._frames("phone", phone, phone_size)
+        if self.phone is not None and len(self.phone) != len(self.frames):
+            raise ValueError(f"phone must hold one frame per frame ({len(self.frames)}), got {len(self.phone)}")
+        self.labels, self.name, self.alt = labels, str(name), str(alt)
+        self.start = check_int("start", start, 0, len(self.frames) - 1)
+        digest = hashlib.sha256(b"".join(self.frames) + "|".join(labels).encode()).hexdigest()[:10]
+        self.uid = f"ba-twin-{digest}-{next(_TWIN_COUNT)}"
+
+    @staticmethod
+    def _frames(what, frames, size):
+        """(PNG bytes of each frame, CSS size): frames given as bytes or (bytes, css size)."""
+        frames = list(frames)
+        sizes = [f[1] for f in frames if isinstance(f, tuple)]
+        frames = [bytes(f[0]) if isinstance(f, tuple) else bytes(f) for f in frames]
         for k, f in enumerate(frames):
             if not f[:8] == b"\x89PNG\r\n\x1a\n":
-                raise ValueError(f"frame {k} is not PNG data")
-        if size is None:
+                raise ValueError(f"{'frame' if what == 'frames' else what + ' frame'} {k} is not PNG data")
+        if size is None and frames:
             size = sizes[0] if sizes else tuple(round(int.from_bytes(frames[0][o:o + 4], "big") / PIXEL_RATIO)
                                                 for o in (16, 20))
-        self.size = (check_int("size[0]", size[0], 1), check_int("size[1]", size[1], 1))
-        self.frames, self.labels, self.name, self.alt = frames, labels, str(name), str(alt)
-        self.start = check_int("start", start, 0, len(frames) - 1)
-        digest = hashlib.sha256(b"".join(frames) + "|".join(labels).encode()).hexdigest()[:10]
-        self.uid = f"ba-twin-{digest}-{next(_TWIN_COUNT)}"
+        if size is not None:
+            size = (check_int(f"{what} size[0]", size[0], 1), check_int(f"{what} size[1]", size[1], 1))
+        return frames, size
 
     @property
     def html(self) -> str:
-        b64 = [base64.b64encode(f).decode("ascii") for f in self.frames]
+        # every frame a data URL: the book's build (book/_ext/bookfixes.py) turns each into a file
+        b64 = ["data:image/png;base64," + base64.b64encode(f).decode("ascii") for f in self.frames]
+        phones = None if self.phone is None else ["data:image/png;base64," + base64.b64encode(f).decode("ascii")
+                                                  for f in self.phone]
+        picture_open = picture_close = ""
+        if phones is not None:
+            pw, ph = self.phone_size
+            picture_open = (f'<picture class="ba-twin-picture"><source class="ba-twin-source" media="{PHONE_MEDIA}" '
+                            f'srcset="{phones[self.start]}" width="{pw}" height="{ph}">')
+            picture_close = "</picture>"
         return _TWIN_TEMPLATE.format(
             uid=self.uid, name=html.escape(self.name), last=len(b64) - 1, start=self.start,
             label=html.escape(self.labels[self.start]), alt=html.escape(self.alt), src=b64[self.start],
-            width=self.size[0], height=self.size[1],
-            frames=json.dumps(b64), labels=json.dumps(self.labels).replace("</", "<\\/"))
+            width=self.size[0], height=self.size[1], picture_open=picture_open, picture_close=picture_close,
+            frames=json.dumps(b64), phones=json.dumps(phones),
+            labels=json.dumps(self.labels).replace("</", "<\\/"))
 
     @property
     def nbytes(self) -> int:
-        """Size of the HTML (the page weight this twin adds)."""
+        """Size of the HTML (the page weight this twin adds, phone frames included)."""
         return len(self.html.encode())
 
     def _repr_html_(self):
@@ -279,6 +312,14 @@ def _twin_frames(figure, updates):
         update(figure)
         out.append(_twin_frame(figure))
     return out
+
+
+def _twin(make_figure, updates, labels, **kw):
+    """A :class:`StaticTwin` of the explorer figure ``make_figure(layout)`` through ``updates``, its
+    frames drawn in the wide layout and again in the phone layout."""
+    frames = _twin_frames(make_figure("wide"), updates)
+    phone = _twin_frames(make_figure("phone"), updates)
+    return StaticTwin(frames, labels, phone=phone, **kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,8 +546,8 @@ def regime_twin(vary="signal_norm", values=(2, 5, 10, 20, 50, 100, 300), start=N
         labels.append(f"{_KNOB_NAMES.get(vary, vary)} = {v:g}: {regime}")
     if start is None:
         start = int(np.argmin([abs(v - REGIME_DEFAULTS.get(vary, values[0])) for v in values]))
-    return StaticTwin(_twin_frames(explorer_figures.RegimeFigure(), updates), labels, name=_KNOB_NAMES.get(vary, vary),
-                      start=start, alt=alt or "regime explorer: accuracy, loss and attention over gradient steps")
+    return _twin(explorer_figures.RegimeFigure, updates, labels, name=_KNOB_NAMES.get(vary, vary),
+                 start=start, alt=alt or "regime explorer: accuracy, loss and attention over gradient steps")
 
 
 _KNOB_NAMES = {"signal_norm": "‖μ‖", "eta": "η", "rho": "ρ", "d": "d", "n": "n", "T": "T", "step": "step"}
@@ -643,10 +684,11 @@ def selection_twin(frames=SELECTION_DEFAULTS["frames"], start=None, alt=None, **
     knobs = _check_knobs("selection_explorer", knobs, _SELECTION_KNOBS)
     data = selection_frames(frames, **knobs)
     start = len(data) - 1 if start is None else start
-    figure = explorer_figures.SelectionFigure(data[0]["knobs"]["rho"])
+    rho = data[0]["knobs"]["rho"]
     updates = [lambda fig, fr=fr: fig.update(fr) for fr in data]
-    return StaticTwin(_twin_frames(figure, updates), [_frame_label(fr) for fr in data], name="step", start=start,
-                      alt=alt or "attended token of each training and test sequence on the (mu_-1, mu_+1) plane")
+    return _twin(lambda layout: explorer_figures.SelectionFigure(rho, layout=layout), updates,
+                 [_frame_label(fr) for fr in data], name="step", start=start,
+                 alt=alt or "attended token of each training and test sequence on the (mu_-1, mu_+1) plane")
 
 
 def selection_explorer(static=False, **kw):
@@ -846,16 +888,16 @@ def phase_twin(start=None, grid=None, loss_threshold=theory.LOSS_THRESHOLD, pane
     knobs = _check_knobs("phase_explorer", knobs, _PHASE_KNOBS)
     grid = phase_grid(**knobs) if grid is None else _check_phase_grid(grid)
     eta, n = dict(PHASE_DEFAULTS, **knobs)["eta"], dict(PHASE_DEFAULTS, **knobs)["n"]
-    figure = explorer_figures.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"], panel.replace("_", " "),
-                               _phase_vlim(grid, panel))
-    frames, labels = [], []
+    labels, updates = [], []
     for s in grid.steps:
-        _, regime = phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}", loss_threshold=loss_threshold,
-                                 panel=panel, figure=figure)
-        frames.append(_twin_frame(figure))
-        labels.append(_phase_label(grid, int(s), regime))
-    start = len(frames) - 1 if start is None else start
-    return StaticTwin(frames, labels, name="step", start=start, alt=alt or "regime map over (d, signal norm)")
+        labels.append(_phase_label(grid, int(s), _phase_regime(grid, s, loss_threshold)[1]))
+        updates.append(lambda fig, s=s: phase_figure(grid, s, title=f"η={eta:g}, n={n}, step {int(s)}",
+                                                     loss_threshold=loss_threshold, panel=panel, figure=fig))
+    start = len(labels) - 1 if start is None else start
+    return _twin(lambda layout: explorer_figures.PhaseFigure(grid.axes["d"], grid.axes["signal_norm"],
+                                                             panel.replace("_", " "), _phase_vlim(grid, panel),
+                                                             layout=layout),
+                 updates, labels, name="step", start=start, alt=alt or "regime map over (d, signal norm)")
 
 
 def phase_explorer(static=False, **kw):

@@ -30,8 +30,11 @@ TWIN_BUDGET = 1_500_000  # bytes per twin (<= 5 MB per chapter with three twins 
 
 
 def _frames_of(html):
-    arrays = re.findall(r"var (frames|labels) = (\[.*?\]);", html)
-    return {k: json.loads(v) for k, v in arrays}
+    """The twin's script arrays: frames (base64 PNG, from their data URLs) and labels."""
+    arrays = {k: json.loads(v) for k, v in re.findall(r"var (frames|labels) = (\[.*?\]);", html)}
+    assert all(f.startswith("data:image/png;base64,") for f in arrays["frames"])
+    arrays["frames"] = [f.split(",", 1)[1] for f in arrays["frames"]]
+    return arrays
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +154,16 @@ def test_static_twin_html_contract(make):
     assert tw.nbytes < TWIN_BUDGET
 
 
+def test_twin_phone_frames_are_checked():
+    png = display.png(__import__("matplotlib.pyplot").pyplot.figure(figsize=(1, 1)))[0]
+    with pytest.raises(ValueError, match="one frame per frame"):
+        widgets.StaticTwin([png, png + b"x"], ["a", "b"], phone=[png])
+    with pytest.raises(ValueError, match="phone frame 1 is not PNG"):
+        widgets.StaticTwin([png, png + b"x"], ["a", "b"], phone=[png, b"GIF89a"])
+    tw = widgets.StaticTwin([png, png + b"x"], ["a", "b"])
+    assert tw.phone is None and "<picture" not in tw.html and "var phones = null;" in tw.html
+
+
 def test_twin_ids_are_unique_and_input_is_checked():
     png = widgets.fig_to_png(__import__("matplotlib.pyplot").pyplot.figure(figsize=(1, 1)))
     a = widgets.StaticTwin([png, png + b"x", png + b"y"], ["a", "b", "c"])
@@ -205,6 +218,23 @@ def test_twin_frames_are_2x_and_shown_at_the_column_width(small_twins, name):
     img = re.search(r"<img [^>]*>", tw.html).group(0)
     assert f'width="{width}"' in img and f'height="{height}"' in img
     assert "max-width:100%" in img and "height:auto" in img and f"width:{width}px" in img
+
+
+@pytest.mark.parametrize("name", ["regime", "selection", "phase"])
+def test_twins_carry_a_phone_frame_per_frame(small_twins, name):
+    """Each twin also carries its frames in the phone layout (the phone column, 342 px, at 2x), in a
+    <picture> source for display.PHONE_MEDIA that the script swaps with the image."""
+    tw = small_twins[name]
+    assert tw.phone is not None and len(tw.phone) == len(tw.frames)
+    width, height = tw.phone_size
+    assert width == display.PHONE_COLUMN_CSS_PX and height > width
+    for frame in tw.phone:
+        assert _png_size(frame) == (width * display.PIXEL_RATIO, height * display.PIXEL_RATIO)
+    source = re.search(r'<picture class="ba-twin-picture"><source [^>]*>', tw.html).group(0)
+    assert f'media="{display.PHONE_MEDIA}"' in source and f'width="{width}" height="{height}"' in source
+    phones = json.loads(re.search(r"var phones = (\[.*?\]);", tw.html).group(1))
+    assert [base64.b64decode(f.split(",", 1)[1]) for f in phones] == tw.phone
+    assert base64.b64encode(tw.phone[tw.start]).decode() in source
 
 
 def _figures():
@@ -445,6 +475,57 @@ def test_twin_slider_answers_the_keyboard_in_chromium(tmp_path):
                 prev = now
             assert prev["page"] == []  # no key reached the page's (JupyterLab's) shortcuts
             assert s0["label"] == "label 0" and s0["aria"] == "label 0"
+        finally:
+            browser.close()
+
+
+PHONE_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="margin:0 24px">TWIN</body></html>"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_twin_shows_its_phone_frames_in_a_narrow_window(tmp_path, width):
+    """At 390 px the twin's image is the phone frame (its natural width is the phone column's at 2x)
+    and moving the slider swaps it for the next phone frame; at 1280 px it is the wide frame."""
+    pytest.importorskip("playwright")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    import matplotlib.pyplot as plt
+
+    def frame(k, size):
+        fig = plt.figure(figsize=size)
+        fig.text(0.5, 0.5, f"frame {k}")
+        return display.png(fig)
+
+    phone_in = display.PHONE_COLUMN_CSS_PX / display.CSS_DPI
+    tw = widgets.StaticTwin([frame(k, (7.2, 3)) for k in range(3)], [f"label {k}" for k in range(3)],
+                            phone=[frame(k, (phone_in, 5)) for k in range(3)], name="step", start=0)
+    page_file = tmp_path / "twin.html"
+    page_file.write_text(PHONE_PAGE.replace("TWIN", tw.html))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 800})
+            page.goto(page_file.as_uri())
+            shown = """async () => { const img = document.querySelector('.ba-twin-image');
+                if (!img.complete) await new Promise((r) => img.addEventListener('load', r, { once: true }));
+                return [img.currentSrc.slice(-60), img.naturalWidth, img.clientWidth]; }"""
+            src0, natural, client = page.evaluate(shown)
+            wide = width > 600
+            expected = (720 if wide else display.PHONE_COLUMN_CSS_PX) * display.PIXEL_RATIO
+            assert natural == expected, (width, natural)
+            assert client == (min(720, width - 48) if wide else display.PHONE_COLUMN_CSS_PX), client
+            page.locator(".ba-twin-slider").focus()
+            page.locator(".ba-twin-slider").press("ArrowRight")
+            page.wait_for_timeout(100)
+            src1, natural1, _ = page.evaluate(shown)
+            assert src1 != src0 and natural1 == expected
+            want = base64.b64encode(tw.frames[1] if wide else tw.phone[1]).decode()[-60:]
+            assert src1 == want
         finally:
             browser.close()
 

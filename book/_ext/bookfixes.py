@@ -37,8 +37,8 @@
    package it installs are the same release. Only that link changes (a late ``html-page-context``
    handler, after the theme's at 501); pages without a Colab notebook keep the theme's link.
 9. Figures that :func:`benign_attention.display.show` publishes as a ``<picture>`` (a wide and a
-   phone PNG as data URLs) are written out as image files once the build has finished
-   (:func:`_figures_to_files`).
+   phone PNG as data URLs), and the frames of the static twins, are written out as image files once
+   the build has finished (:func:`_figures_to_files`).
 """
 from __future__ import annotations
 
@@ -143,6 +143,8 @@ def pin_colab_launch_link(app, pagename, templatename, context, doctree):
 
 
 _FIGURE = re.compile(r'<picture class="ba-figure">.*?</picture>', re.S)
+#: A static twin of benign_attention.widgets: its div and its script, whose arrays hold the frames.
+_TWIN = re.compile(r'<div class="ba-twin" id="[^"]*".*?</script>', re.S)
 _DATA_URL = re.compile(r'data:image/png;base64,([A-Za-z0-9+/=]+)')
 
 
@@ -152,7 +154,12 @@ def _figures_to_files(app, exception):
     built pages, write each PNG once into ``_images/`` (named by its content) and point the picture
     at the file: a chapter's HTML then weighs kilobytes, not megabytes, and a phone downloads only
     the images it shows (the ``<picture>`` picks one). Neither ``loading="lazy"`` nor
-    ``decoding="async"``: with either, a full-page capture at 390 px showed blank figures."""
+    ``decoding="async"``: with either, a full-page capture at 390 px showed blank figures.
+
+    The static twins of :mod:`benign_attention.widgets` likewise: every frame (wide and phone) in
+    their script's arrays and their first ``<img>``/``<source>`` becomes a file, so a page no longer
+    carries every frame inline, and a reader fetches only the frames the slider shows, in the layout
+    the window picks."""
     if exception is not None or app.builder.format != "html":
         return
     import base64
@@ -163,7 +170,7 @@ def _figures_to_files(app, exception):
     images.mkdir(exist_ok=True)
     for page in out.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        if 'class="ba-figure"' not in text:
+        if 'class="ba-figure"' not in text and 'class="ba-twin"' not in text:
             continue
         rel = os.path.relpath(images, page.parent).replace(os.sep, "/")
 
@@ -178,6 +185,7 @@ def _figures_to_files(app, exception):
             return f"{rel}/{name}"
 
         new = _FIGURE.sub(lambda m: _DATA_URL.sub(to_file, m.group(0)), text)
+        new = _TWIN.sub(lambda m: _DATA_URL.sub(to_file, m.group(0)), new)
         if new != text:
             page.write_text(new, encoding="utf-8")
 

@@ -408,16 +408,16 @@ FIGURE_TEXT_PX, MIN_FIGURE_TEXT_PX, FIGURE_PIXEL_RATIO = 11.0, 9.0, 2
 
 
 def check_figure_text_scale(report: PageReport) -> list[str]:
-    """Every visible figure a chapter cell drew (a raster image in a cell output; static-twin frames
-    and widget images excluded) is shown at least MIN_FIGURE_TEXT_PX / FIGURE_TEXT_PX of its design
-    width (natural width / FIGURE_PIXEL_RATIO), so that its 11 px text is never drawn smaller than
-    9 px: at 390 px a wide figure needs its phone layout (a <picture> source), at 1280 px a figure
-    must not be wider than the column."""
+    """Every visible figure a chapter cell drew (a raster image in a cell output, static-twin frames
+    included; widget images excluded) is shown at least MIN_FIGURE_TEXT_PX / FIGURE_TEXT_PX of its
+    design width (natural width / FIGURE_PIXEL_RATIO), so that its 11 px text is never drawn smaller
+    than 9 px: at 390 px a wide figure or twin needs its phone layout (a <picture> source), at
+    1280 px a figure must not be wider than the column."""
     if report.probe_error:
         return _probe_failed(report)
     problems = []
     for img in _layout(report)["images"]:
-        if (img["svg"] or img["twin"] or not img.get("output") or not img["visible"] or not img["clientWidth"]
+        if (img["svg"] or not img.get("output") or not img["visible"] or not img["clientWidth"]
                 or not img["naturalWidth"]):
             continue
         design = img["naturalWidth"] / FIGURE_PIXEL_RATIO

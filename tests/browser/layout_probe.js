@@ -113,6 +113,16 @@
         visibleBox = { left: Math.max(visibleBox.left, box.left), right: Math.min(visibleBox.right, box.right) };
       }
     }
+    // Inline math never scrolls (bookfixes.css section 2): a scroll box around a short formula
+    // showed a stray scrollbar under it (\bar\epsilon, whose bar overhangs its box by a pixel).
+    if (!display) {
+      for (const el of [c, c.parentElement]) {
+        if (!el || !(el === c || el.matches("span.math"))) continue;
+        const cs = getComputedStyle(el);
+        if (scrolls(cs) || el.scrollWidth > el.clientWidth + 1 && cs.overflowX !== "visible")
+          math.push(`${label}: inline math in a scroll box (${describe(el)}: overflow-x ${cs.overflowX}, scrollWidth ${el.scrollWidth}, clientWidth ${el.clientWidth}); inline math must never scroll`);
+      }
+    }
     // A scroller around math that fits shows a scrollbar for nothing (a glyph overhanging by a
     // pixel is enough): as bad for the reader as a clipped formula is confusing.
     for (const el of [c, c.parentElement]) {
