@@ -685,3 +685,45 @@ def fitting_step(steps, train_acc):
     fitted = acc >= 1 - 1e-9
     stays = np.flip(np.cumprod(np.flip(fitted, -1), -1), -1).astype(bool)  # fitted from here on
     return np.where(stays[..., -1], steps[np.argmax(stays, -1)], np.inf)
+
+
+def fixed_attention_test_check(ds, weights):
+    r"""Compare :func:`fixed_attention_accuracy` with the accuracy of fixed attention ``weights`` on
+    the test set of ``ds`` (a Monte Carlo check of :prf:ref:`prop-fixed-attention`).
+
+    The empirical accuracy is the fraction of test sequences :math:`X` with
+    :math:`Y^* \nu^\top X^\top s > 0`; the exact value is
+    ``fixed_attention_accuracy(weights, rho, signal_norm, sigma)`` with the knobs of ``ds``. The
+    tolerance is four binomial standard errors, :math:`4\sqrt{a(1-a)/n_{\text{test}}}` at the exact
+    accuracy :math:`a`, plus :math:`10^{-12}`.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A dataset from :func:`~benign_attention.make_dataset`; its test set is read.
+    weights : array_like
+        :math:`T` non-negative weights summing to 1 (``T`` of ``ds``).
+
+    Returns
+    -------
+    tuple of float
+        ``(empirical, exact, tolerance)``; the proposition passes the check when
+        ``abs(empirical - exact) <= tolerance``.
+
+    Raises
+    ------
+    ValueError
+        ``weights`` is not a probability vector over the ``T`` tokens of ``ds``.
+    """
+    ds = _dataset(ds)
+    s = np.asarray(weights, float)
+    if s.shape != (ds.T,):
+        raise ValueError(f"weights must have the T = {ds.T} entries of ds, got shape {s.shape}")
+    exact = fixed_attention_accuracy(s, ds.config["rho"], ds.config["signal_norm"],
+                                     ds.config["sigma"])
+    empirical = float(np.mean(ds.y_test * ((ds.X_test @ ds.nu) @ s) > 0))
+    tolerance = 4 * math.sqrt(exact * (1 - exact) / ds.n_test) + 1e-12
+    return empirical, exact, tolerance
+
+
+__all__ += ["fixed_attention_test_check"]

@@ -60,3 +60,18 @@ def test_fitting_step_is_the_step_from_which_labels_stay_fitted():
     np.testing.assert_array_equal(theory.fitting_step(steps, acc), [1000, 100, np.inf, 0])
     with pytest.raises(ValueError, match="record steps"):
         theory.fitting_step(steps, [1.0, 1.0])
+
+
+def test_fixed_attention_test_check_agrees_with_the_closed_form():
+    from benign_attention import theory
+
+    ds = make_dataset(n=20, d=50, signal_norm=5.0, n_test=20_000, seed=1)
+    for s in (np.full(8, 1 / 8), np.eye(8)[0], np.r_[0.5, 0.1, 0.3, np.full(5, 0.02)]):
+        empirical, exact, tol = theory.fixed_attention_test_check(ds, s)
+        assert exact == theory.fixed_attention_accuracy(s, 0.1, 5.0)
+        assert abs(empirical - exact) <= tol
+    # attention on the opposite-class weak token x_3 is mostly wrong, and the check sees it
+    empirical, exact, tol = theory.fixed_attention_test_check(ds, np.eye(8)[2])
+    assert exact < 0.5 and abs(empirical - exact) <= tol
+    with pytest.raises(ValueError, match="weights"):
+        theory.fixed_attention_test_check(ds, np.full(3, 1 / 3))

@@ -915,6 +915,10 @@ raises("realdata.backbones.load_encoder", lambda e: rm.load_encoder(_saved(e), d
 raises("realdata.backbones.load_encoder", lambda e: rm.load_encoder(_saved(e), dict(ENC().config, dim=16, heads=2)), V, "path")
 ok("realdata.backbones.load_encoder", lambda e: rm.load_encoder(_saved(e), ENC().config),
    lambda me: all(torch.equal(a, b) for a, b in zip(me[0].state_dict().values(), ENC().state_dict().values())))
+raises("theory.fixed_attention_test_check", lambda e: theory.fixed_attention_test_check(None, [1.0]), T, "ds")
+raises("theory.fixed_attention_test_check", lambda e: theory.fixed_attention_test_check(DS(), [1 / 3] * 3), V, "weights")
+ok("theory.fixed_attention_test_check", lambda e: theory.fixed_attention_test_check(DS(), [0.25] * 4),
+   lambda r: len(r) == 3 and 0 <= r[0] <= 1 and r[2] > 0)
 
 
 # ----------------------------------------------------------------------------------------------
