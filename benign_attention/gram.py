@@ -135,11 +135,8 @@ class GramProblem:
 
 
 def _apply(M, x):
-    """x_r^T M_r for M (m, k) shared by all runs, or (F, m, k) shared by each of F equal blocks of
-    consecutive runs (F = R: one per run); x (R, m) -> (R, k). A block is one matrix product."""
-    if M.ndim == 2:
-        return x @ M
-    return (x.reshape(M.shape[0], -1, x.shape[-1]) @ M).reshape(x.shape[0], M.shape[-1])
+    """x_r^T M_r for M (m, k) shared by all runs or (R, m, k) one per run; x (R, m) -> (R, k)."""
+    return x @ M if M.ndim == 2 else (x[:, None, :] @ M)[:, 0]
 
 
 def blas_threads(threads=1):
@@ -158,11 +155,9 @@ def blas_threads(threads=1):
 def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64, signal=None, block=16):
     r"""Full-batch GD for a batch of :math:`R` problems in basis coordinates (:prf:ref:`prop-exact`).
 
-    ``C`` ``(nT, m)`` tokens shared by all runs, ``(F, nT, m)`` shared by each of :math:`F` equal blocks
-    of consecutive runs (families), or ``(R, nT, m)`` one per run; ``signal`` None or a pair
+    ``C`` ``(nT, m)`` tokens shared by all runs or ``(R, nT, m)`` one per run; ``signal`` None or a pair
     (``coef`` ``(R, nT, 2)``, ``dirs`` ``(2, m)``) adding ``coef[r] @ dirs`` to run :math:`r`'s tokens (the
-    sweeps' families share noise and differ in signal strength). ``G`` ``(m, m)``, ``(F, m, m)`` or
-    ``(R, m, m)`` likewise;
+    sweeps' families share noise and differ in signal strength). ``G`` ``(m, m)`` shared or ``(R, m, m)``;
     ``z`` ``(R, n, T)`` head values, ``y`` ``(R, n)`` labels. From :math:`\alpha_0 = 0` and :math:`Z_0 = I`,
     one step is
 
@@ -185,10 +180,8 @@ def gram_gd(C, G, z, y, steps, lr, record_steps, dtype=np.float64, signal=None, 
     R, n, T = z.shape
     m = C.shape[-1]
     nT = n * T
-    Ct = C.T.copy() if C.ndim == 2 else np.ascontiguousarray(C.transpose(0, 2, 1))
-    for name, M in (("C", C), ("G", G)):
-        if M.ndim == 3 and R % M.shape[0]:
-            raise ValueError(f"{name} holds {M.shape[0]} blocks, which do not divide the {R} runs")
+    shared = C.ndim == 2
+    Ct = C.T.copy() if shared else np.ascontiguousarray(C.transpose(0, 2, 1))
     if signal is not None:
         coef, dirs = np.asarray(signal[0], dtype).reshape(R, nT, 2), np.asarray(signal[1], dtype)
         coefT = np.ascontiguousarray(coef.transpose(0, 2, 1))
@@ -285,46 +278,22 @@ def test_metrics_law(prob: GramProblem, alpha_h, v_h, joint=None):
     return batch_metrics_np(sig_scores + sig * noise, head, prob.test_y, prefix="test")
 
 
-def _batch(probs):
-    """How :func:`gram_gd` takes a list of problems: the order of the batch, and ``C``, ``G`` and ``signal``
-    in the most shared form. Sampler families (problems sharing one noise draw, in equal numbers, with
-    the same signal directions) become blocks that share their noise tokens and :math:`G`, so that a
-    family's shared products are one matrix product; otherwise every run has its own."""
-    fams = {}
-    for i, p in enumerate(probs):
-        fams.setdefault(id(p.noise_C) if p.noise_C is not None else ("run", i), []).append(i)
-    groups = list(fams.values())
-    p0 = probs[0]
-    if (p0.noise_C is not None and len({len(g) for g in groups}) == 1
-            and all(p.noise_C is not None and np.array_equal(p.dirs_B, p0.dirs_B) for p in probs)):
-        order = [i for g in groups for i in g]
-        C = np.stack([probs[g[0]].noise_C for g in groups])
-        signal = (np.stack([probs[i].signal_coef for i in order]), p0.dirs_B)
-        if all(probs[i].G is probs[g[0]].G for g in groups for i in g):
-            G = np.stack([probs[g[0]].G for g in groups])
-        else:
-            G = np.stack([probs[i].G for i in order])
-        if len(groups) == 1:
-            C, G = C[0], (G[0] if G.shape[0] == 1 else G)
-        return order, C, G, signal
-    order = list(range(len(probs)))
-    G = p0.G if all(p.G is p0.G for p in probs) else np.stack([p.G for p in probs])
-    return order, np.stack([p.C for p in probs]), G, None
-
-
 def run_problems(probs, steps, lr, record_steps, dtype=np.float64, per_sample=True, joint=None,
                  test_steps=None):
-    r"""Run a list of :class:`GramProblem` (equal :math:`n`, :math:`T` and :math:`m`) as one batch (sampler
-    families batched as blocks, see :func:`gram_gd`);
+    r"""Run a list of :class:`GramProblem` (equal :math:`n`, :math:`T` and :math:`m`) as one batch;
     per-problem history dicts (numpy, leading axis :math:`E`) and the final alphas. ``test_steps`` (a subset of ``record_steps``; default
     all of them) are the steps whose test metrics are computed."""
-    order, C, G, signal = _batch(probs)
-    z = np.stack([probs[i].z for i in order])
-    y = np.stack([probs[i].y for i in order])
+    p0 = probs[0]
+    signal = None
+    if p0.noise_C is not None and all(p.noise_C is p0.noise_C and p.dirs_B is p0.dirs_B for p in probs):
+        C, signal = p0.noise_C, (np.stack([p.signal_coef for p in probs]), p0.dirs_B)  # one family
+    else:
+        C = np.stack([p.C for p in probs])
+    G = p0.G if all(p.G is p0.G for p in probs) else np.stack([p.G for p in probs])
+    z = np.stack([p.z for p in probs])
+    y = np.stack([p.y for p in probs])
     with blas_threads(1):
         logits, alpha_h, v_h, alpha = gram_gd(C, G, z, y, steps, lr, record_steps, dtype, signal)
-    back = np.argsort(order)  # batch order -> the order of probs
-    logits, alpha_h, v_h, alpha = logits[back], alpha_h[back], v_h[back], alpha[back]
     rec = np.asarray(record_steps)
     tsel = slice(None) if test_steps is None else np.isin(rec, test_steps)
     out = []

@@ -9,8 +9,7 @@ through the package's one grid mechanism (:class:`~benign_attention.cache.CellGr
 family, each cell stored here as it arrives, so the workers of an executor need no shared folder); an
 interrupted sweep resumes and recomputes only the families with missing or corrupt cells.
 
-With ``engine="gram"`` (:mod:`~benign_attention.gram`), families of equal shapes are batched further,
-several to a job (:func:`_gram_jobs`). A family is always computed as one batch, all its cells together (a cell computed alone can differ
+A family is always computed as one batch, all its cells together (a cell computed alone can differ
 from the batched one by float rounding, up to about :math:`3 \times 10^{-8}` in float32): if one cell of a family is missing
 or corrupt, the whole family of the grid is recomputed and rewritten, so a repaired sweep equals a
 clean one. (Cells cached by an earlier grid whose family held other members were computed in another
@@ -195,29 +194,6 @@ def _family_job(cfgs, steps, lr, rec, dtype, device=None, engine="exact", reuse=
     return [Cell({}, {}, arrays) for arrays in results]
 
 
-#: The most families one job of the gram engine batches (its runs' Z matrices, R m^2 floats, stay small).
-GRAM_FAMILIES_PER_JOB = 8
-
-
-def _gram_jobs(families, workers):
-    """The gram engine's jobs: families whose runs have equal shapes (n, T, span dimension m and
-    number of members) are batched together (:func:`~benign_attention.gram.run_problems`), at most
-    :data:`GRAM_FAMILIES_PER_JOB` to a job and in a multiple of ``workers`` jobs, so that a
-    step costs one pass of Python for many families instead of one each."""
-    by_shape = {}
-    for members in families:
-        c = members[0][1]
-        m = 2 + min(c["n"] * c["T"], c["d"] - 2)
-        by_shape.setdefault((c["n"], c["T"], m, len(members)), []).append(members)
-    jobs = []
-    for fams in by_shape.values():
-        k = workers * -(-len(fams) // (workers * GRAM_FAMILIES_PER_JOB))  # number of jobs
-        k = min(k, len(fams))
-        for j in range(k):
-            jobs.append([cell for members in fams[j::k] for cell in members])
-    return jobs
-
-
 def _compute_family_gram(cfgs, steps, lr, rec, dtype, device=None):
     """One family's per-cell history dicts from the gram engine's sampler (:mod:`~benign_attention.gram`):
     Gaussian W_0 of variance 1/(3d), common random numbers across the family's members."""
@@ -371,12 +347,9 @@ def run_grid(grid: dict, base: dict | None = None, steps=STEPS, lr=LR, record_ev
     families = {}
     for idx, cfg in cells:
         families.setdefault(tuple(cfg[k] for k in FAMILY_KNOBS), []).append((idx, cfg))
-    groups = list(families.values())
-    if engine == "gram":
-        groups = _gram_jobs(groups, workers)
-    jobs = [([cfg for _, cfg in members],) + settings for members in groups]
+    jobs = [([cfg for _, cfg in members],) + settings for members in families.values()]
     local = executor is None and workers > 1 and len(jobs) > 1
     with torch_threads(1) if local else nullcontext(), ThreadPoolExecutor(workers) if local else nullcontext() as pool:
         results = cell_grid.run(jobs, pool if executor is None else executor, progress, prov)
-    done = {idx: r.arrays for members, (got, _) in zip(groups, results) for (idx, _), r in zip(members, got)}
+    done = {idx: r.arrays for members, (got, _) in zip(families.values(), results) for (idx, _), r in zip(members, got)}
     return _result(axes, cells, done, settings[2], settings[1])

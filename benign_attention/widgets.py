@@ -724,9 +724,7 @@ class _PhaseRunner:
     so the eta slider re-runs only the low-dimensional loops, and results equal :func:`phase_grid`'s
     (the same grid mechanism, engine, dtype and cells). With ``engine="gram"`` each family is drawn by
     the sampler (:mod:`~benign_attention.gram`): no d-dimensional set-up at all, so a new n costs what a
-    new eta costs; the cells agree with the exact engine's in law (Gaussian W_0), not draw by draw. The
-    sampler's families are split into one part per worker, and run_grid batches each part's families
-    of equal shape into one gradient descent (one pass of Python per step for several families)."""
+    new eta costs; the cells agree with the exact engine's in law (Gaussian W_0), not draw by draw."""
 
     def run(self, axes, frames, base, on_family=None, workers=2, engine="exact"):
         from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -734,26 +732,22 @@ class _PhaseRunner:
         from .sweeps import GridResult
 
         ds, mus, frames = list(axes["d"]), list(axes["signal_norm"]), [int(f) for f in frames]
-        workers = max(1, min(workers, len(ds)))
         how = dict(reuse_draws=True) if engine == "exact" else dict(engine="gram")
-        parts = [[d] for d in ds] if engine == "exact" else [ds[j::workers] for j in range(workers)]
 
-        def part(values):
-            return run_grid({"d": values, "signal_norm": mus}, base=base, steps=frames[-1], record_steps=frames,
+        def family(d):
+            return run_grid({"signal_norm": mus}, base=dict(base, d=d), steps=frames[-1], record_steps=frames,
                             progress=False, workers=1, **how)
 
-        rows = {}
-        with _one_torch_thread(), ThreadPoolExecutor(workers) as pool:
-            futures = {pool.submit(part, values): values for values in parts}
+        results = {}
+        with _one_torch_thread(), ThreadPoolExecutor(max(1, min(workers, len(ds)))) as pool:
+            futures = {pool.submit(family, d): d for d in ds}
             for fut in as_completed(futures):
-                got = fut.result()
-                for i, d in enumerate(futures[fut]):
-                    rows[d] = (got.steps, {k: v[i] for k, v in got.data.items()})
-                    if on_family is not None:
-                        on_family(len(rows), len(ds), d)
-        steps, first = rows[ds[0]]
-        data = {k: np.stack([rows[d][1][k] for d in ds]) for k in first}
-        return GridResult({"d": ds, "signal_norm": mus}, steps, data)
+                results[futures[fut]] = fut.result()
+                if on_family is not None:
+                    on_family(len(results), len(ds), futures[fut])
+        first = results[ds[0]]
+        data = {k: np.stack([results[d].data[k] for d in ds]) for k in first.data}
+        return GridResult({"d": ds, "signal_norm": mus}, first.steps, data)
 
 
 def _phase_vlim(grid, panel):

@@ -162,29 +162,3 @@ def test_run_grid_gram_equals_sample_runs_and_caches_apart(tmp_path):
     assert not np.array_equal(exact.final("test_loss"), res.final("test_loss")), "cached apart"
     with pytest.raises(ValueError, match="engine"):
         run_grid(grid, base=base, steps=1, engine="dense")
-
-
-def test_families_batched_as_blocks_equal_one_run_each():
-    """Sampler families batched as blocks of one gradient descent (shared noise tokens and G per block)
-    give each run's numbers as a batch of that run alone does; run_grid's gram jobs (several
-    families of equal shapes to a job, spans of two sizes) equal one run_grid per family."""
-    from benign_attention import run_grid
-
-    cfgs = [dict(n=6, T=4, d=d, signal_norm=mu, eta=0.2, n_test=40, seed=3) for d in (300, 900, 2000)
-            for mu in (5.0, 20.0)]
-    probs = gram.sample_problems(cfgs, test_record=2)
-    order, C, G, signal = gram._batch(probs)
-    assert C.shape == (3, 24, 26) and G.shape == (3, 26, 26) and signal is not None
-    together, _ = gram.run_problems(probs, 120, 0.1, [60, 120], per_sample=False)
-    for i, p in enumerate(probs):
-        alone, _ = gram.run_problems([p], 120, 0.1, [60, 120], per_sample=False)
-        for k, v in alone[0].items():
-            np.testing.assert_allclose(together[i][k], v, rtol=1e-12, atol=1e-13, err_msg=f"run {i}: {k}")
-    grid = {"d": [300, 20, 900, 2000], "signal_norm": [5.0, 20.0]}  # d = 20 < nT + 2: a span of its own
-    base = dict(n=6, T=4, n_test=40, seed=3)
-    res = run_grid(grid, base=base, steps=80, engine="gram", dtype="float64", workers=2)
-    for i, d in enumerate(grid["d"]):
-        one = run_grid({"signal_norm": grid["signal_norm"]}, base=dict(base, d=d), steps=80, engine="gram",
-                       dtype="float64", workers=1)
-        for k in ("train_loss", "test_loss", "attn_noisy"):
-            np.testing.assert_allclose(res.data[k][i], one.data[k], rtol=1e-12, atol=1e-13, err_msg=f"d={d}: {k}")
