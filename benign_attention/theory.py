@@ -700,7 +700,7 @@ def fixed_attention_test_check(ds, weights):
     Parameters
     ----------
     ds : Dataset
-        A dataset from :func:`~benign_attention.make_dataset`; its test set is read.
+        A dataset from :func:`~benign_attention.data.make_dataset`; its test set is read.
     weights : array_like
         :math:`T` non-negative weights summing to 1 (``T`` of ``ds``).
 
