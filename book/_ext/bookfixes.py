@@ -21,7 +21,9 @@
    script ran, before the widget manager renders at window load).
 5. Layout fixes in CSS, book/_static/bookfixes.css (loaded after every theme stylesheet): figures
    keep their aspect ratio in a narrow column, and long math scrolls with a visible scrollbar
-   instead of being cut off. The file explains each rule; tests/browser checks them.
+   instead of being cut off. The file explains each rule; tests/browser checks them. What needs the
+   laid-out page is in book/_static/bookfixes.js: scroll cues on boxes that overflow, inline maths
+   wider than its line, punctuation bound to the formula before it.
 7. The prose shows computed numbers with inline expressions, ``{eval}`f"{G.name:.2f}"``` or
    ``{eval}`G.name```, which jupyterlab-myst evaluates in a reader's kernel. MyST-NB's own ``eval``
    role needs its inline execution mode; the book executes chapters as whole notebooks instead, so
@@ -55,6 +57,7 @@ from myst_nb.ext.glue.roles import PasteTextRole
 
 STATIC = Path(__file__).resolve().parent.parent / "_static"   # book/_static
 CSS_FILES = ("bookfixes.css",)
+JS_FILES = ("bookfixes.js",)  # reading fixes that need the laid-out page (scroll cues, inline maths)
 ROOT = Path(__file__).resolve().parents[2]                    # the repository root
 
 if str(ROOT) not in sys.path:
@@ -197,6 +200,8 @@ def setup(app):
     app.connect("config-inited", _add_static_path)
     for css in CSS_FILES:
         app.add_css_file(css, priority=900)  # after the theme's and extensions' stylesheets
+    for js in JS_FILES:
+        app.add_js_file(js, priority=900)
     app.connect("html-page-context", _fix_page_scripts, priority=10_000)
     app.connect("html-page-context", pin_colab_launch_link, priority=900)  # after the theme (501)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
