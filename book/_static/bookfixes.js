@@ -39,11 +39,13 @@
      becomes a scroll box of the line's width, with the same cue. */
   function fitInlineMath() {
     document.querySelectorAll("span.math").forEach(function (math) {
-      var line = math.parentElement;
-      if (!line || math.classList.contains("ba-wide-inline")) return;
-      if (math.getBoundingClientRect().width > line.clientWidth + 1) {
-        math.classList.add("ba-wide-inline");
-      }
+      if (math.classList.contains("ba-wide-inline") || math.closest("div.math")) return;
+      var line = math.parentElement;  // the block the formula's lines are laid out in
+      while (line && /^(inline|contents)/.test(getComputedStyle(line).display)) line = line.parentElement;
+      if (!line) return;
+      var cs = getComputedStyle(line);
+      var width = line.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+      if (math.getBoundingClientRect().width > width + 1) math.classList.add("ba-wide-inline");
     });
   }
 

@@ -443,6 +443,16 @@ def check_math_layout(report: PageReport) -> list[str]:
     return problems
 
 
+def check_line_breaks_and_cues(report: PageReport) -> list[str]:
+    """No punctuation mark right after inline math starts a line of its own; every box that scrolls
+    sideways fades the edge with more content (and no box that fits does), by a mask, never a
+    painted cover (covers drew white panels inside tinted boxes)."""
+    if report.probe_error:
+        return _probe_failed(report)
+    lay = _layout(report)
+    return [f"at {report.width} px: {m}" for m in lay.get("punctuation", []) + lay.get("cues", [])]
+
+
 def check_raw_tex(report: PageReport) -> list[str]:
     """No TeX (``$``, ``\\le``, ``\\mathbb``, ``^{``...) in text the reader sees outside rendered math:
     the sidebar, titles, headings, link text, prose and printed cell output."""

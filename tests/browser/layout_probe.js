@@ -12,6 +12,8 @@
 //   rawTex         visible text outside rendered math that still holds TeX (sidebar, titles,
 //                  link text, prose, cell outputs), the document title and the print heading
 //   pageOverflow   how many px the page itself scrolls sideways
+//   punctuation    punctuation marks right after inline math that start a new line
+//   cues           boxes that scroll sideways without a cue, or fit with one, or paint a cover
 () => {
   const article = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
   const short = (s, n = 80) => (s || "").replace(/\s+/g, " ").trim().slice(0, n);
@@ -119,7 +121,9 @@
       for (const el of [c, c.parentElement]) {
         if (!el || !(el === c || el.matches("span.math"))) continue;
         const cs = getComputedStyle(el);
-        if (scrolls(cs) || el.scrollWidth > el.clientWidth + 1 && cs.overflowX !== "visible")
+        // ...except a formula wider than its line, which bookfixes.js makes a scroll box
+        const wide = el.matches("span.math.ba-wide-inline") && el.scrollWidth > el.clientWidth + 1;
+        if (!wide && (scrolls(cs) || el.scrollWidth > el.clientWidth + 1 && cs.overflowX !== "visible"))
           math.push(`${label}: inline math in a scroll box (${describe(el)}: overflow-x ${cs.overflowX}, scrollWidth ${el.scrollWidth}, clientWidth ${el.clientWidth}); inline math must never scroll`);
       }
     }
@@ -149,6 +153,41 @@
       const dy = Math.min(r.bottom, t.bottom) - Math.max(r.top, t.top);
       if (dx > 1 && dy > 1) math.push(`${label}: equation number ${short(n.textContent, 10)} overlaps the equation by ${Math.round(dx)} px`);
     }
+  }
+
+  // --- line breaks beside inline math and scroll cues ----------------------------------------
+  // A punctuation mark right after inline maths must stay on the formula's line (a ")" or "."
+  // alone at the start of a line: bookfixes.js binds them).
+  const punctuation = [];
+  const PUNCT = /^[.,;:!?)\]}\u2019\u201d]/;
+  for (const m of Array.from(article.querySelectorAll("span.math")).filter(visible)) {
+    if (m.closest("div.math")) continue;
+    let next = m.nextSibling, parent = m.parentElement;
+    while (!next && parent && parent.classList.contains("ba-nowrap")) { next = parent.nextSibling; parent = parent.parentElement; }
+    if (!next || next.nodeType !== 3 || !PUNCT.test(next.data)) continue;
+    const range = document.createRange();
+    range.setStart(next, 0);
+    range.setEnd(next, 1);
+    const p = range.getBoundingClientRect(), rects = m.getClientRects();
+    if (!rects.length || !p.height) continue;
+    const last = rects[rects.length - 1];
+    if (p.top >= last.bottom - 2 || p.left < last.left - 1)
+      punctuation.push(`"${next.data[0]}" after the inline math in ${where(m)} (${short(m.textContent, 40)}) starts a new line`);
+  }
+  // Scroll cues: a box that scrolls sideways fades the edge it has more content beyond
+  // (bookfixes.js, class ba-more-left/-right); a box that fits carries no cue and no mask.
+  const cues = [];
+  const CUED = 'div.math > mjx-container[display="true"], .bd-article table.table, table.autosummary, ' +
+    'div.cell_output .output.text_html table:not(.dataframe), .bd-article pre, span.math.ba-wide-inline';
+  for (const box of Array.from(article.querySelectorAll(CUED)).filter(visible)) {
+    const hidden = box.scrollWidth - box.clientWidth;
+    const mask = getComputedStyle(box).maskImage || getComputedStyle(box).webkitMaskImage || "none";
+    const bg = getComputedStyle(box).backgroundImage;
+    if (bg && bg !== "none") cues.push(`${describe(box)} in ${where(box)} paints a background image (${short(bg, 40)}): a painted cue shows as a panel on a tinted box`);
+    if (hidden > 1 && box.scrollLeft < hidden - 1 && !box.classList.contains("ba-more-right"))
+      cues.push(`${describe(box)} in ${where(box)} hides ${hidden} px to the right without a cue`);
+    if (hidden <= 1 && mask !== "none")
+      cues.push(`${describe(box)} in ${where(box)} fits but has a mask (${short(mask, 40)})`);
   }
 
   // --- raw TeX outside rendered math -------------------------------------------------------
@@ -199,5 +238,7 @@
     // The page itself must not scroll sideways (a phone would zoom out or cut the column).
     pageOverflow: Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth),
     rawTex: rawTex.slice(0, 30),
+    punctuation: punctuation.slice(0, 20),
+    cues: cues.slice(0, 20),
   };
 }

@@ -48,6 +48,11 @@ x_3 = \rho\,\mu_{-Y^*} + \epsilon_3, \qquad x_t = \epsilon_t \quad (4 \le t \le 
 = \frac{e^x}{T} + 2 + \frac{T}{e^x} = 2 + e^{x - \log T} + e^{-(x - \log T)}\)</span> so.</p>
 </div>"""
 
+# A formula that fills its line: a ")" after it wraps onto a line of its own unless bookfixes.js
+# binds it to the formula.
+PUNCT = r"""<p id="punct" style="width: 64px">aa <span class="math notranslate nohighlight"
+style="display: inline-block; width: 58px">\(x\)</span>).</p>"""
+
 TWIN = """
 <div class="ba-twin" id="{id}">
   <input type="range" class="ba-twin-slider" min="0" max="2" step="1" value="0">
@@ -65,11 +70,12 @@ TWIN = """
 GOOD = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Good</title>
 <script>window.MathJax = {{}};</script>
 <script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
-{THEME_MATH_CSS}<link rel="stylesheet" href="bookfixes.css"></head>
+{THEME_MATH_CSS}<link rel="stylesheet" href="bookfixes.css"><script src="bookfixes.js"></script></head>
 <body><h1 id="top">Good</h1><p class="math">\\(x^2 + \\nu^\\top p\\)</p>
 <figure id="fig-good"><img src="{_png(400, 300)}" style="width: 200px; height: 150px;">
 <figcaption><span class="caption-number">Fig. 1 </span>A figure at 2x.</figcaption></figure>
 {LONG_MATH}
+{PUNCT}
 <div class="cell_output"><pre>dense engine, X(Wp): 1.0 ms</pre></div>
 <a href="#top">up</a> <a href="bad.html">bad</a> <a href="https://example.org/">outside</a>
 <img src="{_svg('red')}">
@@ -94,6 +100,7 @@ BAD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 <figure><figcaption><span class="caption-number">Fig. 5 </span>Nor here.</figcaption></figure>
 <figure><figcaption><span class="caption-number">Fig. 6 </span>Nor here.</figcaption></figure>
 {LONG_MATH}
+{PUNCT}
 <p>See <a href="#fig-1x">Under the hood: exact dynamics in m \\le nT dimensions</a>.</p>
 <div class="cell_output"><pre>dense engine, $X(Wp)$: 1.0 ms</pre></div>
 <a href="nowhere.html">gone</a> <a href="good.html#nope">no anchor</a>
@@ -109,7 +116,8 @@ BAD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 def reports(browser, tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     (site / "good.html").write_text(GOOD)
-    (site / "bookfixes.css").write_text((harness.ROOT / "book" / "_static" / "bookfixes.css").read_text())
+    for fix in ("bookfixes.css", "bookfixes.js"):
+        (site / fix).write_text((harness.ROOT / "book" / "_static" / fix).read_text())
     (site / "bad.html").write_text(BAD)
     with harness.serve(site) as origin:
         yield {name: harness.load_page(browser, origin, site, f"{name}.html") for name in ("good", "bad")}
@@ -122,7 +130,8 @@ def test_good_page_passes_every_check(reports):
     assert [f["id"] for f in good.layout["figures"]] == ["fig-good"] and good.layout["mathCount"] >= 3
     for check in (harness.check_console, harness.check_requests, harness.check_math, harness.check_images,
                   harness.check_links, harness.check_widgets, harness.check_twins, harness.check_image_sharpness,
-                  harness.check_image_aspect, harness.check_math_layout, harness.check_raw_tex):
+                  harness.check_image_aspect, harness.check_math_layout, harness.check_raw_tex,
+                  harness.check_line_breaks_and_cues):
         assert check(good) == [], (check.__name__, check(good))
     assert harness.check_figures(good, declared=["fig-good"]) == []
 
@@ -154,6 +163,9 @@ def test_bad_page_fails_each_check_for_the_right_reason(reports):
     math = harness.check_math_layout(bad)
     assert any("display math in #equation-long" in p and "not always visible" in p for p in math), math
     assert any("inline math in #long-math" in p and "cut off by (overflow-x: hidden) span.math" in p for p in math), math
+    breaks = harness.check_line_breaks_and_cues(bad)
+    assert any('")" after the inline math in #punct' in p for p in breaks), breaks
+    assert any("#equation-long" in p and "without a cue" in p for p in breaks), breaks
     tex = harness.check_raw_tex(bad)
     assert any(p.startswith("document title:") and "\\le" in p for p in tex), tex
     assert any(p.startswith("link:") and "m \\le nT" in p for p in tex), tex

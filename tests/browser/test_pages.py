@@ -146,6 +146,14 @@ def test_math_is_never_clipped(page_report, name, width):
     _check(page_report, name, harness.check_math_layout, "math cut off or hidden", width)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", PAGES)
+def test_punctuation_stays_with_math_and_overflow_is_cued(page_report, name, width):
+    """A ')' or '.' after inline math never starts a line; a box that scrolls sideways shows a cue
+    at the edge with more content, a box that fits shows none (found by fresh-eyes readers)."""
+    _check(page_report, name, harness.check_line_breaks_and_cues, "line breaks or scroll cues", width)
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_no_raw_latex_in_text(page_report, name):
     """Sidebar, titles (tab and print), headings, link text, prose and cell outputs show no TeX
