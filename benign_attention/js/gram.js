@@ -20,8 +20,8 @@
 
 // ---------------------------------------------------------------------------------------------------
 // Random numbers: xoshiro128** (Blackman & Vigna, 2018), a 32-bit generator with period 2^128 - 1,
-// seeded through splitmix32. Its uniforms have 53 random bits; normals come from Marsaglia's polar
-// method, gamma variates from Marsaglia & Tsang (2000), chi-square and chi variates from those.
+// seeded through splitmix32. Its uniforms have 53 random bits; normals come from the ziggurat method,
+// gamma variates from Marsaglia & Tsang (2000), chi-square and chi variates from those.
 
 /** One splitmix32 step (Vigna's splitmix, 32-bit form): the next state and a well-mixed 32-bit output. */
 function splitmix32(state) {
@@ -33,6 +33,21 @@ function splitmix32(state) {
 }
 
 const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+
+// The ziggurat's 128 layers of equal area ZIG_AREA under exp(-x^2 / 2) (Doornik 2005): ZIG_X[i] the
+// layers' right edges (ZIG_X[0] = area / f(R) for the base layer with its tail), ZIG_R[i] = ZIG_X[i+1] / ZIG_X[i].
+const ZIG_LAYERS = 128, ZIG_TAIL = 3.442619855899, ZIG_AREA = 9.91256303526217e-3;
+const ZIG_X = new Float64Array(ZIG_LAYERS + 1), ZIG_R = new Float64Array(ZIG_LAYERS);
+{
+  let f = Math.exp(-0.5 * ZIG_TAIL * ZIG_TAIL);
+  ZIG_X[0] = ZIG_AREA / f;
+  ZIG_X[1] = ZIG_TAIL;
+  for (let i = 2; i < ZIG_LAYERS; i++) {
+    ZIG_X[i] = Math.sqrt(-2 * Math.log(ZIG_AREA / ZIG_X[i - 1] + f));
+    f = Math.exp(-0.5 * ZIG_X[i] * ZIG_X[i]);
+  }
+  for (let i = 0; i < ZIG_LAYERS; i++) ZIG_R[i] = ZIG_X[i + 1] / ZIG_X[i];
+}
 
 /**
  * A seeded random generator. `new Rng(...keys)` hashes any number of non-negative integer keys
@@ -50,7 +65,6 @@ export class Rng {
     for (let i = 0; i < 4; i++) [state, words[i]] = splitmix32(state);
     if (!(words[0] | words[1] | words[2] | words[3])) words[0] = 1; // the all-zero state is a fixed point
     [this.s0, this.s1, this.s2, this.s3] = words.map((x) => x | 0); // int32 fields: fast in V8
-    this.spare = NaN; // the polar method's second normal
   }
 
   /** The next 32-bit output of xoshiro128** (as an unsigned integer). */
@@ -72,32 +86,73 @@ export class Rng {
     return (a * 67108864 + b) / 9007199254740992;
   }
 
-  /** Standard normal by Marsaglia's polar method (exact; two normals per accepted pair). */
+  /**
+   * Standard normal by the ziggurat method (Marsaglia & Tsang 2000) in Doornik's form (2005, "ZIGNOR"):
+   * 128 layers, a 53-bit uniform u in [-1, 1) for the abscissa and 7 other bits of the same two draws for
+   * the layer (independent of u, which fixes the original method's correlation), the exact tail beyond
+   * R by Marsaglia's (1964) method. An exact method: rejection from the layers' union.
+   */
   normal() {
-    if (!Number.isNaN(this.spare)) {
-      const z = this.spare;
-      this.spare = NaN;
-      return z;
+    const a = this.nextU32(), b = this.nextU32();
+    const u = 2 * (((a >>> 5) * 67108864 + (b >>> 6)) / 9007199254740992) - 1, i = ((a & 31) << 2) | (b & 3);
+    return Math.abs(u) < ZIG_R[i] ? u * ZIG_X[i] : this.normalSlow(u, i);
+  }
+
+  /** The ziggurat's rare branch for the draw (u, layer i) outside the layer's rectangle (about 1.5%). */
+  normalSlow(u, i) {
+    if (i === 0) return this.normalTail(ZIG_TAIL, u < 0);          // the base layer's tail
+    const x = u * ZIG_X[i];                                        // a wedge: accept under the density
+    const f0 = Math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x)), f1 = Math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x));
+    return f1 + this.uniform() * (f0 - f1) < 1 ? x : this.normal();
+  }
+
+  /**
+   * Fill `out` with `scale` times standard normals: the numbers normal() would give, with the
+   * generator's state in local variables for the common branch (engines keep object fields in memory).
+   */
+  fillNormal(out, scale = 1) {
+    let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    for (let n = 0; n < out.length; n++) {
+      const a = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+      let t = s1 << 9;
+      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11);
+      const b = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+      t = s1 << 9;
+      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11);
+      const u = 2 * (((a >>> 5) * 67108864 + (b >>> 6)) / 9007199254740992) - 1, i = ((a & 31) << 2) | (b & 3);
+      if (Math.abs(u) < ZIG_R[i]) {
+        out[n] = scale * (u * ZIG_X[i]);
+        continue;
+      }
+      [this.s0, this.s1, this.s2, this.s3] = [s0, s1, s2, s3];
+      out[n] = scale * this.normalSlow(u, i);
+      ({ s0, s1, s2, s3 } = this);
     }
-    let u, v, s;
+    [this.s0, this.s1, this.s2, this.s3] = [s0, s1, s2, s3];
+    return out;
+  }
+
+  /** A standard normal conditioned on |z| > r (Marsaglia's tail method), with the sign given. */
+  normalTail(r, negative) {
+    let x, y;
     do {
-      u = 2 * this.uniform() - 1;
-      v = 2 * this.uniform() - 1;
-      s = u * u + v * v;
-    } while (s >= 1 || s === 0);
-    const f = Math.sqrt(-2 * Math.log(s) / s);
-    this.spare = v * f;
-    return u * f;
+      x = Math.log(this.uniformOpen()) / r;
+      y = Math.log(this.uniformOpen());
+    } while (-2 * y < x * x);
+    return negative ? x - r : r - x;
+  }
+
+  /** Uniform on (0, 1). */
+  uniformOpen() {
+    let u;
+    do u = this.uniform(); while (u === 0);
+    return u;
   }
 
   /** Gamma(shape, 1) by Marsaglia & Tsang's squeeze method; shape < 1 by Gamma(shape + 1) * U^(1/shape). */
   gamma(shape) {
     if (!(shape > 0)) throw new RangeError(`gamma shape must be > 0, got ${shape}`);
-    if (shape < 1) {
-      let u;
-      do u = this.uniform(); while (u === 0);
-      return this.gamma(shape + 1) * Math.pow(u, 1 / shape);
-    }
+    if (shape < 1) return this.gamma(shape + 1) * Math.pow(this.uniformOpen(), 1 / shape);
     const d = shape - 1 / 3, c = 1 / Math.sqrt(9 * d);
     for (;;) {
       let x, v;
@@ -292,8 +347,7 @@ export function sample(config = {}, seed = config.seed ?? 0, { initVar, testReco
   const testY = balancedLabels(rng(TEST_LABELS), N);
   const K = testRecord + 1;
   const testXi = new Float64Array(K * N * T);
-  const xiRng = rng(TEST);
-  for (let i = 0; i < testXi.length; i++) testXi[i] = xiRng.normal();
+  rng(TEST).fillNormal(testXi);
   // signal: mu * coefficients on the first two basis directions (e1, e2)
   const coef = signalCoefficients(yClean, T, rho);
   for (let r = 0; r < nT; r++) {
@@ -445,12 +499,12 @@ function testMetrics(p, alpha, v, e) {
 //   v = Y^T beta,   beta <- beta - lr Y c,   Y <- Y - lr beta c^T,
 // the same recursion with one m x m matrix instead of two (G drops out). alpha = L^-T beta is solved
 // for at recorded steps only (the test metrics need alpha^T Omega alpha).
-// As in gram_gd, the rank-one updates of Y are kept aside, Y = Y0 - lr sum_k P_k Q_k^T over the pending
-// steps k (P_k the old beta, Q_k = c), and folded into Y0 every `block` steps. Then every m x m or
-// nT x m product of a step is a dot product of contiguous rows (Y0 c, Y0^T beta with a transposed copy,
-// C v, C^T delta with a transposed copy, the fold), the fastest loop in JavaScript: measured 1.6x faster
-// than updating Y in place every step (benchmarks/bench_js.py). Rows of C and columns of C^T are used
-// over their non-zero part only (the sampler's C is lower trapezoidal: half the work).
+// As in gram_gd, the rank-one updates of Y are kept aside, Y = Y0 - lr sum_k P_k Q_k^T over the j
+// pending steps k (P_k the old beta, Q_k = c), and folded into Y0 every `block` steps: a step then reads
+// Y0 twice (Y0 c as row dot products, Y0^T beta as row axpys) and never writes it. Measured in
+// chromium, this is about 1.5x faster than updating Y in place every step (benchmarks/bench_js.py
+// compares block sizes; block 1 folds every step). Rows of C are read over their non-zero part only
+// (the sampler's C is lower trapezoidal: half the work).
 
 /** Default number of steps whose rank-one updates are folded at once. */
 export const BLOCK = 16;
@@ -466,6 +520,11 @@ function dot(A, oa, B, ob, K) {
   }
   for (; k < K; k++) s0 += A[oa + k] * B[ob + k];
   return (s0 + s1) + (s2 + s3);
+}
+
+/** y[oy + k] += a X[ox + k] for k < K. */
+function axpy(a, X, ox, y, oy, K) {
+  for (let k = 0; k < K; k++) y[oy + k] += a * X[ox + k];
 }
 
 /** Lower-triangular Cholesky factor L of a symmetric positive definite G (m x m): G = L L^T. */
@@ -512,6 +571,61 @@ function rowSpans(A, p, q) {
 }
 
 /**
+ * y = A x for A (rows x K, row-major), four rows at a time: each x_k is loaded once for four sums. With
+ * spans (rowSpans), row r's non-zero entries lie in [first[r], end[r]) and a block of four rows reads the
+ * union of its rows' spans.
+ */
+function matvec(A, rows, K, x, y, spans) {
+  let i = 0;
+  for (; i + 3 < rows; i += 4) {
+    let lo = 0, hi = K;
+    if (spans) {
+      const { first, end } = spans;
+      lo = Math.min(first[i], first[i + 1], first[i + 2], first[i + 3]);
+      hi = Math.max(end[i], end[i + 1], end[i + 2], end[i + 3]);
+    }
+    const o0 = i * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (let k = lo; k < hi; k++) {
+      const xk = x[k];
+      s0 += A[o0 + k] * xk;
+      s1 += A[o1 + k] * xk;
+      s2 += A[o2 + k] * xk;
+      s3 += A[o3 + k] * xk;
+    }
+    y[i] = s0;
+    y[i + 1] = s1;
+    y[i + 2] = s2;
+    y[i + 3] = s3;
+  }
+  for (; i < rows; i++) {
+    const lo = spans ? spans.first[i] : 0, hi = spans ? spans.end[i] : K;
+    y[i] = dot(A, i * K + lo, x, lo, hi - lo);
+  }
+}
+
+/** y = A^T x for A (rows x K, row-major) as row axpys, four rows per pass over y (over the union of their spans). */
+function matTvec(A, rows, K, x, y, spans) {
+  y.fill(0);
+  let i = 0;
+  for (; i + 3 < rows; i += 4) {
+    let lo = 0, hi = K;
+    if (spans) {
+      const { first, end } = spans;
+      lo = Math.min(first[i], first[i + 1], first[i + 2], first[i + 3]);
+      hi = Math.max(end[i], end[i + 1], end[i + 2], end[i + 3]);
+    }
+    const x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+    const o0 = i * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
+    for (let k = lo; k < hi; k++) y[k] += A[o0 + k] * x0 + A[o1 + k] * x1 + A[o2 + k] * x2 + A[o3 + k] * x3;
+  }
+  for (; i < rows; i++) {
+    const lo = spans ? spans.first[i] : 0, hi = spans ? spans.end[i] : K;
+    axpy(x[i], A, i * K + lo, y, lo, hi - lo);
+  }
+}
+
+/**
  * Gradient descent on one problem and its metrics at the recorded steps.
  * Options: steps (default STEPS = 1000), lr (LR = 5e-3), recordSteps (default every 10th and the last),
  * test (default true: test metrics from their law, joint=False form), onRecord(e, step, out) called after
@@ -536,22 +650,21 @@ export function run(p, { steps = STEPS, lr = LR, recordSteps: rec = recordSteps(
   if (test) Object.assign(out, { test_loss: new Float64Array(E), test_acc: new Float64Array(E), test_margin: new Float64Array(E), attn_test: [] });
 
   const L = p.L ?? cholesky(p.G, m);
-  const Y0 = transpose(L, m, m), Y0t = Float64Array.from(L);     // Y_0 = L^T and its transpose
-  const P = new Float64Array(m * B), Q = new Float64Array(m * B); // pending pair k in column k (P[i * B + k])
+  const Y0 = transpose(L, m, m);                                  // Y_0 = L^T
+  const P = new Float64Array(B * m), Q = new Float64Array(B * m); // pending pair k: P[k * m + i], Q[k * m + i]
   const w = new Float64Array(B);
   let j = 0;                                                      // pending pairs
-  const rows = rowSpans(C, nT, m), Ct = transpose(C, nT, m), cols = rowSpans(Ct, m, nT);
+  const rows = rowSpans(C, nT, m);
   const beta = new Float64Array(m), alpha = new Float64Array(m), c = new Float64Array(m), v = new Float64Array(m);
-  const a = new Float64Array(nT), g = new Float64Array(nT), s = new Float64Array(T);
+  const yc = new Float64Array(m), a = new Float64Array(nT), g = new Float64Array(nT), s = new Float64Array(T);
   let e = 0;
   for (let step = 0; step <= steps; step++) {
     const last = step === steps;
     // scores a = C v; per sequence: softmax s, output f, dloss/df = -y / (1 + e^{y f}) / n and
     // the score gradients delta_t = dloss/df * s_t (z_t - f)
-    for (let i = 0; i < n; i++) {
+    matvec(C, nT, m, v, a, rows);
+    for (let i = 0; i < n && !last; i++) {
       const r0 = i * T;
-      for (let r = r0; r < r0 + T; r++) a[r] = dot(C, r * m + rows.first[r], v, rows.first[r], rows.end[r] - rows.first[r]);
-      if (last) continue;
       const f = softmaxRow(a, r0, T, z, r0, s, null);
       const dl = -y[i] / (1 + Math.exp(y[i] * f)) / n;
       for (let t = 0; t < T; t++) g[r0 + t] = dl * s[t] * (z[r0 + t] - f);
@@ -564,47 +677,33 @@ export function run(p, { steps = STEPS, lr = LR, recordSteps: rec = recordSteps(
     }
     if (last) break;
     // c = C^T delta
-    for (let k = 0; k < m; k++) c[k] = dot(Ct, k * nT + cols.first[k], g, cols.first[k], cols.end[k] - cols.first[k]);
+    matTvec(C, nT, m, g, c, rows);
     // Y c = Y0 c - lr sum_k P_k (Q_k . c); beta <- beta - lr Y c; push the pair (old beta, c)
-    pendingDots(Q, c, m, B, j, w);
-    for (let i = 0; i < m; i++) {
-      const yc = dot(Y0, i * m, c, 0, m) - lr * dot(P, i * B, w, 0, j);
-      P[i * B + j] = beta[i];
-      Q[i * B + j] = c[i];
-      beta[i] -= lr * yc;
-    }
+    matvec(Y0, m, m, c, yc, null);
+    for (let k = 0; k < j; k++) axpy(-lr * dot(Q, k * m, c, 0, m), P, k * m, yc, 0, m);
+    P.set(beta, j * m);
+    Q.set(c, j * m);
+    for (let i = 0; i < m; i++) beta[i] -= lr * yc[i];
     j++;
     // v = Y^T beta = Y0^T beta - lr sum_k Q_k (P_k . beta), with the new pair
-    pendingDots(P, beta, m, B, j, w);
-    for (let l = 0; l < m; l++) v[l] = dot(Y0t, l * m, beta, 0, m) - lr * dot(Q, l * B, w, 0, j);
+    matTvec(Y0, m, m, beta, v, null);
+    for (let k = 0; k < j; k++) axpy(-lr * dot(P, k * m, beta, 0, m), Q, k * m, v, 0, m);
     if (j === B) {
-      fold(Y0, Y0t, P, Q, m, B, lr);
+      fold(Y0, P, Q, m, B, lr);
       j = 0;
     }
   }
   return out;
 }
 
-/** w_k = X_k . x for the j pending columns k of X (m x B). */
-function pendingDots(X, x, m, B, j, w) {
-  w.fill(0);
-  for (let i = 0; i < m; i++) {
-    const xi = x[i], o = i * B;
-    for (let k = 0; k < j; k++) w[k] += X[o + k] * xi;
-  }
-}
-
-/** Y0 <- Y0 - lr P Q^T (all B pending pairs), then Y0t = Y0^T. Entries in 2 x 2 tiles: four sums share
- * each load of P and Q. */
-function fold(Y0, Y0t, P, Q, m, B, lr) {
+/** Y0 <- Y0 - lr sum_k P_k Q_k^T over all B pending pairs, in 2 x 2 tiles of Y0 (four sums share each load). */
+function fold(Y0, P, Q, m, B, lr) {
   const m2 = m - (m % 2);
-  for (let i = 0; i < m; i += 2) {
-    const pa = i * B, pb = Math.min(i + 1, m - 1) * B;
+  for (let i = 0; i < m2; i += 2) {
     for (let l = 0; l < m2; l += 2) {
-      const qa = l * B, qb = qa + B;
       let s00 = 0, s01 = 0, s10 = 0, s11 = 0;
-      for (let k = 0; k < B; k++) {
-        const p0 = P[pa + k], p1 = P[pb + k], q0 = Q[qa + k], q1 = Q[qb + k];
+      for (let k = 0, o = 0; k < B; k++, o += m) {
+        const p0 = P[o + i], p1 = P[o + i + 1], q0 = Q[o + l], q1 = Q[o + l + 1];
         s00 += p0 * q0;
         s01 += p0 * q1;
         s10 += p1 * q0;
@@ -612,14 +711,21 @@ function fold(Y0, Y0t, P, Q, m, B, lr) {
       }
       Y0[i * m + l] -= lr * s00;
       Y0[i * m + l + 1] -= lr * s01;
-      if (i + 1 < m) {
-        Y0[(i + 1) * m + l] -= lr * s10;
-        Y0[(i + 1) * m + l + 1] -= lr * s11;
-      }
+      Y0[(i + 1) * m + l] -= lr * s10;
+      Y0[(i + 1) * m + l + 1] -= lr * s11;
     }
   }
-  if (m2 < m) for (let i = 0; i < m; i++) Y0[i * m + m2] -= lr * dot(P, i * B, Q, m2 * B, B);  // last column, m odd
-  for (let i = 0; i < m; i++) for (let l = 0; l < m; l++) Y0t[l * m + i] = Y0[i * m + l];
+  if (m2 < m) {  // m odd: the last row and column
+    for (let l = 0; l < m; l++) {
+      let sr = 0, sc = 0;
+      for (let k = 0, o = 0; k < B; k++, o += m) {
+        sr += P[o + m2] * Q[o + l];
+        if (l < m2) sc += P[o + l] * Q[o + m2];
+      }
+      Y0[m2 * m + l] -= lr * sr;
+      if (l < m2) Y0[l * m + m2] -= lr * sc;
+    }
+  }
 }
 
 /** Store one recorded step's metrics at index e of the result's per-step arrays. */
