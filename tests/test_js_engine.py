@@ -304,6 +304,23 @@ def test_sampler_moments_determinism_and_common_random_numbers(js):
 
 
 @pytest.mark.browser
+def test_folding_block_changes_only_round_off(js):
+    """Folding the rank-one updates every 1, 3, 16 or 1000 steps gives the same run (odd m = 9 included)."""
+    diffs = js("""() => {
+      const out = [];
+      for (const [cfg, steps] of [[{ n: 4, T: 3, d: 9, n_test: 20 }, 200], [{ n: 6, T: 4, d: 300, n_test: 20 }, 200]]) {
+        const p = g.sample(cfg, 3), runs = [1, 3, 16, 1000].map((block) => g.run(p, { steps, block }));
+        let mx = 0;
+        for (const r of runs) for (const k of ["train_loss", "test_loss", "test_margin"]) r[k].forEach((x, e) => { mx = Math.max(mx, Math.abs(x - runs[0][k][e])); });
+        out.push([p.m, mx]);
+      }
+      return out;
+    }""")
+    assert [m for m, _ in diffs] == [9, 26]
+    assert all(d <= 1e-12 for _, d in diffs), diffs
+
+
+@pytest.mark.browser
 def test_bad_arguments_are_named(js):
     msgs = js("""() => {
       const p = g.sample({ n: 4, T: 3, d: 20, n_test: 3 }, 0, { testRecord: 2 });

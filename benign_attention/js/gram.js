@@ -112,23 +112,24 @@ export class Rng {
    */
   fillNormal(out, scale = 1) {
     let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
-    for (let n = 0; n < out.length; n++) {
-      const a = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const n = out.length;
+    for (let k = 0; k < n; k++) {
+      const a = Math.imul(rotl(Math.imul(s1, 5), 7), 9);          // int32; only its bits are used
       let t = s1 << 9;
       s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11);
-      const b = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+      const b = Math.imul(rotl(Math.imul(s1, 5), 7), 9);
       t = s1 << 9;
       s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11);
-      const u = 2 * (((a >>> 5) * 67108864 + (b >>> 6)) / 9007199254740992) - 1, i = ((a & 31) << 2) | (b & 3);
+      const u = ((a >>> 5) * 67108864 + (b >>> 6)) * 2.220446049250313e-16 - 1, i = ((a & 31) << 2) | (b & 3);
       if (Math.abs(u) < ZIG_R[i]) {
-        out[n] = scale * (u * ZIG_X[i]);
-        continue;
+        out[k] = scale * (u * ZIG_X[i]);
+      } else {
+        this.s0 = s0; this.s1 = s1; this.s2 = s2; this.s3 = s3;
+        out[k] = scale * this.normalSlow(u, i);
+        s0 = this.s0; s1 = this.s1; s2 = this.s2; s3 = this.s3;
       }
-      [this.s0, this.s1, this.s2, this.s3] = [s0, s1, s2, s3];
-      out[n] = scale * this.normalSlow(u, i);
-      ({ s0, s1, s2, s3 } = this);
     }
-    [this.s0, this.s1, this.s2, this.s3] = [s0, s1, s2, s3];
+    this.s0 = s0; this.s1 = s1; this.s2 = s2; this.s3 = s3;
     return out;
   }
 
