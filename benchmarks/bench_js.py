@@ -5,7 +5,9 @@ then ``run`` (1000 GD steps, train and test metrics every 10th step, 10^3 test s
 setting (n=20, T=8, d=2000, m = 162). Parts:
 
 * ``update``: the first (cold: the JIT has not compiled anything yet) and the median of the next runs,
-  each with its own seed, split into sample and run, and the GD loop alone (no metrics);
+  each with its own seed, split into sample and run, and the GD loop alone (no metrics). Each time is
+  wall (``performance.now``) and CPU time of the page's main thread (the DevTools protocol's
+  ``ThreadTime``); the target is 0.3 s per update;
 * ``block``: the GD loop alone against the number of steps whose rank-one updates are folded at once
   (1 folds every step);
 * ``d``: the update at d = 10^3 .. 10^5 (the live explorer's range; the cost does not grow with d).
@@ -34,34 +36,41 @@ JS_DIR = ROOT / "benign_attention" / "js"
 OUT = ROOT / "benign_attention" / "results" / "benchmarks" / "js_2core.json"
 TARGET_S = 0.3
 
-TIME_JS = """async ({cfg, seeds, opts}) => {
-  const out = [];
-  for (const seed of seeds) {
-    const t0 = performance.now();
-    const p = g.sample(cfg, seed);
-    const t1 = performance.now();
-    const r = g.run(p, opts);
-    const t2 = performance.now();
-    out.push({ sample_ms: t1 - t0, run_ms: t2 - t1, update_ms: t2 - t0, final_test_loss: r.test_loss ? r.test_loss.at(-1) : null });
-    await new Promise((ok) => setTimeout(ok, 0));  // let the page breathe between runs
-  }
-  return out;
-}"""
-
-GD_JS = """async ({cfg, seed, runs, block}) => {
-  const p = g.sample(cfg, seed), ms = [];
-  for (let k = 0; k < runs; k++) {
-    const t0 = performance.now();
-    g.run(p, { test: false, recordSteps: [], block });
-    ms.push(performance.now() - t0);
-    await new Promise((ok) => setTimeout(ok, 0));
-  }
-  return ms;
-}"""
+SAMPLE_JS = "({cfg, seed}) => { window.p = g.sample(cfg, seed); }"
+RUN_JS = "(opts) => { window.r = g.run(window.p, opts); return window.r.steps.length; }"
 
 
-def _median(rows, key):
-    return round(statistics.median(r[key] for r in rows), 1)
+class Clock:
+    """Wall time (performance.now in the page) and the CPU time of the page's main thread (the DevTools
+    protocol's ThreadTime metric): on a shared machine the CPU time is the steadier of the two."""
+
+    def __init__(self, page):
+        self.page = page
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Performance.enable")
+
+    def cpu_s(self):
+        return next(m["value"] for m in self.cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "ThreadTime")
+
+    def time(self, js, arg):
+        """(wall ms, CPU ms) of evaluating ``js(arg)`` in the page (the wall time is measured inside it)."""
+        c0 = self.cpu_s()
+        wall = self.page.evaluate(f"(arg) => {{ const t0 = performance.now(); ({js})(arg); return performance.now() - t0; }}", arg)
+        return wall, 1000 * (self.cpu_s() - c0)
+
+
+def _update(clock, cfg, seed, opts=None):
+    """One update: sample then run; wall and CPU ms of each part and in all."""
+    ws, cs = clock.time(SAMPLE_JS, dict(cfg=cfg, seed=seed))
+    wr, cr = clock.time(RUN_JS, opts or {})
+    return dict(sample_wall_ms=ws, sample_cpu_ms=cs, run_wall_ms=wr, run_cpu_ms=cr, update_wall_ms=ws + wr,
+                update_cpu_ms=cs + cr)
+
+
+def _summary(rows):
+    keys = rows[0].keys()
+    return {f"median_{k}": round(statistics.median(r[k] for r in rows), 1) for k in keys} | {
+        f"min_{k}": round(min(r[k] for r in rows), 1) for k in keys if k.startswith("update")}
 
 
 def main(runs=7):
@@ -74,31 +83,28 @@ def main(runs=7):
         page.goto(origin + "/")
         page.evaluate("async () => { window.g = await import('/gram.js'); }")
         facts = page.evaluate("() => ({ cores: navigator.hardwareConcurrency, agent: navigator.userAgent })")
-        default = {}
-        rows = page.evaluate(TIME_JS, dict(cfg={}, seeds=list(range(runs + 1)), opts={}))
-        warm = rows[1:]
-        update = {
-            "setting": "n=20, T=8, d=2000, n_test=1000, 1000 steps, metrics every 10th step (101 records), m=162",
-            "cold_ms": {k: round(rows[0][k], 1) for k in ("sample_ms", "run_ms", "update_ms")},
-            "runs": len(warm),
-            "median_sample_ms": _median(warm, "sample_ms"),
-            "median_run_ms": _median(warm, "run_ms"),
-            "median_update_ms": _median(warm, "update_ms"),
-            "update_ms": [round(r["update_ms"], 1) for r in warm],
-        }
-        gd = page.evaluate(GD_JS, dict(cfg={}, seed=0, runs=runs, block=16))
-        update["median_gd_only_ms"] = round(statistics.median(gd), 1)
-        update["meets_target"] = update["median_update_ms"] / 1000 <= TARGET_S
+        clock = Clock(page)
+        rows = [_update(clock, {}, seed) for seed in range(runs + 1)]
+        update = {"setting": "n=20, T=8, d=2000, n_test=1000, 1000 steps, metrics every 10th step (101 records), m=162",
+                  "cold": {k: round(v, 1) for k, v in rows[0].items()}, "runs": runs, **_summary(rows[1:]),
+                  "update_wall_ms": [round(r["update_wall_ms"], 1) for r in rows[1:]],
+                  "update_cpu_ms": [round(r["update_cpu_ms"], 1) for r in rows[1:]]}
+        gd = [clock.time(RUN_JS, {"test": False, "recordSteps": []}) for _ in range(runs)]
+        update["median_gd_only_wall_ms"] = round(statistics.median(w for w, _ in gd), 1)
+        update["median_gd_only_cpu_ms"] = round(statistics.median(c for _, c in gd), 1)
+        update["meets_target_cpu"] = update["median_update_cpu_ms"] <= 1000 * TARGET_S
+        update["meets_target_wall"] = update["median_update_wall_ms"] <= 1000 * TARGET_S
         print("update", json.dumps(update), flush=True)
         block = {}
         for b in (1, 4, 8, 16, 32, 64):
-            block[str(b)] = round(statistics.median(page.evaluate(GD_JS, dict(cfg={}, seed=0, runs=max(3, runs // 2),
-                                                                              block=b))), 1)
+            t = [clock.time(RUN_JS, {"test": False, "recordSteps": [], "block": b}) for _ in range(max(3, runs // 2))]
+            block[str(b)] = {"median_wall_ms": round(statistics.median(w for w, _ in t), 1),
+                             "median_cpu_ms": round(statistics.median(c for _, c in t), 1)}
         print("block", block, flush=True)
         dims = {}
         for d in (1000, 10000, 100000):
-            r = page.evaluate(TIME_JS, dict(cfg={"d": d}, seeds=list(range(100, 100 + max(3, runs // 2))), opts={}))
-            dims[str(d)] = {"median_update_ms": _median(r, "update_ms"), "median_sample_ms": _median(r, "sample_ms")}
+            r = [_update(clock, {"d": d}, seed) for seed in range(100, 100 + max(3, runs // 2))]
+            dims[str(d)] = {k: v for k, v in _summary(r).items() if k.startswith("median_update") or k.startswith("median_sample")}
         print("d", dims, flush=True)
         version = browser.version
     assert not blocked, f"requests left the machine: {blocked}"
@@ -113,7 +119,8 @@ def main(runs=7):
         "cpu": _cpu_name(),
         "load_average_at_start": [round(x, 2) for x in load_start],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "note": "shared 2-core machine: other jobs ran at the same time, so times are upper bounds",
+        "note": ("shared 2-core machine: other jobs ran at the same time, so times are upper bounds; cpu = CPU time of "
+                 "the page's main thread (DevTools ThreadTime), wall = performance.now()"),
         "update": update,
         "gd_only_ms_by_block": block,
         "update_by_d": dims,

@@ -266,6 +266,19 @@ def test_generator_moments(js):
 
 
 @pytest.mark.browser
+def test_normals_have_the_normal_law(js):
+    """The ziggurat's normals against numpy's: two-sample KS over 10^5 each, the fourth moment and the
+    tail beyond the ziggurat's base layer (R = 3.4426), where its slow branches act."""
+    z = np.asarray(js("() => Array.from(new g.Rng(11).fillNormal(new Float64Array(100000)))"))
+    ref = np.random.default_rng(11).standard_normal(z.size)
+    _, p = analysis.ks_two_sample(z, ref)
+    assert p > 1e-3, p
+    assert abs((z**4).mean() - 3.0) < 5 * math.sqrt(96 / z.size)
+    tail = 2 * 0.5 * math.erfc(3.442619855899 / math.sqrt(2))  # P(|Z| > R)
+    assert abs((np.abs(z) > 3.442619855899).mean() - tail) < 5 * math.sqrt(tail / z.size)
+
+
+@pytest.mark.browser
 def test_sampler_moments_determinism_and_common_random_numbers(js):
     res = js("""() => {
       const r = new g.Rng(3, 0, 0), m = 4, K = 4000, dof = 30, s = 0.5;

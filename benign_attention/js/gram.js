@@ -458,19 +458,14 @@ function trainMetrics(p, a) {
  * not for their correlation across steps). For a fresh token x = signal + sigma eps, the score x^T q and
  * the head value nu^T x are Gaussian around their signal parts with
  *   Var(nu^T eps) = nu_B^T nu_B,  Cov(q^T eps, nu^T eps) = v^T nu_B,  Var(q^T eps) = v^T v + alpha^T Omega alpha,
- * so score noise = beta xi_0 + r xi_{e+1}, beta = v.nu_B / |nu_B|, r = sqrt(q^T q - beta^2).
+ * so score noise = beta xi_0 + r xi_{e+1}, beta = v.nu_B / |nu_B|, r = sqrt(q^T q - beta^2). `aOa` is
+ * alpha^T Omega alpha for the step's state.
  */
-function testMetrics(p, alpha, v, e) {
-  const { N, T, m, nuB, sigma, testCoef, dirsB, testXi, xiCols: K, testY, Omega } = p;
+function testMetrics(p, v, aOa, e) {
+  const { N, T, m, nuB, sigma, testCoef, dirsB, testXi, xiCols: K, testY } = p;
   if (e + 1 >= K) throw new RangeError(`the problem's test normals serve ${K - 1} recorded steps, need ${e + 1}`);
   const nn = dot(nuB, 0, nuB, 0, m), qn = dot(v, 0, nuB, 0, m), beta = qn / Math.sqrt(nn);
-  let qq = dot(v, 0, v, 0, m);
-  for (let i = 0; i < m; i++) {
-    if (alpha[i] === 0) continue;
-    let s = 0;
-    for (let j = 0; j < m; j++) s += Omega[i * m + j] * alpha[j];
-    qq += alpha[i] * s;
-  }
+  const qq = dot(v, 0, v, 0, m) + aOa;                            // q^T q
   const r = Math.sqrt(Math.max(qq - beta * beta, 0));
   const dv0 = dot(dirsB, 0, v, 0, m), dv1 = dot(dirsB, m, v, 0, m), dn0 = dot(dirsB, 0, nuB, 0, m), dn1 = dot(dirsB, m, nuB, 0, m);
   const a = new Float64Array(T), head = new Float64Array(T), s = new Float64Array(T), attn = new Float64Array(4);
@@ -502,10 +497,10 @@ function testMetrics(p, alpha, v, e) {
 // for at recorded steps only (the test metrics need alpha^T Omega alpha).
 // As in gram_gd, the rank-one updates of Y are kept aside, Y = Y0 - lr sum_k P_k Q_k^T over the j
 // pending steps k (P_k the old beta, Q_k = c), and folded into Y0 every `block` steps: a step then reads
-// Y0 twice (Y0 c as row dot products, Y0^T beta as row axpys) and never writes it. Measured in
-// chromium, this is about 1.5x faster than updating Y in place every step (benchmarks/bench_js.py
-// compares block sizes; block 1 folds every step). Rows of C are read over their non-zero part only
-// (the sampler's C is lower trapezoidal: half the work).
+// Y0 twice (Y0 c as dot products, Y0^T beta as axpys, four rows at a time) and never writes it.
+// benchmarks/bench_js.py compares block sizes (block 1 updates Y0 in place every step: 1.15x slower
+// than 16 in chromium). Rows of C are read over their non-zero part only (the sampler's C is lower
+// trapezoidal: half the work).
 
 /** Default number of steps whose rank-one updates are folded at once. */
 export const BLOCK = 16;
@@ -541,13 +536,9 @@ export function cholesky(G, m) {
   return L;
 }
 
-/** alpha solving L^T alpha = beta (back substitution; L lower triangular). */
-function solveUpperT(L, beta, m, alpha) {
-  for (let i = m - 1; i >= 0; i--) {
-    let s = beta[i];
-    for (let j = i + 1; j < m; j++) s -= L[j * m + i] * alpha[j];
-    alpha[i] = s / L[i * m + i];
-  }
+/** alpha solving U alpha = beta for U = L^T, upper triangular (back substitution over contiguous rows). */
+function solveUpper(U, beta, m, alpha) {
+  for (let i = m - 1; i >= 0; i--) alpha[i] = (beta[i] - dot(U, i * m + i + 1, alpha, i + 1, m - i - 1)) / U[i * m + i];
   return alpha;
 }
 
@@ -650,8 +641,9 @@ export function run(p, { steps = STEPS, lr = LR, recordSteps: rec = recordSteps(
     train_clean_acc: new Float64Array(E), attn_clean: [], attn_noisy: [] };
   if (test) Object.assign(out, { test_loss: new Float64Array(E), test_acc: new Float64Array(E), test_margin: new Float64Array(E), attn_test: [] });
 
-  const L = p.L ?? cholesky(p.G, m);
-  const Y0 = transpose(L, m, m);                                  // Y_0 = L^T
+  const Lt = transpose(p.L ?? cholesky(p.G, m), m, m);            // L^T
+  const Y0 = Float64Array.from(Lt);                               // Y_0 = L^T
+  const Oa = new Float64Array(m);                                 // Omega alpha
   const P = new Float64Array(B * m), Q = new Float64Array(B * m); // pending pair k: P[k * m + i], Q[k * m + i]
   const w = new Float64Array(B);
   let j = 0;                                                      // pending pairs
@@ -672,7 +664,11 @@ export function run(p, { steps = STEPS, lr = LR, recordSteps: rec = recordSteps(
     }
     if (isRec[step]) {
       record(out, e, trainMetrics(p, a));
-      if (test) record(out, e, testMetrics(p, solveUpperT(L, beta, m, alpha), v, e));
+      if (test) {
+        solveUpper(Lt, beta, m, alpha);                           // alpha = L^-T beta
+        matvec(p.Omega, m, m, alpha, Oa, null);
+        record(out, e, testMetrics(p, v, dot(alpha, 0, Oa, 0, m), e));
+      }
       if (onRecord) onRecord(e, step, out);
       e++;
     }
