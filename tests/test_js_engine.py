@@ -307,11 +307,14 @@ def test_sampler_moments_determinism_and_common_random_numbers(js):
                sharedNoise: same(a.G, c.G) && same(a.Omega, c.Omega) && same(a.testXi, c.testXi) && same(a.yClean, c.yClean)
                  && same(Array.from(a.C).filter((_, i) => i % a.m >= 2), Array.from(c.C).filter((_, i) => i % c.m >= 2)),
                flips: [flips(a), flips(c)], otherSeed: same(a.C, g.sample(cfg, 10).C),
+               cached: (() => { const cache = new Map(), x = g.sample({ ...cfg, signal_norm: 5 }, 9, { cache }), y = g.sample(cfg, 9, { cache });
+                 return cache.size === 1 && x.G === y.G && same(y.C, a.C) && same(y.testXi, a.testXi) && same(y.y, a.y); })(),
                dSmall: g.sample({ n: 4, T: 3, d: 8, n_test: 2 }, 0).m, omegaZero: Array.from(g.sample({ n: 4, T: 3, d: 8, n_test: 2 }, 0).Omega).every((x) => x === 0) };
     }""")
     np.testing.assert_allclose(np.reshape(res["meanW"], (4, 4)), 30 * 0.25 * np.eye(4), atol=0.12)  # E W = dof s^2 I
     np.testing.assert_allclose(np.reshape(res["meanX"], (6, 6)), 9 * 4.0 * np.eye(6), atol=0.6)   # E x.x' = d sigma^2
     assert res["m"] == 2 + 24 and res["deterministic"] and res["sharedNoise"] and not res["otherSeed"]
+    assert res["cached"]  # a cached noise draw gives the uncached problem
     assert res["flips"] == [math.ceil(0.2 * 6), math.ceil(0.4 * 6)]
     assert res["dSmall"] == 8 and res["omegaZero"]  # d <= nT + 2: m = d and Omega = 0
 

@@ -320,36 +320,52 @@ function outerGram(F, p, q) {
 }
 
 /**
- * One run's problem from the sampler (gram.sample_problems' law; other numbers, numpy's generator differs).
- * W0 has i.i.d. N(0, kappa^2) entries, kappa^2 = initVar (default 1/(3d), the variance of the paper's
- * U(-1/sqrt d, 1/sqrt d)). Training tokens C = noise coordinates + signal (Bartlett construction),
- * G = A^T A ~ Wishart_m(d, kappa^2 I), Omega = L Omega0 L^T with G = L L^T and Omega0 ~ Wishart_m(d - m),
- * head nu_B = (e1 - e2) / (sqrt 2 ||mu||), z = C nu_B, labels with exactly ceil(eta n) flips; test labels,
- * their signal parts, and standard normals testXi (testRecord + 1 sets of N x T) for the law of the test
- * scores. `seed` overrides config.seed. `testRecord`: how many recorded steps the test normals serve
- * (default: those of recordSteps(STEPS)). Returns a problem (see the top of this file) that also holds
- * the Bartlett factor L of G, so that run() needs no Cholesky factorisation.
+ * Everything random about a run except the signal strengths (gram.sample_problems' shared draw): labels
+ * and flip order, the tokens' noise coordinates (Bartlett construction), G = A^T A ~ Wishart_m(d, kappa^2 I)
+ * as its Bartlett factor L, Omega = L Omega0 L^T with Omega0 ~ Wishart_m(d - m, kappa^2 I), test labels and
+ * testRecord + 1 sets of N x T standard normals for the law of the test scores.
  */
-export function sample(config = {}, seed = config.seed ?? 0, { initVar, testRecord = recordSteps(STEPS).length } = {}) {
-  const c = validateConfig(config);
-  const { n, T, d, sigma, n_test: N, signal_norm: mu, rho, eta } = c;
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be an integer >= 0, got ${seed}`);
+function drawNoise(seed, n, T, d, sigma, N, kappa, testRecord) {
   const rng = (tag) => new Rng(seed, d, tag);
   const labels = rng(LABELS);
   const yClean = balancedLabels(labels, n);
   const order = flipOrder(labels, yClean);
-  const nT = n * T;
-  const { coords: C, m } = tokenCoordinates(rng(TOKENS), nT, d, sigma);
-  const kappa = Math.sqrt(initVar ?? 1 / (3 * d));
+  const { coords: eps, m } = tokenCoordinates(rng(TOKENS), n * T, d, sigma);
   const { L } = wishartFactor(rng(GRAM), m, d, kappa);
-  const G = outerGram(L, m, m);
   const om = wishartFactor(rng(OMEGA), m, d - m, kappa);
   const Omega = om.k ? outerGram(matmul(L, om.L, m, m, om.k), m, om.k) : new Float64Array(m * m);
   const testY = balancedLabels(rng(TEST_LABELS), N);
-  const K = testRecord + 1;
-  const testXi = new Float64Array(K * N * T);
-  rng(TEST).fillNormal(testXi);
-  // signal: mu * coefficients on the first two basis directions (e1, e2)
+  const testXi = rng(TEST).fillNormal(new Float64Array((testRecord + 1) * N * T));
+  return { yClean, order, eps, m, L, G: outerGram(L, m, m), Omega, testY, testXi };
+}
+
+/**
+ * One run's problem from the sampler (gram.sample_problems' law; other numbers, numpy's generator differs).
+ * W0 has i.i.d. N(0, kappa^2) entries, kappa^2 = initVar (default 1/(3d), the variance of the paper's
+ * U(-1/sqrt d, 1/sqrt d)). On the noise draw (drawNoise) go the signals: C = noise + ||mu|| times the
+ * signal coefficients on e1, e2; head nu_B = (e1 - e2) / (sqrt 2 ||mu||), z = C nu_B; labels with exactly
+ * ceil(eta n) flips; the test tokens' signal parts. `seed` overrides config.seed. `testRecord`: how many
+ * recorded steps the test normals serve (default: those of recordSteps(STEPS)). `cache`: a Map owned by
+ * the caller; problems that differ only in signal_norm, rho or eta then reuse one noise draw (common
+ * random numbers, as in Python), and a change of those knobs costs no sampling. Returns a problem (see the
+ * top of this file) that also holds the Bartlett factor L of G, so that run() needs no Cholesky
+ * factorisation; its G, L, Omega, yClean, testY and testXi are shared with the cache (run() only reads them).
+ */
+export function sample(config = {}, seed = config.seed ?? 0, { initVar, testRecord = recordSteps(STEPS).length, cache } = {}) {
+  const c = validateConfig(config);
+  const { n, T, d, sigma, n_test: N, signal_norm: mu, rho, eta } = c;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be an integer >= 0, got ${seed}`);
+  if (!Number.isInteger(testRecord) || testRecord < 1) throw new RangeError(`testRecord must be an integer >= 1, got ${testRecord}`);
+  const kappa = Math.sqrt(initVar ?? 1 / (3 * d));
+  const key = JSON.stringify([seed, n, T, d, sigma, N, kappa, testRecord]);
+  let draw = cache?.get(key);
+  if (!draw) {
+    draw = drawNoise(seed, n, T, d, sigma, N, kappa, testRecord);
+    cache?.set(key, draw);
+  }
+  const { yClean, order, eps, m, L, G, Omega, testY, testXi } = draw;
+  const nT = n * T;
+  const C = Float64Array.from(eps);                 // signal: ||mu|| times the coefficients on e1, e2
   const coef = signalCoefficients(yClean, T, rho);
   for (let r = 0; r < nT; r++) {
     C[r * m] += mu * coef[2 * r];
@@ -366,7 +382,7 @@ export function sample(config = {}, seed = config.seed ?? 0, { initVar, testReco
   dirsB[0] = 1;
   dirsB[m + 1] = 1;
   return {
-    n, T, m, N, C, G, L, Omega, z, y, yClean, noisy, nuB, sigma, testCoef, dirsB, testXi, xiCols: K, testY,
+    n, T, m, N, C, G, L, Omega, z, y, yClean, noisy, nuB, sigma, testCoef, dirsB, testXi, xiCols: testRecord + 1, testY,
     config: { ...c, seed, m, init: "gaussian", init_var: kappa * kappa },
   };
 }
