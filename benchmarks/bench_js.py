@@ -41,6 +41,8 @@ SAMPLE_JS = "({cfg, seed}) => { window.p = g.sample(cfg, seed); }"
 RUN_JS = "(opts) => { window.r = g.run(window.p, opts); return window.r.steps.length; }"
 #: An update after a change of ||mu||, rho or eta: the noise draw comes from the cache (sample's `cache`)
 CACHED_JS = "(cfg) => { window.r = g.run(g.sample(cfg, 0, { cache: window.cache })); }"
+#: The GD loop alone (no metrics) on the last sampled problem, folding every `block` steps
+GD_JS = "(block) => { g.run(window.p, { test: false, recordSteps: [], block }); }"
 
 
 class Clock:
@@ -87,26 +89,33 @@ def main(runs=7):
         page.evaluate("async () => { window.g = await import('/gram.js'); }")
         facts = page.evaluate("() => ({ cores: navigator.hardwareConcurrency, agent: navigator.userAgent })")
         clock = Clock(page)
-        rows = [_update(clock, {}, seed) for seed in range(runs + 1)]
-        update = {"setting": "n=20, T=8, d=2000, n_test=1000, 1000 steps, metrics every 10th step (101 records), m=162",
-                  "cold": {k: round(v, 1) for k, v in rows[0].items()}, "runs": runs, **_summary(rows[1:]),
-                  "update_wall_ms": [round(r["update_wall_ms"], 1) for r in rows[1:]],
-                  "update_cpu_ms": [round(r["update_cpu_ms"], 1) for r in rows[1:]]}
+        # Rounds interleave the kinds of update (and, below, the block sizes), so that other jobs on the
+        # machine slow them alike.
+        cold = _update(clock, {}, 0)
         page.evaluate("() => { window.cache = new Map(); g.sample({}, 0, { cache }); }")
-        knob = [clock.time(CACHED_JS, {"signal_norm": 10.0 + k}) for k in range(runs)]
+        rows, knob, gd = [], [], []
+        for k in range(runs):
+            rows.append(_update(clock, {}, k + 1))
+            knob.append(clock.time(CACHED_JS, {"signal_norm": 10.0 + k}))
+            gd.append(clock.time(GD_JS, 16))
+        update = {"setting": "n=20, T=8, d=2000, n_test=1000, 1000 steps, metrics every 10th step (101 records), m=162",
+                  "cold": {k: round(v, 1) for k, v in cold.items()}, "runs": runs, **_summary(rows),
+                  "update_wall_ms": [round(r["update_wall_ms"], 1) for r in rows],
+                  "update_cpu_ms": [round(r["update_cpu_ms"], 1) for r in rows]}
         update["median_signal_knob_update_wall_ms"] = round(statistics.median(w for w, _ in knob), 1)
         update["median_signal_knob_update_cpu_ms"] = round(statistics.median(c for _, c in knob), 1)
-        gd = [clock.time(RUN_JS, {"test": False, "recordSteps": []}) for _ in range(runs)]
         update["median_gd_only_wall_ms"] = round(statistics.median(w for w, _ in gd), 1)
         update["median_gd_only_cpu_ms"] = round(statistics.median(c for _, c in gd), 1)
         update["meets_target_cpu"] = update["median_update_cpu_ms"] <= 1000 * TARGET_S
         update["meets_target_wall"] = update["median_update_wall_ms"] <= 1000 * TARGET_S
         print("update", json.dumps(update), flush=True)
-        block = {}
-        for b in (1, 4, 8, 16, 32, 64):
-            t = [clock.time(RUN_JS, {"test": False, "recordSteps": [], "block": b}) for _ in range(max(3, runs // 2))]
-            block[str(b)] = {"median_wall_ms": round(statistics.median(w for w, _ in t), 1),
-                             "median_cpu_ms": round(statistics.median(c for _, c in t), 1)}
+        blocks = (1, 4, 8, 16, 32, 64)
+        times = {b: [] for b in blocks}
+        for _ in range(max(3, runs // 2)):
+            for b in blocks:
+                times[b].append(clock.time(GD_JS, b))
+        block = {str(b): {"median_wall_ms": round(statistics.median(w for w, _ in t), 1),
+                          "median_cpu_ms": round(statistics.median(c for _, c in t), 1)} for b, t in times.items()}
         print("block", block, flush=True)
         dims = {}
         for d in (1000, 10000, 100000):
