@@ -514,9 +514,9 @@ function testMetrics(p, v, aOa, e) {
 // As in gram_gd, the rank-one updates of Y are kept aside, Y = Y0 - lr sum_k P_k Q_k^T over the j
 // pending steps k (P_k the old beta, Q_k = c), and folded into Y0 every `block` steps: a step then reads
 // Y0 twice (Y0 c as dot products, Y0^T beta as axpys, four rows at a time) and never writes it.
-// benchmarks/bench_js.py compares block sizes (block 1 updates Y0 in place every step: 1.15x slower
-// than 16 in chromium). Rows of C are read over their non-zero part only (the sampler's C is lower
-// trapezoidal: half the work).
+// benchmarks/bench_js.py compares block sizes (block 1 updates Y0 in place every step: 1.2-1.5x the CPU
+// time of block 16 in chromium). Rows of C are read over their non-zero part only (the sampler's C is
+// lower trapezoidal: half the work).
 
 /** Default number of steps whose rank-one updates are folded at once. */
 export const BLOCK = 16;
