@@ -387,7 +387,7 @@ export function sample(config = {}, seed = config.seed ?? 0, { initVar, testReco
   };
 }
 
-/** A problem from gram.export_scenario's JSON (nested lists; null stands for NaN nowhere in the inputs). */
+/** A problem from gram.export_scenario's JSON (nested lists; the inputs hold no NaN, so no null). */
 export function problemFromJSON(s) {
   const flat = (a) => Float64Array.from(a.flat(Infinity));
   const NT = s.n_test * s.T, xiCols = s.test_xi[0][0].length;
@@ -653,6 +653,9 @@ export function run(p, { steps = STEPS, lr = LR, recordSteps: rec = recordSteps(
   const isRec = new Uint8Array(steps + 1);
   for (const s of recorded) isRec[s] = 1;
   const E = recorded.length;
+  if (test && E + 1 > p.xiCols) {
+    throw new RangeError(`the problem's test normals serve ${p.xiCols - 1} recorded steps, need ${E} (sample it with testRecord >= ${E})`);
+  }
   const out = { steps: recorded, train_loss: new Float64Array(E), train_acc: new Float64Array(E),
     train_clean_acc: new Float64Array(E), attn_clean: [], attn_noisy: [] };
   if (test) Object.assign(out, { test_loss: new Float64Array(E), test_acc: new Float64Array(E), test_margin: new Float64Array(E), attn_test: [] });
@@ -661,7 +664,6 @@ export function run(p, { steps = STEPS, lr = LR, recordSteps: rec = recordSteps(
   const Y0 = Float64Array.from(Lt);                               // Y_0 = L^T
   const Oa = new Float64Array(m);                                 // Omega alpha
   const P = new Float64Array(B * m), Q = new Float64Array(B * m); // pending pair k: P[k * m + i], Q[k * m + i]
-  const w = new Float64Array(B);
   let j = 0;                                                      // pending pairs
   const rows = rowSpans(C, nT, m);
   const beta = new Float64Array(m), alpha = new Float64Array(m), c = new Float64Array(m), v = new Float64Array(m);
