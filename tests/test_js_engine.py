@@ -192,7 +192,9 @@ def test_scenarios_cover_the_regimes(same_numbers):
 
 LAW_SEEDS = 200
 LAW_STEPS, LAW_REC = 1000, [100, 1000]
-#: The scenarios' settings (n = 10, T = 5): mostly benign, mostly harmful, and d < nT
+#: The scenarios' settings (n = 10, T = 5): mostly benign, mostly harmful, and d < nT. Python's sample_runs draws
+#: the two recorded steps' test scores jointly (joint=None with E = 2), the JS core each step with its own
+#: normals: the same law at each step, which is all the compared metrics need.
 LAW_SETTINGS = {"benign": dict(n=10, T=5, d=400, signal_norm=40.0, eta=0.2, n_test=60),
                 "harmful": dict(n=10, T=5, d=150, signal_norm=2.0, eta=0.2, n_test=60),
                 "d < nT": dict(n=10, T=5, d=40, signal_norm=12.0, eta=0.2, n_test=60)}
