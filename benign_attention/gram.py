@@ -29,6 +29,9 @@ needs nothing else starts in a fraction of a second. :func:`~benign_attention.en
 :func:`~benign_attention.engines.train_many` take ``engine="gram"`` (the explicit-arrays source) and
 :func:`~benign_attention.sweeps.run_grid` takes ``engine="gram"`` (the sampler).
 
+:func:`export_scenario` writes one sampled run, with the Python core's results, as JSON for the core's JavaScript
+port (``benign_attention/js/gram.js``, the same recursion and sampler in the reader's browser).
+
 Internal API (used by :mod:`~benign_attention.engines` and :mod:`~benign_attention.sweeps`):
 :func:`batch_metrics_np`, :class:`GramProblem`, :func:`gram_gd`, :func:`run_problems`.
 """
@@ -43,7 +46,7 @@ from .data import LR, STEPS, noisy_mask, signal_coefficients, validate_config
 from .validation import ArgumentTypeError, check_array, check_choice, check_int, check_int_array, check_number
 
 __all__ = ["GramProblem", "gram_gd", "from_arrays", "sample_problems", "sample_runs", "SampledRuns",
-           "test_metrics_law", "wishart", "token_coordinates", "batch_metrics_np"]
+           "test_metrics_law", "wishart", "token_coordinates", "batch_metrics_np", "export_scenario"]
 
 #: Streams of SeedSequence([seed, d, tag]) the sampler draws from (fixed tags: common random numbers
 #: across signal_norm, rho and eta, and across d for every Gaussian part whose shape does not depend on d).
@@ -448,6 +451,83 @@ def sample_problems(cfgs, init_var=None, test_record=1, init_seeds=None):
             noisy=mask, test_y=y_test, Omega=Omega, nu_B=nu_B, sigma=sigma,
             test_coef=mu * signal_coefficients(y_test, T, c["rho"]), dirs_B=dirs, test_xi=xi,
             config=dict(c, m=m, init="gaussian", init_var=G_var[key]), noise_C=eps, signal_coef=sig))
+    return out
+
+
+def _jsonable(a):
+    """Nested lists of a numpy array (floats, with NaN as None: JSON has no NaN)."""
+    a = np.asarray(a)
+    if a.dtype == bool:
+        return a.tolist()
+    a = a.astype(np.float64)
+    return np.where(np.isnan(a), None, a).tolist() if np.isnan(a).any() else a.tolist()
+
+
+def export_scenario(prob, steps=STEPS, lr=LR, record_steps=None, joint=False):
+    r"""One sampled run as a JSON-able dict: everything the JavaScript core (``benign_attention/js/gram.js``)
+    needs, and the Python core's results for it, so the two can be compared number for number.
+
+    Parameters
+    ----------
+    prob : GramProblem
+        A problem with the test side in law form (from :func:`sample_problems`, whose ``test_record`` must be
+        at least the number of record steps).
+    steps : int
+        Gradient-descent steps.
+    lr : float
+        Learning rate, > 0.
+    record_steps : sequence of int, optional
+        The steps recorded (default: every 10th step and the last, as :func:`record_steps_of`).
+    joint : bool
+        How the expected test metrics are drawn (:func:`test_metrics_law`). The JavaScript core implements
+        ``joint=False`` only (each recorded step has its own normals): with True the expected test metrics
+        follow the same law but are other numbers.
+
+    Returns
+    -------
+    dict
+        ``n``, ``T``, ``m``, ``n_test`` and the arrays as nested lists of floats: ``C`` ``(nT, m)``, ``G``,
+        ``Omega`` ``(m, m)``, ``z`` ``(n, T)``, ``y``, ``y_clean`` ``(n,)``, ``noisy`` ``(n,)`` (bool),
+        ``nu_B`` ``(m,)``, ``sigma``, ``test_coef`` ``(N, T, 2)``, ``dirs_B`` ``(2, m)``, ``test_xi``
+        ``(N, T, E + 1)``, ``test_y`` ``(N,)``; the run's ``steps``, ``lr``, ``record_steps`` and ``joint``;
+        ``config`` (the knobs); ``expected``: :func:`run_problems`'s metrics (``per_sample=False``), lists
+        with leading axis :math:`E` and None for NaN (attention on noisy sequences when none is noisy).
+
+    Raises
+    ------
+    ValueError
+        ``prob`` has explicit test projections (the JavaScript core draws test scores from their law only),
+        too few test normals, or a bad ``steps``/``lr``/``record_steps``.
+
+    Examples
+    --------
+    >>> import json
+    >>> from benign_attention import gram
+    >>> prob, = gram.sample_problems([dict(n=4, T=3, d=40, n_test=5, seed=1)], test_record=3)
+    >>> sc = gram.export_scenario(prob, steps=20, record_steps=[0, 10, 20])
+    >>> sc["m"], len(sc["expected"]["test_loss"])
+    (14, 3)
+    >>> text = json.dumps(sc)  # strict JSON: no NaN
+    """
+    if not isinstance(prob, GramProblem):
+        raise ArgumentTypeError(f"prob must be a GramProblem, got {type(prob).__name__}")
+    if prob.Omega is None or prob.test_xi is None:
+        raise ValueError("prob must have its test side in law form (a sampler problem from sample_problems)")
+    rec = record_steps_of(steps, record_steps=record_steps)
+    lr = check_number("lr", lr, 0.0, low_open=True)
+    E = len(rec)
+    if prob.test_xi.shape[-1] < E + 1:
+        raise ValueError(f"prob's test_xi serves {prob.test_xi.shape[-1] - 1} recorded steps, need {E}: "
+                         f"sample it with test_record >= {E}")
+    (hist,), _ = run_problems([prob], int(steps), lr, rec, per_sample=False, joint=bool(joint))
+    n, T = prob.z.shape
+    cfg = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in prob.config.items()}
+    out = dict(n=int(n), T=int(T), m=int(prob.m), n_test=int(prob.test_y.shape[0]), sigma=float(prob.sigma),
+               steps=int(steps), lr=float(lr), record_steps=[int(s) for s in rec], joint=bool(joint), config=cfg)
+    for k in ("C", "G", "Omega", "z", "y", "y_clean", "noisy", "nu_B", "test_coef", "dirs_B", "test_y"):
+        out[k] = _jsonable(getattr(prob, k))
+    out["test_xi"] = _jsonable(prob.test_xi[..., :E + 1])
+    out["expected"] = {k: _jsonable(v) for k, v in hist.items()}
     return out
 
 

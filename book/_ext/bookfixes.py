@@ -41,6 +41,9 @@
 9. Figures that :func:`benign_attention.display.show` publishes as a ``<picture>`` (a wide and a
    phone PNG as data URLs), and the frames of the static twins, are written out as image files once
    the build has finished (:func:`_figures_to_files`).
+10. The sampler engine's JavaScript port, ``benign_attention/js/`` (package data), is a static path too:
+   Sphinx copies its modules to ``_static/`` (``_static/gram.js``), so pages load them from the book's own
+   files.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ STATIC = Path(__file__).resolve().parent.parent / "_static"   # book/_static
 CSS_FILES = ("bookfixes.css",)
 JS_FILES = ("bookfixes.js",)  # reading fixes that need the laid-out page (scroll cues, inline maths)
 ROOT = Path(__file__).resolve().parents[2]                    # the repository root
+JS = ROOT / "benign_attention" / "js"                         # the JavaScript engine (10.)
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -99,8 +103,9 @@ def _fix_page_scripts(app, pagename, templatename, context, doctree):
 
 
 def _add_static_path(app, config):
-    if str(STATIC) not in config.html_static_path:
-        config.html_static_path = [*config.html_static_path, str(STATIC)]
+    for path in (STATIC, JS):
+        if str(path) not in config.html_static_path:
+            config.html_static_path = [*config.html_static_path, str(path)]
 
 
 #: The two inline-expression forms the prose uses (display.G): f"{G.name:format}" and G.name.
