@@ -471,7 +471,7 @@ def _map_axes(ax, x, y, title, xlabel, ylabel, curves, xlog, ylog):
 @closed_figure
 def heat_maps(x, y, maps, titles, xlabel, ylabel, curves=None, cmap="viridis", xlog=False, ylog=False):
     """Heat maps ``maps`` (each (len(x), len(y))) side by side, x horizontal and y vertical, each with
-    its own colour bar; ``curves`` (dicts with x, y, label, colour, ls) are drawn on every panel.
+    its own colour bar; ``curves`` (dicts with x, y, label, color, ls) are drawn on every panel.
 
     Shown in :ref:`the phase diagram's grid <sec-phase-grid>`.
     """
@@ -596,6 +596,7 @@ def engine_timings(d, seconds_per_step, xlabel="token dimension $d$"):
         ok = np.isfinite(t)
         ax.loglog(np.asarray(d)[ok], t[ok], "o-", label=name)
     ax.set(xlabel=xlabel, ylabel="seconds per GD step")
+    _plain_log_ticks(ax.xaxis, d)  # the measured d only: minor labels (3 x 10^2, ...) collide
     ax.grid(True, which="both", alpha=0.3)
     _corner_legend(fig, ax)
     return fig
@@ -630,9 +631,11 @@ def seed_spread(x, curves, xlabel, ylabel, xlog=True):
 
 
 @closed_figure
-def cost_growth(panels, ylabel="seconds per run"):
+def cost_growth(panels, ylabel="seconds per run", min_decades=1.0):
     """One log-log panel per knob: run time against the knob's value, with the fitted power law;
-    ``panels`` maps an axis label to ``(values, seconds)`` (:ref:`sec-own-synthetic`)."""
+    ``panels`` maps an axis label to ``(values, seconds)`` (:ref:`sec-own-synthetic`). The shared
+    time axis spans at least ``min_decades`` decades (widened about its geometric centre), so that
+    a flat cost looks flat rather than zoomed into noise."""
     fig, axes = subplots(len(panels), width=2.2 if len(panels) > 1 else 3.4, height=2.6, sharey=True)
     for ax, (label, (x, t)) in zip(axes[0], panels.items()):
         x, t = np.asarray(x, float), np.asarray(t, float)
@@ -646,5 +649,9 @@ def cost_growth(panels, ylabel="seconds per run"):
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{round(np.log10(v))}}}$"))
         _plain_log_ticks(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
+    lo, hi = axes[0, 0].get_ylim()
+    if hi / lo < 10.0 ** min_decades:
+        centre = np.sqrt(lo * hi)
+        axes[0, 0].set_ylim(centre / 10 ** (min_decades / 2), centre * 10 ** (min_decades / 2))
     axes[0, 0].set_ylabel(ylabel)
     return fig

@@ -356,6 +356,26 @@ def test_layout_keyword():
         plots.seed_spread(x + 1, {"a": np.ones((2, 5))}, "x", "y", layout="tall")
 
 
+def test_log_axes_are_not_zoomed_into_noise():
+    """A nearly flat cost spans at least ``min_decades`` decades of time; the timing plot labels
+    only the measured d, with no minor labels to collide."""
+    import numpy as np
+
+    from benign_attention import plots
+
+    x = [1e2, 1e3, 1e4]
+    for decades in (1.0, 2.0):
+        lo, hi = plots.cost_growth({"$d$": (x, [0.3, 0.2, 0.25])}, min_decades=decades).axes[0].get_ylim()
+        assert np.log10(hi / lo) == pytest.approx(decades)
+    lo, hi = plots.cost_growth({"$d$": (x, [1e-3, 1.0, 1e3])}).axes[0].get_ylim()
+    assert hi / lo > 1e6                                   # wide data keep their own range
+    fig = plots.engine_timings([250, 500, 1000], {"a": [1e-3, 2e-3, 3e-3]})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["250", "500", "1000"]
+    assert not [t for t in ax.get_xminorticklabels() if t.get_text()]
+
+
 PHONE_CELL = """
 import numpy as np
 from benign_attention import plots
