@@ -39,7 +39,12 @@
      becomes a scroll box of the line's width, with the same cue. */
   function fitInlineMath() {
     document.querySelectorAll("span.math").forEach(function (math) {
-      if (math.classList.contains("ba-wide-inline") || math.closest("div.math")) return;
+      // Before MathJax has typeset it the span holds the TeX source, wider than the formula.
+      if (math.closest("div.math") || !math.querySelector("mjx-container")) return;
+      if (math.classList.contains("ba-wide-inline")) {
+        if (math.scrollWidth <= math.clientWidth + 1) math.classList.remove("ba-wide-inline");
+        return;
+      }
       var line = math.parentElement;  // the block the formula's lines are laid out in
       while (line && /^(inline|contents)/.test(getComputedStyle(line).display)) line = line.parentElement;
       if (!line) return;

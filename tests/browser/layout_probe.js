@@ -174,6 +174,18 @@
     if (p.top >= last.bottom - 2 || p.left < last.left - 1)
       punctuation.push(`"${next.data[0]}" after the inline math in ${where(m)} (${short(m.textContent, 40)}) starts a new line`);
   }
+  // Only a formula wider than its line may become a scroll box (bookfixes.js): a short one made
+  // one (measured before MathJax typeset it) hid its last glyph under the fade.
+  for (const m of Array.from(article.querySelectorAll("span.math.ba-wide-inline")).filter(visible)) {
+    let line = m.parentElement;
+    while (line && /^(inline|contents)/.test(getComputedStyle(line).display)) line = line.parentElement;
+    const body = m.querySelector("mjx-math");
+    if (!line || !body) continue;
+    const lcs = getComputedStyle(line);
+    const width = line.clientWidth - parseFloat(lcs.paddingLeft) - parseFloat(lcs.paddingRight);
+    const w = body.getBoundingClientRect().width;
+    if (w <= width + 1) punctuation.push(`inline math in ${where(m)} (${short(m.textContent, 40)}) is ${Math.round(w)} px wide and fits its ${Math.round(width)} px line, but was made a scroll box`);
+  }
   // Scroll cues: a box that scrolls sideways fades the edge it has more content beyond
   // (bookfixes.js, class ba-more-left/-right); a box that fits carries no cue and no mask.
   const cues = [];

@@ -101,6 +101,7 @@ BAD = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 <figure><figcaption><span class="caption-number">Fig. 6 </span>Nor here.</figcaption></figure>
 {LONG_MATH}
 {PUNCT}
+<p id="short-wide">a <span class="math notranslate nohighlight ba-wide-inline">\\(x + y\\)</span> b</p>
 <p>See <a href="#fig-1x">Under the hood: exact dynamics in m \\le nT dimensions</a>.</p>
 <div class="cell_output"><pre>dense engine, $X(Wp)$: 1.0 ms</pre></div>
 <a href="nowhere.html">gone</a> <a href="good.html#nope">no anchor</a>
@@ -166,6 +167,7 @@ def test_bad_page_fails_each_check_for_the_right_reason(reports):
     breaks = harness.check_line_breaks_and_cues(bad)
     assert any('")" after the inline math in #punct' in p for p in breaks), breaks
     assert any("#equation-long" in p and "without a cue" in p for p in breaks), breaks
+    assert any("#short-wide" in p and "was made a scroll box" in p for p in breaks), breaks
     tex = harness.check_raw_tex(bad)
     assert any(p.startswith("document title:") and "\\le" in p for p in tex), tex
     assert any(p.startswith("link:") and "m \\le nT" in p for p in tex), tex
