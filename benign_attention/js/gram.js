@@ -578,6 +578,20 @@ function rowSpans(A, p, q) {
   return { first, end };
 }
 
+/** The first column that rows i..i+3 read: the least of their spans' starts (0 without spans). */
+function blockFirst(spans, i) {
+  if (!spans) return 0;
+  const f = spans.first;
+  return Math.min(f[i], f[i + 1], f[i + 2], f[i + 3]);
+}
+
+/** One past the last column that rows i..i+3 read: the largest of their spans' ends (K without spans). */
+function blockEnd(spans, i, K) {
+  if (!spans) return K;
+  const e = spans.end;
+  return Math.max(e[i], e[i + 1], e[i + 2], e[i + 3]);
+}
+
 /**
  * y = A x for A (rows x K, row-major), four rows at a time: each x_k is loaded once for four sums. With
  * spans (rowSpans), row r's non-zero entries lie in [first[r], end[r]) and a block of four rows reads the
@@ -586,12 +600,7 @@ function rowSpans(A, p, q) {
 function matvec(A, rows, K, x, y, spans) {
   let i = 0;
   for (; i + 3 < rows; i += 4) {
-    let lo = 0, hi = K;
-    if (spans) {
-      const { first, end } = spans;
-      lo = Math.min(first[i], first[i + 1], first[i + 2], first[i + 3]);
-      hi = Math.max(end[i], end[i + 1], end[i + 2], end[i + 3]);
-    }
+    const lo = blockFirst(spans, i), hi = blockEnd(spans, i, K);
     const o0 = i * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
     let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (let k = lo; k < hi; k++) {
@@ -617,12 +626,7 @@ function matTvec(A, rows, K, x, y, spans) {
   y.fill(0);
   let i = 0;
   for (; i + 3 < rows; i += 4) {
-    let lo = 0, hi = K;
-    if (spans) {
-      const { first, end } = spans;
-      lo = Math.min(first[i], first[i + 1], first[i + 2], first[i + 3]);
-      hi = Math.max(end[i], end[i + 1], end[i + 2], end[i + 3]);
-    }
+    const lo = blockFirst(spans, i), hi = blockEnd(spans, i, K);
     const x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
     const o0 = i * K, o1 = o0 + K, o2 = o1 + K, o3 = o2 + K;
     for (let k = lo; k < hi; k++) y[k] += A[o0 + k] * x0 + A[o1 + k] * x1 + A[o2 + k] * x2 + A[o3 + k] * x3;
